@@ -1,0 +1,426 @@
+"""The one exception tree of certherd.
+
+Every error certherd raises derives from :class:`CertherdError`; ``str()`` of any of
+them is one line that names what is wrong (and, where we know it, how to fix it).
+
+::
+
+    CertherdError
+    ├── ConfigError                    bad input from the user: options, files, keys
+    ├── UnavailableError               a needed program (pebble, ...) is not installed
+    ├── CryptoError                    a key, CSR or certificate cannot be used
+    └── AcmeError                      anything in talking to an ACME server
+        ├── TransportError             the connection failed (after retries)
+        ├── UnsafeResponseError        the CA sent something we refuse to trust
+        │   └── CertificateMismatchError   issued certificate does not match the order
+        ├── RetryLimitError            retries or the time budget ran out
+        │   └── PollTimeoutError       an order/authorization never left a pending state
+        ├── OrderFailedError           an order or authorization ended "invalid"
+        ├── FeatureUnsupportedError    the CA does not offer what was asked (no ARI, ...)
+        └── ProblemError               the CA answered with an RFC 7807 problem document
+            ├── AccountDoesNotExistError, AlreadyRevokedError, BadCSRError,
+            ├── BadNonceError, BadPublicKeyError, BadRevocationReasonError,
+            ├── BadSignatureAlgorithmError, CAAError, CompoundError, ConnectionProblemError,
+            ├── DNSProblemError, ExternalAccountRequiredError, IncorrectResponseError,
+            ├── InvalidContactError, InvalidProfileError, MalformedError, OrderNotReadyError,
+            ├── RateLimitedError (retry_after), RejectedIdentifierError, ServerInternalError,
+            ├── TLSProblemError, UnauthorizedError, UnsupportedContactError,
+            └── UnsupportedIdentifierError, UserActionRequiredError
+
+A problem type we do not know stays a plain :class:`ProblemError` with its type kept.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+__all__ = [
+    "AccountDoesNotExistError",
+    "AcmeError",
+    "AlreadyRevokedError",
+    "BadCSRError",
+    "BadNonceError",
+    "BadPublicKeyError",
+    "BadRevocationReasonError",
+    "BadSignatureAlgorithmError",
+    "CAAError",
+    "CertherdError",
+    "CertificateMismatchError",
+    "CompoundError",
+    "ConfigError",
+    "ConnectionProblemError",
+    "CryptoError",
+    "DNSProblemError",
+    "ExternalAccountRequiredError",
+    "FeatureUnsupportedError",
+    "IncorrectResponseError",
+    "InvalidContactError",
+    "InvalidProfileError",
+    "MalformedError",
+    "OrderFailedError",
+    "OrderNotReadyError",
+    "PollTimeoutError",
+    "Problem",
+    "ProblemError",
+    "RateLimitedError",
+    "RejectedIdentifierError",
+    "RetryLimitError",
+    "ServerInternalError",
+    "TLSProblemError",
+    "TransportError",
+    "UnauthorizedError",
+    "UnavailableError",
+    "UnsafeResponseError",
+    "UnsupportedContactError",
+    "UnsupportedIdentifierError",
+    "UserActionRequiredError",
+    "safe_text",
+]
+
+ACME_URN = "urn:ietf:params:acme:error:"
+
+
+def safe_text(value: object, limit: int = 500) -> str:
+    """Make CA-supplied text safe for one terminal or log line.
+
+    Control characters (ANSI escapes, newlines, bidi overrides) are replaced by their
+    ``\\x`` escapes and the text is cut to ``limit`` characters.
+    """
+    text = str(value)
+    out: list[str] = []
+    for char in text[: limit + 1]:
+        code = ord(char)
+        if code < 0x20 or code == 0x7F or 0x80 <= code < 0xA0 or 0x202A <= code <= 0x202E or (
+            0x2066 <= code <= 0x2069
+        ):
+            out.append(f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}")
+        else:
+            out.append(char)
+    result = "".join(out)
+    if len(text) > limit:
+        result = result[:limit] + "..."
+    return result
+
+
+class CertherdError(Exception):
+    """Base of every error certherd raises."""
+
+
+class ConfigError(CertherdError):
+    """Bad input from the user: an option, a file, a key. The message says how to fix it."""
+
+
+class UnavailableError(CertherdError):
+    """A program certherd needs is not installed; the message carries the install hint."""
+
+
+class CryptoError(CertherdError):
+    """A key, CSR or certificate cannot be loaded or used."""
+
+
+class AcmeError(CertherdError):
+    """Base of every error in talking to an ACME server."""
+
+
+class TransportError(AcmeError):
+    """The request could not be completed on the network, after the allowed retries."""
+
+
+class UnsafeResponseError(AcmeError):
+    """The CA sent something certherd refuses to trust (bad URL, oversize body, redirect...)."""
+
+
+class CertificateMismatchError(UnsafeResponseError):
+    """The issued certificate does not match the order; nothing was saved."""
+
+
+class RetryLimitError(AcmeError):
+    """The retries or the time budget for a request ran out."""
+
+
+class PollTimeoutError(RetryLimitError):
+    """An order or authorization stayed pending/processing past the allowed time."""
+
+
+class OrderFailedError(AcmeError):
+    """An order or an authorization ended ``invalid``; carries the CA's problem if any."""
+
+    def __init__(self, message: str, problem: Problem | None = None) -> None:
+        super().__init__(message)
+        self.problem = problem
+
+
+class FeatureUnsupportedError(AcmeError):
+    """The CA does not offer a feature that was asked for (no ARI, no newAuthz, ...)."""
+
+
+@dataclass(frozen=True)
+class Problem:
+    """An RFC 7807 problem document as the CA sent it (RFC 8555 §6.7).
+
+    ``type`` is kept as sent, known or not; ``subproblems`` (§6.7.1) carry their own
+    ``identifier``.
+    """
+
+    type: str
+    detail: str = ""
+    status: int | None = None
+    title: str = ""
+    instance: str = ""
+    identifier: Mapping[str, str] | None = None
+    subproblems: Sequence[Problem] = ()
+    algorithms: Sequence[str] = ()
+
+    @property
+    def short_type(self) -> str:
+        """The type without the ACME URN prefix (``badNonce``), or the type as sent."""
+        if self.type.startswith(ACME_URN):
+            return self.type[len(ACME_URN) :]
+        return self.type
+
+    @classmethod
+    def from_json(cls, data: Any) -> Problem:
+        """Build from a decoded JSON body; tolerant of missing or mistyped fields."""
+        if not isinstance(data, dict):
+            return cls(type="about:blank", detail=safe_text(data, 200))
+        identifier = data.get("identifier")
+        ident: dict[str, str] | None = None
+        if isinstance(identifier, dict):
+            ident = {
+                "type": str(identifier.get("type", "")),
+                "value": str(identifier.get("value", "")),
+            }
+        raw_subs = data.get("subproblems")
+        subs = tuple(cls.from_json(s) for s in raw_subs) if isinstance(raw_subs, list) else ()
+        status = data.get("status")
+        algorithms = data.get("algorithms")
+        return cls(
+            type=str(data.get("type") or "about:blank"),
+            detail=str(data.get("detail") or ""),
+            status=status if isinstance(status, int) else None,
+            title=str(data.get("title") or ""),
+            instance=str(data.get("instance") or ""),
+            identifier=ident,
+            subproblems=subs,
+            algorithms=tuple(str(a) for a in algorithms) if isinstance(algorithms, list) else (),
+        )
+
+    def describe(self) -> str:
+        """One safe line: type, identifier, detail and the subproblems."""
+        parts = [self.short_type]
+        if self.identifier:
+            parts.append(f"for {self.identifier.get('type')}:{self.identifier.get('value')}")
+        text = " ".join(parts)
+        if self.detail:
+            text += f": {self.detail}"
+        for sub in self.subproblems:
+            text += f"; [{sub.describe()}]"
+        return safe_text(text, 1000)
+
+
+class ProblemError(AcmeError):
+    """The CA answered with a problem document; the document *is* this error.
+
+    The registry maps each ``urn:ietf:params:acme:error:*`` to a subclass; use
+    :meth:`from_problem` to get the right one.
+    """
+
+    urn: ClassVar[str] = ""
+    _registry: ClassVar[dict[str, type[ProblemError]]] = {}
+
+    def __init__(self, problem: Problem, *, url: str = "", retry_after: float | None = None):
+        self.problem = problem
+        self.url = url
+        self.retry_after = retry_after
+        where = f" (from {safe_text(url, 200)})" if url else ""
+        super().__init__(f"the CA refused the request{where}: {problem.describe()}")
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if cls.urn:
+            ProblemError._registry[ACME_URN + cls.urn] = cls
+
+    @property
+    def type(self) -> str:
+        return self.problem.type
+
+    @property
+    def detail(self) -> str:
+        return self.problem.detail
+
+    @property
+    def status(self) -> int | None:
+        return self.problem.status
+
+    @property
+    def subproblems(self) -> Sequence[Problem]:
+        return self.problem.subproblems
+
+    @property
+    def identifier(self) -> Mapping[str, str] | None:
+        return self.problem.identifier
+
+    @classmethod
+    def from_problem(
+        cls, problem: Problem, *, url: str = "", retry_after: float | None = None
+    ) -> ProblemError:
+        """The registered subclass for ``problem.type``, or a plain ProblemError."""
+        subclass = cls._registry.get(problem.type, ProblemError)
+        return subclass(problem, url=url, retry_after=retry_after)
+
+
+class AccountDoesNotExistError(ProblemError):
+    """RFC 8555 §6.7 accountDoesNotExist: no account for this key."""
+
+    urn = "accountDoesNotExist"
+
+
+class AlreadyRevokedError(ProblemError):
+    """RFC 8555 §6.7 alreadyRevoked."""
+
+    urn = "alreadyRevoked"
+
+
+class BadCSRError(ProblemError):
+    """RFC 8555 §6.7 badCSR: the CSR is unacceptable."""
+
+    urn = "badCSR"
+
+
+class BadNonceError(ProblemError):
+    """RFC 8555 §6.7 badNonce: retried with the fresh nonce from the error response."""
+
+    urn = "badNonce"
+
+
+class BadPublicKeyError(ProblemError):
+    """RFC 8555 §6.7 badPublicKey: the JWS key type is not supported."""
+
+    urn = "badPublicKey"
+
+
+class BadRevocationReasonError(ProblemError):
+    """RFC 8555 §6.7 badRevocationReason."""
+
+    urn = "badRevocationReason"
+
+
+class BadSignatureAlgorithmError(ProblemError):
+    """RFC 8555 §6.7 badSignatureAlgorithm; ``problem.algorithms`` lists the accepted ones."""
+
+    urn = "badSignatureAlgorithm"
+
+
+class CAAError(ProblemError):
+    """RFC 8555 §6.7 caa: CAA records forbid the CA from issuing."""
+
+    urn = "caa"
+
+
+class CompoundError(ProblemError):
+    """RFC 8555 §6.7 compound: see ``subproblems``."""
+
+    urn = "compound"
+
+
+class ConnectionProblemError(ProblemError):
+    """RFC 8555 §6.7 connection: the CA could not connect to the validation target."""
+
+    urn = "connection"
+
+
+class DNSProblemError(ProblemError):
+    """RFC 8555 §6.7 dns: a DNS problem during validation."""
+
+    urn = "dns"
+
+
+class ExternalAccountRequiredError(ProblemError):
+    """RFC 8555 §6.7 externalAccountRequired: give --eab-kid and --eab-hmac-key-file."""
+
+    urn = "externalAccountRequired"
+
+
+class IncorrectResponseError(ProblemError):
+    """RFC 8555 §6.7 incorrectResponse: the challenge response did not match."""
+
+    urn = "incorrectResponse"
+
+
+class InvalidContactError(ProblemError):
+    """RFC 8555 §6.7 invalidContact."""
+
+    urn = "invalidContact"
+
+
+class InvalidProfileError(ProblemError):
+    """draft-ietf-acme-profiles invalidProfile: the CA does not know the profile."""
+
+    urn = "invalidProfile"
+
+
+class MalformedError(ProblemError):
+    """RFC 8555 §6.7 malformed."""
+
+    urn = "malformed"
+
+
+class OrderNotReadyError(ProblemError):
+    """RFC 8555 §6.7 orderNotReady: finalize sent before all authorizations are valid."""
+
+    urn = "orderNotReady"
+
+
+class RateLimitedError(ProblemError):
+    """RFC 8555 §6.7 rateLimited; ``retry_after`` holds the CA's Retry-After in seconds."""
+
+    urn = "rateLimited"
+
+    @property
+    def retry_at(self) -> _dt.timedelta | None:
+        return None if self.retry_after is None else _dt.timedelta(seconds=self.retry_after)
+
+
+class RejectedIdentifierError(ProblemError):
+    """RFC 8555 §6.7 rejectedIdentifier: the CA will not issue for this name."""
+
+    urn = "rejectedIdentifier"
+
+
+class ServerInternalError(ProblemError):
+    """RFC 8555 §6.7 serverInternal."""
+
+    urn = "serverInternal"
+
+
+class TLSProblemError(ProblemError):
+    """RFC 8555 §6.7 tls: a TLS problem during validation."""
+
+    urn = "tls"
+
+
+class UnauthorizedError(ProblemError):
+    """RFC 8555 §6.7 unauthorized: the client lacks authorization."""
+
+    urn = "unauthorized"
+
+
+class UnsupportedContactError(ProblemError):
+    """RFC 8555 §6.7 unsupportedContact."""
+
+    urn = "unsupportedContact"
+
+
+class UnsupportedIdentifierError(ProblemError):
+    """RFC 8555 §6.7 unsupportedIdentifier."""
+
+    urn = "unsupportedIdentifier"
+
+
+class UserActionRequiredError(ProblemError):
+    """RFC 8555 §6.7 userActionRequired: see the ``Link: rel="terms-of-service"`` URL."""
+
+    urn = "userActionRequired"
