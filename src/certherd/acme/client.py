@@ -1,0 +1,563 @@
+"""The asyncio ACME client: every operation of RFC 8555, RFC 9773 ARI and profiles.
+
+This is the plumbing: one method per protocol step, no storage, no solvers, no renewal
+policy. ``certherd.manager`` and ``certherd.challenges`` build the flows on top.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import httpx
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
+
+from certherd.acme import jws
+from certherd.acme.messages import (
+    Account,
+    Authorization,
+    Challenge,
+    Directory,
+    Identifier,
+    Order,
+    RenewalInfo,
+    Status,
+    UrlPolicy,
+    format_time,
+    identifiers_from,
+)
+from certherd.acme.retry import Clock, PollPolicy, RetryPolicy, SystemClock, parse_retry_after
+from certherd.acme.transport import Response, Transport
+from certherd.crypto.ari import certificate_id
+from certherd.crypto.certs import describe_certificate, load_pem_chain, verify_issued
+from certherd.crypto.encoding import b64url
+from certherd.crypto.keys import PrivateKey, PublicKey
+from certherd.errors import (
+    ConfigError,
+    FeatureUnsupportedError,
+    OrderFailedError,
+    OrderNotReadyError,
+    PollTimeoutError,
+    UnsafeResponseError,
+    safe_text,
+)
+
+__all__ = ["AcmeClient", "CertificateChain", "RevocationReason"]
+
+T = TypeVar("T")
+PEM_CHAIN = "application/pem-certificate-chain"
+MAX_ORDER_PAGES = 1000
+
+
+class RevocationReason(enum.IntEnum):
+    """RFC 5280 §5.3.1 reason codes, as sent in ``revokeCert`` (RFC 8555 §7.6)."""
+
+    UNSPECIFIED = 0
+    KEY_COMPROMISE = 1
+    CA_COMPROMISE = 2
+    AFFILIATION_CHANGED = 3
+    SUPERSEDED = 4
+    CESSATION_OF_OPERATION = 5
+    CERTIFICATE_HOLD = 6
+    REMOVE_FROM_CRL = 8
+    PRIVILEGE_WITHDRAWN = 9
+    AA_COMPROMISE = 10
+
+    @classmethod
+    def parse(cls, name: str | int) -> RevocationReason:
+        """From a code or a name like ``keyCompromise`` / ``key_compromise``."""
+        if isinstance(name, int):
+            return cls(name)
+        wanted = name.replace("_", "").replace("-", "").lower()
+        for member in cls:
+            if member.name.replace("_", "").lower() == wanted:
+                return member
+        choices = ", ".join(_camel(m.name) for m in cls)
+        raise ConfigError(f"unknown revocation reason {name!r}: use one of {choices}")
+
+
+def _camel(name: str) -> str:
+    head, *rest = name.lower().split("_")
+    return head + "".join(part.capitalize() for part in rest)
+
+
+@dataclass(frozen=True)
+class CertificateChain:
+    """A certificate as downloaded (RFC 8555 §7.4.2): leaf first, then its issuers.
+
+    ``alternates`` are the URLs of ``Link: rel="alternate"`` chains for the same leaf.
+    """
+
+    url: str
+    pem: bytes
+    certificates: tuple[x509.Certificate, ...]
+    alternates: tuple[str, ...] = ()
+
+    @property
+    def leaf(self) -> x509.Certificate:
+        return self.certificates[0]
+
+    @property
+    def leaf_pem(self) -> bytes:
+        return self.leaf.public_bytes(Encoding.PEM)
+
+    @property
+    def issuers_pem(self) -> bytes:
+        return b"".join(c.public_bytes(Encoding.PEM) for c in self.certificates[1:])
+
+    def issuer_names(self) -> tuple[str, ...]:
+        """Common names of every issuer in the chain, the topmost issuer's issuer included."""
+        names: list[str] = []
+        for cert in self.certificates[1:]:
+            info = describe_certificate(cert)
+            if info.subject_cn:
+                names.append(info.subject_cn)
+        top = describe_certificate(self.certificates[-1])
+        if top.issuer_cn:
+            names.append(top.issuer_cn)
+        return tuple(names)
+
+
+@dataclass
+class _State:
+    directory: Directory | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class AcmeClient:
+    """An ACME client bound to one CA directory and one account key.
+
+    Use as ``async with AcmeClient(url, key) as client:``. Safe for many concurrent
+    tasks on one event loop (they share the connection pool and the nonce pool).
+    ``account_url`` is the account's ``kid``; pass a stored one to skip ``newAccount``.
+    """
+
+    def __init__(
+        self,
+        directory_url: str,
+        account_key: PrivateKey,
+        *,
+        account_url: str | None = None,
+        ca_bundle: str | None = None,
+        timeout: float = 30.0,
+        allow_http: bool = False,
+        retry: RetryPolicy | None = None,
+        poll: PollPolicy | None = None,
+        clock: Clock | None = None,
+        http_client: httpx.AsyncClient | None = None,
+    ) -> None:
+        self.urls = UrlPolicy(allow_http=allow_http)
+        try:
+            self.directory_url = self.urls.check(directory_url, "the directory")
+        except UnsafeResponseError:
+            raise ConfigError(
+                f"directory URL {safe_text(directory_url, 200)} is not an https URL: "
+                "give the CA's https directory URL"
+            ) from None
+        jws.algorithm_for(account_key)  # refuse unusable keys now, not at the first POST
+        self.account_key = account_key
+        self.account_url = account_url
+        self.clock = clock or SystemClock()
+        self.poll = poll or PollPolicy()
+        self.transport = Transport(
+            urls=self.urls, ca_bundle=ca_bundle, timeout=timeout, retry=retry,
+            clock=self.clock, http_client=http_client,
+        )
+        self._state = _State()
+
+    async def __aenter__(self) -> AcmeClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the connection pool."""
+        await self.transport.aclose()
+
+    # -- directory and requests -------------------------------------------------------
+
+    async def directory(self, *, refresh: bool = False) -> Directory:
+        """RFC 8555 §7.1.1: fetch the directory once per client and keep it."""
+        if self._state.directory is None or refresh:
+            response = await self.transport.get(self.directory_url, "directory")
+            directory = Directory.from_json(response.json(), self.directory_url, self.urls)
+            self._state.directory = directory
+            self.transport.new_nonce_url = directory.new_nonce
+        return self._state.directory
+
+    async def _post(
+        self,
+        url: str,
+        payload: Any | None,
+        label: str,
+        *,
+        key: PrivateKey | None = None,
+        use_kid: bool = True,
+        safe: bool = True,
+        accept: str | None = None,
+    ) -> Response:
+        await self.directory()
+        signing_key = key or self.account_key
+        kid = None
+        if use_kid:
+            if self.account_url is None:
+                raise ConfigError("no ACME account yet: register or find the account first")
+            kid = self.account_url
+
+        def body(nonce: str) -> dict[str, str]:
+            return jws.sign(signing_key, payload, url=url, nonce=nonce, kid=kid)
+
+        return await self.transport.post(url, body, label, safe=safe, accept=accept)
+
+    async def _post_as_get(self, url: str, label: str, accept: str | None = None) -> Response:
+        """RFC 8555 §6.3: a POST with an empty payload stands in for GET."""
+        return await self._post(url, None, label, accept=accept)
+
+    def key_authorization(self, token: str) -> str:
+        """RFC 8555 §8.1 key authorization for ``token`` under this account key."""
+        return jws.key_authorization(token, self.account_key)
+
+    # -- accounts (RFC 8555 §7.3) ---------------------------------------------------
+
+    async def register(
+        self,
+        *,
+        contact: Sequence[str] = (),
+        agree_tos: bool = False,
+        eab: jws.ExternalAccountBinding | None = None,
+    ) -> Account:
+        """§7.3: create the account, or get the existing one for this key (200 vs 201)."""
+        directory = await self.directory()
+        if directory.meta.external_account_required and eab is None:
+            raise ConfigError(
+                "this CA requires External Account Binding: pass --eab-kid and "
+                "--eab-hmac-key-file with the values from your CA account"
+            )
+        payload: dict[str, Any] = {"termsOfServiceAgreed": agree_tos}
+        if contact:
+            payload["contact"] = contact_uris(contact)
+        if eab is not None:
+            # §7.3.4: the binding is a JWS by the EAB key over the account's JWK.
+            payload["externalAccountBinding"] = eab.sign(self.account_key, directory.new_account)
+        response = await self._post(directory.new_account, payload, "newAccount", use_kid=False)
+        return self._account_from(response)
+
+    async def find_account(self) -> Account:
+        """§7.3.1: ``onlyReturnExisting``; AccountDoesNotExistError if there is none."""
+        directory = await self.directory()
+        response = await self._post(
+            directory.new_account, {"onlyReturnExisting": True}, "newAccount", use_kid=False
+        )
+        return self._account_from(response)
+
+    def _account_from(self, response: Response) -> Account:
+        location = response.location
+        if location is None:
+            raise UnsafeResponseError("the CA's newAccount answer has no Location header")
+        self.account_url = self.urls.check(location, "account URL")
+        body = response.json() if response.content else {"status": "valid"}
+        return Account.from_json(body, self.account_url, self.urls)
+
+    async def fetch_account(self) -> Account:
+        """§7.3.3: the account object, by POST-as-GET to its URL."""
+        url = self._require_account()
+        response = await self._post_as_get(url, "account")
+        return Account.from_json(response.json(), url, self.urls)
+
+    async def update_account(self, contact: Sequence[str]) -> Account:
+        """§7.3.2: replace the account's contacts."""
+        url = self._require_account()
+        response = await self._post(url, {"contact": contact_uris(contact)}, "account update")
+        return Account.from_json(response.json(), url, self.urls)
+
+    async def change_key(self, new_key: PrivateKey) -> Account:
+        """§7.3.5 key rollover: inner JWS by the new key, outer JWS by the old one."""
+        directory = await self.directory()
+        url = self._require_account()
+        jws.algorithm_for(new_key)
+        inner = jws.sign(
+            new_key,
+            {"account": url, "oldKey": jws.jwk_for(self.account_key)},
+            url=directory.key_change,
+            nonce=None,
+            kid=None,
+        )
+        await self._post(directory.key_change, inner, "keyChange", safe=False)
+        self.account_key = new_key
+        return await self.fetch_account()
+
+    async def deactivate_account(self) -> Account:
+        """§7.3.6: deactivate the account; the CA then refuses all its requests."""
+        url = self._require_account()
+        response = await self._post(url, {"status": "deactivated"}, "account deactivate", safe=False)
+        return Account.from_json(response.json(), url, self.urls)
+
+    def _require_account(self) -> str:
+        if self.account_url is None:
+            raise ConfigError("no ACME account yet: register or find the account first")
+        return self.account_url
+
+    # -- orders (RFC 8555 §7.4) -----------------------------------------------------
+
+    async def new_order(
+        self,
+        identifiers: Sequence[str | Identifier],
+        *,
+        not_before: dt.datetime | None = None,
+        not_after: dt.datetime | None = None,
+        profile: str | None = None,
+        replaces: str | None = None,
+    ) -> Order:
+        """§7.4 newOrder; ``profile`` (draft-ietf-acme-profiles) and ``replaces`` (RFC 9773 §5)."""
+        directory = await self.directory()
+        idents = identifiers_from(identifiers)
+        if not idents:
+            raise ConfigError("an order needs at least one name: pass -d NAME")
+        payload: dict[str, Any] = {"identifiers": [i.to_json() for i in idents]}
+        if not_before is not None:
+            payload["notBefore"] = format_time(not_before)
+        if not_after is not None:
+            payload["notAfter"] = format_time(not_after)
+        if profile is not None:
+            offered = directory.meta.profiles
+            if not offered:
+                raise FeatureUnsupportedError(
+                    f"the CA at {self.directory_url} offers no profiles: drop --profile {profile}"
+                )
+            if profile not in offered:
+                raise ConfigError(
+                    f"the CA offers no profile {profile!r}: choose one of {', '.join(offered)}"
+                )
+            payload["profile"] = profile
+        if replaces is not None and directory.renewal_info is not None:
+            # RFC 9773 §5: only meaningful (and only sent) when the CA implements ARI.
+            payload["replaces"] = replaces
+        response = await self._post(directory.new_order, payload, "newOrder")
+        location = response.location
+        if location is None:
+            raise UnsafeResponseError("the CA's newOrder answer has no Location header")
+        return Order.from_json(response.json(), self.urls.check(location, "order URL"), self.urls)
+
+    async def fetch_order(self, url: str) -> Order:
+        response = await self._post_as_get(url, "order")
+        return Order.from_json(response.json(), url, self.urls)
+
+    async def list_orders(self, orders_url: str | None = None) -> AsyncIterator[str]:
+        """§7.1.2.1: the account's order URLs, following ``Link: rel="next"`` pages."""
+        if orders_url is None:
+            account = await self.fetch_account()
+            if account.orders is None:
+                raise FeatureUnsupportedError("the CA lists no orders URL for this account")
+            orders_url = account.orders
+        seen: set[str] = set()
+        next_url: str | None = orders_url
+        while next_url is not None:
+            if next_url in seen or len(seen) >= MAX_ORDER_PAGES:
+                raise UnsafeResponseError("the CA's order list pages loop or never end")
+            seen.add(next_url)
+            response = await self._post_as_get(next_url, "orders list")
+            body = response.json()
+            orders = body.get("orders") if isinstance(body, dict) else None
+            if not isinstance(orders, list):
+                raise UnsafeResponseError("the CA's orders list has no 'orders' array")
+            for order_url in orders:
+                yield self.urls.check(order_url, "order URL in list")
+            links = response.links("next")
+            next_url = self.urls.check(links[0], "orders next page") if links else None
+
+    # -- authorizations and challenges (RFC 8555 §7.5) ------------------------------
+
+    async def fetch_authorization(self, url: str) -> Authorization:
+        response = await self._post_as_get(url, "authorization")
+        return Authorization.from_json(response.json(), url, self.urls)
+
+    async def deactivate_authorization(self, url: str) -> Authorization:
+        """§7.5.2: give up an authorization (for example after the name changed hands)."""
+        response = await self._post(url, {"status": "deactivated"}, "authorization deactivate")
+        return Authorization.from_json(response.json(), url, self.urls)
+
+    async def new_authorization(self, identifier: str | Identifier) -> Authorization:
+        """§7.4.1 pre-authorization through ``newAuthz``, when the CA offers it."""
+        directory = await self.directory()
+        if directory.new_authz is None:
+            raise FeatureUnsupportedError(
+                f"the CA at {self.directory_url} does not offer pre-authorization (newAuthz)"
+            )
+        ident = identifier if isinstance(identifier, Identifier) else Identifier.parse(identifier)
+        response = await self._post(
+            directory.new_authz, {"identifier": ident.to_json()}, "newAuthz"
+        )
+        location = response.location
+        if location is None:
+            raise UnsafeResponseError("the CA's newAuthz answer has no Location header")
+        url = self.urls.check(location, "authorization URL")
+        return Authorization.from_json(response.json(), url, self.urls)
+
+    async def respond_challenge(self, challenge: Challenge) -> Challenge:
+        """§7.5.1: tell the CA the challenge is ready (payload ``{}``)."""
+        response = await self._post(challenge.url, {}, f"challenge {challenge.type}")
+        return Challenge.from_json(response.json(), self.urls)
+
+    async def wait_authorization(self, url: str) -> Authorization:
+        """Poll until the authorization is no longer pending; OrderFailedError unless valid."""
+        authorization = await self._poll(
+            url, "authorization", self.fetch_authorization_response,
+            lambda a: a.status is not Status.PENDING,
+        )
+        if authorization.status is not Status.VALID:
+            problem = next((c.error for c in authorization.challenges if c.error), None)
+            why = f": {problem.describe()}" if problem else ""
+            raise OrderFailedError(
+                f"authorization for {authorization.identifier} is "
+                f"{authorization.status.value}{why}",
+                problem,
+            )
+        return authorization
+
+    def fetch_authorization_response(self, response: Response) -> Authorization:
+        return Authorization.from_json(response.json(), response.url, self.urls)
+
+    # -- finalize and download (RFC 8555 §7.4) --------------------------------------
+
+    async def finalize(self, order: Order, csr: x509.CertificateSigningRequest) -> Order:
+        """§7.4: send the CSR, then poll until the order is valid (or fails)."""
+        payload = {"csr": b64url(csr.public_bytes(Encoding.DER))}
+        try:
+            response = await self._post(order.finalize, payload, "finalize")
+            current = Order.from_json(response.json(), order.url, self.urls)
+        except OrderNotReadyError:
+            # The CA may not have moved the order to "ready" yet, or a retried finalize
+            # found it already processing: look at the order before deciding.
+            current = await self.wait_order(order.url, until=(Status.READY, Status.PROCESSING, Status.VALID))
+            if current.status is Status.READY:
+                response = await self._post(order.finalize, payload, "finalize")
+                current = Order.from_json(response.json(), order.url, self.urls)
+        if current.status not in (Status.VALID, Status.INVALID):
+            current = await self.wait_order(order.url)
+        if current.status is not Status.VALID:
+            why = f": {current.error.describe()}" if current.error else ""
+            raise OrderFailedError(f"order {order.url} ended {current.status.value}{why}", current.error)
+        return current
+
+    async def wait_order(
+        self, url: str, *, until: Sequence[Status] = (Status.VALID, Status.INVALID)
+    ) -> Order:
+        """Poll an order until its status is one of ``until`` or it becomes invalid."""
+        wanted = set(until) | {Status.INVALID}
+        return await self._poll(
+            url, "order", lambda r: Order.from_json(r.json(), url, self.urls),
+            lambda o: o.status in wanted,
+        )
+
+    async def download_certificate(self, url: str) -> CertificateChain:
+        """§7.4.2: the PEM chain, and the URLs of alternate chains."""
+        response = await self._post_as_get(url, "certificate", accept=PEM_CHAIN)
+        certificates = tuple(load_pem_chain(response.content))
+        alternates = tuple(self.urls.check(u, "alternate chain") for u in response.links("alternate"))
+        return CertificateChain(url=url, pem=response.content, certificates=certificates,
+                                alternates=alternates)
+
+    async def download_chains(self, order: Order) -> list[CertificateChain]:
+        """The default chain first, then every alternate the CA links."""
+        if order.certificate is None:
+            raise OrderFailedError(f"order {order.url} has no certificate URL (status {order.status})")
+        default = await self.download_certificate(order.certificate)
+        chains = [default]
+        for alternate in default.alternates:
+            chains.append(await self.download_certificate(alternate))
+        return chains
+
+    def verify_chain(
+        self, chain: CertificateChain, public_key: PublicKey, identifiers: Sequence[Identifier]
+    ) -> None:
+        """Accept the certificate only if it is what was ordered; CertificateMismatchError if not."""
+        verify_issued(
+            chain.certificates,
+            public_key=public_key,
+            dns_names=[i.value for i in identifiers if i.type == "dns"],
+            ip_addresses=[i.value for i in identifiers if i.type == "ip"],
+            now=self.clock.now(),
+        )
+
+    # -- revocation (RFC 8555 §7.6) ---------------------------------------------------
+
+    async def revoke(
+        self,
+        certificate: x509.Certificate,
+        *,
+        reason: RevocationReason | int | None = None,
+        certificate_key: PrivateKey | None = None,
+    ) -> None:
+        """§7.6: revoke, signed by the account key or (``certificate_key``) by the cert's own key."""
+        directory = await self.directory()
+        payload: dict[str, Any] = {"certificate": b64url(certificate.public_bytes(Encoding.DER))}
+        if reason is not None:
+            payload["reason"] = int(reason)
+        if certificate_key is not None:
+            await self._post(directory.revoke_cert, payload, "revokeCert", key=certificate_key,
+                             use_kid=False, safe=False)
+        else:
+            await self._post(directory.revoke_cert, payload, "revokeCert", safe=False)
+
+    # -- ARI (RFC 9773) ---------------------------------------------------------------
+
+    async def renewal_info(self, certificate: x509.Certificate) -> RenewalInfo:
+        """RFC 9773 §4: GET ``{renewalInfo}/{certID}``; FeatureUnsupportedError without ARI."""
+        directory = await self.directory()
+        if directory.renewal_info is None:
+            raise FeatureUnsupportedError(
+                f"the CA at {self.directory_url} does not offer ARI (no renewalInfo)"
+            )
+        url = directory.renewal_info.rstrip("/") + "/" + certificate_id(certificate)
+        response = await self.transport.get(url, "renewalInfo")
+        retry_after = parse_retry_after(response.headers.get("retry-after"), self.clock.now())
+        return RenewalInfo.from_json(response.json(), self.urls, retry_after)
+
+    # -- polling -----------------------------------------------------------------------
+
+    async def _poll(
+        self,
+        url: str,
+        label: str,
+        parse: Callable[[Response], T],
+        done: Callable[[T], bool],
+    ) -> T:
+        """Poll at once, then back off; honour Retry-After (capped); end at the timeout."""
+        started = self.clock.monotonic()
+        attempt = 0
+        while True:
+            response = await self._post_as_get(url, label)
+            value = parse(response)
+            if done(value):
+                return value
+            attempt += 1
+            retry_after = parse_retry_after(response.headers.get("retry-after"), self.clock.now())
+            delay = self.poll.interval(attempt, retry_after)
+            if self.clock.monotonic() - started + delay > self.poll.timeout:
+                status = getattr(value, "status", "?")
+                raise PollTimeoutError(
+                    f"the {label} at {safe_text(url, 200)} is still {status} after "
+                    f"{self.poll.timeout:.0f}s: the CA is not making progress, try again later"
+                )
+            await self.clock.sleep(delay)
+
+
+def contact_uris(contact: Sequence[str]) -> list[str]:
+    """Contacts as URIs (§7.3): a bare e-mail address becomes ``mailto:``."""
+    uris: list[str] = []
+    for item in contact:
+        text = item.strip()
+        if not text:
+            continue
+        if ":" not in text:
+            if "@" not in text:
+                raise ConfigError(f"contact {text!r} is not an e-mail address or URI")
+            text = "mailto:" + text
+        uris.append(text)
+    return uris
+

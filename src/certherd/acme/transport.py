@@ -1,0 +1,318 @@
+"""HTTP to the CA: one keep-alive pool, a nonce pool, caps on everything, narrow retries.
+
+RFC 8555 §6.1: all requests over HTTPS; §6.2: POSTs are JWS with ``application/jose+json``;
+§6.5: every response carries a fresh ``Replay-Nonce`` that we keep for the next POST, so
+``newNonce`` is asked only when the pool is empty; §6.7: errors are problem documents.
+Redirects are refused and bodies are size-capped: everything from the CA is untrusted.
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import re
+import ssl
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urljoin
+
+import httpx
+
+from certherd import __version__
+from certherd.acme.messages import UrlPolicy
+from certherd.acme.retry import Clock, RetryPolicy, SystemClock, parse_retry_after
+from certherd.errors import (
+    BadNonceError,
+    ConfigError,
+    Problem,
+    ProblemError,
+    RateLimitedError,
+    RetryLimitError,
+    TransportError,
+    UnsafeResponseError,
+    safe_text,
+)
+
+__all__ = ["Response", "Transport", "USER_AGENT"]
+
+USER_AGENT = f"certherd/{__version__}"
+MAX_BODY = 1 << 20  # 1 MiB: far above any real ACME response, certificate chains included
+MAX_NONCES = 64
+_NONCE = re.compile(r"^[A-Za-z0-9_-]{1,256}$")  # RFC 8555 §6.5.1: base64url
+_LINK = re.compile(r'<([^>]*)>\s*((?:;\s*[^;,]+)*)')
+_REL = re.compile(r'rel\s*=\s*"?([^";,]+)"?')
+
+Signer = Callable[[str], Mapping[str, str]]
+"""Builds the JWS body for one attempt, given a fresh nonce."""
+
+
+@dataclass(frozen=True)
+class Response:
+    """One HTTP response from the CA, body already read (and capped)."""
+
+    url: str
+    status: int
+    headers: httpx.Headers
+    content: bytes
+
+    def json(self) -> Any:
+        try:
+            return json.loads(self.content)
+        except (ValueError, UnicodeDecodeError):
+            raise UnsafeResponseError(
+                f"the CA's answer from {safe_text(self.url, 200)} is not JSON"
+            ) from None
+
+    @property
+    def location(self) -> str | None:
+        value = self.headers.get("location")
+        return urljoin(self.url, value) if value else None
+
+    def links(self, rel: str) -> list[str]:
+        """The targets of ``Link: <...>;rel="rel"`` headers (RFC 8288), resolved to absolute."""
+        found: list[str] = []
+        for header in self.headers.get_list("link"):
+            for target, params in _LINK.findall(header):
+                rels = _REL.findall(params)
+                if any(rel in r.split() for r in rels):
+                    found.append(urljoin(self.url, target.strip()))
+        return found
+
+
+def _is_problem(response: httpx.Response | Response) -> bool:
+    content_type = response.headers.get("content-type", "")
+    return "json" in content_type.split(";")[0]
+
+
+class Transport:
+    """HTTP to one CA with a shared connection pool and nonce pool.
+
+    Not safe to share across event loops; safe for concurrent tasks on one loop.
+    ``trace`` records (method, label) of every HTTP request sent, for benchmarks.
+    """
+
+    def __init__(
+        self,
+        *,
+        urls: UrlPolicy,
+        ca_bundle: str | None = None,
+        timeout: float = 30.0,
+        retry: RetryPolicy | None = None,
+        clock: Clock | None = None,
+        http_client: httpx.AsyncClient | None = None,
+        max_body: int = MAX_BODY,
+    ) -> None:
+        self.urls = urls
+        self.retry = retry or RetryPolicy()
+        self.clock = clock or SystemClock()
+        self.max_body = max_body
+        self.new_nonce_url: str | None = None
+        self.trace: collections.deque[tuple[str, str]] = collections.deque(maxlen=100_000)
+        self._nonces: collections.deque[str] = collections.deque(maxlen=MAX_NONCES)
+        if http_client is None:
+            http_client = httpx.AsyncClient(
+                verify=_ssl_context(ca_bundle),
+                timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
+                follow_redirects=False,
+                headers={"User-Agent": USER_AGENT},
+                limits=httpx.Limits(max_connections=100, max_keepalive_connections=20),
+            )
+        self._http = http_client
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    @property
+    def request_count(self) -> int:
+        return len(self.trace)
+
+    # -- one exchange -------------------------------------------------------------
+
+    async def _exchange(
+        self, method: str, url: str, label: str, *, content: bytes | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> Response:
+        self.urls.check(url, label)
+        self.trace.append((method, label))
+        request_headers = {"User-Agent": USER_AGENT, **(headers or {})}
+        async with self._http.stream(method, url, content=content, headers=request_headers) as raw:
+            declared = raw.headers.get("content-length")
+            if declared and declared.isdigit() and int(declared) > self.max_body:
+                raise UnsafeResponseError(
+                    f"the CA's answer to {label} is {declared} bytes, over the {self.max_body} cap"
+                )
+            body = bytearray()
+            async for chunk in raw.aiter_bytes():
+                body += chunk
+                if len(body) > self.max_body:
+                    raise UnsafeResponseError(
+                        f"the CA's answer to {label} exceeds the {self.max_body}-byte cap"
+                    )
+            response = Response(url=url, status=raw.status_code, headers=raw.headers, content=bytes(body))
+        self._keep_nonce(response)
+        if 300 <= response.status < 400:
+            raise UnsafeResponseError(
+                f"the CA answered {label} ({safe_text(url, 200)}) with a redirect "
+                f"to {safe_text(response.headers.get('location', '?'), 200)}: redirects are refused"
+            )
+        return response
+
+    def _keep_nonce(self, response: Response) -> None:
+        nonce = response.headers.get("replay-nonce")
+        if nonce and _NONCE.match(nonce):
+            self._nonces.append(nonce)
+
+    async def _nonce(self) -> str:
+        if self._nonces:
+            return self._nonces.popleft()
+        if self.new_nonce_url is None:
+            raise ConfigError("no newNonce URL: fetch the directory first")
+        # RFC 8555 §7.2: HEAD newNonce answers 200 with a Replay-Nonce header.
+        response = await self._with_retries("HEAD", self.new_nonce_url, "newNonce", safe=True)
+        if not self._nonces:
+            raise UnsafeResponseError("the CA's newNonce answer carried no usable Replay-Nonce")
+        del response
+        return self._nonces.popleft()
+
+    # -- retries -------------------------------------------------------------------
+
+    async def _with_retries(
+        self,
+        method: str,
+        url: str,
+        label: str,
+        *,
+        safe: bool,
+        body: Signer | None = None,
+        accept: str | None = None,
+    ) -> Response:
+        policy = self.retry
+        started = self.clock.monotonic()
+        bad_nonces = 0
+        server_errors = 0
+        connection_errors = 0
+        while True:
+            headers: dict[str, str] = {}
+            content: bytes | None = None
+            if accept:
+                headers["Accept"] = accept
+            if body is not None:
+                nonce = await self._nonce()
+                content = json.dumps(body(nonce), separators=(",", ":")).encode()
+                headers["Content-Type"] = "application/jose+json"
+            try:
+                response = await self._exchange(method, url, label, content=content, headers=headers)
+            except httpx.TransportError as exc:
+                connection_errors += 1
+                sent = not isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout)
+                verify_failure = _certificate_failure(exc)
+                if verify_failure:
+                    raise TransportError(
+                        f"TLS verification of {safe_text(url, 200)} failed ({verify_failure}): "
+                        "pass the CA's root with --ca-bundle if it is a private CA"
+                    ) from None
+                if (sent and not safe) or connection_errors >= policy.connection_attempts:
+                    raise TransportError(
+                        f"{label} to {safe_text(url, 200)} failed after {connection_errors} "
+                        f"attempt(s): {type(exc).__name__}: {safe_text(exc, 200)}"
+                    ) from None
+                await self._wait(policy.backoff(connection_errors), started, label, url)
+                continue
+            if response.status < 400:
+                return response
+            now = self.clock.now()
+            retry_after = parse_retry_after(response.headers.get("retry-after"), now)
+            problem = _problem_of(response)
+            error = ProblemError.from_problem(problem, url=url, retry_after=retry_after)
+            if isinstance(error, BadNonceError) and body is not None:
+                # RFC 8555 §6.5: retry with the nonce the error response carried (kept above).
+                bad_nonces += 1
+                if bad_nonces >= policy.bad_nonce_attempts:
+                    raise RetryLimitError(
+                        f"the CA rejected {bad_nonces} nonces in a row for {label} "
+                        f"({safe_text(url, 200)}): {problem.describe()}"
+                    ) from error
+                continue
+            if response.status in policy.retry_statuses:
+                server_errors += 1
+                replay_ok = safe or response.status in (429, 503)
+                if not replay_ok or server_errors >= policy.server_error_attempts:
+                    raise error
+                if retry_after is not None and retry_after > policy.retry_after_cap:
+                    if isinstance(error, RateLimitedError):
+                        raise error
+                    raise RetryLimitError(
+                        f"the CA asked to retry {label} in {retry_after:.0f}s, more than the "
+                        f"{policy.retry_after_cap:.0f}s certherd waits: {problem.describe()}"
+                    ) from error
+                delay = retry_after if retry_after is not None else policy.backoff(server_errors)
+                await self._wait(delay, started, label, url, cause=error)
+                continue
+            raise error
+
+    async def _wait(
+        self, delay: float, started: float, label: str, url: str, cause: Exception | None = None
+    ) -> None:
+        elapsed = self.clock.monotonic() - started
+        if elapsed + delay > self.retry.total_budget:
+            raise RetryLimitError(
+                f"{label} to {safe_text(url, 200)} did not succeed within "
+                f"{self.retry.total_budget:.0f}s of retries"
+            ) from cause
+        await self.clock.sleep(delay)
+
+    # -- the public calls -------------------------------------------------------------
+
+    async def get(self, url: str, label: str, *, accept: str | None = None) -> Response:
+        """Unsigned GET (directory, renewalInfo), retried on 5xx and connection errors."""
+        return await self._with_retries("GET", url, label, safe=True, accept=accept)
+
+    async def post(
+        self, url: str, body: Signer, label: str, *, safe: bool = True, accept: str | None = None
+    ) -> Response:
+        """A signed POST; ``body(nonce)`` builds the JWS for each attempt.
+
+        ``safe`` says replay is harmless, allowing retries after the request may have
+        reached the CA (read errors, 500/502/504).
+        """
+        return await self._with_retries("POST", url, label, safe=safe, body=body, accept=accept)
+
+    def add_nonce(self, nonce: str) -> None:
+        """Offer a nonce to the pool (used by tests and by callers that have one)."""
+        if _NONCE.match(nonce):
+            self._nonces.append(nonce)
+
+
+def _problem_of(response: Response) -> Problem:
+    if _is_problem(response):
+        try:
+            return Problem.from_json(json.loads(response.content))
+        except (ValueError, UnicodeDecodeError):
+            pass
+    text = response.content[:200].decode("utf-8", "replace")
+    return Problem(type="about:blank", detail=f"HTTP {response.status}: {safe_text(text, 200)}",
+                   status=response.status)
+
+
+def _certificate_failure(exc: BaseException) -> str | None:
+    seen: BaseException | None = exc
+    for _ in range(8):
+        if seen is None:
+            return None
+        if isinstance(seen, ssl.SSLCertVerificationError):
+            return seen.verify_message or "certificate verify failed"
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
+def _ssl_context(ca_bundle: str | None) -> ssl.SSLContext:
+    if ca_bundle is None:
+        return ssl.create_default_context()
+    try:
+        # With cafile, only this bundle is trusted: right for a private CA or Pebble.
+        return ssl.create_default_context(cafile=ca_bundle)
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigError(
+            f"cannot use CA bundle {ca_bundle}: {exc.strerror or exc}: give a readable PEM file"
+        ) from None

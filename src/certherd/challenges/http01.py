@@ -1,0 +1,125 @@
+"""http-01 standalone (RFC 8555 §8.3): a small built-in HTTP server for the tokens in play.
+
+It answers ``GET /.well-known/acme-challenge/<token>`` with the key authorization for
+the tokens now presented and 404 for everything else. The listener starts with the
+first presented token and stops when the last one is cleaned up, so one solver object
+(one port) serves any number of concurrent orders.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from dataclasses import dataclass
+
+from certherd.acme.messages import Identifier
+from certherd.challenges.base import ChallengeTask, check_token
+from certherd.errors import ConfigError
+
+__all__ = ["Http01StandaloneSolver", "parse_listen_address"]
+
+PREFIX = "/.well-known/acme-challenge/"
+MAX_REQUEST_HEAD = 8192
+READ_TIMEOUT = 10.0
+
+
+def parse_listen_address(text: str, default_host: str = "") -> tuple[str, int]:
+    """``PORT``, ``ADDR:PORT`` or ``[V6]:PORT`` to (host, port); '' host means all."""
+    value = text.strip()
+    host = default_host
+    port_text = value
+    if value.startswith("["):
+        end = value.find("]")
+        if end < 0 or not value[end + 1 :].startswith(":"):
+            raise ConfigError(f"listen address {text!r}: write an IPv6 address as [ADDR]:PORT")
+        host, port_text = value[1:end], value[end + 2 :]
+    elif ":" in value:
+        host, port_text = value.rsplit(":", 1)
+    if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+        raise ConfigError(f"listen address {text!r}: the port must be a number from 1 to 65535")
+    return host, int(port_text)
+
+
+@dataclass(frozen=True)
+class _Handle:
+    token: str
+
+
+class Http01StandaloneSolver:
+    """http-01 through a built-in listener on ``host:port`` (IPv4 or IPv6)."""
+
+    challenge_type = "http-01"
+
+    def __init__(self, port: int = 80, host: str = "") -> None:
+        self.host = host
+        self.port = port
+        self._responses: dict[str, str] = {}
+        self._server: asyncio.Server | None = None
+        self._lock = asyncio.Lock()
+        self.requests_served = 0
+
+    def supports(self, identifier: Identifier) -> bool:
+        # RFC 8555 §7.1.3 / §8.3: wildcard names cannot be proven over http-01.
+        return not identifier.is_wildcard
+
+    async def present(self, task: ChallengeTask) -> object:
+        token = check_token(task.challenge.token)
+        async with self._lock:
+            self._responses[token] = task.key_authorization
+            if self._server is None:
+                await self._start()
+        return _Handle(token)
+
+    async def cleanup(self, handle: object) -> None:
+        if not isinstance(handle, _Handle):
+            return
+        async with self._lock:
+            self._responses.pop(handle.token, None)
+            if not self._responses and self._server is not None:
+                server, self._server = self._server, None
+                server.close()
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(server.wait_closed(), 5)
+
+    async def _start(self) -> None:
+        hosts = [self.host] if self.host else None
+        try:
+            self._server = await asyncio.start_server(
+                self._serve, host=hosts, port=self.port, reuse_address=True
+            )
+        except OSError as exc:
+            where = f"{self.host or '*'}:{self.port}"
+            raise ConfigError(
+                f"cannot listen for http-01 on {where}: {exc.strerror or exc}; "
+                "free the port, choose another with --http, or use --webroot"
+            ) from None
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), READ_TIMEOUT)
+        except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, TimeoutError,
+                ConnectionError):
+            writer.close()
+            return
+        status, body = "404 Not Found", b"not found\n"
+        line = head[:MAX_REQUEST_HEAD].split(b"\r\n", 1)[0].decode("latin-1")
+        parts = line.split(" ")
+        if len(parts) == 3 and parts[0] in ("GET", "HEAD") and parts[1].startswith(PREFIX):
+            token = parts[1][len(PREFIX) :]
+            answer = self._responses.get(token)
+            if answer is not None:
+                status, body = "200 OK", answer.encode("ascii")
+                self.requests_served += 1
+            if parts[0] == "HEAD":
+                body = b"" if answer is None else body
+        header = (
+            f"HTTP/1.1 {status}\r\nContent-Type: text/plain\r\n"
+            f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+        ).encode("ascii")
+        try:
+            writer.write(header + (b"" if parts[0] == "HEAD" else body))
+            await writer.drain()
+        except ConnectionError:
+            pass
+        finally:
+            writer.close()

@@ -1,0 +1,163 @@
+"""Obtain one certificate: order, prove every identifier, finalize, download, verify.
+
+The porcelain over :class:`certherd.acme.AcmeClient`. All identifiers are presented
+first, then answered and awaited concurrently; clean-up always runs, shielded from
+cancellation. The certificate is returned only after it was checked against the order
+(key, names, validity, chain); nothing is written here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from certherd.acme.client import AcmeClient, CertificateChain
+from certherd.acme.messages import Authorization, Identifier, Order, Status, identifiers_from
+from certherd.challenges.base import ChallengeTask, Solver
+from certherd.crypto.csr import build_csr
+from certherd.crypto.keys import KeyType, PrivateKey, generate_key
+from certherd.errors import CertherdError, ConfigError, OrderFailedError
+
+__all__ = ["IssuedCertificate", "obtain_certificate", "select_chain"]
+
+
+@dataclass(frozen=True)
+class IssuedCertificate:
+    """A verified certificate: the chosen chain, every chain offered, and its key."""
+
+    order: Order
+    chain: CertificateChain
+    chains: tuple[CertificateChain, ...]
+    key: PrivateKey
+    reused_authorizations: int = 0
+
+
+def select_chain(chains: Sequence[CertificateChain], preferred_issuer: str | None) -> CertificateChain:
+    """The first chain with an issuer named ``preferred_issuer``, else the CA's default."""
+    if preferred_issuer:
+        wanted = preferred_issuer.strip().lower()
+        for chain in chains:
+            if any(name.lower() == wanted for name in chain.issuer_names()):
+                return chain
+    return chains[0]
+
+
+def _choose(authorization: Authorization, solvers: Sequence[Solver]) -> tuple[Solver, ChallengeTask] | None:
+    ident = authorization.full_identifier
+    for solver in solvers:
+        if not solver.supports(ident):
+            continue
+        challenge = authorization.challenge(solver.challenge_type)
+        if challenge is not None:
+            return solver, ChallengeTask(ident, challenge, "")
+    return None
+
+
+async def _prove(
+    client: AcmeClient, authorizations: Sequence[Authorization], solvers: Sequence[Solver]
+) -> None:
+    tasks: list[tuple[Solver, ChallengeTask]] = []
+    for authorization in authorizations:
+        chosen = _choose(authorization, solvers)
+        if chosen is None:
+            offered = ", ".join(c.type for c in authorization.challenges) or "none"
+            usable = ", ".join(s.challenge_type for s in solvers) or "none"
+            raise ConfigError(
+                f"no solver for {authorization.full_identifier}: the CA offers {offered}, "
+                f"certherd was given {usable} (wildcards need dns-01)"
+            )
+        solver, task = chosen
+        key_auth = client.key_authorization(task.challenge.token or "")
+        tasks.append((solver, ChallengeTask(task.identifier, task.challenge, key_auth)))
+
+    presented: list[tuple[Solver, object]] = []
+    try:
+        results = await asyncio.gather(
+            *(solver.present(task) for solver, task in tasks), return_exceptions=True
+        )
+        failure: BaseException | None = None
+        for (solver, _), result in zip(tasks, results, strict=True):
+            if isinstance(result, BaseException):
+                failure = failure or result
+            else:
+                presented.append((solver, result))
+        if failure is not None:
+            raise failure
+
+        async def answer(task: ChallengeTask, url: str) -> None:
+            challenge = await client.respond_challenge(task.challenge)
+            if challenge.status is Status.VALID:
+                return  # already valid: the authorization is too, no poll needed
+            await client.wait_authorization(url)
+
+        await asyncio.gather(
+            *(answer(task, authz.url) for (_, task), authz in zip(tasks, authorizations, strict=True))
+        )
+    finally:
+        if presented:
+            await asyncio.shield(_cleanup(presented))
+
+
+async def _cleanup(presented: Sequence[tuple[Solver, object]]) -> None:
+    results = await asyncio.gather(
+        *(solver.cleanup(handle) for solver, handle in presented), return_exceptions=True
+    )
+    errors = [r for r in results if isinstance(r, BaseException)]
+    if errors and not isinstance(errors[0], CertherdError | OSError):
+        raise errors[0]
+
+
+async def obtain_certificate(
+    client: AcmeClient,
+    names: Sequence[str | Identifier],
+    solvers: Sequence[Solver],
+    *,
+    key: PrivateKey | None = None,
+    key_type: KeyType | str = KeyType.EC256,
+    profile: str | None = None,
+    replaces: str | None = None,
+    preferred_chain: str | None = None,
+    not_after: dt.datetime | None = None,
+) -> IssuedCertificate:
+    """Run one order to a verified certificate (RFC 8555 §7.4 end to end)."""
+    identifiers = identifiers_from(names)
+    certificate_key = key or generate_key(key_type)
+    order = await client.new_order(
+        identifiers, profile=profile, replaces=replaces, not_after=not_after
+    )
+    authorizations = await asyncio.gather(
+        *(client.fetch_authorization(url) for url in order.authorizations)
+    )
+    pending = [a for a in authorizations if a.status is Status.PENDING]
+    failed = [a for a in authorizations if a.status not in (Status.PENDING, Status.VALID)]
+    if failed:
+        raise OrderFailedError(
+            f"authorization for {failed[0].identifier} is {failed[0].status.value}; "
+            "start a new order"
+        )
+    if pending:
+        await _prove(client, pending, solvers)
+
+    csr = build_csr(
+        certificate_key,
+        dns_names=[i.value for i in identifiers if i.type == "dns"],
+        ip_addresses=[i.value for i in identifiers if i.type == "ip"],
+    )
+    order = await client.finalize(order, csr)
+    if preferred_chain:
+        chains = await client.download_chains(order)
+    else:
+        if order.certificate is None:
+            raise OrderFailedError(f"order {order.url} is valid but has no certificate URL")
+        chains = [await client.download_certificate(order.certificate)]
+    chain = select_chain(chains, preferred_chain)
+    client.verify_chain(chain, certificate_key.public_key(), identifiers)
+    return IssuedCertificate(
+        order=order,
+        chain=chain,
+        chains=tuple(chains),
+        key=certificate_key,
+        reused_authorizations=len(authorizations) - len(pending),
+    )
