@@ -7,9 +7,7 @@ policy. ``certherd.manager`` and ``certherd.challenges`` build the flows on top.
 from __future__ import annotations
 
 import datetime as dt
-import enum
 from collections.abc import AsyncIterator, Callable, Sequence
-from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import httpx
@@ -17,6 +15,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from certherd.acme import jws
+from certherd.acme.certificates import CertificateChain, RevocationReason
 from certherd.acme.messages import (
     Account,
     Authorization,
@@ -33,7 +32,7 @@ from certherd.acme.messages import (
 from certherd.acme.retry import Clock, PollPolicy, RetryPolicy, SystemClock, parse_retry_after
 from certherd.acme.transport import Response, Transport
 from certherd.crypto.ari import certificate_id
-from certherd.crypto.certs import describe_certificate, load_pem_chain, verify_issued
+from certherd.crypto.certs import load_pem_chain, verify_issued
 from certherd.crypto.encoding import b64url
 from certherd.crypto.keys import PrivateKey, PublicKey
 from certherd.errors import (
@@ -51,81 +50,6 @@ __all__ = ["AcmeClient", "CertificateChain", "RevocationReason"]
 T = TypeVar("T")
 PEM_CHAIN = "application/pem-certificate-chain"
 MAX_ORDER_PAGES = 1000
-
-
-class RevocationReason(enum.IntEnum):
-    """RFC 5280 §5.3.1 reason codes, as sent in ``revokeCert`` (RFC 8555 §7.6)."""
-
-    UNSPECIFIED = 0
-    KEY_COMPROMISE = 1
-    CA_COMPROMISE = 2
-    AFFILIATION_CHANGED = 3
-    SUPERSEDED = 4
-    CESSATION_OF_OPERATION = 5
-    CERTIFICATE_HOLD = 6
-    REMOVE_FROM_CRL = 8
-    PRIVILEGE_WITHDRAWN = 9
-    AA_COMPROMISE = 10
-
-    @classmethod
-    def parse(cls, name: str | int) -> RevocationReason:
-        """From a code or a name like ``keyCompromise`` / ``key_compromise``."""
-        if isinstance(name, int):
-            return cls(name)
-        wanted = name.replace("_", "").replace("-", "").lower()
-        for member in cls:
-            if member.name.replace("_", "").lower() == wanted:
-                return member
-        choices = ", ".join(_camel(m.name) for m in cls)
-        raise ConfigError(f"unknown revocation reason {name!r}: use one of {choices}")
-
-
-def _camel(name: str) -> str:
-    head, *rest = name.lower().split("_")
-    return head + "".join(part.capitalize() for part in rest)
-
-
-@dataclass(frozen=True)
-class CertificateChain:
-    """A certificate as downloaded (RFC 8555 §7.4.2): leaf first, then its issuers.
-
-    ``alternates`` are the URLs of ``Link: rel="alternate"`` chains for the same leaf.
-    """
-
-    url: str
-    pem: bytes
-    certificates: tuple[x509.Certificate, ...]
-    alternates: tuple[str, ...] = ()
-
-    @property
-    def leaf(self) -> x509.Certificate:
-        return self.certificates[0]
-
-    @property
-    def leaf_pem(self) -> bytes:
-        return self.leaf.public_bytes(Encoding.PEM)
-
-    @property
-    def issuers_pem(self) -> bytes:
-        return b"".join(c.public_bytes(Encoding.PEM) for c in self.certificates[1:])
-
-    def issuer_names(self) -> tuple[str, ...]:
-        """Common names of every issuer in the chain, the topmost issuer's issuer included."""
-        names: list[str] = []
-        for cert in self.certificates[1:]:
-            info = describe_certificate(cert)
-            if info.subject_cn:
-                names.append(info.subject_cn)
-        top = describe_certificate(self.certificates[-1])
-        if top.issuer_cn:
-            names.append(top.issuer_cn)
-        return tuple(names)
-
-
-@dataclass
-class _State:
-    directory: Directory | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 class AcmeClient:
@@ -164,10 +88,14 @@ class AcmeClient:
         self.clock = clock or SystemClock()
         self.poll = poll or PollPolicy()
         self.transport = Transport(
-            urls=self.urls, ca_bundle=ca_bundle, timeout=timeout, retry=retry,
-            clock=self.clock, http_client=http_client,
+            urls=self.urls,
+            ca_bundle=ca_bundle,
+            timeout=timeout,
+            retry=retry,
+            clock=self.clock,
+            http_client=http_client,
         )
-        self._state = _State()
+        self._directory: Directory | None = None
 
     async def __aenter__(self) -> AcmeClient:
         return self
@@ -183,12 +111,12 @@ class AcmeClient:
 
     async def directory(self, *, refresh: bool = False) -> Directory:
         """RFC 8555 §7.1.1: fetch the directory once per client and keep it."""
-        if self._state.directory is None or refresh:
+        if self._directory is None or refresh:
             response = await self.transport.get(self.directory_url, "directory")
             directory = Directory.from_json(response.json(), self.directory_url, self.urls)
-            self._state.directory = directory
+            self._directory = directory
             self.transport.new_nonce_url = directory.new_nonce
-        return self._state.directory
+        return self._directory
 
     async def _post(
         self,
@@ -294,7 +222,9 @@ class AcmeClient:
     async def deactivate_account(self) -> Account:
         """§7.3.6: deactivate the account; the CA then refuses all its requests."""
         url = self._require_account()
-        response = await self._post(url, {"status": "deactivated"}, "account deactivate", safe=False)
+        response = await self._post(
+            url, {"status": "deactivated"}, "account deactivate", safe=False
+        )
         return Account.from_json(response.json(), url, self.urls)
 
     def _require_account(self) -> str:
@@ -406,7 +336,9 @@ class AcmeClient:
     async def wait_authorization(self, url: str) -> Authorization:
         """Poll until the authorization is no longer pending; OrderFailedError unless valid."""
         authorization = await self._poll(
-            url, "authorization", self.fetch_authorization_response,
+            url,
+            "authorization",
+            self.fetch_authorization_response,
             lambda a: a.status is not Status.PENDING,
         )
         if authorization.status is not Status.VALID:
@@ -433,7 +365,9 @@ class AcmeClient:
         except OrderNotReadyError:
             # The CA may not have moved the order to "ready" yet, or a retried finalize
             # found it already processing: look at the order before deciding.
-            current = await self.wait_order(order.url, until=(Status.READY, Status.PROCESSING, Status.VALID))
+            current = await self.wait_order(
+                order.url, until=(Status.READY, Status.PROCESSING, Status.VALID)
+            )
             if current.status is Status.READY:
                 response = await self._post(order.finalize, payload, "finalize")
                 current = Order.from_json(response.json(), order.url, self.urls)
@@ -441,7 +375,9 @@ class AcmeClient:
             current = await self.wait_order(order.url)
         if current.status is not Status.VALID:
             why = f": {current.error.describe()}" if current.error else ""
-            raise OrderFailedError(f"order {order.url} ended {current.status.value}{why}", current.error)
+            raise OrderFailedError(
+                f"order {order.url} ended {current.status.value}{why}", current.error
+            )
         return current
 
     async def wait_order(
@@ -450,7 +386,9 @@ class AcmeClient:
         """Poll an order until its status is one of ``until`` or it becomes invalid."""
         wanted = set(until) | {Status.INVALID}
         return await self._poll(
-            url, "order", lambda r: Order.from_json(r.json(), url, self.urls),
+            url,
+            "order",
+            lambda r: Order.from_json(r.json(), url, self.urls),
             lambda o: o.status in wanted,
         )
 
@@ -458,14 +396,19 @@ class AcmeClient:
         """§7.4.2: the PEM chain, and the URLs of alternate chains."""
         response = await self._post_as_get(url, "certificate", accept=PEM_CHAIN)
         certificates = tuple(load_pem_chain(response.content))
-        alternates = tuple(self.urls.check(u, "alternate chain") for u in response.links("alternate"))
-        return CertificateChain(url=url, pem=response.content, certificates=certificates,
-                                alternates=alternates)
+        alternates = tuple(
+            self.urls.check(u, "alternate chain") for u in response.links("alternate")
+        )
+        return CertificateChain(
+            url=url, pem=response.content, certificates=certificates, alternates=alternates
+        )
 
     async def download_chains(self, order: Order) -> list[CertificateChain]:
         """The default chain first, then every alternate the CA links."""
         if order.certificate is None:
-            raise OrderFailedError(f"order {order.url} has no certificate URL (status {order.status})")
+            raise OrderFailedError(
+                f"order {order.url} has no certificate URL (status {order.status})"
+            )
         default = await self.download_certificate(order.certificate)
         chains = [default]
         for alternate in default.alternates:
@@ -475,7 +418,7 @@ class AcmeClient:
     def verify_chain(
         self, chain: CertificateChain, public_key: PublicKey, identifiers: Sequence[Identifier]
     ) -> None:
-        """Accept the certificate only if it is what was ordered; CertificateMismatchError if not."""
+        """Accept the certificate only if it is what was ordered, else CertificateMismatchError."""
         verify_issued(
             chain.certificates,
             public_key=public_key,
@@ -493,14 +436,20 @@ class AcmeClient:
         reason: RevocationReason | int | None = None,
         certificate_key: PrivateKey | None = None,
     ) -> None:
-        """§7.6: revoke, signed by the account key or (``certificate_key``) by the cert's own key."""
+        """§7.6: revoke, signed by the account key or by the certificate's own key."""
         directory = await self.directory()
         payload: dict[str, Any] = {"certificate": b64url(certificate.public_bytes(Encoding.DER))}
         if reason is not None:
             payload["reason"] = int(reason)
         if certificate_key is not None:
-            await self._post(directory.revoke_cert, payload, "revokeCert", key=certificate_key,
-                             use_kid=False, safe=False)
+            await self._post(
+                directory.revoke_cert,
+                payload,
+                "revokeCert",
+                key=certificate_key,
+                use_kid=False,
+                safe=False,
+            )
         else:
             await self._post(directory.revoke_cert, payload, "revokeCert", safe=False)
 
@@ -560,4 +509,3 @@ def contact_uris(contact: Sequence[str]) -> list[str]:
             text = "mailto:" + text
         uris.append(text)
     return uris
-

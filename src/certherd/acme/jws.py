@@ -44,7 +44,9 @@ def algorithm_for(key: PrivateKey) -> str:
             return "ES256"
         if isinstance(key.curve, ec.SECP384R1):
             return "ES384"
-        raise ConfigError(f"account key curve {key.curve.name} is not supported: use P-256 or P-384")
+        raise ConfigError(
+            f"account key curve {key.curve.name} is not supported: use P-256 or P-384"
+        )
     if isinstance(key, rsa.RSAPrivateKey):
         if not 2048 <= key.key_size <= 4096:
             raise ConfigError(f"account RSA key of {key.key_size} bits: use 2048 to 4096 bits")
@@ -59,7 +61,9 @@ def _int_bytes(value: int, length: int | None = None) -> bytes:
 
 def jwk_for(key: PrivateKey | PublicKey) -> dict[str, str]:
     """The public JWK of a key, with only the required members (RFC 7518 §6)."""
-    public = key.public_key() if isinstance(key, ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey) else key
+    public = (
+        key.public_key() if isinstance(key, ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey) else key
+    )
     if isinstance(public, ec.EllipticCurvePublicKey):
         numbers = public.public_numbers()
         size = (public.curve.key_size + 7) // 8
@@ -74,7 +78,11 @@ def jwk_for(key: PrivateKey | PublicKey) -> dict[str, str]:
         }
     if isinstance(public, rsa.RSAPublicKey):
         rsa_numbers = public.public_numbers()
-        return {"e": b64url(_int_bytes(rsa_numbers.e)), "kty": "RSA", "n": b64url(_int_bytes(rsa_numbers.n))}
+        return {
+            "e": b64url(_int_bytes(rsa_numbers.e)),
+            "kty": "RSA",
+            "n": b64url(_int_bytes(rsa_numbers.n)),
+        }
     raise ConfigError("key must be EC P-256, EC P-384 or RSA")
 
 
@@ -166,4 +174,8 @@ class ExternalAccountBinding:
         protected_b64 = b64url(dumps(protected))
         payload_b64 = b64url(dumps(jwk_for(account_key)))
         mac = hmac.new(self.hmac_key, f"{protected_b64}.{payload_b64}".encode(), hashlib.sha256)
-        return {"protected": protected_b64, "payload": payload_b64, "signature": b64url(mac.digest())}
+        return {
+            "protected": protected_b64,
+            "payload": payload_b64,
+            "signature": b64url(mac.digest()),
+        }

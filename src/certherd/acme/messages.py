@@ -383,9 +383,7 @@ class RenewalInfo:
     raw: Mapping[str, Any] = field(default_factory=dict)
 
     @classmethod
-    def from_json(
-        cls, data: object, urls: UrlPolicy, retry_after: float | None
-    ) -> RenewalInfo:
+    def from_json(cls, data: object, urls: UrlPolicy, retry_after: float | None) -> RenewalInfo:
         obj = _object(data, "renewalInfo")
         window = _object(obj.get("suggestedWindow"), "renewalInfo suggestedWindow")
         start = parse_time(window.get("start"), "suggestedWindow start")

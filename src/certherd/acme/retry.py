@@ -68,8 +68,9 @@ class RetryPolicy:
 
     def backoff(self, attempt: int, rng: random.Random | None = None) -> float:
         """Full-jitter exponential backoff for the ``attempt``-th retry (1-based)."""
-        ceiling = min(self.backoff_cap, self.backoff_base * (2 ** (attempt - 1)))
-        return (rng or random).uniform(ceiling / 2, ceiling)
+        ceiling = min(self.backoff_cap, self.backoff_base * (2.0 ** (attempt - 1)))
+        source: random.Random = rng or random.Random()
+        return source.uniform(ceiling / 2, ceiling)
 
 
 @dataclass(frozen=True)
@@ -89,7 +90,7 @@ class PollPolicy:
     def interval(self, attempt: int, retry_after: float | None) -> float:
         if retry_after is not None:
             return min(max(retry_after, 0.0), self.retry_after_cap)
-        return min(self.max_interval, self.first_interval * (2 ** max(0, attempt - 1)))
+        return min(self.max_interval, self.first_interval * (2.0 ** max(0, attempt - 1)))
 
 
 def parse_retry_after(value: str | None, now: dt.datetime) -> float | None:

@@ -34,13 +34,13 @@ from certherd.errors import (
     safe_text,
 )
 
-__all__ = ["Response", "Transport", "USER_AGENT"]
+__all__ = ["USER_AGENT", "Response", "Transport"]
 
 USER_AGENT = f"certherd/{__version__}"
 MAX_BODY = 1 << 20  # 1 MiB: far above any real ACME response, certificate chains included
 MAX_NONCES = 64
 _NONCE = re.compile(r"^[A-Za-z0-9_-]{1,256}$")  # RFC 8555 §6.5.1: base64url
-_LINK = re.compile(r'<([^>]*)>\s*((?:;\s*[^;,]+)*)')
+_LINK = re.compile(r"<([^>]*)>\s*((?:;\s*[^;,]+)*)")
 _REL = re.compile(r'rel\s*=\s*"?([^";,]+)"?')
 
 Signer = Callable[[str], Mapping[str, str]]
@@ -130,7 +130,12 @@ class Transport:
     # -- one exchange -------------------------------------------------------------
 
     async def _exchange(
-        self, method: str, url: str, label: str, *, content: bytes | None = None,
+        self,
+        method: str,
+        url: str,
+        label: str,
+        *,
+        content: bytes | None = None,
         headers: Mapping[str, str] | None = None,
     ) -> Response:
         self.urls.check(url, label)
@@ -149,7 +154,9 @@ class Transport:
                     raise UnsafeResponseError(
                         f"the CA's answer to {label} exceeds the {self.max_body}-byte cap"
                     )
-            response = Response(url=url, status=raw.status_code, headers=raw.headers, content=bytes(body))
+            response = Response(
+                url=url, status=raw.status_code, headers=raw.headers, content=bytes(body)
+            )
         self._keep_nonce(response)
         if 300 <= response.status < 400:
             raise UnsafeResponseError(
@@ -202,7 +209,9 @@ class Transport:
                 content = json.dumps(body(nonce), separators=(",", ":")).encode()
                 headers["Content-Type"] = "application/jose+json"
             try:
-                response = await self._exchange(method, url, label, content=content, headers=headers)
+                response = await self._exchange(
+                    method, url, label, content=content, headers=headers
+                )
             except httpx.TransportError as exc:
                 connection_errors += 1
                 sent = not isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout)
@@ -291,8 +300,11 @@ def _problem_of(response: Response) -> Problem:
         except (ValueError, UnicodeDecodeError):
             pass
     text = response.content[:200].decode("utf-8", "replace")
-    return Problem(type="about:blank", detail=f"HTTP {response.status}: {safe_text(text, 200)}",
-                   status=response.status)
+    return Problem(
+        type="about:blank",
+        detail=f"HTTP {response.status}: {safe_text(text, 200)}",
+        status=response.status,
+    )
 
 
 def _certificate_failure(exc: BaseException) -> str | None:

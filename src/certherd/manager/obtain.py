@@ -34,7 +34,9 @@ class IssuedCertificate:
     reused_authorizations: int = 0
 
 
-def select_chain(chains: Sequence[CertificateChain], preferred_issuer: str | None) -> CertificateChain:
+def select_chain(
+    chains: Sequence[CertificateChain], preferred_issuer: str | None
+) -> CertificateChain:
     """The first chain with an issuer named ``preferred_issuer``, else the CA's default."""
     if preferred_issuer:
         wanted = preferred_issuer.strip().lower()
@@ -44,7 +46,9 @@ def select_chain(chains: Sequence[CertificateChain], preferred_issuer: str | Non
     return chains[0]
 
 
-def _choose(authorization: Authorization, solvers: Sequence[Solver]) -> tuple[Solver, ChallengeTask] | None:
+def _choose(
+    authorization: Authorization, solvers: Sequence[Solver]
+) -> tuple[Solver, ChallengeTask] | None:
     ident = authorization.full_identifier
     for solver in solvers:
         if not solver.supports(ident):
@@ -93,7 +97,10 @@ async def _prove(
             await client.wait_authorization(url)
 
         await asyncio.gather(
-            *(answer(task, authz.url) for (_, task), authz in zip(tasks, authorizations, strict=True))
+            *(
+                answer(task, authz.url)
+                for (_, task), authz in zip(tasks, authorizations, strict=True)
+            )
         )
     finally:
         if presented:
