@@ -1,0 +1,83 @@
+"""The ``certherd`` command: a click group whose commands are imported only when run.
+
+Start-up stays small: this module imports click and nothing heavy; each command's
+module (and ``rich``, ``cryptography``, ``httpx``) loads when that command runs.
+Exit codes: 0 success, 1 a certificate failed, 2 usage or config error.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from typing import Any
+
+import click
+
+from certherd import __version__
+
+__all__ = ["main"]
+
+# name -> "module:attribute" of the click command, imported on use.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "demo": ("certherd.cli.demo:demo", "Issue a real certificate from a local Pebble test CA."),
+}
+
+
+class LazyGroup(click.Group):
+    """A group that imports a command's module only when that command is used."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        target = COMMANDS.get(cmd_name)
+        if target is None:
+            return None
+        module_name, attribute = target[0].split(":")
+        command = getattr(importlib.import_module(module_name), attribute)
+        assert isinstance(command, click.Command)
+        return command
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        rows = [(name, help_text) for name, (_, help_text) in sorted(COMMANDS.items())]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="certherd", message="%(prog)s %(version)s")
+@click.option("--json", "json_output", is_flag=True, help="Print one JSON document.")
+@click.option("-q", "--quiet", is_flag=True, help="Print only errors.")
+@click.option("-v", "--verbose", count=True, help="Say more (repeat for debug).")
+@click.pass_context
+def cli(ctx: click.Context, json_output: bool, quiet: bool, verbose: int) -> None:
+    """certherd: obtain, install and renew certificates over ACME (RFC 8555)."""
+    ctx.obj = {"json": json_output, "quiet": quiet, "verbose": verbose}
+
+
+def main(argv: list[str] | None = None) -> Any:
+    """Entry point: run the CLI and turn certherd errors into one line and an exit code."""
+    try:
+        return cli.main(args=argv, prog_name="certherd", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.exceptions.Abort:
+        click.echo("certherd: interrupted", err=True)
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(2)
+    except KeyboardInterrupt:
+        click.echo("certherd: interrupted", err=True)
+        sys.exit(130)
+    except Exception as exc:
+        from certherd.errors import CertherdError, ConfigError, UnavailableError, safe_text
+
+        if not isinstance(exc, CertherdError):
+            raise
+        click.echo(f"certherd: error: {safe_text(exc, 2000)}", err=True)
+        sys.exit(2 if isinstance(exc, ConfigError | UnavailableError) else 1)
+
+
+if __name__ == "__main__":
+    main()
