@@ -93,8 +93,12 @@ def safe_text(value: object, limit: int = 500) -> str:
     out: list[str] = []
     for char in text[: limit + 1]:
         code = ord(char)
-        if code < 0x20 or code == 0x7F or 0x80 <= code < 0xA0 or 0x202A <= code <= 0x202E or (
-            0x2066 <= code <= 0x2069
+        if (
+            code < 0x20
+            or code == 0x7F
+            or 0x80 <= code < 0xA0
+            or 0x202A <= code <= 0x202E
+            or (0x2066 <= code <= 0x2069)
         ):
             out.append(f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}")
         else:
