@@ -104,7 +104,10 @@ def demo(ctx: click.Context, names: tuple[str, ...], out: Path, key_type: str) -
     options: dict[str, Any] = ctx.obj or {}
     quiet = bool(options.get("quiet"))
     as_json = bool(options.get("json"))
-    say = (lambda text: None) if quiet or as_json else click.echo
+    def say(text: str) -> None:
+        if not (quiet or as_json):
+            click.echo(text)
+
     http_port = _free_port()
     say("Starting a local Pebble ACME CA ...")
     with PebbleServer(PebbleOptions(http_port=http_port, va_nosleep=True)) as pebble:
