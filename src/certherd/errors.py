@@ -9,6 +9,10 @@ them is one line that names what is wrong (and, where we know it, how to fix it)
     ├── ConfigError                    bad input from the user: options, files, keys
     ├── UnavailableError               a needed program (pebble, ...) is not installed
     ├── CryptoError                    a key, CSR or certificate cannot be used
+    ├── SolverError                    a challenge could not be presented or cleaned up
+    │   ├── DnsProviderError           a DNS provider failed to add/remove a TXT value
+    │   ├── PropagationTimeoutError    the TXT value did not reach every name server in time
+    │   └── HookError                  a user's hook program failed (names it, shows stderr)
     └── AcmeError                      anything in talking to an ACME server
         ├── TransportError             the connection failed (after retries)
         ├── UnsafeResponseError        the CA sent something we refuse to trust
@@ -53,9 +57,11 @@ __all__ = [
     "ConfigError",
     "ConnectionProblemError",
     "CryptoError",
+    "DnsProviderError",
     "DNSProblemError",
     "ExternalAccountRequiredError",
     "FeatureUnsupportedError",
+    "HookError",
     "IncorrectResponseError",
     "InvalidContactError",
     "InvalidProfileError",
@@ -63,12 +69,14 @@ __all__ = [
     "OrderFailedError",
     "OrderNotReadyError",
     "PollTimeoutError",
+    "PropagationTimeoutError",
     "Problem",
     "ProblemError",
     "RateLimitedError",
     "RejectedIdentifierError",
     "RetryLimitError",
     "ServerInternalError",
+    "SolverError",
     "TLSProblemError",
     "TransportError",
     "UnauthorizedError",
@@ -123,6 +131,22 @@ class UnavailableError(CertherdError):
 
 class CryptoError(CertherdError):
     """A key, CSR or certificate cannot be loaded or used."""
+
+
+class SolverError(CertherdError):
+    """A challenge response could not be presented or cleaned up."""
+
+
+class DnsProviderError(SolverError):
+    """A DNS provider could not add or remove a TXT value."""
+
+
+class PropagationTimeoutError(SolverError):
+    """A TXT value did not appear on every authoritative name server in time."""
+
+
+class HookError(SolverError):
+    """A user's hook program failed; the message names it and shows its stderr."""
 
 
 class AcmeError(CertherdError):
