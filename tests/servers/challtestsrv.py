@@ -1,0 +1,152 @@
+"""Launcher for `pebble-challtestsrv` as a mock DNS server on loopback (for dns-01 and A)."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+from types import TracebackType
+from typing import Self
+
+import httpx
+from tests.servers.net import (
+    LOOPBACK,
+    ServerStartError,
+    ensure_port_free,
+    free_port,
+    tcp_answers,
+    wait_until,
+)
+
+__all__ = ["ChallTestSrv"]
+
+
+class ChallTestSrv:
+    """`pebble-challtestsrv` serving DNS only, on *host*:*dns_port* (UDP and TCP).
+
+    Every A query is answered with *default_ipv4*; AAAA gets no answer, so a validator uses
+    IPv4 only. TXT records for dns-01 are set and cleared through the management API.
+    Start and stop from one thread; `set_txt` and `clear_txt` may be called from any.
+    """
+
+    def __init__(
+        self,
+        *,
+        host: str = LOOPBACK,
+        dns_port: int = 53,
+        default_ipv4: str = LOOPBACK,
+        startup_timeout: float = 15.0,
+    ) -> None:
+        self.host = host
+        self.dns_port = dns_port
+        self.default_ipv4 = default_ipv4
+        self.startup_timeout = startup_timeout
+        self.management_port = 0
+        self._process: subprocess.Popen[bytes] | None = None
+        self._workdir: Path | None = None
+
+    @property
+    def management_url(self) -> str:
+        """The base URL of the management API (plain HTTP)."""
+        return f"http://{self.host}:{self.management_port}"
+
+    @property
+    def log_path(self) -> Path:
+        """The file that receives the server's stdout and stderr."""
+        if self._workdir is None:
+            raise RuntimeError("ChallTestSrv is not started")
+        return self._workdir / "challtestsrv.log"
+
+    def start(self) -> Self:
+        """Start the server and wait until it answers on the DNS port and the management API."""
+        binary = shutil.which("pebble-challtestsrv")
+        if binary is None:
+            raise ServerStartError("pebble-challtestsrv not found on PATH: apt-get install pebble")
+        ensure_port_free(self.dns_port, why="mock DNS for acme2certifier", host=self.host, udp=True)
+        self.management_port = free_port(self.host)
+        self._workdir = Path(tempfile.mkdtemp(prefix="challtestsrv-"))
+        command = [
+            binary,
+            "-dns01", f"{self.host}:{self.dns_port}",
+            "-defaultIPv4", self.default_ipv4,
+            "-defaultIPv6", "",
+            "-http01", "",
+            "-https01", "",
+            "-tlsalpn01", "",
+            "-management", f"{self.host}:{self.management_port}",
+        ]  # fmt: skip
+        with self.log_path.open("wb") as log:
+            self._process = subprocess.Popen(
+                command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+            )
+        try:
+            wait_until(
+                lambda: (
+                    tcp_answers(self.host, self.management_port)
+                    and tcp_answers(self.host, self.dns_port)
+                ),
+                timeout=self.startup_timeout,
+                alive=self._alive,
+                what="pebble-challtestsrv",
+                log=self.log_path,
+            )
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def stop(self) -> None:
+        """Stop the server (by its PID) and remove its work directory; safe to call twice."""
+        process, self._process = self._process, None
+        if process is not None and process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        workdir, self._workdir = self._workdir, None
+        if workdir is not None:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+    def set_txt(self, host: str, value: str) -> None:
+        """Add a TXT record *value* for *host* (a trailing dot is added if missing).
+
+        Repeated calls for one host add values (a wildcard and its base name share one).
+        """
+        self._post("/set-txt", {"host": _fqdn(host), "value": value})
+
+    def clear_txt(self, host: str) -> None:
+        """Remove every TXT record of *host*."""
+        self._post("/clear-txt", {"host": _fqdn(host)})
+
+    def _post(self, path: str, body: dict[str, str]) -> None:
+        if self._process is None:
+            raise RuntimeError("ChallTestSrv is not started")
+        response = httpx.post(self.management_url + path, json=body, timeout=5.0, trust_env=False)
+        if response.status_code != 200:
+            raise RuntimeError(
+                f"challtestsrv {path} {body} answered {response.status_code}: {response.text}"
+            )
+
+    def _alive(self) -> bool:
+        return self._process is not None and self._process.poll() is None
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def __repr__(self) -> str:
+        return f"ChallTestSrv(dns={self.host}:{self.dns_port}, management={self.management_url})"
+
+
+def _fqdn(host: str) -> str:
+    return host if host.endswith(".") else host + "."

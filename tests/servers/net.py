@@ -1,0 +1,84 @@
+"""Loopback port helpers shared by the test server launchers."""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+__all__ = ["ServerStartError", "ensure_port_free", "free_port", "log_tail", "wait_until"]
+
+LOOPBACK = "127.0.0.1"
+
+
+class ServerStartError(RuntimeError):
+    """A test server could not be started; the message says why and what to do."""
+
+
+def free_port(host: str = LOOPBACK) -> int:
+    """Return a TCP port on *host* that was free a moment ago (the kernel's choice)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def ensure_port_free(port: int, *, why: str, host: str = LOOPBACK, udp: bool = False) -> None:
+    """Raise `ServerStartError` unless *host*:*port* can be bound now (TCP, and UDP if asked).
+
+    *why* names the user of the port, for the message.
+    """
+    kinds = [("TCP", socket.SOCK_STREAM)] + ([("UDP", socket.SOCK_DGRAM)] if udp else [])
+    for name, kind in kinds:
+        with socket.socket(socket.AF_INET, kind) as sock:
+            if kind == socket.SOCK_STREAM:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                sock.bind((host, port))
+            except PermissionError as err:
+                raise ServerStartError(
+                    f"cannot bind {name} {host}:{port} ({why}): {err}; binding a port below "
+                    "1024 needs root or CAP_NET_BIND_SERVICE"
+                ) from err
+            except OSError as err:
+                raise ServerStartError(
+                    f"{name} {host}:{port} is already in use ({why}): {err}; stop whatever "
+                    f"listens there (see `ss -lntup | grep :{port}`)"
+                ) from err
+
+
+def tcp_answers(host: str, port: int) -> bool:
+    """Return whether a TCP connection to *host*:*port* is accepted."""
+    with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=0.5):
+        return True
+    return False
+
+
+def wait_until(
+    ready: Callable[[], bool],
+    *,
+    timeout: float,
+    alive: Callable[[], bool],
+    what: str,
+    log: Path | None = None,
+) -> None:
+    """Poll *ready* until it is true; raise `ServerStartError` on timeout or if *alive* fails."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if ready():
+            return
+        if not alive():
+            raise ServerStartError(f"{what} exited during start-up{log_tail(log)}")
+        if time.monotonic() > deadline:
+            raise ServerStartError(f"{what} not ready after {timeout:.0f} s{log_tail(log)}")
+        time.sleep(0.1)
+
+
+def log_tail(log: Path | None, lines: int = 40) -> str:
+    """Return the last *lines* of *log*, formatted to be appended to an error message."""
+    if log is None or not log.exists():
+        return ""
+    tail = log.read_text(errors="replace").splitlines()[-lines:]
+    return f"\n--- last {len(tail)} lines of {log} ---\n" + "\n".join(tail)
