@@ -1,0 +1,61 @@
+"""Fixtures shared by every test folder: local Pebble CAs started on demand.
+
+``pebble`` is one Pebble for the whole session with the default options (5% of good nonces
+refused as badNonce, authorization reuse 50%, no validation sleeps). ``pebble_factory``
+starts more with other options; they too run until the session ends, so each test uses its
+own ACME account. A missing ``pebble`` fails the tests that need it with the install hint:
+it is never a skip.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from certherd.errors import UnavailableError
+from certherd.testing.pebble import PebbleOptions, PebbleServer
+
+pytest_plugins = ["pytester"]
+
+PebbleFactory = Callable[..., PebbleServer]
+
+
+def _start(options: PebbleOptions) -> PebbleServer:
+    """Start a server, or fail (never skip) the asking test with the install hint."""
+    server = PebbleServer(options)
+    try:
+        server.start()
+    except UnavailableError as err:
+        problem = str(err)
+    else:
+        return server
+    pytest.fail(problem, pytrace=False)  # outside `except`: no chained traceback
+
+
+@pytest.fixture(scope="session")
+def pebble() -> Iterator[PebbleServer]:
+    """A Pebble with default options (plus challtestsrv as its DNS), shared by the session."""
+    server = _start(PebbleOptions())
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def pebble_factory() -> Iterator[PebbleFactory]:
+    """Start another Pebble: ``pebble_factory(eab_keys={...}, alternate_roots=1, ...)``.
+
+    Keywords are :class:`PebbleOptions` fields. Each call starts a new server; all of them
+    are stopped when the session ends.
+    """
+    servers: list[PebbleServer] = []
+
+    def start(**options: Any) -> PebbleServer:
+        server = _start(PebbleOptions(**options))
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.stop()
