@@ -9,6 +9,9 @@ them is one line that names what is wrong (and, where we know it, how to fix it)
     ├── ConfigError                    bad input from the user: options, files, keys
     ├── UnavailableError               a needed program (pebble, ...) is not installed
     ├── CryptoError                    a key, CSR or certificate cannot be used
+    ├── StorageError                   reading or writing certherd's state failed
+    │   ├── NotFoundError              no such key / lineage / account
+    │   └── LockTimeoutError           another certherd holds the lock for too long
     ├── SolverError                    a challenge could not be presented or cleaned up
     │   ├── DnsProviderError           a DNS provider failed to add/remove a TXT value
     │   ├── PropagationTimeoutError    the TXT value did not reach every name server in time
@@ -57,26 +60,29 @@ __all__ = [
     "ConfigError",
     "ConnectionProblemError",
     "CryptoError",
-    "DnsProviderError",
     "DNSProblemError",
+    "DnsProviderError",
     "ExternalAccountRequiredError",
     "FeatureUnsupportedError",
     "HookError",
     "IncorrectResponseError",
     "InvalidContactError",
     "InvalidProfileError",
+    "LockTimeoutError",
     "MalformedError",
+    "NotFoundError",
     "OrderFailedError",
     "OrderNotReadyError",
     "PollTimeoutError",
-    "PropagationTimeoutError",
     "Problem",
     "ProblemError",
+    "PropagationTimeoutError",
     "RateLimitedError",
     "RejectedIdentifierError",
     "RetryLimitError",
     "ServerInternalError",
     "SolverError",
+    "StorageError",
     "TLSProblemError",
     "TransportError",
     "UnauthorizedError",
@@ -131,6 +137,18 @@ class UnavailableError(CertherdError):
 
 class CryptoError(CertherdError):
     """A key, CSR or certificate cannot be loaded or used."""
+
+
+class StorageError(CertherdError):
+    """Reading or writing certherd's state failed (disk full, read-only, database down)."""
+
+
+class NotFoundError(StorageError):
+    """No such key, lineage or account in storage."""
+
+
+class LockTimeoutError(StorageError):
+    """Another certherd process held the lock longer than we were willing to wait."""
 
 
 class SolverError(CertherdError):

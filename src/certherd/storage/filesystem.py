@@ -1,0 +1,173 @@
+"""The default storage: a folder (``/etc/certherd`` for root), Certbot-like on disk.
+
+Values are files written through a temp file, fsync and rename; private values are
+0600 and the ``accounts`` and ``archive`` folders 0700. ``live/<lineage>/*.pem`` are
+relative symlinks into ``archive/<lineage>/``, each swapped atomically by renaming a
+new link over the old one, so a web server never reads a half-written file. Locks are
+``flock`` on ``locks/<name>.lock``: held across processes on this machine, released by
+the kernel if the holder dies (kill -9 included).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import fcntl
+import os
+import re
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+from certherd.crypto.files import atomic_write
+from certherd.errors import ConfigError, LockTimeoutError, NotFoundError, StorageError
+from certherd.storage.layout import check_name
+
+__all__ = ["FilesystemStorage"]
+
+_PRIVATE_TOPS = ("accounts", "archive", "locks")
+_VERSION = re.compile(r"^[a-z]+(\d+)\.pem$")
+_LOCK_POLL = 0.05
+
+
+def _explain(exc: OSError) -> str:
+    if exc.errno == errno.ENOSPC:
+        return "the disk is full: free some space"
+    if exc.errno in (errno.EROFS,):
+        return "the file system is read-only: use a writable --config-dir"
+    if exc.errno in (errno.EACCES, errno.EPERM):
+        return "permission denied: run as the owner of the config dir or fix its permissions"
+    return exc.strerror or str(exc)
+
+
+class FilesystemStorage:
+    """Storage in a local folder. Safe across processes through ``lock()``."""
+
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        self.root = Path(root)
+
+    def _path(self, key: str) -> Path:
+        parts = key.split("/")
+        if not key or any(p in ("", ".", "..") or "\\" in p or "\0" in p for p in parts):
+            raise ValueError(f"bad storage key {key!r}")
+        return self.root.joinpath(*parts)
+
+    def _ensure_parent(self, path: Path) -> None:
+        relative = path.relative_to(self.root).parts
+        mode = 0o700 if relative and relative[0] in _PRIVATE_TOPS else 0o755
+        try:
+            self.root.mkdir(parents=True, exist_ok=True, mode=0o755)
+            current = self.root
+            for part in relative[:-1]:
+                current = current / part
+                if not current.is_dir():
+                    current.mkdir(mode=mode, exist_ok=True)
+        except OSError as exc:
+            raise StorageError(f"cannot create {path.parent}: {_explain(exc)}") from None
+
+    async def read(self, key: str) -> bytes:
+        path = self._path(key)
+        try:
+            return path.read_bytes()
+        except FileNotFoundError:
+            raise NotFoundError(f"{key} not found in {self.root}") from None
+        except OSError as exc:
+            raise StorageError(f"cannot read {path}: {_explain(exc)}") from None
+
+    async def write(self, key: str, data: bytes, *, private: bool = False) -> None:
+        path = self._path(key)
+        self._ensure_parent(path)
+        try:
+            atomic_write(path, data, mode=0o600 if private else 0o644)
+        except ConfigError as exc:
+            cause = exc.__cause__
+            reason = _explain(cause) if isinstance(cause, OSError) else str(exc)
+            raise StorageError(f"cannot write {path}: {reason}") from None
+
+    async def delete(self, key: str) -> None:
+        path = self._path(key)
+        try:
+            path.unlink()
+        except FileNotFoundError:
+            return
+        except OSError as exc:
+            raise StorageError(f"cannot delete {path}: {_explain(exc)}") from None
+
+    async def exists(self, key: str) -> bool:
+        return self._path(key).is_file()
+
+    async def list(self, prefix: str) -> list[str]:
+        base = self._path(prefix.rstrip("/")) if prefix.strip("/") else self.root
+        if not base.is_dir():
+            return []
+        keys: list[str] = []
+        for directory, _dirs, files in os.walk(base):
+            for name in files:
+                if name.startswith("."):
+                    continue  # temp files of an interrupted write
+                full = Path(directory) / name
+                keys.append(full.relative_to(self.root).as_posix())
+        return sorted(keys)
+
+    @contextlib.asynccontextmanager
+    async def lock(self, name: str, *, timeout: float = 300.0) -> AsyncIterator[None]:
+        path = self._path(f"locks/{check_name(name, 'lock name')}.lock")
+        self._ensure_parent(path)
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError as exc:
+            raise StorageError(f"cannot open lock {path}: {_explain(exc)}") from None
+        try:
+            deadline = time.monotonic() + timeout
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() >= deadline:
+                        raise LockTimeoutError(
+                            f"another certherd holds {name} (lock {path}) for more than "
+                            f"{timeout:.0f}s: wait for it to finish, or check for a stuck process"
+                        ) from None
+                    await asyncio.sleep(_LOCK_POLL)
+            try:
+                yield
+            finally:
+                fcntl.flock(fd, fcntl.LOCK_UN)
+        finally:
+            os.close(fd)
+
+    async def publish(self, lineage: str, version: int, files: tuple[str, ...]) -> None:
+        live = self._path(f"live/{check_name(lineage)}/x").parent
+        self._ensure_parent(live / "x")
+        for file in files:
+            stem = file.removesuffix(".pem")
+            target = Path("..", "..", "archive", lineage, f"{stem}{version}.pem")
+            if not (live / target).is_file():
+                raise StorageError(f"cannot publish {lineage} v{version}: {target} is missing")
+            temporary = live / f".{file}.{os.getpid()}.tmp"
+            try:
+                with contextlib.suppress(FileNotFoundError):
+                    temporary.unlink()
+                os.symlink(target, temporary)
+                os.replace(temporary, live / file)
+            except OSError as exc:
+                with contextlib.suppress(OSError):
+                    temporary.unlink()
+                raise StorageError(f"cannot update {live / file}: {_explain(exc)}") from None
+        with contextlib.suppress(OSError):
+            directory = os.open(live, os.O_RDONLY)
+            try:
+                os.fsync(directory)
+            finally:
+                os.close(directory)
+
+    async def live_version(self, lineage: str) -> int | None:
+        link = self._path(f"live/{check_name(lineage)}/cert.pem")
+        try:
+            target = os.readlink(link)
+        except (FileNotFoundError, OSError):
+            return None
+        match = _VERSION.match(Path(target).name)
+        return int(match.group(1)) if match else None

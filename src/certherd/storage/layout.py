@@ -1,0 +1,92 @@
+"""Where everything lives in storage: the one module that builds keys.
+
+::
+
+    accounts/<ca>/<account>/key.pem       account key (private)
+    accounts/<ca>/<account>/account.json  account URL, contact, directory URL
+    archive/<lineage>/cert<N>.pem         every version ever issued (chain, fullchain,
+                                          privkey<N>.pem too; privkey private)
+    live/<lineage>/cert.pem ...           the published version (symlinks on a filesystem)
+    renewal/<lineage>.json                how the lineage is obtained (names, solver, ...)
+    state/<lineage>.json                  what we know of it (expiry, ARI window, failures)
+    index.json                            a summary of all lineages for fast renew checks
+
+Names put into keys are validated here, so a key can never leave its folder.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from urllib.parse import urlsplit
+
+from certherd.errors import ConfigError
+
+__all__ = [
+    "FILES",
+    "INDEX",
+    "account_json",
+    "account_key",
+    "archive_file",
+    "ca_id",
+    "check_name",
+    "lineage_for",
+    "renewal_settings",
+    "state_file",
+]
+
+FILES = ("cert.pem", "chain.pem", "fullchain.pem", "privkey.pem")
+INDEX = "index.json"
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+
+
+def check_name(name: str, what: str = "lineage name") -> str:
+    """Return ``name`` if it is safe as one path segment, else ConfigError."""
+    if not _NAME.match(name) or ".." in name:
+        raise ConfigError(
+            f"{what} {name!r} is not usable: use letters, digits, '.', '_' and '-' "
+            "(starting with a letter or digit, at most 128 characters)"
+        )
+    return name
+
+
+def lineage_for(first_name: str) -> str:
+    """The default lineage name for a certificate: its first name, ``*.`` dropped."""
+    name = first_name.strip().lower().rstrip(".")
+    if name.startswith("*."):
+        name = name[2:]
+    return check_name(name.replace(":", "_"))
+
+
+def ca_id(directory_url: str) -> str:
+    """A stable folder name for a CA: its host (and port) plus a short hash of the URL."""
+    parts = urlsplit(directory_url)
+    host = (parts.hostname or "ca").lower()
+    if parts.port:
+        host += f"_{parts.port}"
+    digest = hashlib.sha256(directory_url.encode()).hexdigest()[:8]
+    return check_name(f"{host}-{digest}", "CA id")
+
+
+def account_key(ca: str, account: str) -> str:
+    return f"accounts/{check_name(ca, 'CA id')}/{check_name(account, 'account name')}/key.pem"
+
+
+def account_json(ca: str, account: str) -> str:
+    return f"accounts/{check_name(ca, 'CA id')}/{check_name(account, 'account name')}/account.json"
+
+
+def archive_file(lineage: str, file: str, version: int) -> str:
+    """``archive/<lineage>/cert3.pem`` for ``file="cert.pem"``, ``version=3``."""
+    if file not in FILES or version < 1:
+        raise ValueError(f"bad archive file {file!r} version {version}")
+    stem = file.removesuffix(".pem")
+    return f"archive/{check_name(lineage)}/{stem}{version}.pem"
+
+
+def renewal_settings(lineage: str) -> str:
+    return f"renewal/{check_name(lineage)}.json"
+
+
+def state_file(lineage: str) -> str:
+    return f"state/{check_name(lineage)}.json"
