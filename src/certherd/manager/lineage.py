@@ -1,0 +1,203 @@
+"""A lineage: one certificate's settings (how to obtain it) and state (what we know).
+
+Settings (``renewal/<name>.json``) are written when the lineage is issued or applied
+and read by ``renew``, so a renewal repeats exactly what the first issuance did.
+State (``state/<name>.json``) is rewritten after every attempt: the live version, its
+expiry, the ARI window and the moment picked inside it, failures and the last error.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from dataclasses import asdict, dataclass, field, fields, replace
+from typing import Any
+
+from certherd.errors import ConfigError, NotFoundError, StorageError
+from certherd.storage.base import Storage
+from certherd.storage.layout import renewal_settings, state_file
+
+__all__ = ["HookSettings", "LineageSettings", "LineageState", "SolverSpec"]
+
+SCHEMA = 1
+
+
+def _time(value: Any) -> dt.datetime | None:
+    if value is None:
+        return None
+    parsed = dt.datetime.fromisoformat(str(value))
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
+
+
+def _iso(value: dt.datetime | None) -> str | None:
+    return None if value is None else value.astimezone(dt.UTC).isoformat()
+
+
+@dataclass(frozen=True)
+class SolverSpec:
+    """One way to answer challenges, as data: ``kind`` (http, webroot, tls-alpn, dns,
+    hook) with its options, for the names in ``names`` (empty: every name)."""
+
+    kind: str
+    options: dict[str, str] = field(default_factory=dict)
+    names: tuple[str, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        return {"kind": self.kind, "options": dict(self.options), "names": list(self.names)}
+
+    @classmethod
+    def from_json(cls, data: Any) -> SolverSpec:
+        return cls(
+            kind=str(data["kind"]),
+            options={str(k): str(v) for k, v in dict(data.get("options", {})).items()},
+            names=tuple(str(n) for n in data.get("names", ())),
+        )
+
+
+@dataclass(frozen=True)
+class HookSettings:
+    """User commands run around issuance: pre (before), post (after), deploy (on success)."""
+
+    pre: tuple[str, ...] = ()
+    post: tuple[str, ...] = ()
+    deploy: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class LineageSettings:
+    """How a lineage is obtained, so ``renew`` can repeat it."""
+
+    name: str
+    names: tuple[str, ...]
+    directory_url: str
+    solvers: tuple[SolverSpec, ...]
+    account: str = "default"
+    ca_bundle: str | None = None
+    key_type: str = "ec256"
+    reuse_key: bool = False
+    profile: str | None = None
+    preferred_chain: str | None = None
+    hooks: HookSettings = HookSettings()
+    allow_http: bool = False
+
+    def to_json(self) -> bytes:
+        data = asdict(self)
+        data["solvers"] = [s.to_json() for s in self.solvers]
+        data["names"] = list(self.names)
+        data["hooks"] = {k: list(v) for k, v in asdict(self.hooks).items()}
+        data["schema"] = SCHEMA
+        return json.dumps(data, indent=2, sort_keys=True).encode() + b"\n"
+
+    @classmethod
+    def from_json(cls, raw: bytes, where: str) -> LineageSettings:
+        try:
+            data = json.loads(raw)
+            hooks = data.get("hooks") or {}
+            return cls(
+                name=str(data["name"]),
+                names=tuple(str(n) for n in data["names"]),
+                directory_url=str(data["directory_url"]),
+                solvers=tuple(SolverSpec.from_json(s) for s in data.get("solvers", ())),
+                account=str(data.get("account", "default")),
+                ca_bundle=data.get("ca_bundle"),
+                key_type=str(data.get("key_type", "ec256")),
+                reuse_key=bool(data.get("reuse_key", False)),
+                profile=data.get("profile"),
+                preferred_chain=data.get("preferred_chain"),
+                hooks=HookSettings(
+                    pre=tuple(hooks.get("pre", ())),
+                    post=tuple(hooks.get("post", ())),
+                    deploy=tuple(hooks.get("deploy", ())),
+                ),
+                allow_http=bool(data.get("allow_http", False)),
+            )
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ConfigError(
+                f"{where} is damaged ({type(exc).__name__}: {exc}): fix it or re-issue the lineage"
+            ) from None
+
+    @classmethod
+    async def load(cls, storage: Storage, name: str) -> LineageSettings:
+        key = renewal_settings(name)
+        try:
+            raw = await storage.read(key)
+        except NotFoundError:
+            raise NotFoundError(f"no lineage named {name!r}: see `certherd list`") from None
+        return cls.from_json(raw, key)
+
+    async def save(self, storage: Storage) -> None:
+        await storage.write(renewal_settings(self.name), self.to_json())
+
+
+@dataclass(frozen=True)
+class LineageState:
+    """What certherd knows of a lineage's live certificate and its renewals."""
+
+    name: str
+    version: int | None = None
+    serial: str | None = None
+    names: tuple[str, ...] = ()
+    issuer: str | None = None
+    not_before: dt.datetime | None = None
+    not_after: dt.datetime | None = None
+    certificate_id: str | None = None
+    ari_start: dt.datetime | None = None
+    ari_end: dt.datetime | None = None
+    ari_pick: dt.datetime | None = None
+    ari_retry_at: dt.datetime | None = None
+    ari_explanation: str | None = None
+    failures: int = 0
+    last_failure: dt.datetime | None = None
+    last_error: str | None = None
+    last_success: dt.datetime | None = None
+    next_check: dt.datetime | None = None
+
+    _TIMES = (
+        "not_before",
+        "not_after",
+        "ari_start",
+        "ari_end",
+        "ari_pick",
+        "ari_retry_at",
+        "last_failure",
+        "last_success",
+        "next_check",
+    )
+
+    def to_json(self) -> bytes:
+        data: dict[str, Any] = {}
+        for item in fields(self):
+            value = getattr(self, item.name)
+            data[item.name] = _iso(value) if item.name in self._TIMES else value
+        data["names"] = list(self.names)
+        data["schema"] = SCHEMA
+        return json.dumps(data, indent=2, sort_keys=True).encode() + b"\n"
+
+    @classmethod
+    def from_json(cls, raw: bytes, where: str) -> LineageState:
+        try:
+            data = json.loads(raw)
+            values: dict[str, Any] = {}
+            for item in fields(cls):
+                if item.name not in data:
+                    continue
+                value = data[item.name]
+                values[item.name] = _time(value) if item.name in cls._TIMES else value
+            values["names"] = tuple(values.get("names", ()))
+            return cls(**values)
+        except (ValueError, TypeError) as exc:
+            raise StorageError(f"{where} is damaged ({exc}): delete it to rebuild") from None
+
+    @classmethod
+    async def load(cls, storage: Storage, name: str) -> LineageState:
+        key = state_file(name)
+        try:
+            return cls.from_json(await storage.read(key), key)
+        except NotFoundError:
+            return cls(name=name)
+
+    async def save(self, storage: Storage) -> None:
+        await storage.write(state_file(self.name), self.to_json())
+
+    def with_failure(self, error: str, now: dt.datetime) -> LineageState:
+        return replace(self, failures=self.failures + 1, last_failure=now, last_error=error)
