@@ -10,14 +10,15 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
+from certherd.challenges.spec import SolverSpec
 from certherd.errors import ConfigError, NotFoundError, StorageError
 from certherd.storage.base import Storage
 from certherd.storage.layout import renewal_settings, state_file
 
-__all__ = ["HookSettings", "LineageSettings", "LineageState", "SolverSpec"]
+__all__ = ["HookSettings", "LineageSettings", "LineageState"]
 
 SCHEMA = 1
 
@@ -31,27 +32,6 @@ def _time(value: Any) -> dt.datetime | None:
 
 def _iso(value: dt.datetime | None) -> str | None:
     return None if value is None else value.astimezone(dt.UTC).isoformat()
-
-
-@dataclass(frozen=True)
-class SolverSpec:
-    """One way to answer challenges, as data: ``kind`` (http, webroot, tls-alpn, dns,
-    hook) with its options, for the names in ``names`` (empty: every name)."""
-
-    kind: str
-    options: dict[str, str] = field(default_factory=dict)
-    names: tuple[str, ...] = ()
-
-    def to_json(self) -> dict[str, Any]:
-        return {"kind": self.kind, "options": dict(self.options), "names": list(self.names)}
-
-    @classmethod
-    def from_json(cls, data: Any) -> SolverSpec:
-        return cls(
-            kind=str(data["kind"]),
-            options={str(k): str(v) for k, v in dict(data.get("options", {})).items()},
-            names=tuple(str(n) for n in data.get("names", ())),
-        )
 
 
 @dataclass(frozen=True)

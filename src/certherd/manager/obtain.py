@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from certherd.acme.client import AcmeClient, CertificateChain
 from certherd.acme.messages import Authorization, Identifier, Order, Status, identifiers_from
 from certherd.challenges.base import ChallengeTask, Solver
+from certherd.challenges.selection import SolverChoice
 from certherd.crypto.csr import build_csr
 from certherd.crypto.keys import KeyType, PrivateKey, generate_key
 from certherd.errors import CertherdError, ConfigError, OrderFailedError
@@ -47,12 +48,10 @@ def select_chain(
 
 
 def _choose(
-    authorization: Authorization, solvers: Sequence[Solver]
+    authorization: Authorization, solvers: SolverChoice
 ) -> tuple[Solver, ChallengeTask] | None:
     ident = authorization.full_identifier
-    for solver in solvers:
-        if not solver.supports(ident):
-            continue
+    for solver in solvers.candidates(ident):
         challenge = authorization.challenge(solver.challenge_type)
         if challenge is not None:
             return solver, ChallengeTask(ident, challenge, "")
@@ -60,14 +59,14 @@ def _choose(
 
 
 async def _prove(
-    client: AcmeClient, authorizations: Sequence[Authorization], solvers: Sequence[Solver]
+    client: AcmeClient, authorizations: Sequence[Authorization], solvers: SolverChoice
 ) -> None:
     tasks: list[tuple[Solver, ChallengeTask]] = []
     for authorization in authorizations:
         chosen = _choose(authorization, solvers)
         if chosen is None:
             offered = ", ".join(c.type for c in authorization.challenges) or "none"
-            usable = ", ".join(s.challenge_type for s in solvers) or "none"
+            usable = ", ".join(s.challenge_type for s in solvers.solvers) or "none"
             raise ConfigError(
                 f"no solver for {authorization.full_identifier}: the CA offers {offered}, "
                 f"certherd was given {usable} (wildcards need dns-01)"
@@ -119,7 +118,7 @@ async def _cleanup(presented: Sequence[tuple[Solver, object]]) -> None:
 async def obtain_certificate(
     client: AcmeClient,
     names: Sequence[str | Identifier],
-    solvers: Sequence[Solver],
+    solvers: Sequence[Solver] | SolverChoice,
     *,
     key: PrivateKey | None = None,
     key_type: KeyType | str = KeyType.EC256,
@@ -145,7 +144,7 @@ async def obtain_certificate(
             "start a new order"
         )
     if pending:
-        await _prove(client, pending, solvers)
+        await _prove(client, pending, SolverChoice.of(solvers))
 
     csr = build_csr(
         certificate_key,

@@ -20,9 +20,10 @@ leaves the old value in place.
 from __future__ import annotations
 
 from contextlib import AbstractAsyncContextManager
+from pathlib import Path
 from typing import Protocol, runtime_checkable
 
-__all__ = ["Storage"]
+__all__ = ["LocalPaths", "Storage"]
 
 
 @runtime_checkable
@@ -57,6 +58,19 @@ class Storage(Protocol):
         """Make archive version ``version`` of ``lineage`` the live one, atomically per file."""
         ...
 
+    async def unpublish(self, lineage: str) -> None:
+        """Remove the live version of ``lineage`` (its archive stays until deleted)."""
+        ...
+
     async def live_version(self, lineage: str) -> int | None:
         """The live version of ``lineage``, or None if it has none."""
+        ...
+
+
+@runtime_checkable
+class LocalPaths(Protocol):
+    """An optional ability: live files exist as paths on this machine (for hooks)."""
+
+    def live_dir(self, lineage: str) -> Path:
+        """The folder holding ``cert.pem``, ``chain.pem``, ``fullchain.pem``, ``privkey.pem``."""
         ...

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from certherd.crypto.files import atomic_write
 from certherd.errors import ConfigError, LockTimeoutError, NotFoundError, StorageError
-from certherd.storage.layout import check_name
+from certherd.storage.layout import FILES, check_name
 
 __all__ = ["FilesystemStorage"]
 
@@ -162,6 +162,17 @@ class FilesystemStorage:
                 os.fsync(directory)
             finally:
                 os.close(directory)
+
+    async def unpublish(self, lineage: str) -> None:
+        live = self.live_dir(lineage)
+        for file in FILES:
+            with contextlib.suppress(FileNotFoundError):
+                (live / file).unlink()
+        with contextlib.suppress(OSError):
+            live.rmdir()
+
+    def live_dir(self, lineage: str) -> Path:
+        return self.root / "live" / check_name(lineage)
 
     async def live_version(self, lineage: str) -> int | None:
         link = self._path(f"live/{check_name(lineage)}/cert.pem")

@@ -61,5 +61,8 @@ class MemoryStorage:
                 raise StorageError(f"cannot publish {lineage} v{version}: {file} is missing")
         self._live[lineage] = version
 
+    async def unpublish(self, lineage: str) -> None:
+        self._live.pop(lineage, None)
+
     async def live_version(self, lineage: str) -> int | None:
         return self._live.get(lineage)

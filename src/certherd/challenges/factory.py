@@ -1,0 +1,140 @@
+"""Solvers built from data (:class:`SolverSpec`), shared across concurrent orders.
+
+A ``SolverPool`` keeps one standalone listener per address (so a hundred orders on port
+80 share one http-01 server) and one DNS provider per configuration. Kinds:
+
+- ``http``      ``listen=[ADDR:]PORT`` (default 80): the built-in http-01 server;
+- ``webroot``   ``path=DIR``: files under the web server's root;
+- ``tls-alpn``  ``listen=[ADDR:]PORT`` (default 443): the built-in tls-alpn-01 server;
+- ``dns``       ``provider=NAME`` plus the provider's settings, ``propagation_timeout``
+  (seconds, 0 skips), ``propagation_interval``, ``resolver=ADDR[:PORT]``;
+- ``hook``      ``challenge=TYPE``, ``command=PATH``, ``timeout``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from certherd.challenges.base import Solver
+from certherd.challenges.http01 import Http01StandaloneSolver, parse_listen_address
+from certherd.challenges.selection import SolverChoice
+from certherd.challenges.spec import SolverSpec
+from certherd.errors import ConfigError
+
+__all__ = ["KINDS", "SolverPool", "parse_resolver"]
+
+KINDS = ("http", "webroot", "tls-alpn", "dns", "hook")
+_DNS_OWN = {"provider", "propagation_timeout", "propagation_interval", "resolver"}
+ProgressCallback = Callable[[str, int, int], None]
+
+
+def _number(options: Mapping[str, str], key: str, default: float) -> float:
+    value = options.get(key)
+    if value is None or value == "":
+        return default
+    try:
+        return float(value)
+    except ValueError:
+        raise ConfigError(f"solver option {key}={value!r} is not a number") from None
+
+
+def parse_resolver(text: str) -> tuple[str, int]:
+    """``ADDR``, ``ADDR:PORT`` or ``[V6]:PORT`` to (address, port); port 53 by default."""
+    value = text.strip()
+    if value.count(":") > 1 and not value.startswith("["):
+        return value, 53  # a bare IPv6 address
+    if ":" not in value:
+        return value, 53
+    return parse_listen_address(value)
+
+
+class SolverPool:
+    """Builds solvers from specs and shares them; one pool per process run."""
+
+    def __init__(
+        self,
+        *,
+        environ: Mapping[str, str] | None = None,
+        on_progress: ProgressCallback | None = None,
+    ) -> None:
+        self.environ = dict(os.environ if environ is None else environ)
+        self.on_progress = on_progress
+        self._solvers: dict[tuple[Any, ...], Solver] = {}
+
+    def choice(self, specs: Sequence[SolverSpec]) -> SolverChoice:
+        """The rules for one lineage: named specs first (in order), then the defaults."""
+        if not specs:
+            raise ConfigError(
+                "no way to answer challenges: give --http, --webroot, --tls-alpn or --dns"
+            )
+        rules: list[tuple[str, Solver]] = []
+        for spec in specs:
+            for name in spec.names:
+                rules.append((name, self.solver(spec)))
+        for spec in specs:
+            if not spec.names:
+                rules.append(("*", self.solver(spec)))
+        return SolverChoice(rules)
+
+    def solver(self, spec: SolverSpec) -> Solver:
+        """The (shared) solver for ``spec``."""
+        key = (spec.kind, tuple(sorted(spec.options.items())))
+        existing = self._solvers.get(key)
+        if existing is None:
+            existing = self._build(spec)
+            self._solvers[key] = existing
+        return existing
+
+    def _build(self, spec: SolverSpec) -> Solver:
+        options = spec.options
+        if spec.kind == "http":
+            host, port = parse_listen_address(options.get("listen", "80"))
+            return Http01StandaloneSolver(port=port, host=host)
+        if spec.kind == "tls-alpn":
+            from certherd.challenges.tlsalpn01 import TlsAlpn01Solver
+
+            host, port = parse_listen_address(options.get("listen", "443"))
+            return TlsAlpn01Solver(port=port, host=host)
+        if spec.kind == "webroot":
+            from certherd.challenges.webroot import WebrootSolver
+
+            path = options.get("path")
+            if not path:
+                raise ConfigError("webroot solver needs a folder: --webroot DIR")
+            return WebrootSolver(Path(path))
+        if spec.kind == "hook":
+            from certherd.challenges.hook import HookSolver
+
+            command = options.get("command")
+            if not command:
+                raise ConfigError("hook solver needs command=PATH")
+            return HookSolver(
+                options.get("challenge", "http-01"), command, _number(options, "timeout", 120)
+            )
+        if spec.kind == "dns":
+            return self._dns(options)
+        raise ConfigError(f"unknown solver kind {spec.kind!r}: use one of {', '.join(KINDS)}")
+
+    def _dns(self, options: Mapping[str, str]) -> Solver:
+        from certherd.challenges.dns01 import Dns01Solver
+        from certherd.challenges.propagation import PropagationChecker
+        from certherd.dns.registry import create_provider
+
+        name = options.get("provider")
+        if not name:
+            raise ConfigError("dns solver needs a provider: --dns PROVIDER")
+        settings = {k: v for k, v in options.items() if k not in _DNS_OWN}
+        provider = create_provider(name, settings, self.environ)
+        resolver: tuple[str, int] | None = None
+        if options.get("resolver"):
+            resolver = parse_resolver(options["resolver"])
+        checker = PropagationChecker(
+            timeout=_number(options, "propagation_timeout", 120),
+            interval=_number(options, "propagation_interval", 2),
+            resolver=resolver,
+            on_progress=self.on_progress,
+        )
+        return Dns01Solver(provider, checker)

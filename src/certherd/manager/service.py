@@ -1,0 +1,370 @@
+"""The certificate manager: issue, renew, revoke and delete lineages in storage.
+
+Writes follow one order so a crash at any point loses nothing: the new version's files
+go to ``archive/`` (each atomic), then ``live/`` is switched to it, then the state is
+saved. A failed issuance never touches ``live/``. Each lineage is worked on under its
+lock, and after taking the lock the state is read again: another process may have
+renewed it while we waited.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from typing import Literal
+
+from certherd.acme.client import AcmeClient, RevocationReason
+from certherd.acme.retry import Clock, SystemClock
+from certherd.challenges.factory import SolverPool
+from certherd.crypto.ari import certificate_id, pick_in_window
+from certherd.crypto.certs import describe_certificate, load_pem_chain
+from certherd.crypto.keys import generate_key, load_private_key, private_key_to_pem
+from certherd.errors import (
+    CertherdError,
+    FeatureUnsupportedError,
+    NotFoundError,
+    StorageError,
+    safe_text,
+)
+from certherd.manager.accounts import CaOptions, open_client
+from certherd.manager.hooks import run_lineage_hooks
+from certherd.manager.lineage import LineageSettings, LineageState
+from certherd.manager.obtain import IssuedCertificate, obtain_certificate
+from certherd.manager.policy import RenewalDecision, needs_renewal
+from certherd.storage.base import Storage
+from certherd.storage.layout import FILES, archive_file, renewal_settings, state_file
+
+__all__ = ["Manager", "Outcome"]
+
+Action = Literal["issued", "renewed", "not-due", "failed", "would-renew", "skipped"]
+ARI_MIN_RECHECK = dt.timedelta(minutes=10)
+ARI_MAX_RECHECK = dt.timedelta(days=1)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What happened to one lineage in one run."""
+
+    lineage: str
+    action: Action
+    reason: str
+    version: int | None = None
+    not_after: dt.datetime | None = None
+    error: str | None = None
+    hook_errors: tuple[str, ...] = ()
+
+    @property
+    def failed(self) -> bool:
+        return self.action == "failed"
+
+
+class Manager:
+    """Works on the lineages in one storage; safe for concurrent tasks on one loop."""
+
+    def __init__(
+        self,
+        storage: Storage,
+        *,
+        clock: Clock | None = None,
+        concurrency: int = 10,
+        solvers: SolverPool | None = None,
+        on_event: Callable[[str, str], None] | None = None,
+    ) -> None:
+        self.storage = storage
+        self.clock = clock or SystemClock()
+        self.solvers = solvers or SolverPool()
+        self._gate = asyncio.Semaphore(max(1, concurrency))
+        self._clients: dict[tuple[str, str], AcmeClient] = {}
+        self._client_lock = asyncio.Lock()
+        self._on_event = on_event
+
+    def _say(self, lineage: str, text: str) -> None:
+        if self._on_event is not None:
+            self._on_event(lineage, text)
+
+    async def aclose(self) -> None:
+        """Close every CA connection pool opened by this manager."""
+        clients, self._clients = list(self._clients.values()), {}
+        for client in clients:
+            await client.aclose()
+
+    async def client(self, ca: CaOptions) -> AcmeClient:
+        """One shared client (one pool, one directory fetch) per CA and account."""
+        key = (ca.directory_url, ca.account)
+        async with self._client_lock:
+            client = self._clients.get(key)
+            if client is None:
+                client = await open_client(self.storage, ca)
+                self._clients[key] = client
+            return client
+
+    # -- reading ------------------------------------------------------------------------
+
+    async def lineages(self) -> list[str]:
+        keys = await self.storage.list("renewal")
+        return [
+            k.removeprefix("renewal/").removesuffix(".json") for k in keys if k.endswith(".json")
+        ]
+
+    async def load(self, name: str) -> tuple[LineageSettings, LineageState]:
+        return await LineageSettings.load(self.storage, name), await LineageState.load(
+            self.storage, name
+        )
+
+    # -- issuing ------------------------------------------------------------------------
+
+    async def issue(self, settings: LineageSettings, ca: CaOptions) -> Outcome:
+        """Obtain a certificate for ``settings`` now and make it the live version."""
+        async with self._gate, self.storage.lock(settings.name):
+            state = await LineageState.load(self.storage, settings.name)
+            action: Action = "issued" if state.version is None else "renewed"
+            try:
+                outcome = await self._obtain(settings, ca, state, action, "requested")
+            except CertherdError as exc:
+                await self._record_failure(state, exc)
+                raise
+            await settings.save(self.storage)
+            return outcome
+
+    async def _obtain(
+        self,
+        settings: LineageSettings,
+        ca: CaOptions,
+        state: LineageState,
+        action: Action,
+        reason: str,
+    ) -> Outcome:
+        client = await self.client(ca)
+        key = None
+        if settings.reuse_key and state.version is not None:
+            raw = await self.storage.read(archive_file(settings.name, "privkey.pem", state.version))
+            key = load_private_key(raw)
+        hook_errors = list(await run_lineage_hooks("pre", settings, self.storage, None))
+        try:
+            self._say(settings.name, f"ordering a certificate for {', '.join(settings.names)}")
+            issued = await obtain_certificate(
+                client,
+                settings.names,
+                self.solvers.choice(settings.solvers),
+                key=key or generate_key(settings.key_type),
+                profile=settings.profile,
+                replaces=state.certificate_id if state.version is not None else None,
+                preferred_chain=settings.preferred_chain,
+            )
+            version = await self._save_version(settings.name, issued)
+        finally:
+            hook_errors += await run_lineage_hooks("post", settings, self.storage, None)
+        new_state = self._state_after(settings.name, issued, version)
+        await new_state.save(self.storage)
+        self._say(settings.name, f"saved version {version}")
+        hook_errors += await run_lineage_hooks("deploy", settings, self.storage, version)
+        return Outcome(
+            settings.name,
+            action,
+            reason,
+            version,
+            new_state.not_after,
+            hook_errors=tuple(hook_errors),
+        )
+
+    async def _save_version(self, name: str, issued: IssuedCertificate) -> int:
+        existing = await self.storage.list(f"archive/{name}")
+        used = [0]
+        for key in existing:
+            stem = key.rsplit("/", 1)[-1]
+            digits = "".join(ch for ch in stem if ch.isdigit())
+            if digits:
+                used.append(int(digits))
+        version = max(used) + 1
+        chain = issued.chain
+        contents = {
+            "cert.pem": chain.leaf_pem,
+            "chain.pem": chain.issuers_pem,
+            "fullchain.pem": chain.leaf_pem + chain.issuers_pem,
+            "privkey.pem": private_key_to_pem(issued.key),
+        }
+        for file, data in contents.items():
+            await self.storage.write(
+                archive_file(name, file, version), data, private=file == "privkey.pem"
+            )
+        await self.storage.publish(name, version, FILES)
+        return version
+
+    def _state_after(self, name: str, issued: IssuedCertificate, version: int) -> LineageState:
+        info = describe_certificate(issued.chain.leaf)
+        try:
+            cert_id: str | None = certificate_id(issued.chain.leaf)
+        except CertherdError:
+            cert_id = None
+        state = LineageState(
+            name=name,
+            version=version,
+            serial=info.serial_hex,
+            names=info.dns_names + info.ip_addresses,
+            issuer=info.issuer_cn,
+            not_before=info.not_before,
+            not_after=info.not_after,
+            certificate_id=cert_id,
+            last_success=self.clock.now(),
+        )
+        decision = needs_renewal(
+            not_before=info.not_before, not_after=info.not_after, now=self.clock.now()
+        )
+        return replace(state, next_check=decision.next_check)
+
+    async def _record_failure(self, state: LineageState, error: BaseException) -> LineageState:
+        failed = state.with_failure(safe_text(error, 500), self.clock.now())
+        if failed.not_before and failed.not_after:
+            decision = needs_renewal(
+                not_before=failed.not_before,
+                not_after=failed.not_after,
+                now=self.clock.now(),
+                failures=failed.failures,
+                last_failure=failed.last_failure,
+            )
+            failed = replace(failed, next_check=decision.next_check)
+        with contextlib.suppress(StorageError):
+            await failed.save(self.storage)
+        return failed
+
+    # -- renewing -----------------------------------------------------------------------
+
+    async def renew(
+        self, names: Sequence[str] | None = None, *, force: bool = False, dry_run: bool = False
+    ) -> list[Outcome]:
+        """Renew what is due (every lineage, or those named), concurrently."""
+        chosen = list(names) if names else await self.lineages()
+        return list(
+            await asyncio.gather(*(self.renew_one(n, force=force, dry_run=dry_run) for n in chosen))
+        )
+
+    async def decide(
+        self, settings: LineageSettings, state: LineageState, *, force: bool
+    ) -> RenewalDecision:
+        now = self.clock.now()
+        if state.version is None or state.not_before is None or state.not_after is None:
+            return RenewalDecision(True, "no certificate yet", now)
+        return needs_renewal(
+            not_before=state.not_before,
+            not_after=state.not_after,
+            now=now,
+            ari_start=state.ari_start,
+            ari_end=state.ari_end,
+            ari_pick=state.ari_pick,
+            failures=state.failures,
+            last_failure=state.last_failure,
+            force=force,
+        )
+
+    async def renew_one(self, name: str, *, force: bool = False, dry_run: bool = False) -> Outcome:
+        """Check one lineage (refreshing ARI when its Retry-After has passed) and renew if due."""
+        try:
+            settings, state = await self.load(name)
+        except CertherdError as exc:
+            return Outcome(name, "failed", "cannot read the lineage", error=safe_text(exc, 500))
+        ca = CaOptions(
+            settings.directory_url,
+            settings.ca_bundle,
+            allow_http=settings.allow_http,
+            account=settings.account,
+        )
+        try:
+            state = await self._refresh_ari(settings, state, ca)
+        except CertherdError as exc:
+            self._say(name, f"renewal info unavailable: {safe_text(exc, 200)}")
+        decision = await self.decide(settings, state, force=force)
+        if not decision.due:
+            if state.next_check != decision.next_check:
+                await replace(state, next_check=decision.next_check).save(self.storage)
+            return Outcome(name, "not-due", decision.reason, state.version, state.not_after)
+        if dry_run:
+            self.solvers.choice(settings.solvers)  # the solvers must at least be buildable
+            return Outcome(name, "would-renew", decision.reason, state.version, state.not_after)
+        async with self._gate, self.storage.lock(name):
+            # Check again under the lock: another process may have renewed meanwhile.
+            current = await LineageState.load(self.storage, name)
+            if current.version != state.version and not force:
+                return Outcome(
+                    name,
+                    "skipped",
+                    "renewed by another certherd meanwhile",
+                    current.version,
+                    current.not_after,
+                )
+            try:
+                return await self._obtain(settings, ca, current, "renewed", decision.reason)
+            except CertherdError as exc:
+                failed = await self._record_failure(current, exc)
+                return Outcome(
+                    name,
+                    "failed",
+                    decision.reason,
+                    current.version,
+                    current.not_after,
+                    error=failed.last_error,
+                )
+
+    async def _refresh_ari(
+        self, settings: LineageSettings, state: LineageState, ca: CaOptions
+    ) -> LineageState:
+        now = self.clock.now()
+        if state.version is None or (state.ari_retry_at is not None and now < state.ari_retry_at):
+            return state
+        client = await self.client(ca)
+        directory = await client.directory()
+        if directory.renewal_info is None:
+            updated = replace(state, ari_retry_at=now + ARI_MAX_RECHECK)
+            await updated.save(self.storage)
+            return updated
+        pem = await self.storage.read(archive_file(settings.name, "cert.pem", state.version))
+        try:
+            info = await client.renewal_info(load_pem_chain(pem)[0])
+        except FeatureUnsupportedError:
+            return state
+        pick = state.ari_pick
+        if pick is None or not (info.start <= pick <= info.end):
+            # Chosen once and stored, so every node sharing this storage agrees.
+            pick = pick_in_window(info.start, info.end)
+        wait = dt.timedelta(seconds=info.retry_after) if info.retry_after else dt.timedelta(hours=6)
+        wait = min(max(wait, ARI_MIN_RECHECK), ARI_MAX_RECHECK)
+        updated = replace(
+            state,
+            ari_start=info.start,
+            ari_end=info.end,
+            ari_pick=pick,
+            ari_retry_at=now + wait,
+            ari_explanation=info.explanation_url,
+        )
+        await updated.save(self.storage)
+        return updated
+
+    # -- revoking and deleting ----------------------------------------------------------
+
+    async def revoke(self, name: str, reason: RevocationReason | None = None) -> LineageState:
+        """Revoke the live certificate of ``name`` with its lineage's account."""
+        settings, state = await self.load(name)
+        if state.version is None:
+            raise NotFoundError(f"lineage {name!r} has no certificate to revoke")
+        ca = CaOptions(
+            settings.directory_url,
+            settings.ca_bundle,
+            allow_http=settings.allow_http,
+            account=settings.account,
+        )
+        client = await self.client(ca)
+        pem = await self.storage.read(archive_file(name, "cert.pem", state.version))
+        await client.revoke(load_pem_chain(pem)[0], reason=reason)
+        return state
+
+    async def delete(self, name: str) -> int:
+        """Remove every file of lineage ``name``; returns how many were removed."""
+        async with self.storage.lock(name):
+            keys = await self.storage.list(f"archive/{name}")
+            keys += [renewal_settings(name), state_file(name)]
+            for key in keys:
+                await self.storage.delete(key)
+            await self.storage.unpublish(name)
+        return len(keys)
