@@ -101,9 +101,9 @@ def demo(ctx: click.Context, names: tuple[str, ...], out: Path, key_type: str) -
     """Issue a real certificate from a local Pebble test CA (needs `apt-get install pebble`)."""
     from certherd.testing.pebble import PebbleOptions, PebbleServer
 
-    options: dict[str, Any] = ctx.obj or {}
-    quiet = bool(options.get("quiet"))
-    as_json = bool(options.get("json"))
+    quiet = bool(getattr(ctx.obj, "quiet", False))
+    as_json = bool(getattr(ctx.obj, "json", False))
+
     def say(text: str) -> None:
         if not (quiet or as_json):
             click.echo(text)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import sys
+from pathlib import Path
 from typing import Any
 
 import click
@@ -19,7 +20,14 @@ __all__ = ["main"]
 
 # name -> "module:attribute" of the click command, imported on use.
 COMMANDS: dict[str, tuple[str, str]] = {
+    "account": ("certherd.cli.account:account", "Manage the ACME account for a CA."),
+    "delete": ("certherd.cli.lineages:delete", "Delete a lineage and its files."),
     "demo": ("certherd.cli.demo:demo", "Issue a real certificate from a local Pebble test CA."),
+    "issue": ("certherd.cli.issue:issue", "Obtain a certificate and save it as a lineage."),
+    "list": ("certherd.cli.lineages:list_lineages", "List lineages: names, expiry, next renewal."),
+    "renew": ("certherd.cli.lineages:renew", "Renew the lineages that are due."),
+    "revoke": ("certherd.cli.lineages:revoke", "Revoke a lineage's certificate."),
+    "show": ("certherd.cli.lineages:show", "Show one lineage."),
 }
 
 
@@ -46,13 +54,30 @@ class LazyGroup(click.Group):
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="certherd", message="%(prog)s %(version)s")
+@click.option(
+    "--config-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    envvar="CERTHERD_DIR",
+    help="Accounts, certificates and config (env CERTHERD_DIR; default /etc/certherd for "
+    "root, else ~/.config/certherd).",
+)
 @click.option("--json", "json_output", is_flag=True, help="Print one JSON document.")
 @click.option("-q", "--quiet", is_flag=True, help="Print only errors.")
 @click.option("-v", "--verbose", count=True, help="Say more (repeat for debug).")
 @click.pass_context
-def cli(ctx: click.Context, json_output: bool, quiet: bool, verbose: int) -> None:
+def cli(
+    ctx: click.Context, config_dir: Path | None, json_output: bool, quiet: bool, verbose: int
+) -> None:
     """certherd: obtain, install and renew certificates over ACME (RFC 8555)."""
-    ctx.obj = {"json": json_output, "quiet": quiet, "verbose": verbose}
+    from certherd.cli.common import Context
+    from certherd.config import default_config_dir
+
+    ctx.obj = Context(
+        config_dir=config_dir or default_config_dir(),
+        json=json_output,
+        quiet=quiet,
+        verbose=verbose,
+    )
 
 
 def main(argv: list[str] | None = None) -> Any:

@@ -19,7 +19,15 @@ from certherd.errors import ConfigError, NotFoundError
 from certherd.storage.base import Storage
 from certherd.storage.layout import account_json, account_key, ca_id
 
-__all__ = ["AccountRecord", "CaOptions", "load_account", "open_client", "save_account"]
+__all__ = [
+    "AccountRecord",
+    "CaOptions",
+    "load_account",
+    "open_client",
+    "register",
+    "rollover",
+    "save_account",
+]
 
 
 @dataclass(frozen=True)
@@ -130,3 +138,18 @@ async def open_client(storage: Storage, options: CaOptions) -> AcmeClient:
         )
     client, _account = await register(storage, options)
     return client
+
+
+async def rollover(storage: Storage, options: CaOptions, client: AcmeClient) -> Account:
+    """Replace the account key (RFC 8555 §7.3.5) without ever risking the account.
+
+    The new key is written (0600) before the CA is asked, so a crash or a full disk
+    after the CA agreed still leaves the key that now controls the account on disk.
+    """
+    new_key = generate_key("ec256")
+    pending = account_key(options.ca_id, options.account).replace("key.pem", "key-next.pem")
+    await storage.write(pending, private_key_to_pem(new_key), private=True)
+    account = await client.change_key(new_key)
+    await save_account(storage, options, AccountRecord(new_key, account.url, account.contact))
+    await storage.delete(pending)
+    return account

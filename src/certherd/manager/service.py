@@ -124,7 +124,8 @@ class Manager:
             try:
                 outcome = await self._obtain(settings, ca, state, action, "requested")
             except CertherdError as exc:
-                await self._record_failure(state, exc)
+                if state.version is not None:  # a lineage that exists: remember the failure
+                    await self._record_failure(state, exc)
                 raise
             await settings.save(self.storage)
             return outcome

@@ -1,0 +1,144 @@
+"""What every command shares: the run context, the CA options, output, and running async.
+
+Human output goes through ``rich`` (imported only when something is printed for
+humans); ``--json`` prints exactly one JSON document on stdout; ``-q`` prints only
+errors. Exit codes: 0 success (nothing due included), 1 a certificate failed, 2 usage or
+configuration error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import json
+import sys
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+__all__ = ["Context", "ca_options", "pass_context", "run_async"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+T = TypeVar("T")
+
+
+@dataclass
+class Context:
+    """The global options of one ``certherd`` invocation."""
+
+    config_dir: Path
+    json: bool = False
+    quiet: bool = False
+    verbose: int = 0
+
+    def storage(self) -> Any:
+        from certherd.storage.filesystem import FilesystemStorage
+
+        return FilesystemStorage(self.config_dir)
+
+    def say(self, text: str) -> None:
+        """Progress for humans (stderr, so stdout stays clean); silent with -q or --json."""
+        if not self.quiet and not self.json:
+            click.echo(text, err=True)
+
+    def emit(self, document: Any, human: Callable[[], None] | None = None) -> None:
+        """The command's result: one JSON document, or the human rendering."""
+        if self.json:
+            click.echo(json.dumps(document, indent=2, sort_keys=True, default=str))
+        elif not self.quiet and human is not None:
+            human()
+
+    def console(self) -> Any:
+        from rich.console import Console
+
+        return Console(highlight=False, soft_wrap=False)
+
+
+pass_context = click.make_pass_decorator(Context)
+
+
+def run_async(coroutine: Coroutine[Any, Any, T]) -> T:
+    """Run one command's coroutine."""
+    return asyncio.run(coroutine)
+
+
+def ca_options(command: F) -> F:
+    """The global CA options of every command that talks to a CA."""
+    options = [
+        click.option("--server", metavar="URL", help="The CA's ACME directory URL."),
+        click.option(
+            "--ca",
+            metavar="NAME",
+            help="A known CA: letsencrypt (default), letsencrypt-staging, zerossl, google, "
+            "google-staging, sslcom, actalis.",
+        ),
+        click.option(
+            "--ca-bundle",
+            metavar="PEM",
+            envvar="CERTHERD_CA_BUNDLE",
+            type=click.Path(dir_okay=False, exists=True),
+            help="Trust these roots for the CA's HTTPS (private CAs). Env CERTHERD_CA_BUNDLE.",
+        ),
+        click.option("--email", metavar="ADDR", help="Account contact address."),
+        click.option("--agree-tos", is_flag=True, help="Agree to the CA's terms of service."),
+        click.option("--eab-kid", metavar="KID", help="External Account Binding key id."),
+        click.option(
+            "--eab-hmac-key-file",
+            metavar="FILE",
+            type=click.Path(dir_okay=False, exists=True),
+            help="File holding the EAB HMAC key (never pass the key on the command line).",
+        ),
+        click.option("--account", default="default", show_default=True, hidden=True),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def build_ca(params: dict[str, Any]) -> Any:
+    """CaOptions from the CA flags (popped from ``params``)."""
+    from certherd.acme.jws import ExternalAccountBinding
+    from certherd.config import resolve_directory_url
+    from certherd.errors import ConfigError
+    from certherd.manager.accounts import CaOptions
+
+    server = params.pop("server", None)
+    ca = params.pop("ca", None)
+    kid = params.pop("eab_kid", None)
+    key_file = params.pop("eab_hmac_key_file", None)
+    eab = None
+    if bool(kid) != bool(key_file):
+        raise ConfigError("External Account Binding needs both --eab-kid and --eab-hmac-key-file")
+    if kid and key_file:
+        try:
+            text = Path(key_file).read_text().strip()
+        except OSError as exc:
+            raise ConfigError(f"cannot read {key_file}: {exc.strerror}") from None
+        eab = ExternalAccountBinding.from_b64url(kid, text)
+    return CaOptions(
+        directory_url=resolve_directory_url(server, ca),
+        ca_bundle=params.pop("ca_bundle", None),
+        email=params.pop("email", None),
+        agree_tos=bool(params.pop("agree_tos", False)),
+        eab=eab,
+        account=params.pop("account", "default"),
+    )
+
+
+def exit_for(failed: bool) -> None:
+    """Exit 1 when a certificate failed, else return (exit 0)."""
+    if failed:
+        sys.exit(1)
+
+
+def wraps_async(function: Callable[..., Coroutine[Any, Any, None]]) -> Callable[..., None]:
+    """Turn an async command body into a click callback."""
+
+    @functools.wraps(function)
+    def call(*args: Any, **kwargs: Any) -> None:
+        run_async(function(*args, **kwargs))
+
+    return call

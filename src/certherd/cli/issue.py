@@ -1,0 +1,216 @@
+"""``certherd issue``: obtain a certificate and save it as a lineage that ``renew`` repeats."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from certherd.cli.common import Context, build_ca, ca_options, exit_for, pass_context, run_async
+
+__all__ = ["issue", "solver_options", "solver_specs"]
+
+KEY_TYPES = ["ec256", "ec384", "rsa2048", "rsa3072", "rsa4096"]
+
+
+def solver_options(command: Any) -> Any:
+    """The solver flags of ``issue`` (shared with other commands that obtain)."""
+    options = [
+        click.option(
+            "--http",
+            "http",
+            metavar="[ADDR:]PORT",
+            is_flag=False,
+            flag_value="80",
+            default=None,
+            help="Answer http-01 with the built-in server (default port 80).",
+        ),
+        click.option(
+            "--webroot",
+            "webroots",
+            metavar="DIR",
+            multiple=True,
+            help="Answer http-01 by writing under DIR (once for all names, or once per "
+            "-d name, in order).",
+        ),
+        click.option(
+            "--webroot-map",
+            "webroot_map",
+            metavar="NAME=DIR",
+            multiple=True,
+            help="The webroot of one name.",
+        ),
+        click.option(
+            "--tls-alpn",
+            "tls_alpn",
+            metavar="[ADDR:]PORT",
+            is_flag=False,
+            flag_value="443",
+            default=None,
+            help="Answer tls-alpn-01 with the built-in server (default port 443).",
+        ),
+        click.option(
+            "--dns",
+            "dns",
+            metavar="PROVIDER",
+            help="Answer dns-01 through PROVIDER: rfc2136, exec, or a lexicon provider.",
+        ),
+        click.option(
+            "--dns-opt",
+            "dns_opts",
+            metavar="KEY=VALUE",
+            multiple=True,
+            help="A DNS provider setting (secrets: use the environment instead).",
+        ),
+        click.option(
+            "--dns-propagation-timeout",
+            type=float,
+            metavar="SECONDS",
+            help="Wait this long for every name server to serve the record (0 skips).",
+        ),
+        click.option(
+            "--dns-resolver",
+            metavar="ADDR[:PORT]",
+            help="Check propagation against this server instead of the zone's own.",
+        ),
+        click.option(
+            "--solver-hook",
+            "solver_hooks",
+            metavar="TYPE=PROGRAM",
+            multiple=True,
+            help="Answer challenge TYPE by running PROGRAM present|cleanup.",
+        ),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def _pairs(values: tuple[str, ...], flag: str) -> list[tuple[str, str]]:
+    from certherd.errors import ConfigError
+
+    pairs = []
+    for value in values:
+        key, sep, rest = value.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"{flag} {value!r}: write KEY=VALUE")
+        pairs.append((key.strip(), rest))
+    return pairs
+
+
+def solver_specs(params: dict[str, Any], names: tuple[str, ...]) -> tuple[Any, ...]:
+    """SolverSpecs from the solver flags (popped from ``params``): http, webroot and
+    tls-alpn first, so plain names use them; dns last (and for wildcards)."""
+    from certherd.challenges.spec import SolverSpec
+    from certherd.errors import ConfigError
+
+    specs: list[SolverSpec] = []
+    http = params.pop("http", None)
+    if http:
+        specs.append(SolverSpec("http", {"listen": http}))
+    webroots: tuple[str, ...] = params.pop("webroots", ())
+    plain = [n for n in names if not n.startswith("*.")]
+    if len(webroots) == 1:
+        specs.append(SolverSpec("webroot", {"path": webroots[0]}))
+    elif webroots:
+        if len(webroots) != len(plain):
+            raise ConfigError(
+                f"{len(webroots)} --webroot for {len(plain)} names: give one for all names, "
+                "one per -d name in order, or use --webroot-map NAME=DIR"
+            )
+        for name, root in zip(plain, webroots, strict=True):
+            specs.append(SolverSpec("webroot", {"path": root}, (name,)))
+    for name, root in _pairs(params.pop("webroot_map", ()), "--webroot-map"):
+        specs.append(SolverSpec("webroot", {"path": root}, (name,)))
+    tls_alpn = params.pop("tls_alpn", None)
+    if tls_alpn:
+        specs.append(SolverSpec("tls-alpn", {"listen": tls_alpn}))
+    for kind, program in _pairs(params.pop("solver_hooks", ()), "--solver-hook"):
+        specs.append(SolverSpec("hook", {"challenge": kind, "command": program}))
+    dns = params.pop("dns", None)
+    dns_opts = dict(_pairs(params.pop("dns_opts", ()), "--dns-opt"))
+    timeout = params.pop("dns_propagation_timeout", None)
+    resolver = params.pop("dns_resolver", None)
+    if dns:
+        options = {"provider": dns, **dns_opts}
+        if timeout is not None:
+            options["propagation_timeout"] = str(timeout)
+        if resolver:
+            options["resolver"] = resolver
+        specs.append(SolverSpec("dns", options))
+    elif dns_opts or timeout is not None or resolver:
+        raise ConfigError("--dns-opt, --dns-propagation-timeout and --dns-resolver need --dns")
+    if not specs:
+        raise ConfigError(
+            "say how to prove the names: --http, --webroot DIR, --tls-alpn or --dns PROVIDER"
+        )
+    return tuple(specs)
+
+
+@click.command("issue")
+@click.option(
+    "-d",
+    "--domain",
+    "names",
+    multiple=True,
+    required=True,
+    metavar="NAME",
+    help="A name (or IP address) for the certificate; repeat for more.",
+)
+@click.option("--name", "lineage", metavar="LINEAGE", help="Lineage name (default: first name).")
+@solver_options
+@click.option("--key-type", type=click.Choice(KEY_TYPES), default="ec256", show_default=True)
+@click.option("--profile", metavar="P", help="The CA's certificate profile (e.g. tlsserver).")
+@click.option("--preferred-chain", metavar="CN", help="Prefer the chain whose issuer is CN.")
+@click.option("--reuse-key", is_flag=True, help="Keep the private key across renewals.")
+@click.option("--pre-hook", "pre_hooks", multiple=True, metavar="CMD")
+@click.option("--post-hook", "post_hooks", multiple=True, metavar="CMD")
+@click.option(
+    "--deploy-hook",
+    "deploy_hooks",
+    multiple=True,
+    metavar="CMD",
+    help="Run after a new certificate is saved (RENEWED_LINEAGE is set).",
+)
+@ca_options
+@pass_context
+def issue(ctx: Context, /, **params: Any) -> None:
+    """Obtain a certificate and save it as a lineage."""
+    from certherd.manager.lineage import HookSettings, LineageSettings
+    from certherd.storage.layout import check_name, lineage_for
+
+    names: tuple[str, ...] = tuple(n.strip().lower() for n in params.pop("names"))
+    ca = build_ca(params)
+    lineage = params.pop("lineage", None)
+    settings = LineageSettings(
+        name=check_name(lineage) if lineage else lineage_for(names[0]),
+        names=names,
+        directory_url=ca.directory_url,
+        solvers=solver_specs(params, names),
+        account=ca.account,
+        ca_bundle=ca.ca_bundle,
+        key_type=params.pop("key_type"),
+        reuse_key=params.pop("reuse_key"),
+        profile=params.pop("profile"),
+        preferred_chain=params.pop("preferred_chain"),
+        hooks=HookSettings(
+            pre=params.pop("pre_hooks"),
+            post=params.pop("post_hooks"),
+            deploy=params.pop("deploy_hooks"),
+        ),
+    )
+    outcome = run_async(_issue(ctx, settings, ca))
+    exit_for(bool(outcome.hook_errors))
+
+
+async def _issue(ctx: Context, settings: Any, ca: Any) -> Any:
+    from certherd.cli.render import outcome_document, print_outcomes
+    from certherd.manager.service import Manager
+
+    manager = Manager(ctx.storage(), on_event=lambda lineage, text: ctx.say(f"{lineage}: {text}"))
+    try:
+        outcome = await manager.issue(settings, ca)
+    finally:
+        await manager.aclose()
+    ctx.emit(outcome_document([outcome], ctx.config_dir), lambda: print_outcomes(ctx, [outcome]))
+    return outcome

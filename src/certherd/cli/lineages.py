@@ -1,0 +1,152 @@
+"""``certherd renew | list | show | revoke | delete``: working on stored lineages."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from certherd.cli.common import Context, exit_for, pass_context, run_async
+
+__all__ = ["delete", "list_lineages", "renew", "revoke", "show"]
+
+REASONS = [
+    "unspecified",
+    "keyCompromise",
+    "affiliationChanged",
+    "superseded",
+    "cessationOfOperation",
+]
+
+
+@click.command("renew")
+@click.argument("names", nargs=-1, metavar="[NAME]...")
+@click.option("--force", is_flag=True, help="Renew even if not due.")
+@click.option("--dry-run", is_flag=True, help="Say what is due and why; change nothing.")
+@click.option("--concurrency", type=click.IntRange(1, 1000), default=10, show_default=True)
+@pass_context
+def renew(
+    ctx: Context, names: tuple[str, ...], force: bool, dry_run: bool, concurrency: int
+) -> None:
+    """Renew the lineages that are due (all, or those named)."""
+    outcomes = run_async(_renew(ctx, names, force, dry_run, concurrency))
+    exit_for(any(o.failed or o.hook_errors for o in outcomes))
+
+
+async def _renew(
+    ctx: Context, names: tuple[str, ...], force: bool, dry_run: bool, concurrency: int
+) -> Any:
+    from certherd.cli.render import outcome_document, print_outcomes
+    from certherd.manager.service import Manager
+
+    manager = Manager(
+        ctx.storage(),
+        concurrency=concurrency,
+        on_event=lambda lineage, text: ctx.say(f"{lineage}: {text}") if ctx.verbose else None,
+    )
+    try:
+        outcomes = await manager.renew(names or None, force=force, dry_run=dry_run)
+    finally:
+        await manager.aclose()
+    ctx.emit(outcome_document(outcomes, ctx.config_dir), lambda: print_outcomes(ctx, outcomes))
+    if ctx.quiet:
+        for o in outcomes:
+            if o.failed:
+                click.echo(f"certherd: {o.lineage}: renewal failed: {o.error}", err=True)
+    return outcomes
+
+
+@click.command("list")
+@pass_context
+def list_lineages(ctx: Context) -> None:
+    """Every lineage: names, expiry, next renewal, last error."""
+    documents = run_async(_documents(ctx, None))
+    ctx.emit({"lineages": documents}, lambda: _print_list(ctx, documents))
+
+
+def _print_list(ctx: Context, documents: list[dict[str, Any]]) -> None:
+    from certherd.cli.render import print_lineages
+
+    if not documents:
+        ctx.say(f"no lineages in {ctx.config_dir}: `certherd issue -d NAME ...` creates one")
+        return
+    print_lineages(ctx, documents)
+
+
+async def _documents(ctx: Context, only: str | None) -> list[dict[str, Any]]:
+    from certherd.cli.render import lineage_document
+    from certherd.manager.service import Manager
+
+    manager = Manager(ctx.storage())
+    names = [only] if only else await manager.lineages()
+    documents = []
+    for name in names:
+        settings, state = await manager.load(name)
+        documents.append(lineage_document(settings, state, ctx.config_dir))
+    return documents
+
+
+@click.command("show")
+@click.argument("name")
+@pass_context
+def show(ctx: Context, name: str) -> None:
+    """Everything about one lineage."""
+    document = run_async(_documents(ctx, name))[0]
+
+    def human() -> None:
+        from rich.table import Table
+
+        table = Table(show_header=False, title=f"lineage {name}")
+        for key, value in document.items():
+            if isinstance(value, dict):
+                value = ", ".join(f"{k}={v}" for k, v in value.items())
+            elif isinstance(value, list):
+                value = ", ".join(str(v) for v in value)
+            table.add_row(key, "-" if value is None else str(value))
+        ctx.console().print(table)
+
+    ctx.emit(document, human)
+
+
+@click.command("revoke")
+@click.argument("name")
+@click.option("--reason", type=click.Choice(REASONS), default="unspecified", show_default=True)
+@pass_context
+def revoke(ctx: Context, name: str, reason: str) -> None:
+    """Revoke a lineage's live certificate."""
+    from certherd.acme.client import RevocationReason
+
+    state = run_async(_revoke(ctx, name, RevocationReason.parse(reason)))
+    ctx.emit(
+        {"lineage": name, "revoked": True, "serial": state.serial, "reason": reason},
+        lambda: ctx.say(f"{name}: certificate {state.serial} revoked ({reason})"),
+    )
+
+
+async def _revoke(ctx: Context, name: str, reason: Any) -> Any:
+    from certherd.manager.service import Manager
+
+    manager = Manager(ctx.storage())
+    try:
+        return await manager.revoke(name, reason)
+    finally:
+        await manager.aclose()
+
+
+@click.command("delete")
+@click.argument("name")
+@pass_context
+def delete(ctx: Context, name: str) -> None:
+    """Delete a lineage and all its files (revoke it first if it leaked)."""
+    from certherd.manager.service import Manager
+
+    async def work() -> int:
+        manager = Manager(ctx.storage())
+        await manager.load(name)  # NotFoundError for an unknown name
+        return await manager.delete(name)
+
+    removed = run_async(work())
+    ctx.emit(
+        {"lineage": name, "deleted": True, "files": removed},
+        lambda: ctx.say(f"{name}: deleted ({removed} files)"),
+    )
