@@ -427,7 +427,9 @@ class RateLimitedError(ProblemError):
 
     @property
     def retry_at(self) -> _dt.timedelta | None:
-        return None if self.retry_after is None else _dt.timedelta(seconds=self.retry_after)
+        if self.retry_after is None:
+            return None
+        return _dt.timedelta(seconds=min(self.retry_after, 10 * 365 * 86400.0))
 
 
 class RejectedIdentifierError(ProblemError):

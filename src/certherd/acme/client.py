@@ -37,6 +37,7 @@ from certherd.crypto.encoding import b64url
 from certherd.crypto.keys import PrivateKey, PublicKey
 from certherd.errors import (
     ConfigError,
+    CryptoError,
     FeatureUnsupportedError,
     OrderFailedError,
     OrderNotReadyError,
@@ -395,7 +396,12 @@ class AcmeClient:
     async def download_certificate(self, url: str) -> CertificateChain:
         """§7.4.2: the PEM chain, and the URLs of alternate chains."""
         response = await self._post_as_get(url, "certificate", accept=PEM_CHAIN)
-        certificates = tuple(load_pem_chain(response.content))
+        try:
+            certificates = tuple(load_pem_chain(response.content))
+        except CryptoError as exc:
+            raise UnsafeResponseError(
+                f"the CA's certificate from {safe_text(url, 200)} is unreadable: {exc}"
+            ) from None
         alternates = tuple(
             self.urls.check(u, "alternate chain") for u in response.links("alternate")
         )

@@ -59,7 +59,7 @@ class Response:
     def json(self) -> Any:
         try:
             return json.loads(self.content)
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):
             raise UnsafeResponseError(
                 f"the CA's answer from {safe_text(self.url, 200)} is not JSON"
             ) from None
@@ -143,7 +143,12 @@ class Transport:
         request_headers = {"User-Agent": USER_AGENT, **(headers or {})}
         async with self._http.stream(method, url, content=content, headers=request_headers) as raw:
             declared = raw.headers.get("content-length")
-            if declared and declared.isdigit() and int(declared) > self.max_body:
+            if (
+                declared
+                and declared.isascii()
+                and declared.isdigit()
+                and int(declared) > self.max_body
+            ):
                 raise UnsafeResponseError(
                     f"the CA's answer to {label} is {declared} bytes, over the {self.max_body} cap"
                 )
@@ -167,7 +172,7 @@ class Transport:
 
     def _keep_nonce(self, response: Response) -> None:
         nonce = response.headers.get("replay-nonce")
-        if nonce and _NONCE.match(nonce):
+        if nonce and _NONCE.fullmatch(nonce):
             self._nonces.append(nonce)
 
     async def _nonce(self) -> str:
@@ -289,7 +294,7 @@ class Transport:
 
     def add_nonce(self, nonce: str) -> None:
         """Offer a nonce to the pool (used by tests and by callers that have one)."""
-        if _NONCE.match(nonce):
+        if _NONCE.fullmatch(nonce):
             self._nonces.append(nonce)
 
 
@@ -297,7 +302,7 @@ def _problem_of(response: Response) -> Problem:
     if _is_problem(response):
         try:
             return Problem.from_json(json.loads(response.content))
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):
             pass
     text = response.content[:200].decode("utf-8", "replace")
     return Problem(

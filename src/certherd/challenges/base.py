@@ -23,7 +23,7 @@ _TOKEN = re.compile(r"^[A-Za-z0-9_-]{16,512}$")
 def check_token(token: str | None) -> str:
     """Return ``token`` if it is plain base64url, else refuse it before it reaches a path,
     a DNS name or a hook (the CA is untrusted input; see CVE-2023-38198)."""
-    if token is None or not _TOKEN.match(token):
+    if token is None or not _TOKEN.fullmatch(token):
         raise UnsafeResponseError(
             f"the CA sent a challenge token that is not base64url: {safe_text(token, 80)!r}"
         )

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from certherd.acme.client import AcmeClient, CertificateChain
 from certherd.acme.messages import Authorization, Identifier, Order, Status, identifiers_from
-from certherd.challenges.base import ChallengeTask, Solver
+from certherd.challenges.base import ChallengeTask, Solver, check_token
 from certherd.challenges.selection import SolverChoice
 from certherd.crypto.csr import build_csr
 from certherd.crypto.keys import KeyType, PrivateKey, generate_key
@@ -72,7 +72,7 @@ async def _prove(
                 f"certherd was given {usable} (wildcards need dns-01)"
             )
         solver, task = chosen
-        key_auth = client.key_authorization(task.challenge.token or "")
+        key_auth = client.key_authorization(check_token(task.challenge.token))
         tasks.append((solver, ChallengeTask(task.identifier, task.challenge, key_auth)))
 
     presented: list[tuple[Solver, object]] = []
