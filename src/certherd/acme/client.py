@@ -42,6 +42,7 @@ from certherd.errors import (
     OrderFailedError,
     OrderNotReadyError,
     PollTimeoutError,
+    ProblemError,
     UnsafeResponseError,
     safe_text,
 )
@@ -320,9 +321,16 @@ class AcmeClient:
                 f"the CA at {self.directory_url} does not offer pre-authorization (newAuthz)"
             )
         ident = identifier if isinstance(identifier, Identifier) else Identifier.parse(identifier)
-        response = await self._post(
-            directory.new_authz, {"identifier": ident.to_json()}, "newAuthz"
-        )
+        try:
+            response = await self._post(
+                directory.new_authz, {"identifier": ident.to_json()}, "newAuthz"
+            )
+        except ProblemError as exc:
+            if exc.status == 404:
+                raise FeatureUnsupportedError(
+                    f"the CA at {self.directory_url} lists newAuthz but does not serve it (404)"
+                ) from exc
+            raise
         location = response.location
         if location is None:
             raise UnsafeResponseError("the CA's newAuthz answer has no Location header")

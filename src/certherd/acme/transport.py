@@ -299,11 +299,14 @@ class Transport:
 
 
 def _problem_of(response: Response) -> Problem:
-    if _is_problem(response):
-        try:
-            return Problem.from_json(json.loads(response.content))
-        except (ValueError, UnicodeDecodeError, RecursionError):
-            pass
+    # RFC 8555 §6.7 says application/problem+json, but some CAs label it text/plain:
+    # a body that parses as a problem document is used whatever its content type.
+    try:
+        data = json.loads(response.content)
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        data = None
+    if isinstance(data, dict) and ("type" in data or _is_problem(response)):
+        return Problem.from_json(data)
     text = response.content[:200].decode("utf-8", "replace")
     return Problem(
         type="about:blank",

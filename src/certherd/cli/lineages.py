@@ -45,6 +45,13 @@ async def _renew(
         on_event=lambda lineage, text: ctx.say(f"{lineage}: {text}") if ctx.verbose else None,
     )
     try:
+        from certherd.config import CONFIG_FILE, load_config_file
+
+        config_path = ctx.config_dir / CONFIG_FILE
+        if config_path.exists():
+            from certherd.manager.apply import sync_settings
+
+            await sync_settings(manager, load_config_file(config_path))
         outcomes = await manager.renew(names or None, force=force, dry_run=dry_run)
     finally:
         await manager.aclose()

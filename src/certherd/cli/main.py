@@ -21,6 +21,7 @@ __all__ = ["main"]
 # name -> "module:attribute" of the click command, imported on use.
 COMMANDS: dict[str, tuple[str, str]] = {
     "account": ("certherd.cli.account:account", "Manage the ACME account for a CA."),
+    "apply": ("certherd.cli.apply:apply", "Obtain what certherd.toml lists and is missing."),
     "delete": ("certherd.cli.lineages:delete", "Delete a lineage and its files."),
     "demo": ("certherd.cli.demo:demo", "Issue a real certificate from a local Pebble test CA."),
     "issue": ("certherd.cli.issue:issue", "Obtain a certificate and save it as a lineage."),

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from certherd.acme.client import AcmeClient, CertificateChain
 from certherd.acme.messages import Authorization, Identifier, Order, Status, identifiers_from
@@ -95,15 +96,34 @@ async def _prove(
                 return  # already valid: the authorization is too, no poll needed
             await client.wait_authorization(url)
 
-        await asyncio.gather(
-            *(
+        await _all_or_cancel(
+            [
                 answer(task, authz.url)
                 for (_, task), authz in zip(tasks, authorizations, strict=True)
-            )
+            ]
         )
     finally:
         if presented:
             await asyncio.shield(_cleanup(presented))
+
+
+async def _all_or_cancel(coroutines: Sequence[Coroutine[Any, Any, None]]) -> None:
+    """Run all; at the first failure cancel the rest, wait for them, raise that failure."""
+    tasks = [asyncio.ensure_future(c) for c in coroutines]
+    try:
+        done, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+    except BaseException:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise
+    for task in pending:
+        task.cancel()
+    if pending:
+        await asyncio.gather(*pending, return_exceptions=True)
+    for task in tasks:
+        if task in done and not task.cancelled() and task.exception() is not None:
+            raise task.exception()  # type: ignore[misc]
 
 
 async def _cleanup(presented: Sequence[tuple[Solver, object]]) -> None:

@@ -248,6 +248,8 @@ class Manager:
         now = self.clock.now()
         if state.version is None or state.not_before is None or state.not_after is None:
             return RenewalDecision(True, "no certificate yet", now)
+        if state.names and {n.lower() for n in state.names} != {n.lower() for n in settings.names}:
+            return RenewalDecision(True, "the names changed", now)
         return needs_renewal(
             not_before=state.not_before,
             not_after=state.not_after,

@@ -1,0 +1,127 @@
+"""Converge storage on certherd.toml: obtain what is missing or changed, leave the rest.
+
+A lineage whose names, key type, profile or CA changed is obtained again now; one
+whose solvers or hooks changed only has its settings rewritten; an unchanged one is
+renewed if due. Lineages not in the file are left alone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from certherd.acme.jws import ExternalAccountBinding
+from certherd.config import CertificateConfig, ConfigFile
+from certherd.errors import CertherdError, ConfigError, NotFoundError, safe_text
+from certherd.manager.accounts import CaOptions
+from certherd.manager.lineage import HookSettings, LineageSettings
+from certherd.manager.service import Manager, Outcome
+
+__all__ = ["apply_config", "settings_for", "sync_settings"]
+
+
+def settings_for(entry: CertificateConfig) -> LineageSettings:
+    """The lineage settings a ``[[certificate]]`` asks for."""
+    return LineageSettings(
+        name=entry.lineage,
+        names=entry.domains,
+        directory_url=entry.directory_url,
+        solvers=entry.solvers,
+        account=entry.account,
+        ca_bundle=entry.ca_bundle,
+        key_type=entry.key_type,
+        reuse_key=entry.reuse_key,
+        profile=entry.profile,
+        preferred_chain=entry.preferred_chain,
+        hooks=HookSettings(entry.pre_hooks, entry.post_hooks, entry.deploy_hooks),
+    )
+
+
+def _eab(config: ConfigFile) -> ExternalAccountBinding | None:
+    if not config.eab_kid and not config.eab_hmac_key_file:
+        return None
+    if not (config.eab_kid and config.eab_hmac_key_file):
+        raise ConfigError(f"{config.path}: set both eab_kid and eab_hmac_key_file in [defaults]")
+    try:
+        key = Path(config.eab_hmac_key_file).read_text().strip()
+    except OSError as exc:
+        raise ConfigError(f"cannot read {config.eab_hmac_key_file}: {exc.strerror}") from None
+    return ExternalAccountBinding.from_b64url(config.eab_kid, key)
+
+
+def _reissue_reason(wanted: LineageSettings, stored: LineageSettings) -> str | None:
+    if set(wanted.names) != set(stored.names):
+        return "names changed"
+    if wanted.key_type != stored.key_type:
+        return "key type changed"
+    if wanted.profile != stored.profile:
+        return "profile changed"
+    if wanted.directory_url != stored.directory_url:
+        return "CA changed"
+    return None
+
+
+async def apply_config(manager: Manager, config: ConfigFile) -> list[Outcome]:
+    """Apply every certificate of ``config``, concurrently (bounded by the manager)."""
+    eab = _eab(config)
+
+    async def one(entry: CertificateConfig) -> Outcome:
+        wanted = settings_for(entry)
+        ca = CaOptions(
+            directory_url=entry.directory_url,
+            ca_bundle=entry.ca_bundle,
+            email=entry.email,
+            agree_tos=config.agree_tos,
+            eab=eab,
+            account=entry.account,
+        )
+        try:
+            stored: LineageSettings | None = await LineageSettings.load(
+                manager.storage, entry.lineage
+            )
+        except NotFoundError:
+            stored = None
+        try:
+            if stored is None:
+                outcome = await manager.issue(wanted, ca)
+                return Outcome(
+                    outcome.lineage,
+                    outcome.action,
+                    "new in the config file",
+                    outcome.version,
+                    outcome.not_after,
+                    hook_errors=outcome.hook_errors,
+                )
+            reason = _reissue_reason(wanted, stored)
+            if reason is not None:
+                outcome = await manager.issue(wanted, ca)
+                return Outcome(
+                    outcome.lineage,
+                    "renewed",
+                    reason,
+                    outcome.version,
+                    outcome.not_after,
+                    hook_errors=outcome.hook_errors,
+                )
+            if wanted != stored:
+                await wanted.save(manager.storage)
+            return await manager.renew_one(entry.lineage)
+        except CertherdError as exc:
+            return Outcome(entry.lineage, "failed", "apply", error=safe_text(exc, 500))
+
+    return list(await asyncio.gather(*(one(entry) for entry in config.certificates)))
+
+
+async def sync_settings(manager: Manager, config: ConfigFile) -> None:
+    """Write the settings of every certificate in ``config`` (``renew`` follows the file);
+    a lineage whose names changed becomes due, one not yet obtained is obtained."""
+    for entry in config.certificates:
+        wanted = settings_for(entry)
+        try:
+            stored: LineageSettings | None = await LineageSettings.load(
+                manager.storage, entry.lineage
+            )
+        except NotFoundError:
+            stored = None
+        if stored != wanted:
+            await wanted.save(manager.storage)
