@@ -28,6 +28,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "list": ("certherd.cli.lineages:list_lineages", "List lineages: names, expiry, next renewal."),
     "renew": ("certherd.cli.lineages:renew", "Renew the lineages that are due."),
     "revoke": ("certherd.cli.lineages:revoke", "Revoke a lineage's certificate."),
+    "run": ("certherd.cli.run:run", "The daemon: renew on time, serve metrics."),
+    "schedule": ("certherd.cli.schedule:schedule", "Install the twice-daily renew timer."),
     "show": ("certherd.cli.lineages:show", "Show one lineage."),
 }
 

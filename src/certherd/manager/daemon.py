@@ -1,0 +1,146 @@
+"""The renewal daemon: sleep until the next lineage is due, renew, repeat.
+
+Each cycle runs ``renew`` over every lineage (which re-checks ARI when the CA's
+Retry-After has passed), then sleeps until the earliest ``next_check`` of any lineage,
+bounded by ``min_sleep`` and ``max_sleep``. Metrics (expiry, next renewal, failures per
+lineage) and health are served from what the last cycle learned, never by reading
+storage during a scrape. ``stop()`` (SIGTERM) ends the sleep at once; a renewal under
+way gets ``grace`` seconds to finish before it is cancelled.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+from certherd.errors import CertherdError, safe_text
+from certherd.manager.lineage import LineageState
+from certherd.manager.metrics import LineageMetrics
+from certherd.manager.service import Manager, Outcome
+
+__all__ = ["Daemon", "DaemonStatus"]
+
+
+@dataclass
+class DaemonStatus:
+    """What the daemon knows now: per-lineage state and counters, for metrics/health."""
+
+    states: dict[str, LineageState] = field(default_factory=dict)
+    failures_total: dict[str, int] = field(default_factory=dict)
+    cycles: int = 0
+    last_cycle: dt.datetime | None = None
+    last_error: str | None = None
+
+
+class Daemon:
+    """Runs renewal cycles until stopped. One per process."""
+
+    def __init__(
+        self,
+        manager: Manager,
+        *,
+        min_sleep: float = 60.0,
+        max_sleep: float = 6 * 3600.0,
+        grace: float = 30.0,
+        before_cycle: Callable[[], object] | None = None,
+        on_outcomes: Callable[[list[Outcome]], None] | None = None,
+    ) -> None:
+        self.manager = manager
+        self.min_sleep = min_sleep
+        self.max_sleep = max_sleep
+        self.grace = grace
+        self.status = DaemonStatus()
+        self._stop = asyncio.Event()
+        self._before_cycle = before_cycle
+        self._on_outcomes = on_outcomes
+
+    def stop(self) -> None:
+        """Ask the daemon to stop (safe from a signal handler on the loop)."""
+        self._stop.set()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
+
+    def metrics(self) -> Iterable[LineageMetrics]:
+        for name, state in sorted(self.status.states.items()):
+            yield LineageMetrics(
+                lineage=name,
+                not_after=state.not_after,
+                next_renewal=state.ari_pick or state.next_check,
+                failures=self.status.failures_total.get(name, 0),
+                last_success=state.last_success,
+            )
+
+    def health(self) -> str | None:
+        """None when healthy; else why not (a lineage expired, or the last cycle failed)."""
+        now = self.manager.clock.now()
+        expired = [n for n, s in self.status.states.items() if s.not_after and s.not_after <= now]
+        if expired:
+            return f"expired: {', '.join(sorted(expired))}"
+        return self.status.last_error
+
+    async def cycle(self) -> list[Outcome]:
+        """One pass: renew what is due, then refresh the status."""
+        if self._before_cycle is not None:
+            result = self._before_cycle()
+            if asyncio.iscoroutine(result):
+                await result
+        outcomes = await self.manager.renew()
+        for outcome in outcomes:
+            if outcome.failed:
+                self.status.failures_total[outcome.lineage] = (
+                    self.status.failures_total.get(outcome.lineage, 0) + 1
+                )
+        for name in await self.manager.lineages():
+            self.status.states[name] = await LineageState.load(self.manager.storage, name)
+        self.status.cycles += 1
+        self.status.last_cycle = self.manager.clock.now()
+        self.status.last_error = None
+        if self._on_outcomes is not None:
+            self._on_outcomes(outcomes)
+        return outcomes
+
+    def next_sleep(self) -> float:
+        """Seconds until the earliest next check, within [min_sleep, max_sleep]."""
+        now = self.manager.clock.now()
+        moments = [
+            moment
+            for state in self.status.states.values()
+            for moment in (state.next_check, state.ari_retry_at)
+            if moment is not None
+        ]
+        if not moments:
+            return self.max_sleep
+        seconds = (min(moments) - now).total_seconds()
+        return min(max(seconds, self.min_sleep), self.max_sleep)
+
+    async def run(self) -> None:
+        """Cycle until :meth:`stop`."""
+        while not self._stop.is_set():
+            work = asyncio.ensure_future(self.cycle())
+            stopper = asyncio.ensure_future(self._stop.wait())
+            await asyncio.wait({work, stopper}, return_when=asyncio.FIRST_COMPLETED)
+            if not work.done():
+                # Stopping during a renewal: let it finish within the grace period.
+                await asyncio.wait({work}, timeout=self.grace)
+                if not work.done():
+                    work.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await work
+            stopper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await stopper
+            if work.done() and not work.cancelled():
+                error = work.exception()
+                if isinstance(error, CertherdError):
+                    self.status.last_error = safe_text(error, 300)
+                elif error is not None:
+                    raise error
+            if self._stop.is_set():
+                break
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), timeout=self.next_sleep())
