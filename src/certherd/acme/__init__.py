@@ -3,21 +3,51 @@
 ``AcmeClient`` is the asyncio client; ``SyncAcmeClient`` the blocking facade over it.
 """
 
-from certherd.acme.client import AcmeClient, CertificateChain, RevocationReason
-from certherd.acme.jws import ExternalAccountBinding, jwk_thumbprint, key_authorization
-from certherd.acme.messages import (
-    Account,
-    Authorization,
-    Challenge,
-    Directory,
-    DirectoryMeta,
-    Identifier,
-    Order,
-    RenewalInfo,
-    Status,
-)
-from certherd.acme.retry import Clock, PollPolicy, RetryPolicy, SystemClock
-from certherd.acme.sync import SyncAcmeClient
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from certherd.acme.client import AcmeClient, CertificateChain, RevocationReason
+    from certherd.acme.jws import ExternalAccountBinding, jwk_thumbprint, key_authorization
+    from certherd.acme.messages import (
+        Account,
+        Authorization,
+        Challenge,
+        Directory,
+        DirectoryMeta,
+        Identifier,
+        Order,
+        RenewalInfo,
+        Status,
+    )
+    from certherd.acme.retry import Clock, PollPolicy, RetryPolicy, SystemClock
+    from certherd.acme.sync import SyncAcmeClient
+
+# Loaded on first use, so importing one submodule does not import them all.
+_EXPORTS: dict[str, str] = {
+    "Account": "certherd.acme.messages",
+    "AcmeClient": "certherd.acme.client",
+    "Authorization": "certherd.acme.messages",
+    "CertificateChain": "certherd.acme.client",
+    "Challenge": "certherd.acme.messages",
+    "Clock": "certherd.acme.retry",
+    "Directory": "certherd.acme.messages",
+    "DirectoryMeta": "certherd.acme.messages",
+    "ExternalAccountBinding": "certherd.acme.jws",
+    "Identifier": "certherd.acme.messages",
+    "Order": "certherd.acme.messages",
+    "PollPolicy": "certherd.acme.retry",
+    "RenewalInfo": "certherd.acme.messages",
+    "RetryPolicy": "certherd.acme.retry",
+    "RevocationReason": "certherd.acme.client",
+    "Status": "certherd.acme.messages",
+    "SyncAcmeClient": "certherd.acme.sync",
+    "SystemClock": "certherd.acme.retry",
+    "jwk_thumbprint": "certherd.acme.jws",
+    "key_authorization": "certherd.acme.jws",
+}
 
 __all__ = [
     "Account",
@@ -41,3 +71,12 @@ __all__ = [
     "jwk_thumbprint",
     "key_authorization",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value

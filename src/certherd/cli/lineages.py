@@ -36,25 +36,35 @@ def renew(
 async def _renew(
     ctx: Context, names: tuple[str, ...], force: bool, dry_run: bool, concurrency: int
 ) -> Any:
+    import datetime as dt
+
     from certherd.cli.render import outcome_document, print_outcomes
-    from certherd.manager.service import Manager
+    from certherd.config import CONFIG_FILE, load_config_file
+    from certherd.manager.index import plan_renewal
 
-    manager = Manager(
-        ctx.storage(),
-        concurrency=concurrency,
-        on_event=lambda lineage, text: ctx.say(f"{lineage}: {text}") if ctx.verbose else None,
-    )
-    try:
-        from certherd.config import CONFIG_FILE, load_config_file
+    storage = ctx.storage()
+    config_path = ctx.config_dir / CONFIG_FILE
+    if config_path.exists():
+        from certherd.manager.apply import sync_settings
 
-        config_path = ctx.config_dir / CONFIG_FILE
-        if config_path.exists():
-            from certherd.manager.apply import sync_settings
+        await sync_settings(storage, load_config_file(config_path))
+    # The index answers "nothing due" without loading the ACME client at all.
+    plan = await plan_renewal(storage, names or None, force=force, now=dt.datetime.now(dt.UTC))
+    if not plan.to_check:
+        await plan.index.save()
+        outcomes = plan.not_due
+    else:
+        from certherd.manager.service import Manager
 
-            await sync_settings(manager, load_config_file(config_path))
-        outcomes = await manager.renew(names or None, force=force, dry_run=dry_run)
-    finally:
-        await manager.aclose()
+        manager = Manager(
+            storage,
+            concurrency=concurrency,
+            on_event=lambda lineage, text: ctx.say(f"{lineage}: {text}") if ctx.verbose else None,
+        )
+        try:
+            outcomes = await manager.renew(names or None, force=force, dry_run=dry_run)
+        finally:
+            await manager.aclose()
     ctx.emit(outcome_document(outcomes, ctx.config_dir), lambda: print_outcomes(ctx, outcomes))
     if ctx.quiet:
         for o in outcomes:

@@ -9,7 +9,7 @@ from typing import Any
 
 from certherd.cli.common import Context
 from certherd.manager.lineage import LineageSettings, LineageState
-from certherd.manager.service import Outcome
+from certherd.manager.outcome import Outcome
 
 __all__ = ["lineage_document", "outcome_document", "print_lineages", "print_outcomes"]
 
@@ -37,8 +37,19 @@ def outcome_document(outcomes: Sequence[Outcome], config_dir: Path) -> dict[str,
     }
 
 
+SUMMARY_OVER = 30
+
+
 def print_outcomes(ctx: Context, outcomes: Sequence[Outcome]) -> None:
+    """A table of what happened; with many lineages, "not due" ones become one line."""
     from rich.table import Table
+
+    quiet_ones = [o for o in outcomes if o.action == "not-due"]
+    if len(outcomes) > SUMMARY_OVER and quiet_ones:
+        outcomes = [o for o in outcomes if o.action != "not-due"]
+        ctx.say(f"{len(quiet_ones)} lineage(s) not due")
+        if not outcomes:
+            return
 
     table = Table(show_header=True, header_style="bold")
     for column in ("lineage", "result", "why", "expires"):

@@ -70,7 +70,7 @@ async def _run(
 
     async def before_cycle() -> None:
         if config_path.exists():
-            await sync_settings(manager, load_config_file(config_path))
+            await sync_settings(manager.storage, load_config_file(config_path))
 
     def report(outcomes: list[Outcome]) -> None:
         for o in outcomes:

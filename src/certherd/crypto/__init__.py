@@ -6,30 +6,63 @@ and an issued certificate that does not match its order
 :class:`~certherd.errors.CertificateMismatchError`.
 """
 
-from certherd.crypto.ari import certificate_id, pick_in_window
-from certherd.crypto.certs import (
-    CertificateInfo,
-    cert_to_pem,
-    chain_to_pem,
-    describe_certificate,
-    load_pem_chain,
-    verify_issued,
-)
-from certherd.crypto.csr import build_csr, csr_der
-from certherd.crypto.encoding import b64url, b64url_decode
-from certherd.crypto.files import atomic_write
-from certherd.crypto.keys import (
-    KeyType,
-    PrivateKey,
-    PublicKey,
-    generate_key,
-    key_type_of,
-    load_private_key,
-    load_private_key_file,
-    private_key_to_pem,
-    public_key_equal,
-    write_private_key,
-)
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from certherd.crypto.ari import certificate_id, pick_in_window
+    from certherd.crypto.certs import (
+        CertificateInfo,
+        cert_to_pem,
+        chain_to_pem,
+        describe_certificate,
+        load_pem_chain,
+        verify_issued,
+    )
+    from certherd.crypto.csr import build_csr, csr_der
+    from certherd.crypto.encoding import b64url, b64url_decode
+    from certherd.crypto.files import atomic_write
+    from certherd.crypto.keys import (
+        KeyType,
+        PrivateKey,
+        PublicKey,
+        generate_key,
+        key_type_of,
+        load_private_key,
+        load_private_key_file,
+        private_key_to_pem,
+        public_key_equal,
+        write_private_key,
+    )
+
+# Loaded on first use, so importing one submodule does not import them all.
+_EXPORTS: dict[str, str] = {
+    "CertificateInfo": "certherd.crypto.certs",
+    "KeyType": "certherd.crypto.keys",
+    "PrivateKey": "certherd.crypto.keys",
+    "PublicKey": "certherd.crypto.keys",
+    "atomic_write": "certherd.crypto.files",
+    "b64url": "certherd.crypto.encoding",
+    "b64url_decode": "certherd.crypto.encoding",
+    "build_csr": "certherd.crypto.csr",
+    "cert_to_pem": "certherd.crypto.certs",
+    "certificate_id": "certherd.crypto.ari",
+    "chain_to_pem": "certherd.crypto.certs",
+    "csr_der": "certherd.crypto.csr",
+    "describe_certificate": "certherd.crypto.certs",
+    "generate_key": "certherd.crypto.keys",
+    "key_type_of": "certherd.crypto.keys",
+    "load_pem_chain": "certherd.crypto.certs",
+    "load_private_key": "certherd.crypto.keys",
+    "load_private_key_file": "certherd.crypto.keys",
+    "pick_in_window": "certherd.crypto.ari",
+    "private_key_to_pem": "certherd.crypto.keys",
+    "public_key_equal": "certherd.crypto.keys",
+    "verify_issued": "certherd.crypto.certs",
+    "write_private_key": "certherd.crypto.keys",
+}
 
 __all__ = [
     "CertificateInfo",
@@ -56,3 +89,12 @@ __all__ = [
     "verify_issued",
     "write_private_key",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value

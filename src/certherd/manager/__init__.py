@@ -1,5 +1,27 @@
 """Certificate flows built on the protocol layer: obtain (and later renew, revoke)."""
 
-from certherd.manager.obtain import IssuedCertificate, obtain_certificate, select_chain
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from certherd.manager.obtain import IssuedCertificate, obtain_certificate, select_chain
+
+# Loaded on first use, so importing one submodule does not import them all.
+_EXPORTS: dict[str, str] = {
+    "IssuedCertificate": "certherd.manager.obtain",
+    "obtain_certificate": "certherd.manager.obtain",
+    "select_chain": "certherd.manager.obtain",
+}
 
 __all__ = ["IssuedCertificate", "obtain_certificate", "select_chain"]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value

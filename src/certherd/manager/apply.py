@@ -9,13 +9,17 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from certherd.acme.jws import ExternalAccountBinding
 from certherd.config import CertificateConfig, ConfigFile
 from certherd.errors import CertherdError, ConfigError, NotFoundError, safe_text
-from certherd.manager.accounts import CaOptions
 from certherd.manager.lineage import HookSettings, LineageSettings
-from certherd.manager.service import Manager, Outcome
+from certherd.manager.outcome import Outcome
+from certherd.storage.base import Storage
+
+if TYPE_CHECKING:
+    from certherd.acme.jws import ExternalAccountBinding
+    from certherd.manager.service import Manager
 
 __all__ = ["apply_config", "settings_for", "sync_settings"]
 
@@ -42,6 +46,8 @@ def _eab(config: ConfigFile) -> ExternalAccountBinding | None:
         return None
     if not (config.eab_kid and config.eab_hmac_key_file):
         raise ConfigError(f"{config.path}: set both eab_kid and eab_hmac_key_file in [defaults]")
+    from certherd.acme.jws import ExternalAccountBinding
+
     try:
         key = Path(config.eab_hmac_key_file).read_text().strip()
     except OSError as exc:
@@ -63,6 +69,8 @@ def _reissue_reason(wanted: LineageSettings, stored: LineageSettings) -> str | N
 
 async def apply_config(manager: Manager, config: ConfigFile) -> list[Outcome]:
     """Apply every certificate of ``config``, concurrently (bounded by the manager)."""
+    from certherd.manager.accounts import CaOptions
+
     eab = _eab(config)
 
     async def one(entry: CertificateConfig) -> Outcome:
@@ -112,16 +120,14 @@ async def apply_config(manager: Manager, config: ConfigFile) -> list[Outcome]:
     return list(await asyncio.gather(*(one(entry) for entry in config.certificates)))
 
 
-async def sync_settings(manager: Manager, config: ConfigFile) -> None:
+async def sync_settings(storage: Storage, config: ConfigFile) -> None:
     """Write the settings of every certificate in ``config`` (``renew`` follows the file);
     a lineage whose names changed becomes due, one not yet obtained is obtained."""
     for entry in config.certificates:
         wanted = settings_for(entry)
         try:
-            stored: LineageSettings | None = await LineageSettings.load(
-                manager.storage, entry.lineage
-            )
+            stored: LineageSettings | None = await LineageSettings.load(storage, entry.lineage)
         except NotFoundError:
             stored = None
         if stored != wanted:
-            await wanted.save(manager.storage)
+            await wanted.save(storage)

@@ -81,14 +81,31 @@ def _check_value(what: str, value: str) -> str:
     return value
 
 
-def _systemd_word(value: str) -> str:
-    """One ExecStart word: ``%`` and ``$`` escaped, double quotes when it is not plain.
+def _check_systemd_program(path: str) -> None:
+    """systemd refuses (fatally) a program path with a quote or backslash, quoted or not.
 
-    systemd.service(5) "Command lines": words are split on whitespace, may be quoted with
-    C-style escapes; ``%`` starts a specifier (``%%`` is a literal one) and ``$`` an
-    environment variable (``$$`` is a literal one).
+    Its ``string_is_safe()`` check ("Executable name contains special characters"),
+    seen with ``systemd-analyze verify`` on systemd 252.
     """
-    escaped = value.replace("%", "%%").replace("$", "$$")
+    if any(char in path for char in "'\"\\"):
+        raise ConfigError(
+            f"systemd cannot run {safe_text(path, 200)!r}: it refuses a program path that "
+            "holds a quote or a backslash; install certherd elsewhere or give a symlink "
+            "to it whose path has none"
+        )
+
+
+def _systemd_word(value: str, *, executable: bool = False) -> str:
+    """One ExecStart word: specifiers and variables escaped, double quotes unless plain.
+
+    systemd.service(5) "Command lines": words are split on whitespace and may be quoted
+    with C-style escapes; ``%`` starts a specifier (``%%`` is a literal one) everywhere,
+    and ``$`` a variable (``$$`` is a literal one) in the arguments only: the program,
+    the first word, is taken literally.
+    """
+    escaped = value.replace("%", "%%")
+    if not executable:
+        escaped = escaped.replace("$", "$$")
     if _SYSTEMD_PLAIN.match(value):
         return escaped
     return '"' + escaped.replace("\\", "\\\\").replace('"', '\\"') + '"'
@@ -106,21 +123,23 @@ def _cron_word(value: str) -> str:
 def _service(command: list[str], user: bool) -> str:
     # network-online.target is a system unit: a user manager cannot order against it.
     network = "" if user else "Wants=network-online.target\nAfter=network-online.target\n"
+    program = _systemd_word(command[0], executable=True)
+    arguments = " ".join(_systemd_word(word) for word in command[1:])
     return (
-        "# Written by certherd; `certherd schedule install` rewrites it.\n"
+        "# Written by certherd, which rewrites it when the schedule is installed again.\n"
         "[Unit]\n"
         "Description=Renew certificates with certherd\n"
         f"{network}"
         "\n"
         "[Service]\n"
         "Type=oneshot\n"
-        f"ExecStart={' '.join(_systemd_word(word) for word in command)}\n"
+        f"ExecStart={program} {arguments}\n"
     )
 
 
 def _timer() -> str:
     return (
-        "# Written by certherd; `certherd schedule install` rewrites it.\n"
+        "# Written by certherd, which rewrites it when the schedule is installed again.\n"
         "[Unit]\n"
         "Description=Run certherd renew twice a day\n"
         "\n"
@@ -138,7 +157,7 @@ def _cron(command: list[str], hostname: str) -> str:
     minute, hour = cron_time(hostname)
     line = " ".join(_cron_word(word) for word in command)
     return (
-        "# Written by certherd; `certherd schedule install` rewrites it.\n"
+        "# Written by certherd, which rewrites it when the schedule is installed again.\n"
         "# Renew certificates twice a day at a time drawn once for this host.\n"
         "SHELL=/bin/sh\n"
         f"PATH={CRON_PATH}\n"
@@ -186,6 +205,7 @@ def install_schedule(
         _check_value("the config folder", config_dir),
     )
     if kind == "systemd":
+        _check_systemd_program(certherd_path)
         folder = _user_unit_dir(root) if user else root / "etc/systemd/system"
         return [
             _write(folder / SERVICE_UNIT, _service(command, user)),

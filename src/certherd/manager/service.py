@@ -13,8 +13,7 @@ import asyncio
 import contextlib
 import datetime as dt
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
-from typing import Literal
+from dataclasses import replace
 
 from certherd.acme.client import AcmeClient, RevocationReason
 from certherd.acme.retry import Clock, SystemClock
@@ -31,34 +30,18 @@ from certherd.errors import (
 )
 from certherd.manager.accounts import CaOptions, open_client
 from certherd.manager.hooks import run_lineage_hooks
+from certherd.manager.index import plan_renewal
 from certherd.manager.lineage import LineageSettings, LineageState
 from certherd.manager.obtain import IssuedCertificate, obtain_certificate
+from certherd.manager.outcome import Action, Outcome
 from certherd.manager.policy import RenewalDecision, needs_renewal
 from certherd.storage.base import Storage
 from certherd.storage.layout import FILES, archive_file, renewal_settings, state_file
 
 __all__ = ["Manager", "Outcome"]
 
-Action = Literal["issued", "renewed", "not-due", "failed", "would-renew", "skipped"]
 ARI_MIN_RECHECK = dt.timedelta(minutes=10)
 ARI_MAX_RECHECK = dt.timedelta(days=1)
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """What happened to one lineage in one run."""
-
-    lineage: str
-    action: Action
-    reason: str
-    version: int | None = None
-    not_after: dt.datetime | None = None
-    error: str | None = None
-    hook_errors: tuple[str, ...] = ()
-
-    @property
-    def failed(self) -> bool:
-        return self.action == "failed"
 
 
 class Manager:
@@ -237,10 +220,18 @@ class Manager:
         self, names: Sequence[str] | None = None, *, force: bool = False, dry_run: bool = False
     ) -> list[Outcome]:
         """Renew what is due (every lineage, or those named), concurrently."""
-        chosen = list(names) if names else await self.lineages()
-        return list(
-            await asyncio.gather(*(self.renew_one(n, force=force, dry_run=dry_run) for n in chosen))
+        plan = await plan_renewal(self.storage, names, force=force, now=self.clock.now())
+        checked = list(
+            await asyncio.gather(
+                *(self.renew_one(n, force=force, dry_run=dry_run) for n in plan.to_check)
+            )
         )
+        if plan.to_check:
+            await plan.index.refresh(plan.to_check)
+        await plan.index.save()
+        by_name = {o.lineage: o for o in checked + plan.not_due}
+        order = list(names) if names else plan.index.names
+        return [by_name[n] for n in order if n in by_name]
 
     async def decide(
         self, settings: LineageSettings, state: LineageState, *, force: bool

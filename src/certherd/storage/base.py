@@ -50,6 +50,11 @@ class Storage(Protocol):
         """Every key below ``prefix`` (recursively), sorted."""
         ...
 
+    async def fingerprints(self, prefix: str) -> dict[str, str]:
+        """Every key directly below ``prefix`` with a token that changes with its value
+        (mtime and size, a row version...): lets callers keep a cache of parsed values."""
+        ...
+
     def lock(self, name: str, *, timeout: float = 300.0) -> AbstractAsyncContextManager[None]:
         """Hold the lock ``name`` for the ``async with`` block."""
         ...

@@ -110,6 +110,23 @@ class FilesystemStorage:
                 keys.append(full.relative_to(self.root).as_posix())
         return sorted(keys)
 
+    async def fingerprints(self, prefix: str) -> dict[str, str]:
+        base = self._path(prefix.strip("/"))
+        found: dict[str, str] = {}
+        try:
+            entries = os.scandir(base)
+        except FileNotFoundError:
+            return found
+        except OSError as exc:
+            raise StorageError(f"cannot list {base}: {_explain(exc)}") from None
+        with entries:
+            for entry in entries:
+                if entry.name.startswith(".") or not entry.is_file(follow_symlinks=False):
+                    continue
+                stat = entry.stat(follow_symlinks=False)
+                found[f"{prefix.strip('/')}/{entry.name}"] = f"{stat.st_mtime_ns}:{stat.st_size}"
+        return found
+
     @contextlib.asynccontextmanager
     async def lock(self, name: str, *, timeout: float = 300.0) -> AsyncIterator[None]:
         path = self._path(f"locks/{check_name(name, 'lock name')}.lock")

@@ -43,6 +43,12 @@ class MemoryStorage:
         start = prefix.rstrip("/") + "/" if prefix.strip("/") else ""
         return sorted(k for k in self.values if k.startswith(start))
 
+    async def fingerprints(self, prefix: str) -> dict[str, str]:
+        start = prefix.strip("/") + "/"
+        return {
+            k: f"{id(v)}:{len(v)}:{hash(v)}" for k, v in self.values.items() if k.startswith(start)
+        }
+
     @contextlib.asynccontextmanager
     async def lock(self, name: str, *, timeout: float = 300.0) -> AsyncIterator[None]:
         lock = self._locks.setdefault(check_name(name, "lock name"), asyncio.Lock())

@@ -1,0 +1,186 @@
+"""An index of every lineage's next check, so a renew run with nothing due stays cheap.
+
+``index.json`` holds, per lineage, when it must next be looked at and the storage
+fingerprints of its settings and state files at the time the entry was made. A run
+lists the fingerprints (one directory scan each), trusts an entry only while both
+fingerprints are unchanged, and reads the state of everything else. A missing, damaged or
+foreign-version index is rebuilt; an entry goes stale by itself when any process (or a
+user's editor) rewrites the lineage's files. Fingerprints are taken *before* the state
+is read, so a write racing the read leaves a mismatch, never a wrong entry.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from certherd.errors import NotFoundError, StorageError
+from certherd.manager.lineage import LineageState
+from certherd.manager.outcome import Outcome
+from certherd.storage.base import Storage
+from certherd.storage.layout import INDEX
+
+__all__ = ["IndexEntry", "LineageIndex", "RenewalPlan", "plan_renewal"]
+
+VERSION = 1
+
+
+@dataclass(frozen=True)
+class IndexEntry:
+    """What a renew run needs to know to skip a lineage without reading it."""
+
+    fingerprint: str
+    next_check: dt.datetime | None
+    ari_retry_at: dt.datetime | None
+    not_after: dt.datetime | None
+    version: int | None
+
+    def to_json(self) -> dict[str, Any]:
+        def iso(value: dt.datetime | None) -> str | None:
+            return None if value is None else value.isoformat()
+
+        return {
+            "f": self.fingerprint,
+            "next": iso(self.next_check),
+            "ari": iso(self.ari_retry_at),
+            "exp": iso(self.not_after),
+            "v": self.version,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> IndexEntry:
+        def when(value: Any) -> dt.datetime | None:
+            return None if value is None else dt.datetime.fromisoformat(value)
+
+        return cls(
+            fingerprint=str(data["f"]),
+            next_check=when(data.get("next")),
+            ari_retry_at=when(data.get("ari")),
+            not_after=when(data.get("exp")),
+            version=data.get("v"),
+        )
+
+    def skippable(self, now: dt.datetime) -> bool:
+        """Not due, and no ARI re-check owed, at ``now``."""
+        if self.version is None or self.next_check is None or now >= self.next_check:
+            return False
+        return self.ari_retry_at is not None and now < self.ari_retry_at
+
+
+class LineageIndex:
+    """The index of one storage; load, scan, update, save."""
+
+    def __init__(self, storage: Storage) -> None:
+        self.storage = storage
+        self.entries: dict[str, IndexEntry] = {}
+        self.fingerprints: dict[str, str] = {}
+        self.names: list[str] = []
+        self._dirty = False
+
+    async def load(self) -> None:
+        """Read index.json (an unreadable one counts as empty: it will be rebuilt)."""
+        try:
+            data = json.loads(await self.storage.read(INDEX))
+            if data.get("version") != VERSION:
+                raise ValueError("foreign index version")
+            self.entries = {
+                name: IndexEntry.from_json(entry) for name, entry in data["lineages"].items()
+            }
+        except (NotFoundError, ValueError, KeyError, TypeError):
+            self.entries = {}
+            self._dirty = True
+
+    async def scan(self) -> None:
+        """List every lineage and the current fingerprint of its files."""
+        settings = await self.storage.fingerprints("renewal")
+        states = await self.storage.fingerprints("state")
+        self.names = sorted(
+            key.removeprefix("renewal/").removesuffix(".json")
+            for key in settings
+            if key.endswith(".json")
+        )
+        self.fingerprints = {
+            name: f"{settings[f'renewal/{name}.json']}|{states.get(f'state/{name}.json', '-')}"
+            for name in self.names
+        }
+        for gone in set(self.entries) - set(self.names):
+            del self.entries[gone]
+            self._dirty = True
+
+    def skippable(self, name: str, now: dt.datetime) -> IndexEntry | None:
+        """The entry of ``name`` if it is current and says "not due", else None."""
+        entry = self.entries.get(name)
+        if entry is None or entry.fingerprint != self.fingerprints.get(name):
+            return None
+        return entry if entry.skippable(now) else None
+
+    async def refresh(self, names: Iterable[str]) -> None:
+        """Re-read the state of ``names`` (after a fresh scan) and update their entries."""
+        await self.scan()
+        for name in names:
+            fingerprint = self.fingerprints.get(name)
+            if fingerprint is None:
+                continue
+            state = await LineageState.load(self.storage, name)
+            self.entries[name] = IndexEntry(
+                fingerprint=fingerprint,
+                next_check=state.next_check,
+                ari_retry_at=state.ari_retry_at,
+                not_after=state.not_after,
+                version=state.version,
+            )
+            self._dirty = True
+
+    async def save(self) -> None:
+        """Write index.json if anything changed; a failure only costs speed next time."""
+        if not self._dirty:
+            return
+        document = {
+            "version": VERSION,
+            "lineages": {name: entry.to_json() for name, entry in sorted(self.entries.items())},
+        }
+        try:
+            await self.storage.write(INDEX, json.dumps(document, separators=(",", ":")).encode())
+        except StorageError:
+            return
+        self._dirty = False
+
+
+@dataclass
+class RenewalPlan:
+    """Which lineages a renew run must look at, and the ones the index proves not due."""
+
+    index: LineageIndex
+    to_check: list[str]
+    not_due: list[Outcome]
+
+
+async def plan_renewal(
+    storage: Storage, names: Iterable[str] | None, *, force: bool, now: dt.datetime
+) -> RenewalPlan:
+    """Split the lineages into those to check and those the index says are not due.
+
+    Named lineages and forced runs are always checked; an unknown name is checked too
+    (and fails there with a clear error).
+    """
+    index = LineageIndex(storage)
+    await index.load()
+    await index.scan()
+    wanted = list(names) if names else index.names
+    if force:
+        return RenewalPlan(index, wanted, [])
+    to_check: list[str] = []
+    not_due: list[Outcome] = []
+    for name in wanted:
+        entry = index.skippable(name, now)
+        if entry is None or entry.next_check is None:
+            to_check.append(name)
+            continue
+        stamp = entry.next_check.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+        not_due.append(
+            Outcome(name, "not-due", f"not due until {stamp}", entry.version, entry.not_after)
+        )
+    return RenewalPlan(index, to_check, not_due)
