@@ -1,4 +1,4 @@
-"""Challenge solvers: prove control of identifiers (RFC 8555 §8)."""
+"""Challenge solvers: prove control of identifiers (RFC 8555 §8, RFC 8737, RFC 8738)."""
 
 from __future__ import annotations
 
@@ -7,22 +7,50 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from certherd.challenges.base import ChallengeTask, Solver, check_token
+    from certherd.challenges.dns01 import Dns01Solver
+    from certherd.challenges.factory import SolverPool
+    from certherd.challenges.hook import HookSolver, hook_environment
     from certherd.challenges.http01 import Http01StandaloneSolver, parse_listen_address
+    from certherd.challenges.propagation import PropagationChecker
+    from certherd.challenges.selection import Rule, SolverChoice
+    from certherd.challenges.spec import SolverSpec
+    from certherd.challenges.tlsalpn01 import TlsAlpn01Solver
+    from certherd.challenges.webroot import WebrootSolver
 
 # Loaded on first use, so importing one submodule does not import them all.
 _EXPORTS: dict[str, str] = {
     "ChallengeTask": "certherd.challenges.base",
+    "Dns01Solver": "certherd.challenges.dns01",
+    "HookSolver": "certherd.challenges.hook",
     "Http01StandaloneSolver": "certherd.challenges.http01",
+    "PropagationChecker": "certherd.challenges.propagation",
+    "Rule": "certherd.challenges.selection",
     "Solver": "certherd.challenges.base",
+    "SolverChoice": "certherd.challenges.selection",
+    "SolverPool": "certherd.challenges.factory",
+    "SolverSpec": "certherd.challenges.spec",
+    "TlsAlpn01Solver": "certherd.challenges.tlsalpn01",
+    "WebrootSolver": "certherd.challenges.webroot",
     "check_token": "certherd.challenges.base",
+    "hook_environment": "certherd.challenges.hook",
     "parse_listen_address": "certherd.challenges.http01",
 }
 
 __all__ = [
     "ChallengeTask",
+    "Dns01Solver",
+    "HookSolver",
     "Http01StandaloneSolver",
+    "PropagationChecker",
+    "Rule",
     "Solver",
+    "SolverChoice",
+    "SolverPool",
+    "SolverSpec",
+    "TlsAlpn01Solver",
+    "WebrootSolver",
     "check_token",
+    "hook_environment",
     "parse_listen_address",
 ]
 

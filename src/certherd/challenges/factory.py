@@ -14,6 +14,7 @@ A ``SolverPool`` keeps one standalone listener per address (so a hundred orders 
 from __future__ import annotations
 
 import os
+import shlex
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -111,8 +112,11 @@ class SolverPool:
             command = options.get("command")
             if not command:
                 raise ConfigError("hook solver needs command=PATH")
+            # A configured command may carry fixed arguments; it never goes through a shell.
             return HookSolver(
-                options.get("challenge", "http-01"), command, _number(options, "timeout", 120)
+                options.get("challenge", "http-01"),
+                shlex.split(command),
+                _number(options, "timeout", 120),
             )
         if spec.kind == "dns":
             return self._dns(options)

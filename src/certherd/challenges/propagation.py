@@ -1,0 +1,402 @@
+"""Active DNS propagation checks for dns-01: ask the authoritative servers, never sleep blind.
+
+Certbot's answer to "is the TXT record there yet?" is a fixed sleep the user tunes by hand;
+lego's is a per-provider timeout that is often too short for slow secondaries (FIELD.md).
+:class:`PropagationChecker` instead finds the zone that holds the name (walking up the
+labels with SOA queries through a recursive resolver), its name servers (NS, then their
+addresses), and then asks *each* authoritative server directly, over UDP with a TCP
+fallback, until every one serves the value. Progress goes to a callback; a timeout names
+the record and the servers that still lack it, with what each of them answered.
+
+With ``resolver=(address, port)`` the checker asks that one server instead (split-horizon
+DNS, a hidden primary, a test server); the walk and CNAME lookups then go there too. If
+that server is a caching resolver, it may keep answering "no such record" for up to the
+zone's negative TTL (RFC 2308 §5) after the value was added: prefer an authoritative one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+import dns.asyncquery
+import dns.exception
+import dns.flags
+import dns.message
+import dns.name
+import dns.rcode
+import dns.rdatatype
+import dns.resolver
+
+from certherd.acme.retry import Clock, SystemClock
+from certherd.errors import ConfigError, PropagationTimeoutError, SolverError, safe_text
+
+__all__ = [
+    "DnsTransport",
+    "NameServer",
+    "ProgressCallback",
+    "PropagationChecker",
+    "UdpTcpTransport",
+    "normalize_name",
+]
+
+ProgressCallback = Callable[[str, int, int], None]
+"""``on_progress(name, servers_ok, servers_total)``, called after every round of queries."""
+
+MAX_CNAME_HOPS = 8
+MAX_WALK_LABELS = 32
+SERVER_CACHE_SECONDS = 60.0
+
+
+def normalize_name(name: str) -> str:
+    """A DNS name in lower case with exactly one trailing dot; ConfigError if empty."""
+    text = name.strip().lower().rstrip(".")
+    if not text:
+        raise ConfigError(f"not a DNS name: {name!r}")
+    return text + "."
+
+
+class DnsTransport(Protocol):
+    """Sends one DNS query to one server and returns its response.
+
+    MUST raise :class:`OSError`, :class:`TimeoutError` or a
+    :class:`dns.exception.DNSException` when no usable answer came; MAY be called
+    concurrently; cancellation MUST abandon the query.
+    """
+
+    async def query(
+        self, request: dns.message.Message, address: str, port: int, timeout: float
+    ) -> dns.message.Message: ...
+
+
+class UdpTcpTransport:
+    """UDP, and TCP when the answer is truncated (RFC 7766 §1), through dnspython's asyncio."""
+
+    async def query(
+        self, request: dns.message.Message, address: str, port: int, timeout: float
+    ) -> dns.message.Message:
+        response, _ = await dns.asyncquery.udp_with_fallback(
+            request, address, timeout=timeout, port=port
+        )
+        return response
+
+
+@dataclass(frozen=True)
+class NameServer:
+    """One server to check: its name (as in the NS record) and where to reach it."""
+
+    host: str
+    addresses: tuple[str, ...]
+    port: int = 53
+
+    def __str__(self) -> str:
+        where = ", ".join(self.addresses) or "no address"
+        return self.host if self.host in self.addresses else f"{self.host} ({where})"
+
+
+@dataclass(frozen=True)
+class _Check:
+    served: bool
+    reason: str
+
+
+class PropagationChecker:
+    """Waits until a TXT value is served by every authoritative server of its zone.
+
+    - ``timeout``: seconds to wait in all (0 skips the check entirely);
+    - ``interval``: seconds between rounds of queries;
+    - ``resolver``: ``(address, port)`` of the one server to check instead of the
+      authoritative set; it also answers the zone walk and CNAME lookups;
+    - ``clock``: the time source (tests inject a fake one and never sleep);
+    - ``on_progress``: ``(name, servers_ok, servers_total)`` after every round;
+    - ``recursive``: resolvers for the walk when ``resolver`` is unset (default: the
+      system's, from /etc/resolv.conf);
+    - ``nameserver_port``: where authoritative servers listen (53; tests use another);
+    - ``transport``: how queries are sent (tests inject a scripted one).
+
+    One checker may serve many concurrent waits; it caches the servers of a zone for a
+    minute so a batch of names in one zone costs one NS lookup.
+    """
+
+    def __init__(
+        self,
+        timeout: float = 120.0,
+        interval: float = 2.0,
+        resolver: tuple[str, int] | None = None,
+        clock: Clock | None = None,
+        *,
+        on_progress: ProgressCallback | None = None,
+        recursive: Sequence[tuple[str, int]] | None = None,
+        nameserver_port: int = 53,
+        query_timeout: float = 3.0,
+        transport: DnsTransport | None = None,
+    ) -> None:
+        if timeout < 0 or interval <= 0 or query_timeout <= 0:
+            raise ConfigError(
+                "propagation timeout must be >= 0 and the interval and query timeout > 0"
+            )
+        self.timeout = float(timeout)
+        self.interval = float(interval)
+        self.resolver = resolver
+        self.clock: Clock = clock if clock is not None else SystemClock()
+        self.on_progress = on_progress
+        self.nameserver_port = nameserver_port
+        self.query_timeout = float(query_timeout)
+        self.transport: DnsTransport = transport if transport is not None else UdpTcpTransport()
+        self._recursive: tuple[tuple[str, int], ...] | None = (
+            (resolver,) if resolver is not None else (tuple(recursive) if recursive else None)
+        )
+        self._servers: dict[str, tuple[float, tuple[NameServer, ...]]] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
+
+    # -- waiting -------------------------------------------------------------------------
+
+    async def wait(self, name: str, value: str) -> None:
+        """Return once every server to check serves ``value`` in the TXT set at ``name``.
+
+        Raises :class:`PropagationTimeoutError` naming the record and the servers that
+        lack it. Cancellable at any await.
+        """
+        if self.timeout == 0:
+            return
+        fqdn = normalize_name(name)
+        deadline = self.clock.monotonic() + self.timeout
+        servers: tuple[NameServer, ...] = ()
+        served: set[NameServer] = set()
+        reasons: dict[NameServer, str] = {}
+        discovery_error = ""
+        while True:
+            if not servers:
+                try:
+                    servers = await self.servers_for(fqdn)
+                except SolverError as err:
+                    discovery_error = str(err)
+            pending = [server for server in servers if server not in served]
+            checks = await asyncio.gather(*(self._check(s, fqdn, value) for s in pending))
+            for server, check in zip(pending, checks, strict=True):
+                if check.served:
+                    served.add(server)
+                    reasons.pop(server, None)
+                else:
+                    reasons[server] = check.reason
+            if self.on_progress is not None:
+                self.on_progress(fqdn, len(served), len(servers))
+            if servers and len(served) == len(servers):
+                return
+            remaining = deadline - self.clock.monotonic()
+            if remaining <= 0:
+                raise PropagationTimeoutError(
+                    self._timeout_message(fqdn, value, servers, reasons, discovery_error)
+                )
+            await self.clock.sleep(min(self.interval, remaining))
+
+    def _timeout_message(
+        self,
+        fqdn: str,
+        value: str,
+        servers: Sequence[NameServer],
+        reasons: dict[NameServer, str],
+        discovery_error: str,
+    ) -> str:
+        record = f"TXT {fqdn} value {safe_text(value, 60)!r}"
+        if not servers:
+            return (
+                f"{record}: gave up after {self.timeout:g}s without finding the servers "
+                f"to check ({discovery_error or 'no name servers'}); raise the propagation "
+                "timeout or set a resolver"
+            )
+        lacking = "; ".join(f"{server}: {reason}" for server, reason in reasons.items())
+        served = len(servers) - len(reasons)
+        return (
+            f"{record} not served after {self.timeout:g}s by {len(reasons)} of "
+            f"{len(servers)} name servers ({served} served it): {lacking}; raise the "
+            "propagation timeout if the provider is slow, or check the provider's zone"
+        )
+
+    async def _check(self, server: NameServer, fqdn: str, value: str) -> _Check:
+        # RFC 1035 §4.1.1: RD off when asking an authoritative server directly.
+        flags = dns.flags.RD if self.resolver is not None else 0
+        request = dns.message.make_query(fqdn, dns.rdatatype.TXT, flags=flags)
+        reason = "no address"
+        for address in server.addresses:
+            try:
+                response = await self.transport.query(
+                    request, address, server.port, self.query_timeout
+                )
+            except (OSError, TimeoutError, dns.exception.DNSException) as err:
+                reason = f"no answer from {address} ({_describe(err)})"
+                continue
+            return _served(response, fqdn, value)
+        return _Check(False, reason)
+
+    # -- finding the servers -------------------------------------------------------------
+
+    async def servers_for(self, name: str) -> tuple[NameServer, ...]:
+        """The servers :meth:`wait` checks for ``name``: the one ``resolver``, or the
+        authoritative servers of the zone holding ``name``. SolverError if none found."""
+        if self.resolver is not None:
+            address, port = self.resolver
+            return (NameServer(address, (address,), port),)
+        zone = await self.find_zone(name)
+        lock = self._locks.setdefault(zone, asyncio.Lock())
+        async with lock:  # a batch of names in one zone: one NS lookup
+            cached = self._servers.get(zone)
+            if cached is not None and cached[0] > self.clock.monotonic():
+                return cached[1]
+            servers = await self._authoritative_servers(zone)
+            self._servers[zone] = (self.clock.monotonic() + SERVER_CACHE_SECONDS, servers)
+            return servers
+
+    async def find_zone(self, name: str) -> str:
+        """The apex of the zone holding ``name``: the nearest ancestor with its own SOA.
+
+        A label at a time upwards (as lego's FindZoneByFqdn does): a name whose SOA query
+        answers with an SOA owned by that very name is a zone apex; a CNAME or no data
+        means go up. SolverError if no zone is found.
+        """
+        labels = normalize_name(name).rstrip(".").split(".")
+        for start in range(min(len(labels), MAX_WALK_LABELS)):
+            candidate = ".".join(labels[start:]) + "."
+            response = await self.lookup(candidate, dns.rdatatype.SOA)
+            if response.rcode() not in (dns.rcode.NOERROR, dns.rcode.NXDOMAIN):
+                raise SolverError(
+                    f"the resolver answered {dns.rcode.to_text(response.rcode())} for the SOA "
+                    f"of {candidate}; cannot find the zone of {name}"
+                )
+            owner = dns.name.from_text(candidate)
+            for rrset in response.answer:
+                if rrset.rdtype == dns.rdatatype.SOA and rrset.name == owner:
+                    return candidate
+        raise SolverError(f"no DNS zone found for {name}: no SOA at any of its parent names")
+
+    async def _authoritative_servers(self, zone: str) -> tuple[NameServer, ...]:
+        response = await self.lookup(zone, dns.rdatatype.NS)
+        owner = dns.name.from_text(zone)
+        hosts = sorted(
+            {
+                rdata.target.to_text().lower()
+                for rrset in response.answer
+                if rrset.rdtype == dns.rdatatype.NS and rrset.name == owner
+                for rdata in rrset
+            }
+        )
+        if not hosts:
+            raise SolverError(f"the zone {zone} has no NS records")
+        glue: dict[str, list[str]] = {}
+        for rrset in response.additional:
+            if rrset.rdtype in (dns.rdatatype.A, dns.rdatatype.AAAA):
+                glue.setdefault(rrset.name.to_text().lower(), []).extend(r.address for r in rrset)
+        resolved = await asyncio.gather(*(self._addresses(h, glue.get(h)) for h in hosts))
+        return tuple(
+            NameServer(host, addresses, self.nameserver_port)
+            for host, addresses in zip(hosts, resolved, strict=True)
+        )
+
+    async def _addresses(self, host: str, glue: list[str] | None) -> tuple[str, ...]:
+        if glue:
+            return tuple(sorted(set(glue), key=lambda a: (":" in a, a)))
+        found: list[str] = []
+        for rdtype in (dns.rdatatype.A, dns.rdatatype.AAAA):  # IPv4 first: it routes more often
+            try:
+                response = await self.lookup(host, rdtype)
+            except SolverError:
+                continue
+            found.extend(
+                rdata.address
+                for rrset in response.answer
+                if rrset.rdtype == rdtype
+                for rdata in rrset
+            )
+        return tuple(dict.fromkeys(found))
+
+    # -- lookups through the recursive resolver ------------------------------------------
+
+    async def follow_cname(self, name: str, max_hops: int = MAX_CNAME_HOPS) -> str:
+        """The end of the CNAME chain starting at ``name`` (``name`` itself if none).
+
+        Each hop is asked for separately so the chain is bounded and loops are refused
+        with a SolverError naming the chain.
+        """
+        current = normalize_name(name)
+        chain = [current]
+        for _ in range(max_hops + 1):
+            response = await self.lookup(current, dns.rdatatype.CNAME)
+            owner = dns.name.from_text(current)
+            target = next(
+                (
+                    rdata.target.to_text().lower()
+                    for rrset in response.answer
+                    if rrset.rdtype == dns.rdatatype.CNAME and rrset.name == owner
+                    for rdata in rrset
+                ),
+                None,
+            )
+            if target is None:
+                return current
+            if target in chain:
+                raise SolverError(f"CNAME loop: {' -> '.join([*chain, target])}")
+            chain.append(target)
+            current = target
+        raise SolverError(f"CNAME chain longer than {max_hops} hops: {' -> '.join(chain)}")
+
+    async def lookup(self, name: str, rdtype: dns.rdatatype.RdataType) -> dns.message.Message:
+        """Ask the recursive resolver (or ``resolver``) with RD set; try each in turn.
+
+        Returns the first NOERROR or NXDOMAIN response; SolverError if none answered.
+        """
+        request = dns.message.make_query(normalize_name(name), rdtype)
+        failures: list[str] = []
+        for address, port in self._recursive_servers():
+            try:
+                response = await self.transport.query(request, address, port, self.query_timeout)
+            except (OSError, TimeoutError, dns.exception.DNSException) as err:
+                failures.append(f"{address}:{port} {_describe(err)}")
+                continue
+            if response.rcode() in (dns.rcode.NOERROR, dns.rcode.NXDOMAIN):
+                return response
+            failures.append(f"{address}:{port} {dns.rcode.to_text(response.rcode())}")
+        raise SolverError(
+            f"no resolver answered {dns.rdatatype.to_text(rdtype)} {name}: " + "; ".join(failures)
+        )
+
+    def _recursive_servers(self) -> tuple[tuple[str, int], ...]:
+        if self._recursive is None:
+            try:
+                system = dns.resolver.Resolver()
+            except dns.exception.DNSException as err:
+                raise SolverError(
+                    f"no system resolver ({_describe(err)}); set a propagation resolver"
+                ) from None
+            self._recursive = tuple((str(ns), int(system.port)) for ns in system.nameservers)
+        return self._recursive
+
+
+def _served(response: dns.message.Message, fqdn: str, value: str) -> _Check:
+    """Whether ``response`` holds ``value`` among the TXT strings at ``fqdn``."""
+    rcode = response.rcode()
+    if rcode == dns.rcode.NXDOMAIN:
+        return _Check(False, "no such name (NXDOMAIN)")
+    if rcode != dns.rcode.NOERROR:
+        return _Check(False, f"answered {dns.rcode.to_text(rcode)}")
+    owner = dns.name.from_text(fqdn)
+    wanted = value.encode("ascii", "replace")
+    others = 0
+    for rrset in response.answer:
+        if rrset.rdtype != dns.rdatatype.TXT or rrset.name != owner:
+            continue
+        for rdata in rrset:
+            # RFC 7208 §3.3 style: one TXT value may be split into strings; join them.
+            if b"".join(rdata.strings) == wanted:
+                return _Check(True, "")
+            others += 1
+    if others:
+        return _Check(False, f"{others} other TXT value(s), not this one")
+    return _Check(False, "no TXT record")
+
+
+def _describe(err: BaseException) -> str:
+    if isinstance(err, TimeoutError | dns.exception.Timeout):
+        return "timed out"
+    return safe_text(str(err) or type(err).__name__, 120)

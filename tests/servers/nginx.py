@@ -1,0 +1,326 @@
+"""Launcher for Debian's nginx on loopback: serve a webroot over HTTP (and later over TLS).
+
+``nginx -p PREFIX -c CONF -e ERROR_LOG -g 'daemon off;'`` runs as a foreground child in
+its own process group; everything it writes (pid, logs, temp folders) stays in a fresh
+temporary prefix folder. Nothing of ``/etc/nginx`` is read: ``-e`` keeps it off the
+compiled-in ``/var/log/nginx/error.log`` even before the config is parsed.
+
+Run as root, its workers run as ``nobody`` (group ``nogroup``), as a real web server
+runs as another user than the ACME client: files the client writes must be readable by
+others, and the webroot and every folder above it must be traversable (``o+x``).
+pytest's ``tmp_path`` is not (its base is 0700); :meth:`NginxServer.start` says so.
+"""
+
+from __future__ import annotations
+
+import grp
+import os
+import shutil
+import signal
+import socket
+import ssl
+import stat
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Self
+
+import httpx
+from cryptography import x509
+from tests.servers.net import LOOPBACK, ServerStartError, free_port, tcp_answers, wait_until
+
+__all__ = ["INSTALL_HINT", "NginxServer", "find_nginx"]
+
+INSTALL_HINT = "nginx is not installed: run `apt-get install -y nginx`"
+_STOP_GRACE = 5.0
+
+
+def find_nginx() -> str | None:
+    """The nginx binary: on PATH, or Debian's /usr/sbin/nginx (not on a user's PATH)."""
+    found = shutil.which("nginx")
+    if found is None and os.access("/usr/sbin/nginx", os.X_OK):
+        found = "/usr/sbin/nginx"
+    return found
+
+
+@dataclass(frozen=True)
+class _TlsSite:
+    certificate: Path
+    key: Path
+    port: int
+
+
+class NginxServer:
+    """nginx serving ``webroot`` at ``http://127.0.0.1:<port>/`` (port 0: pick a free one).
+
+    :meth:`serve_tls` adds an HTTPS listener for the same webroot, before or after start
+    (after start: a checked config reload). Start and stop from one thread.
+    """
+
+    def __init__(
+        self,
+        webroot: Path,
+        port: int = 0,
+        *,
+        host: str = LOOPBACK,
+        worker_user: str | None = None,
+        startup_timeout: float = 15.0,
+    ) -> None:
+        self.webroot = Path(webroot)
+        self.port = port or free_port(host)
+        self.host = host
+        self.worker_user = worker_user if worker_user is not None else _default_worker_user()
+        self.startup_timeout = startup_timeout
+        self.tls: _TlsSite | None = None
+        self._process: subprocess.Popen[bytes] | None = None
+        self._prefix: Path | None = None
+        self._binary: str | None = None
+
+    # -- paths -------------------------------------------------------------------------
+
+    @property
+    def prefix(self) -> Path:
+        """The temporary folder holding config, pid file, logs and temp folders."""
+        if self._prefix is None:
+            raise RuntimeError("NginxServer is not started")
+        return self._prefix
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def config_path(self) -> Path:
+        return self.prefix / "nginx.conf"
+
+    @property
+    def error_log(self) -> Path:
+        return self.prefix / "logs" / "error.log"
+
+    @property
+    def access_log(self) -> Path:
+        return self.prefix / "logs" / "access.log"
+
+    def access_log_lines(self) -> list[str]:
+        """Every request nginx logged so far (one ``combined`` line each)."""
+        if not self.access_log.exists():
+            return []
+        return self.access_log.read_text(errors="replace").splitlines()
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    def start(self) -> Self:
+        """Start nginx and wait until it answers HTTP; raise ServerStartError otherwise."""
+        binary = find_nginx()
+        if binary is None:
+            raise ServerStartError(INSTALL_HINT)
+        if not self.webroot.is_dir():
+            raise ServerStartError(f"nginx webroot {self.webroot} is not a directory")
+        self._check_traversable()
+        self._binary = binary
+        self._prefix = Path(tempfile.mkdtemp(prefix="nginx-"))
+        for folder in ("logs", "temp"):
+            (self._prefix / folder).mkdir()
+        self._write_config()
+        command = [*self._base_command(), "-g", "daemon off;"]
+        with (self.prefix / "logs" / "stdout.log").open("wb") as out:
+            self._process = subprocess.Popen(
+                command,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,  # one process group: master and workers
+            )
+        try:
+            wait_until(
+                self._answers_http,
+                timeout=self.startup_timeout,
+                alive=self._alive,
+                what=f"nginx on {self.url}",
+                log=self.error_log,
+            )
+            if self.tls is not None:
+                self._wait_tls(self.tls)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def serve_tls(self, certificate: Path, key: Path, port: int = 0) -> int:
+        """Serve the webroot over HTTPS with this certificate chain and key; return the port.
+
+        When running, the config is tested (``nginx -t``) and reloaded, and this returns
+        once the port hands out the new certificate.
+        """
+        site = _TlsSite(Path(certificate), Path(key), port or free_port(self.host))
+        self.tls = site
+        if self._process is not None:
+            self._write_config()
+            self._check_config()
+            os.kill(self._process.pid, signal.SIGHUP)  # reload (nginx docs: "Controlling")
+            self._wait_tls(site)
+        return site.port
+
+    def stop(self) -> None:
+        """Stop nginx (SIGTERM, then SIGKILL to its group) and remove the prefix; idempotent."""
+        process, self._process = self._process, None
+        if process is not None and process.poll() is None:
+            process.terminate()  # SIGTERM: nginx's fast shutdown, workers included
+            try:
+                process.wait(timeout=_STOP_GRACE)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)  # master and workers share its group
+                process.wait()
+        prefix, self._prefix = self._prefix, None
+        if prefix is not None:
+            shutil.rmtree(prefix, ignore_errors=True)
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def __repr__(self) -> str:
+        tls = f", https port {self.tls.port}" if self.tls else ""
+        return f"NginxServer({self.webroot} at {self.url}{tls})"
+
+    # -- internals ---------------------------------------------------------------------
+
+    def _base_command(self) -> list[str]:
+        assert self._binary is not None
+        return [
+            self._binary,
+            "-p", f"{self.prefix}/",
+            "-c", str(self.config_path),
+            "-e", str(self.error_log),
+        ]  # fmt: skip
+
+    def _write_config(self) -> None:
+        prefix = self.prefix
+        root = _quote(str(self.webroot.resolve()))
+        temps = "\n".join(
+            f"    {kind}_temp_path {_quote(str(prefix / 'temp' / kind))};"
+            for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+        )
+        user = f"user {self.worker_user};\n" if self.worker_user else ""
+        servers = [
+            f"    server {{\n"
+            f"        listen {self.host}:{self.port} default_server;\n"
+            f"        server_name _;\n"
+            f"        root {root};\n"
+            f"        location / {{ try_files $uri =404; }}\n"
+            f"    }}"
+        ]
+        if self.tls is not None:
+            servers.append(
+                f"    server {{\n"
+                f"        listen {self.host}:{self.tls.port} ssl default_server;\n"
+                f"        server_name _;\n"
+                f"        ssl_certificate {_quote(str(self.tls.certificate.resolve()))};\n"
+                f"        ssl_certificate_key {_quote(str(self.tls.key.resolve()))};\n"
+                f"        root {root};\n"
+                f"        location / {{ try_files $uri =404; }}\n"
+                f"    }}"
+            )
+        body = "\n".join(servers)
+        self.config_path.write_text(
+            f"{user}worker_processes 1;\n"
+            f"pid {_quote(str(prefix / 'nginx.pid'))};\n"
+            f"error_log {_quote(str(self.error_log))} notice;\n"
+            "events { worker_connections 64; }\n"
+            "http {\n"
+            "    default_type text/plain;\n"
+            f"    access_log {_quote(str(self.access_log))};\n"
+            f"{temps}\n"
+            f"{body}\n"
+            "}\n"
+        )
+
+    def _check_config(self) -> None:
+        result = subprocess.run(
+            [*self._base_command(), "-t"], capture_output=True, text=True, check=False
+        )
+        if result.returncode != 0:
+            raise ServerStartError(f"nginx refused its new config: {result.stderr.strip()}")
+
+    def _check_traversable(self) -> None:
+        if self.worker_user is None or not self.worker_user.startswith("nobody"):
+            return
+        folder = self.webroot.resolve()
+        for part in (folder, *folder.parents):
+            if not part.stat().st_mode & stat.S_IXOTH:
+                raise ServerStartError(
+                    f"nginx workers run as {self.worker_user} and cannot enter {part} "
+                    f"(mode {stat.filemode(part.stat().st_mode)}): serve a webroot below "
+                    "folders others may traverse, e.g. tempfile.mkdtemp() chmod 0755"
+                )
+
+    def _answers_http(self) -> bool:
+        if not tcp_answers(self.host, self.port):
+            return False
+        try:
+            httpx.get(f"{self.url}/", timeout=2.0, trust_env=False)
+        except httpx.HTTPError:
+            return False
+        return True
+
+    def _wait_tls(self, site: _TlsSite) -> None:
+        wanted = x509.load_pem_x509_certificates(site.certificate.read_bytes())[0]
+        deadline = time.monotonic() + self.startup_timeout
+        while True:
+            served = _served_certificate(self.host, site.port)
+            if served == wanted:
+                return
+            if not self._alive():
+                raise ServerStartError(f"nginx exited while enabling TLS on {site.port}")
+            if time.monotonic() > deadline:
+                raise ServerStartError(
+                    f"nginx on {self.host}:{site.port} does not serve {site.certificate} "
+                    f"after {self.startup_timeout:.0f} s"
+                )
+            time.sleep(0.1)
+
+    def _alive(self) -> bool:
+        return self._process is not None and self._process.poll() is None
+
+
+def _default_worker_user() -> str | None:
+    """Root: run workers as nobody, as a real web server runs as a user of its own."""
+    if os.geteuid() != 0:
+        return None  # nginx ignores `user` unless the master is root
+    try:
+        grp.getgrnam("nogroup")
+    except KeyError:
+        return "nobody"
+    return "nobody nogroup"
+
+
+def _quote(text: str) -> str:
+    if any(char in text for char in '"\\;{}$') or any(c.isspace() for c in text):
+        raise ServerStartError(f"path {text!r} cannot be written into an nginx config")
+    return f'"{text}"'
+
+
+def _served_certificate(host: str, port: int) -> x509.Certificate | None:
+    """The leaf certificate ``host:port`` hands out (not verified), or None."""
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    try:
+        with (
+            socket.create_connection((host, port), timeout=2.0) as sock,
+            context.wrap_socket(sock) as tls,
+        ):
+            der = tls.getpeercert(binary_form=True)
+    except (OSError, ssl.SSLError):
+        return None
+    return x509.load_der_x509_certificate(der) if der else None
