@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from tests.servers.net import free_http_port
 
 from certherd.errors import UnavailableError
 from certherd.testing.pebble import PebbleOptions, PebbleServer
@@ -37,7 +38,8 @@ def _start(options: PebbleOptions) -> PebbleServer:
 @pytest.fixture(scope="session")
 def pebble() -> Iterator[PebbleServer]:
     """A Pebble with default options (plus challtestsrv as its DNS), shared by the session."""
-    server = _start(PebbleOptions())
+    # Free ports, not Pebble's 5002/5001 defaults: two test runs at once must not collide.
+    server = _start(PebbleOptions(http_port=free_http_port(), tls_port=free_http_port()))
     yield server
     server.stop()
 
@@ -52,6 +54,8 @@ def pebble_factory() -> Iterator[PebbleFactory]:
     servers: list[PebbleServer] = []
 
     def start(**options: Any) -> PebbleServer:
+        options.setdefault("http_port", free_http_port())
+        options.setdefault("tls_port", free_http_port())
         server = _start(PebbleOptions(**options))
         servers.append(server)
         return server

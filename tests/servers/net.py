@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import random
 import socket
 import time
 from collections.abc import Callable
@@ -82,3 +83,28 @@ def log_tail(log: Path | None, lines: int = 40) -> str:
         return ""
     tail = log.read_text(errors="replace").splitlines()[-lines:]
     return f"\n--- last {len(tail)} lines of {log} ---\n" + "\n".join(tail)
+
+
+def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
+    """Whether ``host:port`` can be bound now (the solver released its listener)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def free_http_port() -> int:
+    """A free port below the ephemeral range, for a Pebble's ``http_port``.
+
+    Every Pebble defaults to 5002; a test run started while another one runs (or a
+    Pebble's own ports, taken from the ephemeral range) would collide there.
+    """
+    rng = random.SystemRandom()
+    for _ in range(200):
+        port = rng.randrange(20000, 32000)
+        if port_is_free(port):
+            return port
+    raise RuntimeError("no free port for http-01 between 20000 and 32000")

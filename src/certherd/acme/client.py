@@ -51,6 +51,7 @@ __all__ = ["AcmeClient", "CertificateChain", "RevocationReason"]
 
 T = TypeVar("T")
 PEM_CHAIN = "application/pem-certificate-chain"
+NOT_READY_GRACE = 10.0  # seconds to let a CA move an order to "ready" after orderNotReady
 MAX_ORDER_PAGES = 1000
 
 
@@ -371,12 +372,17 @@ class AcmeClient:
         try:
             response = await self._post(order.finalize, payload, "finalize")
             current = Order.from_json(response.json(), order.url, self.urls)
-        except OrderNotReadyError:
+        except OrderNotReadyError as not_ready:
             # The CA may not have moved the order to "ready" yet, or a retried finalize
-            # found it already processing: look at the order before deciding.
-            current = await self.wait_order(
-                order.url, until=(Status.READY, Status.PROCESSING, Status.VALID)
-            )
+            # found it already processing: look at the order (briefly) before deciding.
+            try:
+                current = await self.wait_order(
+                    order.url,
+                    until=(Status.READY, Status.PROCESSING, Status.VALID),
+                    timeout=min(self.poll.timeout, NOT_READY_GRACE),
+                )
+            except PollTimeoutError:
+                raise not_ready from None
             if current.status is Status.READY:
                 response = await self._post(order.finalize, payload, "finalize")
                 current = Order.from_json(response.json(), order.url, self.urls)
@@ -390,7 +396,11 @@ class AcmeClient:
         return current
 
     async def wait_order(
-        self, url: str, *, until: Sequence[Status] = (Status.VALID, Status.INVALID)
+        self,
+        url: str,
+        *,
+        until: Sequence[Status] = (Status.VALID, Status.INVALID),
+        timeout: float | None = None,
     ) -> Order:
         """Poll an order until its status is one of ``until`` or it becomes invalid."""
         wanted = set(until) | {Status.INVALID}
@@ -399,6 +409,7 @@ class AcmeClient:
             "order",
             lambda r: Order.from_json(r.json(), url, self.urls),
             lambda o: o.status in wanted,
+            timeout=timeout,
         )
 
     async def download_certificate(self, url: str) -> CertificateChain:
@@ -489,6 +500,7 @@ class AcmeClient:
         label: str,
         parse: Callable[[Response], T],
         done: Callable[[T], bool],
+        timeout: float | None = None,
     ) -> T:
         """Poll at once, then back off; honour Retry-After (capped); end at the timeout."""
         started = self.clock.monotonic()
@@ -501,11 +513,12 @@ class AcmeClient:
             attempt += 1
             retry_after = parse_retry_after(response.headers.get("retry-after"), self.clock.now())
             delay = self.poll.interval(attempt, retry_after)
-            if self.clock.monotonic() - started + delay > self.poll.timeout:
+            limit = self.poll.timeout if timeout is None else timeout
+            if self.clock.monotonic() - started + delay > limit:
                 status = getattr(value, "status", "?")
                 raise PollTimeoutError(
                     f"the {label} at {safe_text(url, 200)} is still {status} after "
-                    f"{self.poll.timeout:.0f}s: the CA is not making progress, try again later"
+                    f"{limit:.0f}s: the CA is not making progress, try again later"
                 )
             await self.clock.sleep(delay)
 

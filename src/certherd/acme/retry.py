@@ -57,7 +57,7 @@ class RetryPolicy:
     - ``total_budget``: seconds one request may take across all its retries.
     """
 
-    bad_nonce_attempts: int = 10
+    bad_nonce_attempts: int = 20
     server_error_attempts: int = 5
     connection_attempts: int = 5
     backoff_base: float = 0.25
