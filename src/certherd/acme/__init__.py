@@ -3,12 +3,11 @@
 ``AcmeClient`` is the asyncio client; ``SyncAcmeClient`` the blocking facade over it.
 """
 
-from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+import importlib as _importlib
+import typing as _typing
 
-if TYPE_CHECKING:
+if _typing.TYPE_CHECKING:
     from certherd.acme.client import AcmeClient, CertificateChain, RevocationReason
     from certherd.acme.jws import ExternalAccountBinding, jwk_thumbprint, key_authorization
     from certherd.acme.messages import (
@@ -73,10 +72,10 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> _typing.Any:
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
+    value = getattr(_importlib.import_module(module), name)
     globals()[name] = value
     return value

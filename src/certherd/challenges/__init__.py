@@ -1,11 +1,10 @@
 """Challenge solvers: prove control of identifiers (RFC 8555 §8, RFC 8737, RFC 8738)."""
 
-from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+import importlib as _importlib
+import typing as _typing
 
-if TYPE_CHECKING:
+if _typing.TYPE_CHECKING:
     from certherd.challenges.base import ChallengeTask, Solver, check_token
     from certherd.challenges.dns01 import Dns01Solver
     from certherd.challenges.factory import SolverPool
@@ -55,10 +54,10 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> _typing.Any:
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
+    value = getattr(_importlib.import_module(module), name)
     globals()[name] = value
     return value

@@ -6,12 +6,11 @@ and an issued certificate that does not match its order
 :class:`~certherd.errors.CertificateMismatchError`.
 """
 
-from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+import importlib as _importlib
+import typing as _typing
 
-if TYPE_CHECKING:
+if _typing.TYPE_CHECKING:
     from certherd.crypto.ari import certificate_id, pick_in_window
     from certherd.crypto.certs import (
         CertificateInfo,
@@ -91,10 +90,10 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> _typing.Any:
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
+    value = getattr(_importlib.import_module(module), name)
     globals()[name] = value
     return value

@@ -1,11 +1,10 @@
 """Certificate flows built on the protocol layer: obtain (and later renew, revoke)."""
 
-from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+import importlib as _importlib
+import typing as _typing
 
-if TYPE_CHECKING:
+if _typing.TYPE_CHECKING:
     from certherd.manager.obtain import IssuedCertificate, obtain_certificate, select_chain
 
 # Loaded on first use, so importing one submodule does not import them all.
@@ -18,10 +17,10 @@ _EXPORTS: dict[str, str] = {
 __all__ = ["IssuedCertificate", "obtain_certificate", "select_chain"]
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> _typing.Any:
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
+    value = getattr(_importlib.import_module(module), name)
     globals()[name] = value
     return value

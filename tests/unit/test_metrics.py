@@ -1,0 +1,265 @@
+"""The metrics endpoint: the Prometheus 0.0.4 text format, /health, and a bounded server."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import re
+import time
+from collections.abc import Callable, Iterable
+
+import httpx
+import pytest
+
+from certherd.errors import ConfigError
+from certherd.manager.metrics import (
+    CONTENT_TYPE,
+    MAX_REQUEST_HEAD,
+    LineageMetrics,
+    MetricsServer,
+    render_metrics,
+)
+
+NOT_AFTER = dt.datetime(2026, 12, 1, tzinfo=dt.UTC)
+NEXT = dt.datetime(2026, 11, 1, 12, 30, tzinfo=dt.UTC)
+SUCCESS = dt.datetime(2026, 9, 1, 0, 0, 0, 500000, tzinfo=dt.UTC)
+AWKWARD = 'we"ird\\name\nline'
+
+SAMPLE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{lineage="((?:[^"\\]|\\.)*)"\})? (\S+)$')
+UNESCAPE = {"\\\\": "\\", '\\"': '"', "\\n": "\n"}
+
+Parsed = dict[str, dict[str | None, float]]
+
+
+def parse(text: str) -> tuple[Parsed, dict[str, str]]:
+    """A strict reader of what certherd writes: samples by family and label, and the types.
+
+    It checks that every family has HELP then TYPE before its samples and that each
+    family's lines are one contiguous group, as the 0.0.4 format requires.
+    """
+    assert text.endswith("\n")
+    samples: Parsed = {}
+    types: dict[str, str] = {}
+    current = ""
+    for line in text.splitlines():
+        if line.startswith("# HELP "):
+            current = line.split(" ")[2]
+            assert current not in types, f"{current} appears in two groups"
+        elif line.startswith("# TYPE "):
+            _, _, name, kind = line.split(" ")
+            assert name == current
+            types[name] = kind
+        else:
+            match = SAMPLE.match(line)
+            assert match, f"not a sample line: {line!r}"
+            name, label, value = match.groups()
+            assert name == current, f"{name} outside its group"
+            assert name in types, f"{name} has no TYPE line"
+            if label is not None:
+                label = re.sub(r"\\.", lambda m: UNESCAPE[m.group(0)], label)
+            assert label not in samples.setdefault(name, {}), f"duplicate series {line!r}"
+            samples[name][label] = float(value)
+    return samples, types
+
+
+def sample_metrics() -> list[LineageMetrics]:
+    return [
+        LineageMetrics("example.com", NOT_AFTER, NEXT, 0, SUCCESS),
+        LineageMetrics(AWKWARD, NOT_AFTER, None, 3, None),
+        LineageMetrics("naive.example", dt.datetime(2026, 12, 1), None, 1, None),
+    ]
+
+
+def test_render_has_every_family_typed_and_escaped() -> None:
+    samples, types = parse(render_metrics(sample_metrics()))
+    assert types == {
+        "certherd_certificate_expiry_timestamp_seconds": "gauge",
+        "certherd_certificate_next_renewal_timestamp_seconds": "gauge",
+        "certherd_renewal_failures_total": "counter",
+        "certherd_last_renewal_success_timestamp_seconds": "gauge",
+        "certherd_up": "gauge",
+    }
+    assert samples["certherd_certificate_expiry_timestamp_seconds"] == {
+        "example.com": NOT_AFTER.timestamp(),
+        AWKWARD: NOT_AFTER.timestamp(),
+        "naive.example": NOT_AFTER.timestamp(),  # a naive datetime is UTC
+    }
+    # Unknown values are left out, never written as 0.
+    assert samples["certherd_certificate_next_renewal_timestamp_seconds"] == {
+        "example.com": NEXT.timestamp()
+    }
+    assert samples["certherd_renewal_failures_total"] == {
+        "example.com": 0,
+        AWKWARD: 3,
+        "naive.example": 1,
+    }
+    assert samples["certherd_last_renewal_success_timestamp_seconds"] == {
+        "example.com": SUCCESS.timestamp()
+    }
+    assert samples["certherd_up"] == {None: 1}
+
+
+def test_label_escaping_is_exact() -> None:
+    text = render_metrics([LineageMetrics(AWKWARD, None, None, 2, None)])
+    assert 'certherd_renewal_failures_total{lineage="we\\"ird\\\\name\\nline"} 2\n' in text
+    assert text.count("\n") == len(text.splitlines())  # no raw newline inside a label
+
+
+def test_values_keep_their_precision_and_order_is_stable() -> None:
+    text = render_metrics(reversed(sample_metrics()))
+    assert text == render_metrics(sample_metrics())
+    assert f'{{lineage="example.com"}} {SUCCESS.timestamp()!r}\n' in text
+    assert 'seconds{lineage="example.com"} 1796083200\n' in text  # an integer stays one
+
+
+def test_a_lineage_given_twice_keeps_the_last_entry() -> None:
+    first = LineageMetrics("a.example", None, None, 1, None)
+    second = LineageMetrics("a.example", None, None, 5, None)
+    samples, _ = parse(render_metrics([first, second]))
+    assert samples["certherd_renewal_failures_total"] == {"a.example": 5}
+
+
+def test_no_lineages_is_still_a_valid_page() -> None:
+    samples, types = parse(render_metrics([]))
+    assert samples == {"certherd_up": {None: 1}}
+    assert len(types) == 5
+
+
+def start(
+    collect: Callable[[], Iterable[LineageMetrics]] = sample_metrics,
+    **options: object,
+) -> MetricsServer:
+    return MetricsServer("127.0.0.1", 0, collect, **options)  # type: ignore[arg-type]
+
+
+def client(server: MetricsServer) -> httpx.AsyncClient:
+    return httpx.AsyncClient(base_url=f"http://127.0.0.1:{server.port}", trust_env=False)
+
+
+async def test_metrics_over_http() -> None:
+    async with start() as server, client(server) as http:
+        assert server.port != 0
+        response = await http.get("/metrics")
+        assert response.status_code == 200
+        assert response.headers["content-type"] == CONTENT_TYPE
+        samples, _ = parse(response.text)
+        assert samples["certherd_renewal_failures_total"][AWKWARD] == 3
+        assert samples["certherd_up"] == {None: 1}
+
+        with_query = await http.get("/metrics?name[]=certherd_up")
+        assert with_query.status_code == 200
+
+        head = await http.head("/metrics")
+        assert head.status_code == 200
+        assert head.content == b""
+        assert int(head.headers["content-length"]) == len(response.content)
+
+
+async def test_each_scrape_collects_again() -> None:
+    failures = [0]
+
+    def collect() -> list[LineageMetrics]:
+        failures[0] += 1
+        return [LineageMetrics("a.example", None, None, failures[0], None)]
+
+    async with start(collect) as server, client(server) as http:
+        for expected in (1, 2):
+            samples, _ = parse((await http.get("/metrics")).text)
+            assert samples["certherd_renewal_failures_total"] == {"a.example": expected}
+
+
+async def test_health() -> None:
+    reason: list[str | None] = [None]
+    async with start(health=lambda: reason[0]) as server, client(server) as http:
+        ok = await http.get("/health")
+        assert (ok.status_code, ok.text) == (200, "ok\n")
+        reason[0] = "storage unreachable:\x1b[31m /var/lib/certherd"
+        down = await http.get("/health")
+        assert down.status_code == 503
+        assert down.text == "storage unreachable:\\x1b[31m /var/lib/certherd\n"
+
+
+async def test_health_without_a_check_is_ok() -> None:
+    async with start() as server, client(server) as http:
+        response = await http.get("/health")
+        assert (response.status_code, response.text) == (200, "ok\n")
+
+
+async def test_failing_callbacks_are_answered_not_raised() -> None:
+    def broken() -> list[LineageMetrics]:
+        raise RuntimeError("state file unreadable")
+
+    def broken_health() -> str | None:
+        raise OSError("disk gone")
+
+    async with start(broken, health=broken_health) as server, client(server) as http:
+        metrics = await http.get("/metrics")
+        assert metrics.status_code == 500
+        assert "state file unreadable" in metrics.text
+        health = await http.get("/health")
+        assert health.status_code == 503
+        assert "disk gone" in health.text
+
+
+async def test_other_paths_and_methods() -> None:
+    async with start() as server, client(server) as http:
+        assert (await http.get("/")).status_code == 404
+        assert (await http.get("/metrics/extra")).status_code == 404
+        posted = await http.post("/metrics", content=b"x")
+        assert posted.status_code == 405
+        assert posted.headers["allow"] == "GET, HEAD"
+
+
+async def raw_exchange(server: MetricsServer, data: bytes, within: float = 5.0) -> bytes:
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+    try:
+        writer.write(data)
+        await writer.drain()
+        return await asyncio.wait_for(reader.read(), within)
+    finally:
+        writer.close()
+        await writer.wait_closed()
+
+
+async def test_request_head_is_capped() -> None:
+    async with start() as server:
+        big = b"GET /metrics HTTP/1.1\r\nX-Filler: " + b"a" * MAX_REQUEST_HEAD + b"\r\n\r\n"
+        answer = await raw_exchange(server, big)
+        assert answer.startswith(b"HTTP/1.1 431 ")
+
+
+async def test_garbage_is_a_bad_request() -> None:
+    async with start() as server:
+        answer = await raw_exchange(server, b"hello\r\n\r\n")
+        assert answer.startswith(b"HTTP/1.1 400 ")
+
+
+async def test_a_silent_client_is_dropped_after_the_read_timeout() -> None:
+    async with start(read_timeout=0.2) as server:
+        started = time.monotonic()
+        answer = await raw_exchange(server, b"GET /metr", within=5.0)
+        assert answer == b""
+        assert time.monotonic() - started < 3
+
+
+async def test_stop_drops_open_connections_and_is_idempotent() -> None:
+    server = start()
+    await server.start()
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+    writer.write(b"GET /metrics HTTP/1.1\r\n")  # never finished
+    await writer.drain()
+    await asyncio.sleep(0)
+    await asyncio.wait_for(server.stop(), 5)
+    assert await asyncio.wait_for(reader.read(), 5) == b""
+    writer.close()
+    await writer.wait_closed()
+    await server.stop()
+
+
+async def test_a_busy_port_is_a_config_error() -> None:
+    async with start() as first:
+        second = MetricsServer("127.0.0.1", first.port, sample_metrics)
+        with pytest.raises(
+            ConfigError, match=rf"cannot serve metrics on 127\.0\.0\.1:{first.port}"
+        ):
+            await second.start()
