@@ -46,4 +46,5 @@ async def _apply(ctx: Context, config: Any, concurrency: int) -> Any:
     finally:
         await manager.aclose()
     ctx.emit(outcome_document(outcomes, ctx.config_dir), lambda: print_outcomes(ctx, outcomes))
+    ctx.report_failures(outcomes)
     return outcomes

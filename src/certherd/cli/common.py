@@ -51,6 +51,16 @@ class Context:
         elif not self.quiet and human is not None:
             human()
 
+    def report_failures(self, outcomes: Any) -> None:
+        """With -q (or --json), still say on stderr what failed: cron mails it."""
+        if not (self.quiet or self.json):
+            return
+        for outcome in outcomes:
+            if outcome.failed:
+                click.echo(f"certherd: {outcome.lineage}: failed: {outcome.error}", err=True)
+            for problem in outcome.hook_errors:
+                click.echo(f"certherd: {outcome.lineage}: {problem}", err=True)
+
     def console(self) -> Any:
         from rich.console import Console
 

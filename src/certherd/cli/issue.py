@@ -213,4 +213,5 @@ async def _issue(ctx: Context, settings: Any, ca: Any) -> Any:
     finally:
         await manager.aclose()
     ctx.emit(outcome_document([outcome], ctx.config_dir), lambda: print_outcomes(ctx, [outcome]))
+    ctx.report_failures([outcome])
     return outcome

@@ -66,10 +66,7 @@ async def _renew(
         finally:
             await manager.aclose()
     ctx.emit(outcome_document(outcomes, ctx.config_dir), lambda: print_outcomes(ctx, outcomes))
-    if ctx.quiet:
-        for o in outcomes:
-            if o.failed:
-                click.echo(f"certherd: {o.lineage}: renewal failed: {o.error}", err=True)
+    ctx.report_failures(outcomes)
     return outcomes
 
 
