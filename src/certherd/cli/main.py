@@ -25,6 +25,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "delete": ("certherd.cli.lineages:delete", "Delete a lineage and its files."),
     "demo": ("certherd.cli.demo:demo", "Issue a real certificate from a local Pebble test CA."),
     "issue": ("certherd.cli.issue:issue", "Obtain a certificate and save it as a lineage."),
+    "import-certbot": (
+        "certherd.cli.import_certbot:import_certbot",
+        "Adopt the lineages and account of a Certbot setup.",
+    ),
     "list": ("certherd.cli.lineages:list_lineages", "List lineages: names, expiry, next renewal."),
     "renew": ("certherd.cli.lineages:renew", "Renew the lineages that are due."),
     "revoke": ("certherd.cli.lineages:revoke", "Revoke a lineage's certificate."),

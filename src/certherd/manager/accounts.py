@@ -17,7 +17,7 @@ from certherd.acme.messages import Account
 from certherd.crypto.keys import PrivateKey, generate_key, load_private_key, private_key_to_pem
 from certherd.errors import ConfigError, NotFoundError
 from certherd.storage.base import Storage
-from certherd.storage.layout import account_json, account_key, ca_id
+from certherd.storage.layout import account_json, account_key, account_key_next, ca_id
 
 __all__ = [
     "AccountRecord",
@@ -147,7 +147,7 @@ async def rollover(storage: Storage, options: CaOptions, client: AcmeClient) -> 
     after the CA agreed still leaves the key that now controls the account on disk.
     """
     new_key = generate_key("ec256")
-    pending = account_key(options.ca_id, options.account).replace("key.pem", "key-next.pem")
+    pending = account_key_next(options.ca_id, options.account)
     await storage.write(pending, private_key_to_pem(new_key), private=True)
     account = await client.change_key(new_key)
     await save_account(storage, options, AccountRecord(new_key, account.url, account.contact))

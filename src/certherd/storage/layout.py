@@ -27,6 +27,7 @@ __all__ = [
     "INDEX",
     "account_json",
     "account_key",
+    "account_key_next",
     "archive_file",
     "ca_id",
     "check_name",
@@ -70,6 +71,11 @@ def ca_id(directory_url: str) -> str:
 
 def account_key(ca: str, account: str) -> str:
     return f"accounts/{check_name(ca, 'CA id')}/{check_name(account, 'account name')}/key.pem"
+
+
+def account_key_next(ca: str, account: str) -> str:
+    """Where a rollover's new key waits until the CA has agreed to it."""
+    return f"accounts/{check_name(ca, 'CA id')}/{check_name(account, 'account name')}/key-next.pem"
 
 
 def account_json(ca: str, account: str) -> str:

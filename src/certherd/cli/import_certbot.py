@@ -1,0 +1,98 @@
+"""``certherd import-certbot [DIR]``: adopt the lineages and account of a Certbot setup."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+
+from certherd.cli.common import Context, exit_for, pass_context, run_async
+
+__all__ = ["import_certbot"]
+
+
+@click.command("import-certbot")
+@click.argument(
+    "directory",
+    required=False,
+    default="/etc/letsencrypt",
+    metavar="[DIR]",
+    type=click.Path(file_okay=False, path_type=Path),
+)
+@click.option(
+    "--replace",
+    is_flag=True,
+    help="Import lineages certherd already has again, dropping certherd's own versions.",
+)
+@click.option("--dry-run", is_flag=True, help="Read and report everything; write nothing.")
+@click.option(
+    "--ca-bundle",
+    metavar="PEM",
+    envvar="CERTHERD_CA_BUNDLE",
+    type=click.Path(dir_okay=False, exists=True),
+    help="Trust these roots for the CA's HTTPS when renewing (private CAs); saved in "
+    "each imported lineage. Env CERTHERD_CA_BUNDLE.",
+)
+@pass_context
+def import_certbot(
+    ctx: Context, directory: Path, replace: bool, dry_run: bool, ca_bundle: str | None
+) -> None:
+    """Adopt a Certbot configuration (default /etc/letsencrypt): its certificates (every
+    version), renewal settings, hooks and ACME account. Certbot's files are only read."""
+    from certherd.manager.certbot_import import import_certbot as run_import
+
+    bundle = str(Path(ca_bundle).resolve()) if ca_bundle else None
+    results = run_async(
+        run_import(
+            directory,
+            ctx.storage(),
+            ca_bundle=bundle,
+            hook_dir=ctx.config_dir.resolve() / "hooks",
+            replace=replace,
+            dry_run=dry_run,
+        )
+    )
+    document = {
+        "certbot_dir": str(directory),
+        "dry_run": dry_run,
+        "lineages": [r.to_json() for r in results],
+        **{
+            status: sum(1 for r in results if r.status == status)
+            for status in ("imported", "would-import", "skipped", "failed")
+        },
+    }
+    ctx.emit(document, lambda: _print(ctx, directory, results))
+    if ctx.quiet:
+        for result in results:
+            if result.failed:
+                click.echo(f"certherd: {result.lineage}: import failed: {result.reason}", err=True)
+    exit_for(any(r.failed for r in results))
+
+
+def _print(ctx: Context, directory: Path, results: list[Any]) -> None:
+    from rich.markup import escape
+    from rich.table import Table
+
+    if not results:
+        ctx.say(f"no lineages in {directory}/renewal")
+        return
+    table = Table(show_header=True, header_style="bold")
+    for column in ("lineage", "result", "names", "notes"):
+        table.add_column(column)
+    styles = {"failed": "red", "imported": "green", "would-import": "green"}
+    for r in results:
+        names = ", ".join(r.settings.names) if r.settings else ""
+        if r.reason:
+            notes = r.reason
+        else:
+            solvers = ", ".join(s.kind for s in r.settings.solvers) if r.settings else ""
+            notes = f"versions {', '.join(map(str, r.versions))} (live {r.live_version}); {solvers}"
+        style = styles.get(r.status, "")
+        status = f"[{style}]{r.status}[/]" if style else r.status
+        table.add_row(escape(r.lineage), status, escape(names), escape(notes))
+    console = ctx.console()
+    console.print(table)
+    for r in results:
+        for warning in r.warnings:
+            console.print(f"[yellow]![/] {escape(r.lineage)}: {escape(warning)}")
