@@ -95,8 +95,11 @@ class Daemon:
                 self.status.failures_total[outcome.lineage] = (
                     self.status.failures_total.get(outcome.lineage, 0) + 1
                 )
-        for name in await self.manager.lineages():
-            self.status.states[name] = await LineageState.load(self.manager.storage, name)
+        # A fresh map: a deleted lineage must stop counting for health, metrics and sleep.
+        self.status.states = {
+            name: await LineageState.load(self.manager.storage, name)
+            for name in await self.manager.lineages()
+        }
         self.status.cycles += 1
         self.status.last_cycle = self.manager.clock.now()
         self.status.last_error = None

@@ -17,7 +17,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from certherd.errors import NotFoundError, StorageError
+from certherd.errors import StorageError
 from certherd.manager.lineage import LineageState
 from certherd.manager.outcome import Outcome
 from certherd.storage.base import Storage
@@ -53,7 +53,11 @@ class IndexEntry:
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> IndexEntry:
         def when(value: Any) -> dt.datetime | None:
-            return None if value is None else dt.datetime.fromisoformat(value)
+            if value is None:
+                return None
+            moment = dt.datetime.fromisoformat(value)
+            # Naive times (an edited index) are UTC, as in the lineage state files.
+            return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
 
         return cls(
             fingerprint=str(data["f"]),
@@ -84,12 +88,12 @@ class LineageIndex:
         """Read index.json (an unreadable one counts as empty: it will be rebuilt)."""
         try:
             data = json.loads(await self.storage.read(INDEX))
-            if data.get("version") != VERSION:
+            if not isinstance(data, dict) or data.get("version") != VERSION:
                 raise ValueError("foreign index version")
             self.entries = {
                 name: IndexEntry.from_json(entry) for name, entry in data["lineages"].items()
             }
-        except (NotFoundError, ValueError, KeyError, TypeError):
+        except (StorageError, ValueError, KeyError, TypeError, AttributeError):
             self.entries = {}
             self._dirty = True
 
@@ -124,7 +128,13 @@ class LineageIndex:
             fingerprint = self.fingerprints.get(name)
             if fingerprint is None:
                 continue
-            state = await LineageState.load(self.storage, name)
+            try:
+                state = await LineageState.load(self.storage, name)
+            except StorageError:
+                # Damaged or unreadable: no entry, so every run checks (and reports) it.
+                self.entries.pop(name, None)
+                self._dirty = True
+                continue
             self.entries[name] = IndexEntry(
                 fingerprint=fingerprint,
                 next_check=state.next_check,

@@ -70,7 +70,8 @@ class FilesystemStorage:
         path = self._path(key)
         try:
             return path.read_bytes()
-        except FileNotFoundError:
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+            # A folder, or a path below a value, holds no value either.
             raise NotFoundError(f"{key} not found in {self.root}") from None
         except OSError as exc:
             raise StorageError(f"cannot read {path}: {_explain(exc)}") from None
@@ -124,7 +125,10 @@ class FilesystemStorage:
                 if entry.name.startswith(".") or not entry.is_file(follow_symlinks=False):
                     continue
                 stat = entry.stat(follow_symlinks=False)
-                found[f"{prefix.strip('/')}/{entry.name}"] = f"{stat.st_mtime_ns}:{stat.st_size}"
+                # The inode too: every atomic write makes a new file, so a rewrite within one
+                # tick of a coarse mtime clock (same size) still changes the fingerprint.
+                token = f"{stat.st_ino}:{stat.st_mtime_ns}:{stat.st_size}"
+                found[f"{prefix.strip('/')}/{entry.name}"] = token
         return found
 
     @contextlib.asynccontextmanager
@@ -157,12 +161,16 @@ class FilesystemStorage:
 
     async def publish(self, lineage: str, version: int, files: tuple[str, ...]) -> None:
         live = self._path(f"live/{check_name(lineage)}/x").parent
-        self._ensure_parent(live / "x")
-        for file in files:
-            stem = file.removesuffix(".pem")
-            target = Path("..", "..", "archive", lineage, f"{stem}{version}.pem")
-            if not (live / target).is_file():
+        targets = {
+            file: Path("..", "..", "archive", lineage, f"{file.removesuffix('.pem')}{version}.pem")
+            for file in files
+        }
+        # Every file is checked before the first link moves: never half a version live.
+        for target in targets.values():
+            if not (self.root / target.relative_to("../..")).is_file():
                 raise StorageError(f"cannot publish {lineage} v{version}: {target} is missing")
+        self._ensure_parent(live / "x")
+        for file, target in targets.items():
             temporary = live / f".{file}.{os.getpid()}.tmp"
             try:
                 with contextlib.suppress(FileNotFoundError):

@@ -46,7 +46,9 @@ class MemoryStorage:
     async def fingerprints(self, prefix: str) -> dict[str, str]:
         start = prefix.strip("/") + "/"
         return {
-            k: f"{id(v)}:{len(v)}:{hash(v)}" for k, v in self.values.items() if k.startswith(start)
+            k: f"{id(v)}:{len(v)}:{hash(v)}"
+            for k, v in self.values.items()
+            if k.startswith(start) and "/" not in k[len(start) :]
         }
 
     @contextlib.asynccontextmanager
@@ -68,7 +70,7 @@ class MemoryStorage:
         self._live[lineage] = version
 
     async def unpublish(self, lineage: str) -> None:
-        self._live.pop(lineage, None)
+        self._live.pop(check_name(lineage), None)
 
     async def live_version(self, lineage: str) -> int | None:
-        return self._live.get(lineage)
+        return self._live.get(check_name(lineage))

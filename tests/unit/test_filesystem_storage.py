@@ -1,0 +1,548 @@
+"""FilesystemStorage beyond the shared contract: modes, live symlinks, flock across
+processes, failed writes, read-only and forbidden folders, and keys that try to escape."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import os
+import shutil
+import signal
+import stat
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from certherd.errors import ConfigError, LockTimeoutError, StorageError
+from certherd.storage import FilesystemStorage
+from certherd.storage.layout import (
+    FILES,
+    account_key,
+    archive_file,
+    ca_id,
+    check_name,
+    lineage_for,
+)
+
+NOBODY = 65534
+
+
+@pytest.fixture(autouse=True)
+def usual_umask() -> Iterator[None]:
+    """Modes are checked under the common umask, whatever the test runner's is."""
+    previous = os.umask(0o022)
+    yield
+    os.umask(previous)
+
+
+@pytest.fixture
+def root(tmp_path: Path) -> Path:
+    return tmp_path / "certherd"
+
+
+@pytest.fixture
+def storage(root: Path) -> FilesystemStorage:
+    return FilesystemStorage(root)
+
+
+def mode(path: Path) -> int:
+    return stat.S_IMODE(path.lstat().st_mode)
+
+
+def leftovers(folder: Path) -> list[str]:
+    return sorted(name for name in os.listdir(folder) if name.startswith("."))
+
+
+async def write_version(storage: FilesystemStorage, lineage: str, version: int) -> None:
+    for file in FILES:
+        key = archive_file(lineage, file, version)
+        await storage.write(key, f"{file} v{version}".encode(), private=file == "privkey.pem")
+
+
+# -- modes ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o077, 0o000])
+async def test_value_modes_do_not_depend_on_the_umask(
+    storage: FilesystemStorage, umask: int
+) -> None:
+    os.umask(umask)
+    await storage.write("accounts/ca-1/default/key.pem", b"secret", private=True)
+    await storage.write("state/a.json", b"{}")
+    assert mode(storage.root / "accounts/ca-1/default/key.pem") == 0o600
+    assert mode(storage.root / "state/a.json") == 0o644
+
+
+async def test_overwriting_a_public_value_as_private_tightens_it(
+    storage: FilesystemStorage,
+) -> None:
+    await storage.write("archive/a/privkey1.pem", b"x")
+    await storage.write("archive/a/privkey1.pem", b"secret", private=True)
+    assert mode(storage.root / "archive/a/privkey1.pem") == 0o600
+
+
+async def test_folder_modes(storage: FilesystemStorage, root: Path) -> None:
+    await storage.write(account_key("ca-1", "default"), b"k", private=True)
+    await write_version(storage, "example.com", 1)
+    await storage.publish("example.com", 1, FILES)
+    await storage.write("renewal/example.com.json", b"{}")
+    for private in ("accounts", "accounts/ca-1", "accounts/ca-1/default", "archive"):
+        assert mode(root / private) == 0o700, private
+    assert mode(root / "archive/example.com") == 0o700
+    for public in ("", "live", "live/example.com", "renewal"):
+        assert mode(root / public) == 0o755, public
+    assert mode(root / "archive/example.com/privkey1.pem") == 0o600
+    assert mode(root / "archive/example.com/cert1.pem") == 0o644
+
+
+async def test_lock_files_are_private(storage: FilesystemStorage, root: Path) -> None:
+    async with storage.lock("example.com"):
+        pass
+    assert mode(root / "locks") == 0o700
+    assert mode(root / "locks/example.com.lock") == 0o600
+
+
+# -- live symlinks --------------------------------------------------------------------
+
+
+async def test_live_files_are_relative_links_into_the_archive(
+    storage: FilesystemStorage, root: Path
+) -> None:
+    await write_version(storage, "example.com", 1)
+    await storage.publish("example.com", 1, FILES)
+    live = storage.live_dir("example.com")
+    assert live == root / "live/example.com"
+    for file in FILES:
+        link = live / file
+        assert link.is_symlink()
+        target = os.readlink(link)
+        assert not os.path.isabs(target)
+        stem = file.removesuffix(".pem")
+        assert target == f"../../archive/example.com/{stem}1.pem"
+        assert link.read_bytes() == f"{file} v1".encode()
+        assert await storage.read(f"live/example.com/{file}") == f"{file} v1".encode()
+    assert leftovers(live) == []
+
+
+async def test_publishing_swaps_every_link(storage: FilesystemStorage, root: Path) -> None:
+    await write_version(storage, "example.com", 1)
+    await storage.publish("example.com", 1, FILES)
+    await write_version(storage, "example.com", 2)
+    await storage.publish("example.com", 2, FILES)
+    live = storage.live_dir("example.com")
+    assert {(live / f).read_bytes() for f in FILES} == {f"{f} v2".encode() for f in FILES}
+    assert leftovers(live) == []
+
+
+async def test_links_survive_moving_the_config_dir(storage: FilesystemStorage, root: Path) -> None:
+    await write_version(storage, "example.com", 3)
+    await storage.publish("example.com", 3, FILES)
+    moved = root.with_name("moved")
+    root.rename(moved)
+    assert (moved / "live/example.com/fullchain.pem").read_bytes() == b"fullchain.pem v3"
+    assert await FilesystemStorage(moved).live_version("example.com") == 3
+
+
+async def test_unpublish_removes_the_live_folder(storage: FilesystemStorage, root: Path) -> None:
+    await write_version(storage, "example.com", 1)
+    await storage.publish("example.com", 1, FILES)
+    await storage.unpublish("example.com")
+    assert not (root / "live/example.com").exists()
+    assert (root / "archive/example.com/cert1.pem").is_file()
+
+
+async def test_a_failed_publish_leaves_no_empty_live_folder(
+    storage: FilesystemStorage, root: Path
+) -> None:
+    with pytest.raises(StorageError, match=r"cert1\.pem is missing"):
+        await storage.publish("example.com", 1, FILES)
+    assert not (root / "live/example.com").exists()
+
+
+# -- fingerprints ---------------------------------------------------------------------
+
+
+async def test_a_rewrite_within_one_clock_tick_changes_the_fingerprint(
+    storage: FilesystemStorage, root: Path
+) -> None:
+    """Kernels without fine-grained timestamps give two quick writes the same mtime."""
+    await storage.write("state/a.json", b"aaaa")
+    before = (await storage.fingerprints("state"))["state/a.json"]
+    old = (root / "state/a.json").stat()
+    await storage.write("state/a.json", b"bbbb")
+    os.utime(root / "state/a.json", ns=(old.st_atime_ns, old.st_mtime_ns))
+    assert (await storage.fingerprints("state"))["state/a.json"] != before
+
+
+# -- locks across processes -----------------------------------------------------------
+
+HOLDER = textwrap.dedent(
+    """
+    import fcntl, os, sys
+    fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT, 0o600)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    print("locked", flush=True)
+    sys.stdin.readline()
+    """
+)
+
+
+@contextlib.contextmanager
+def lock_holder(path: Path) -> Iterator[subprocess.Popen[str]]:
+    """Another process holding ``flock`` on ``path`` until its stdin closes."""
+    child = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, str(path)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert child.stdout is not None
+        assert child.stdout.readline().strip() == "locked"
+        yield child
+    finally:
+        if child.poll() is None:
+            child.kill()
+        child.wait(10)
+        for stream in (child.stdin, child.stdout):
+            if stream is not None:
+                stream.close()
+
+
+async def acquire_in_background(
+    storage: FilesystemStorage, name: str
+) -> tuple[asyncio.Task[None], asyncio.Event, asyncio.Event]:
+    """Start waiting for ``name``; returns the task, "got it" and "let go" events."""
+    got = asyncio.Event()
+    release = asyncio.Event()
+
+    async def take() -> None:
+        async with storage.lock(name, timeout=10):
+            got.set()
+            await release.wait()
+
+    return asyncio.create_task(take()), got, release
+
+
+async def test_lock_waits_for_another_process(storage: FilesystemStorage, root: Path) -> None:
+    async with storage.lock("example.com"):
+        pass  # creates the lock file with its folder's modes
+    with lock_holder(root / "locks/example.com.lock") as child:
+        with pytest.raises(LockTimeoutError, match=r"another certherd holds example\.com"):
+            async with storage.lock("example.com", timeout=0.1):
+                pytest.fail("got a lock another process holds")
+        task, got, release = await acquire_in_background(storage, "example.com")
+        await asyncio.sleep(0.2)
+        assert not got.is_set()
+        assert child.stdin is not None
+        child.stdin.close()  # the holder exits, and the kernel drops its lock
+        started = time.monotonic()
+        await asyncio.wait_for(got.wait(), 5)
+        assert time.monotonic() - started < 2
+        release.set()
+        await task
+
+
+async def test_a_killed_holder_releases_the_lock(storage: FilesystemStorage, root: Path) -> None:
+    async with storage.lock("example.com"):
+        pass
+    with lock_holder(root / "locks/example.com.lock") as child:
+        task, got, release = await acquire_in_background(storage, "example.com")
+        await asyncio.sleep(0.1)
+        assert not got.is_set()
+        os.kill(child.pid, signal.SIGKILL)
+        await asyncio.wait_for(got.wait(), 5)
+        assert child.wait(5) == -signal.SIGKILL
+        release.set()
+        await task
+
+
+async def test_our_lock_keeps_another_process_out(storage: FilesystemStorage, root: Path) -> None:
+    probe = textwrap.dedent(
+        """
+        import fcntl, os, sys
+        fd = os.open(sys.argv[1], os.O_RDWR)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            print("busy")
+        else:
+            print("free")
+        """
+    )
+    path = root / "locks/example.com.lock"
+
+    def try_lock() -> str:
+        done = subprocess.run(
+            [sys.executable, "-c", probe, str(path)], capture_output=True, text=True, check=True
+        )
+        return done.stdout.strip()
+
+    async with storage.lock("example.com"):
+        assert try_lock() == "busy"
+    assert try_lock() == "free"
+
+
+# -- failed writes --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("step", ["fsync", "replace"])
+async def test_a_full_disk_keeps_the_old_value(
+    storage: FilesystemStorage, root: Path, monkeypatch: pytest.MonkeyPatch, step: str
+) -> None:
+    await storage.write("state/a.json", b"old")
+
+    def full(*args: object, **kwargs: object) -> None:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(os, step, full)
+    with pytest.raises(StorageError) as caught:
+        await storage.write("state/a.json", b"new value")
+    monkeypatch.undo()
+    message = str(caught.value)
+    assert "the disk is full" in message
+    assert str(root / "state/a.json") in message
+    assert "\n" not in message
+    assert await storage.read("state/a.json") == b"old"
+    assert leftovers(root / "state") == []
+    assert await storage.list("state") == ["state/a.json"]
+
+
+async def test_a_cancelled_write_keeps_the_old_value(
+    storage: FilesystemStorage, root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await storage.write("state/a.json", b"old")
+
+    def interrupted(fd: int) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(os, "fsync", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        await storage.write("state/a.json", b"new")
+    monkeypatch.undo()
+    assert await storage.read("state/a.json") == b"old"
+    assert leftovers(root / "state") == []
+
+
+@pytest.mark.parametrize(
+    ("code", "words"),
+    [
+        (errno.EROFS, "read-only"),
+        (errno.EACCES, "permission denied"),
+        (errno.EPERM, "permission denied"),
+    ],
+)
+async def test_os_errors_are_explained(
+    storage: FilesystemStorage, monkeypatch: pytest.MonkeyPatch, code: int, words: str
+) -> None:
+    await storage.write("state/a.json", b"old")
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise OSError(code, os.strerror(code))
+
+    monkeypatch.setattr(os, "replace", refuse)
+    with pytest.raises(StorageError, match=words):
+        await storage.write("state/a.json", b"new")
+
+
+@contextlib.contextmanager
+def tmpfs(folder: Path) -> Iterator[bool]:
+    """A small tmpfs on ``folder`` (True), or False where mounting is not allowed."""
+    folder.mkdir(parents=True, exist_ok=True)
+    can_mount = os.geteuid() == 0 and shutil.which("mount") is not None
+    if can_mount:
+        mounted = subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", "size=1m,mode=0755", "tmpfs", str(folder)],
+            capture_output=True,
+            check=False,
+        )
+        can_mount = mounted.returncode == 0
+    try:
+        yield can_mount
+    finally:
+        if can_mount:
+            subprocess.run(["umount", "-l", str(folder)], capture_output=True, check=False)
+
+
+def attempt_write(root: Path) -> str:
+    """Read, then try to overwrite, ``state/a.json``; the StorageError text or "written"."""
+
+    async def attempt() -> str:
+        storage = FilesystemStorage(root)
+        assert await storage.read("state/a.json") == b"old"
+        try:
+            await storage.write("state/a.json", b"new")
+        except StorageError as exc:
+            return str(exc)
+        return "written"
+
+    return asyncio.run(attempt())
+
+
+def forbidden_write_message(root: Path) -> str:
+    """:func:`attempt_write` as an unprivileged user (root ignores folder modes)."""
+    if os.geteuid() != 0:
+        return attempt_write(root)
+    # Fork and drop to nobody: no exec, so the interpreter may live in root's home.
+    reader, writer = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        os.close(reader)
+        try:
+            os.setgroups([])
+            os.setgid(NOBODY)
+            os.setuid(NOBODY)
+            text = attempt_write(root)
+        except BaseException as exc:
+            text = f"child failed: {exc!r}"
+        os.write(writer, text.encode())
+        os._exit(0)
+    os.close(writer)
+    with os.fdopen(reader, "rb") as pipe:
+        text = pipe.read().decode()
+    os.waitpid(pid, 0)
+    return text
+
+
+def test_a_forbidden_folder_gives_a_clear_message() -> None:
+    base = Path(tempfile.mkdtemp(prefix="certherd-perm-"))  # not below pytest's 0700 folders
+    try:
+        base.chmod(0o755)
+        root = base / "certherd"
+        asyncio.run(FilesystemStorage(root).write("state/a.json", b"old"))
+        (root / "state").chmod(0o555)
+        message = forbidden_write_message(root)
+        assert message.startswith(f"cannot write {root / 'state/a.json'}: permission denied")
+        assert "fix its permissions" in message
+        assert (root / "state/a.json").read_bytes() == b"old"
+        assert leftovers(root / "state") == []
+    finally:
+        (base / "certherd/state").chmod(0o755)
+        shutil.rmtree(base)
+
+
+async def test_a_read_only_file_system_gives_a_clear_message(tmp_path: Path) -> None:
+    folder = tmp_path / "mnt"
+    with tmpfs(folder) as mounted:
+        if not mounted:
+            # No mount here: a folder we may not write into is the closest we can get.
+            message = await asyncio.to_thread(forbidden_check_without_mount)
+            assert "permission denied" in message
+            return
+        storage = FilesystemStorage(folder)
+        await storage.write("state/a.json", b"old")
+        subprocess.run(["mount", "-o", "remount,ro", str(folder)], check=True)
+        with pytest.raises(StorageError) as caught:
+            await storage.write("state/a.json", b"new")
+        assert str(caught.value) == (
+            f"cannot write {folder / 'state/a.json'}: the file system is read-only: "
+            "use a writable --config-dir"
+        )
+        with pytest.raises(StorageError, match="read-only"):
+            await storage.write("renewal/new.json", b"{}")
+        with pytest.raises(StorageError, match="read-only"):
+            await storage.delete("state/a.json")
+        assert await storage.read("state/a.json") == b"old"
+
+
+def forbidden_check_without_mount() -> str:
+    base = Path(tempfile.mkdtemp(prefix="certherd-ro-"))
+    try:
+        base.chmod(0o755)
+        root = base / "certherd"
+        asyncio.run(FilesystemStorage(root).write("state/a.json", b"old"))
+        (root / "state").chmod(0o555)
+        return forbidden_write_message(root)
+    finally:
+        (base / "certherd/state").chmod(0o755)
+        shutil.rmtree(base)
+
+
+# -- keys that try to leave the folder ------------------------------------------------
+
+BAD_NAMES = ["", ".", "..", "..foo", "a..b", "../etc", "a/b", "/etc", "a\\b", "a\0b", ".hidden"]
+
+
+@pytest.mark.parametrize("name", BAD_NAMES)
+def test_check_name_refuses_path_tricks(name: str) -> None:
+    with pytest.raises(ConfigError, match="not usable"):
+        check_name(name)
+
+
+@pytest.mark.parametrize("name", ["example.com", "www_2.example-x.com", "a", "A" * 128])
+def test_check_name_accepts_plain_names(name: str) -> None:
+    assert check_name(name) == name
+
+
+def test_check_name_limits_the_length() -> None:
+    with pytest.raises(ConfigError):
+        check_name("a" * 129)
+
+
+def test_lineage_for_and_ca_id_build_safe_names() -> None:
+    assert lineage_for("*.Example.COM.") == "example.com"
+    assert lineage_for("2001:db8::1") == "2001_db8__1"
+    with pytest.raises(ConfigError):
+        lineage_for("../../etc")
+    ident = ca_id("https://acme.example:14000/dir")
+    assert ident.startswith("acme.example_14000-")
+    assert ident == ca_id("https://acme.example:14000/dir")
+    assert ident != ca_id("https://acme.example:14000/other")
+    assert check_name(ca_id("not a url")) == ca_id("not a url")
+
+
+BAD_KEYS = [
+    "",
+    "..",
+    "../escape",
+    "state/../../escape",
+    "state/./a.json",
+    "/etc/passwd",
+    "state//a.json",
+    "state/",
+    "state\\..\\a.json",
+    "state/a\0.json",
+]
+
+
+@pytest.mark.parametrize("key", BAD_KEYS)
+async def test_the_storage_refuses_keys_that_leave_its_folder(
+    storage: FilesystemStorage, tmp_path: Path, key: str
+) -> None:
+    with pytest.raises(ValueError, match="bad storage key"):
+        await storage.write(key, b"x")
+    with pytest.raises(ValueError, match="bad storage key"):
+        await storage.read(key)
+    with pytest.raises(ValueError, match="bad storage key"):
+        await storage.delete(key)
+    with pytest.raises(ValueError, match="bad storage key"):
+        await storage.exists(key)
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("prefix", ["..", "../x", "state/..", "a\0"])
+async def test_listing_refuses_prefixes_that_leave_its_folder(
+    storage: FilesystemStorage, prefix: str
+) -> None:
+    with pytest.raises(ValueError, match="bad storage key"):
+        await storage.list(prefix)
+    with pytest.raises(ValueError, match="bad storage key"):
+        await storage.fingerprints(prefix)
+
+
+@pytest.mark.parametrize("name", ["..", "../etc", "a/b", "a\0b"])
+async def test_lineage_and_lock_names_are_checked(storage: FilesystemStorage, name: str) -> None:
+    with pytest.raises(ConfigError):
+        storage.live_dir(name)
+    with pytest.raises(ConfigError):
+        await storage.unpublish(name)
+    with pytest.raises(ConfigError):
+        async with storage.lock(name):
+            pass
