@@ -87,11 +87,15 @@ def daemon_for(manager: StubManager, **options: Any) -> Daemon:
 # -- how long to sleep ----------------------------------------------------------------
 
 
-async def test_nothing_known_sleeps_the_longest(manager: StubManager) -> None:
+async def test_nothing_known_looks_again_in_minutes(manager: StubManager) -> None:
+    """No lineage known yet (or the last cycle failed): a new one from `issue` or
+    certherd.toml is picked up within FAILED_CYCLE_RETRY, not after max_sleep."""
+    from certherd.manager.daemon import FAILED_CYCLE_RETRY
+
     daemon = daemon_for(manager)
-    assert daemon.next_sleep() == 6 * 3600.0
+    assert daemon.next_sleep() == FAILED_CYCLE_RETRY
     await daemon.cycle()
-    assert daemon.next_sleep() == 6 * 3600.0
+    assert daemon.next_sleep() == FAILED_CYCLE_RETRY
 
 
 @pytest.mark.parametrize(

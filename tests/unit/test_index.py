@@ -432,12 +432,6 @@ def test_damaged_settings_name_the_file_and_the_fix(raw: bytes) -> None:
     assert message.endswith("fix it or re-issue the lineage")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AttributeError,
-    reason="LineageSettings.from_json does not catch AttributeError (null, a list, or "
-    "hooks that are not a table): see the report; remove this mark once fixed",
-)
 @pytest.mark.parametrize(
     "raw",
     [b"null", b"[]", b'{"name": "a", "names": ["a"], "directory_url": "u", "hooks": ["x"]}'],

@@ -3,7 +3,6 @@
 ``AcmeClient`` is the asyncio client; ``SyncAcmeClient`` the blocking facade over it.
 """
 
-
 import importlib as _importlib
 import typing as _typing
 

@@ -1,6 +1,5 @@
 """Challenge solvers: prove control of identifiers (RFC 8555 §8, RFC 8737, RFC 8738)."""
 
-
 import importlib as _importlib
 import typing as _typing
 

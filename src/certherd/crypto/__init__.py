@@ -6,7 +6,6 @@ and an issued certificate that does not match its order
 :class:`~certherd.errors.CertificateMismatchError`.
 """
 
-
 import importlib as _importlib
 import typing as _typing
 

@@ -1,6 +1,5 @@
 """Certificate flows built on the protocol layer: obtain (and later renew, revoke)."""
 
-
 import importlib as _importlib
 import typing as _typing
 

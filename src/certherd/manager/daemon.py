@@ -23,6 +23,8 @@ from certherd.manager.service import Manager, Outcome
 
 __all__ = ["Daemon", "DaemonStatus"]
 
+FAILED_CYCLE_RETRY = 300.0
+
 
 @dataclass
 class DaemonStatus:
@@ -96,10 +98,13 @@ class Daemon:
                     self.status.failures_total.get(outcome.lineage, 0) + 1
                 )
         # A fresh map: a deleted lineage must stop counting for health, metrics and sleep.
-        self.status.states = {
-            name: await LineageState.load(self.manager.storage, name)
-            for name in await self.manager.lineages()
-        }
+        states: dict[str, LineageState] = {}
+        for name in await self.manager.lineages():
+            try:
+                states[name] = await LineageState.load(self.manager.storage, name)
+            except CertherdError:
+                continue  # a damaged state file: renew reports it; the rest still count
+        self.status.states = states
         self.status.cycles += 1
         self.status.last_cycle = self.manager.clock.now()
         self.status.last_error = None
@@ -117,7 +122,8 @@ class Daemon:
             if moment is not None
         ]
         if not moments:
-            return self.max_sleep
+            # Nothing known (or the last cycle failed): look again soon, not in hours.
+            return min(self.max_sleep, max(self.min_sleep, FAILED_CYCLE_RETRY))
         seconds = (min(moments) - now).total_seconds()
         return min(max(seconds, self.min_sleep), self.max_sleep)
 

@@ -173,8 +173,8 @@ async def plan_renewal(
 ) -> RenewalPlan:
     """Split the lineages into those to check and those the index says are not due.
 
-    Named lineages and forced runs are always checked; an unknown name is checked too
-    (and fails there with a clear error).
+    Forced runs check everything; named lineages use the index like the rest; an
+    unknown name is checked (and fails there with a clear error).
     """
     index = LineageIndex(storage)
     await index.load()

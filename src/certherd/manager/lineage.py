@@ -91,7 +91,7 @@ class LineageSettings:
                 ),
                 allow_http=bool(data.get("allow_http", False)),
             )
-        except (ValueError, KeyError, TypeError) as exc:
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
             raise ConfigError(
                 f"{where} is damaged ({type(exc).__name__}: {exc}): fix it or re-issue the lineage"
             ) from None

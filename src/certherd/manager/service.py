@@ -317,7 +317,9 @@ class Manager:
         try:
             info = await client.renewal_info(load_pem_chain(pem)[0])
         except FeatureUnsupportedError:
-            return state
+            updated = replace(state, ari_retry_at=now + ARI_MAX_RECHECK)
+            await updated.save(self.storage)
+            return updated
         pick = state.ari_pick
         if pick is None or not (info.start <= pick <= info.end):
             # Chosen once and stored, so every node sharing this storage agrees.

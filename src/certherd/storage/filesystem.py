@@ -12,13 +12,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import errno
 import fcntl
 import os
 import re
+import shutil
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 from certherd.crypto.files import atomic_write
 from certherd.errors import ConfigError, LockTimeoutError, NotFoundError, StorageError
@@ -27,6 +30,44 @@ from certherd.storage.layout import FILES, check_name
 __all__ = ["FilesystemStorage"]
 
 _PRIVATE_TOPS = ("accounts", "archive", "locks")
+_AT_FDCWD = -100
+_RENAME_EXCHANGE = 2
+
+
+def _renameat2() -> Any:
+    try:
+        return ctypes.CDLL(None, use_errno=True).renameat2
+    except (OSError, AttributeError):
+        return None
+
+
+_RENAMEAT2 = _renameat2()
+
+
+def _exchange(first: Path, second: Path) -> bool:
+    """Atomically exchange two paths (Linux renameat2); False where unsupported."""
+    if _RENAMEAT2 is None:
+        return False
+    result = _RENAMEAT2(
+        _AT_FDCWD, os.fsencode(first), _AT_FDCWD, os.fsencode(second), _RENAME_EXCHANGE
+    )
+    if result == 0:
+        return True
+    code = ctypes.get_errno()
+    if code in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
+        return False
+    raise OSError(code, os.strerror(code))
+
+
+def _fsync_directory(path: Path) -> None:
+    with contextlib.suppress(OSError):
+        descriptor = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(descriptor)
+        finally:
+            os.close(descriptor)
+
+
 _VERSION = re.compile(r"^[a-z]+(\d+)\.pem$")
 _LOCK_POLL = 0.05
 
@@ -103,7 +144,8 @@ class FilesystemStorage:
         if not base.is_dir():
             return []
         keys: list[str] = []
-        for directory, _dirs, files in os.walk(base):
+        for directory, dirs, files in os.walk(base):
+            dirs[:] = [d for d in dirs if not d.startswith(".")]  # a crashed publish's staging
             for name in files:
                 if name.startswith("."):
                     continue  # temp files of an interrupted write
@@ -165,28 +207,40 @@ class FilesystemStorage:
             file: Path("..", "..", "archive", lineage, f"{file.removesuffix('.pem')}{version}.pem")
             for file in files
         }
-        # Every file is checked before the first link moves: never half a version live.
+        # Every file is checked before anything moves: never half a version live.
         for target in targets.values():
             if not (self.root / target.relative_to("../..")).is_file():
                 raise StorageError(f"cannot publish {lineage} v{version}: {target} is missing")
-        self._ensure_parent(live / "x")
+        self._ensure_parent(live)
+        try:
+            self._publish_folder(live, targets)
+        except OSError as exc:
+            raise StorageError(f"cannot update {live}: {_explain(exc)}") from None
+
+    def _publish_folder(self, live: Path, targets: dict[str, Path]) -> None:
+        """Build the new live folder beside the old one, then swap the two in one step.
+
+        ``renameat2(RENAME_EXCHANGE)`` exchanges them atomically, so a reader (or a crash)
+        sees every file of the old version or every file of the new one, never a mix.
+        Where the kernel lacks it, each link is swapped on its own (atomic per file).
+        """
+        parent = live.parent
+        for stale in parent.glob(f".{live.name}.*.new"):
+            shutil.rmtree(stale, ignore_errors=True)  # left by a crash mid-publish
+        staging = parent / f".{live.name}.{os.getpid()}.new"
+        staging.mkdir(mode=0o755)
         for file, target in targets.items():
-            temporary = live / f".{file}.{os.getpid()}.tmp"
-            try:
-                with contextlib.suppress(FileNotFoundError):
-                    temporary.unlink()
-                os.symlink(target, temporary)
-                os.replace(temporary, live / file)
-            except OSError as exc:
-                with contextlib.suppress(OSError):
-                    temporary.unlink()
-                raise StorageError(f"cannot update {live / file}: {_explain(exc)}") from None
-        with contextlib.suppress(OSError):
-            directory = os.open(live, os.O_RDONLY)
-            try:
-                os.fsync(directory)
-            finally:
-                os.close(directory)
+            os.symlink(target, staging / file)
+        _fsync_directory(staging)
+        if not live.exists():
+            os.rename(staging, live)
+        elif _exchange(staging, live):
+            shutil.rmtree(staging, ignore_errors=True)
+        else:
+            for file in targets:
+                os.replace(staging / file, live / file)
+            shutil.rmtree(staging, ignore_errors=True)
+        _fsync_directory(parent)
 
     async def unpublish(self, lineage: str) -> None:
         live = self.live_dir(lineage)

@@ -21,6 +21,8 @@ running it:
 - The management listener serves ``/roots/N`` and ``/intermediates/N`` for N from 0 to
   ``PEBBLE_ALTERNATE_ROOTS`` and 404 beyond; the issuing intermediate's key is shared by
   every alternate chain.
+- Config ``certificateValidityPeriod`` (seconds; 0 or absent: 5 years) sets the lifetime
+  of issued certificates; ``notAfter`` is inclusive, so it is ``notBefore`` + period - 1 s.
 - challtestsrv keeps host names exactly as given: DNS questions are fully qualified, so a
   record for ``x.test`` (no trailing dot) is never served. We add the dot.
 """
@@ -65,6 +67,7 @@ _LOOPBACK = "127.0.0.1"
 _START_ATTEMPTS = 3  # a picked port can be taken by someone else before the child binds it
 _STOP_GRACE = 3.0  # seconds between SIGTERM and SIGKILL
 _POLL_INTERVAL = 0.05
+_MAX_VALIDITY = 100 * 366 * 86400  # seconds; Go's time.Duration overflows past ~292 years
 
 
 @dataclass
@@ -95,6 +98,8 @@ class PebbleOptions:
     """Also run pebble-challtestsrv as a mock DNS server (and management API)."""
     strict: bool = False
     """``-strict``: Pebble's preview of upcoming breaking changes."""
+    certificate_validity_seconds: int | None = None
+    """Config ``certificateValidityPeriod``: lifetime of issued certificates (default 5 years)."""
 
     def __post_init__(self) -> None:
         self.validate()
@@ -109,6 +114,7 @@ class PebbleOptions:
             ("orders_per_page", self.orders_per_page, 1, 100_000),
             ("http_port", self.http_port, 1, 65535),
             ("tls_port", self.tls_port, 1, 65535),
+            ("certificate_validity_seconds", self.certificate_validity_seconds, 1, _MAX_VALIDITY),
         ):
             if value is None:
                 continue
@@ -137,6 +143,9 @@ class PebbleOptions:
     def config(self, *, listen: str, management: str, certificate: Path, key: Path) -> Any:
         """Pebble's JSON config (the ``-config`` file) for these options."""
         eab = self.eab_keys is not None
+        validity = {}
+        if self.certificate_validity_seconds is not None:
+            validity["certificateValidityPeriod"] = self.certificate_validity_seconds
         return {
             "pebble": {
                 "listenAddress": listen,
@@ -150,6 +159,7 @@ class PebbleOptions:
                 "externalAccountMACKeys": {
                     kid: _eab_key(kid, mac) for kid, mac in (self.eab_keys or {}).items()
                 },
+                **validity,
             }
         }
 
