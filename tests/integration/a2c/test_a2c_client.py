@@ -36,7 +36,13 @@ from certherd.acme.messages import Identifier, Status
 from certherd.acme.sync import SyncAcmeClient
 from certherd.crypto.ari import certificate_id, pick_in_window
 from certherd.crypto.keys import generate_key
-from certherd.errors import ConfigError, InvalidProfileError, MalformedError, ProblemError
+from certherd.errors import (
+    ConfigError,
+    FeatureUnsupportedError,
+    InvalidProfileError,
+    MalformedError,
+    ProblemError,
+)
 from certherd.manager.obtain import obtain_certificate
 
 pytestmark = pytest.mark.integration
@@ -169,17 +175,17 @@ async def test_server_refusal_of_a_profile_is_an_invalid_profile_error(
     assert caught.value.detail in str(caught.value)
 
 
-async def test_new_authorization_404_is_a_problem_error(
+async def test_new_authorization_404_means_unsupported(
     acme2certifier: Acme2CertifierServer,
 ) -> None:
     async with registered(acme2certifier) as client:
-        with pytest.raises(ProblemError) as caught:
+        with pytest.raises(FeatureUnsupportedError, match=r"does not serve it \(404\)") as caught:
             await client.new_authorization(unique_name("preauth"))
 
-    # The listed newAuthz URL is not routed: a plain-text 404, kept as an about:blank problem.
-    assert caught.value.problem.status == 404
-    assert type(caught.value) is ProblemError
-    assert "404" in str(caught.value)
+    # The listed newAuthz URL is not routed: the 404 problem is kept as the cause.
+    cause = caught.value.__cause__
+    assert isinstance(cause, ProblemError)
+    assert cause.problem.status == 404
 
 
 # -- ARI (RFC 9773) -----------------------------------------------------------------------
