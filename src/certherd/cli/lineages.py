@@ -95,9 +95,19 @@ async def _documents(ctx: Context, only: str | None) -> list[dict[str, Any]]:
     names = [only] if only else await manager.lineages()
     documents = []
     for name in names:
-        settings, state = await manager.load(name)
+        settings, state = await _load(manager, name)
         documents.append(lineage_document(settings, state, ctx.config_dir))
     return documents
+
+
+async def _load(manager: Any, name: str) -> Any:
+    """A lineage named on the command line; a wrong name is a usage error (exit 2)."""
+    from certherd.errors import ConfigError, NotFoundError
+
+    try:
+        return await manager.load(name)
+    except NotFoundError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 @click.command("show")
@@ -142,6 +152,7 @@ async def _revoke(ctx: Context, name: str, reason: Any) -> Any:
 
     manager = Manager(ctx.storage())
     try:
+        await _load(manager, name)
         return await manager.revoke(name, reason)
     finally:
         await manager.aclose()
@@ -156,7 +167,7 @@ def delete(ctx: Context, name: str) -> None:
 
     async def work() -> int:
         manager = Manager(ctx.storage())
-        await manager.load(name)  # NotFoundError for an unknown name
+        await _load(manager, name)  # a usage error for an unknown name
         return await manager.delete(name)
 
     removed = run_async(work())

@@ -58,7 +58,13 @@ class AccountRecord:
 
 async def load_account(storage: Storage, options: CaOptions) -> AccountRecord:
     """The stored account for ``options``; NotFoundError if there is none."""
-    key_raw = await storage.read(account_key(options.ca_id, options.account))
+    try:
+        key_raw = await storage.read(account_key(options.ca_id, options.account))
+    except NotFoundError:
+        raise NotFoundError(
+            f"no account for {options.directory_url} in this config dir: run "
+            "`certherd account register --agree-tos` (with the same CA options)"
+        ) from None
     try:
         meta: dict[str, Any] = json.loads(
             await storage.read(account_json(options.ca_id, options.account))

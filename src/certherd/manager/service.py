@@ -14,6 +14,9 @@ import contextlib
 import datetime as dt
 from collections.abc import Callable, Sequence
 from dataclasses import replace
+from typing import Any
+
+from cryptography import x509
 
 from certherd.acme.client import AcmeClient, RevocationReason
 from certherd.acme.retry import Clock, SystemClock
@@ -24,6 +27,7 @@ from certherd.crypto.keys import generate_key, load_private_key, private_key_to_
 from certherd.errors import (
     CertherdError,
     FeatureUnsupportedError,
+    LockTimeoutError,
     NotFoundError,
     StorageError,
     safe_text,
@@ -42,6 +46,7 @@ __all__ = ["Manager", "Outcome"]
 
 ARI_MIN_RECHECK = dt.timedelta(minutes=10)
 ARI_MAX_RECHECK = dt.timedelta(days=1)
+STATE_LOCK_WAIT = 5.0
 
 
 class Manager:
@@ -93,9 +98,27 @@ class Manager:
         ]
 
     async def load(self, name: str) -> tuple[LineageSettings, LineageState]:
-        return await LineageSettings.load(self.storage, name), await LineageState.load(
-            self.storage, name
-        )
+        """Settings and state of ``name``; the state follows what is actually live.
+
+        After a crash between switching ``live/`` and saving the state, the state still
+        names the old version: it is rebuilt from the live certificate, so renewals,
+        ``replaces`` and revocation concern the certificate being served.
+        """
+        settings = await LineageSettings.load(self.storage, name)
+        state = await LineageState.load(self.storage, name)
+        live = await self.storage.live_version(name)
+        if live is not None and live != state.version:
+            pem = await self.storage.read(archive_file(name, "cert.pem", live))
+            rebuilt = self._state_from(name, load_pem_chain(pem)[0], live)
+            state = replace(
+                rebuilt,
+                failures=state.failures,
+                last_error=state.last_error,
+                last_failure=state.last_failure,
+                last_success=state.last_success,
+            )
+            await state.save(self.storage)
+        return settings, state
 
     # -- issuing ------------------------------------------------------------------------
 
@@ -105,13 +128,13 @@ class Manager:
             state = await LineageState.load(self.storage, settings.name)
             action: Action = "issued" if state.version is None else "renewed"
             try:
-                outcome = await self._obtain(settings, ca, state, action, "requested")
+                return await self._obtain(
+                    settings, ca, state, action, "requested", save_settings=True
+                )
             except CertherdError as exc:
                 if state.version is not None:  # a lineage that exists: remember the failure
                     await self._record_failure(state, exc)
                 raise
-            await settings.save(self.storage)
-            return outcome
 
     async def _obtain(
         self,
@@ -120,6 +143,8 @@ class Manager:
         state: LineageState,
         action: Action,
         reason: str,
+        *,
+        save_settings: bool = False,
     ) -> Outcome:
         client = await self.client(ca)
         key = None
@@ -139,11 +164,15 @@ class Manager:
                 preferred_chain=settings.preferred_chain,
             )
             version = await self._save_version(settings.name, issued)
+            # State (and, for a new lineage, its settings) right after the switch, before
+            # any hook: a crash in a hook must not leave a live certificate nobody renews.
+            new_state = self._state_after(settings.name, issued, version)
+            await new_state.save(self.storage)
+            if save_settings:
+                await settings.save(self.storage)
+            self._say(settings.name, f"saved version {version}")
         finally:
             hook_errors += await run_lineage_hooks("post", settings, self.storage, None)
-        new_state = self._state_after(settings.name, issued, version)
-        await new_state.save(self.storage)
-        self._say(settings.name, f"saved version {version}")
         hook_errors += await run_lineage_hooks("deploy", settings, self.storage, version)
         return Outcome(
             settings.name,
@@ -178,9 +207,12 @@ class Manager:
         return version
 
     def _state_after(self, name: str, issued: IssuedCertificate, version: int) -> LineageState:
-        info = describe_certificate(issued.chain.leaf)
+        return self._state_from(name, issued.chain.leaf, version)
+
+    def _state_from(self, name: str, leaf: x509.Certificate, version: int) -> LineageState:
+        info = describe_certificate(leaf)
         try:
-            cert_id: str | None = certificate_id(issued.chain.leaf)
+            cert_id: str | None = certificate_id(leaf)
         except CertherdError:
             cert_id = None
         state = LineageState(
@@ -226,9 +258,10 @@ class Manager:
                 *(self.renew_one(n, force=force, dry_run=dry_run) for n in plan.to_check)
             )
         )
-        if plan.to_check:
-            await plan.index.refresh(plan.to_check)
-        await plan.index.save()
+        if not dry_run:
+            if plan.to_check:
+                await plan.index.refresh(plan.to_check)
+            await plan.index.save()
         by_name = {o.lineage: o for o in checked + plan.not_due}
         order = list(names) if names else plan.index.names
         return [by_name[n] for n in order if n in by_name]
@@ -254,11 +287,18 @@ class Manager:
         )
 
     async def renew_one(self, name: str, *, force: bool = False, dry_run: bool = False) -> Outcome:
-        """Check one lineage (refreshing ARI when its Retry-After has passed) and renew if due."""
+        """Check one lineage (refreshing ARI when its Retry-After has passed) and renew if due.
+
+        Never raises for a certherd error: a lineage that cannot be worked on becomes a
+        failed outcome, and the others go on.
+        """
         try:
-            settings, state = await self.load(name)
+            return await self._renew_one(name, force=force, dry_run=dry_run)
         except CertherdError as exc:
-            return Outcome(name, "failed", "cannot read the lineage", error=safe_text(exc, 500))
+            return Outcome(name, "failed", "cannot work on the lineage", error=safe_text(exc, 500))
+
+    async def _renew_one(self, name: str, *, force: bool, dry_run: bool) -> Outcome:
+        settings, state = await self.load(name)
         ca = CaOptions(
             settings.directory_url,
             settings.ca_bundle,
@@ -266,13 +306,13 @@ class Manager:
             account=settings.account,
         )
         try:
-            state = await self._refresh_ari(settings, state, ca)
+            state = await self._refresh_ari(settings, state, ca, save=not dry_run)
         except CertherdError as exc:
             self._say(name, f"renewal info unavailable: {safe_text(exc, 200)}")
         decision = await self.decide(settings, state, force=force)
         if not decision.due:
-            if state.next_check != decision.next_check:
-                await replace(state, next_check=decision.next_check).save(self.storage)
+            if state.next_check != decision.next_check and not dry_run:
+                await self._update_state(state, next_check=decision.next_check)
             return Outcome(name, "not-due", decision.reason, state.version, state.not_after)
         if dry_run:
             self.solvers.choice(settings.solvers)  # the solvers must at least be buildable
@@ -301,41 +341,58 @@ class Manager:
                     error=failed.last_error,
                 )
 
+    async def _update_state(self, seen: LineageState, **changes: Any) -> LineageState:
+        """Write ``changes`` (cached facts: ARI window, next check) onto the stored state,
+        under the lineage lock and only if it still describes the version we looked at.
+
+        A renewal that saved a newer version meanwhile wins; a lock held by a running
+        renewal is not waited for long: these facts are only a cache.
+        """
+        try:
+            async with self.storage.lock(seen.name, timeout=STATE_LOCK_WAIT):
+                current = await LineageState.load(self.storage, seen.name)
+                if current.version != seen.version:
+                    return current
+                updated = replace(current, **changes)
+                await updated.save(self.storage)
+                return updated
+        except LockTimeoutError:
+            return replace(seen, **changes)
+
     async def _refresh_ari(
-        self, settings: LineageSettings, state: LineageState, ca: CaOptions
+        self, settings: LineageSettings, state: LineageState, ca: CaOptions, *, save: bool
     ) -> LineageState:
         now = self.clock.now()
         if state.version is None or (state.ari_retry_at is not None and now < state.ari_retry_at):
             return state
+
+        async def keep(**changes: Any) -> LineageState:
+            if not save:
+                return replace(state, **changes)
+            return await self._update_state(state, **changes)
+
         client = await self.client(ca)
         directory = await client.directory()
         if directory.renewal_info is None:
-            updated = replace(state, ari_retry_at=now + ARI_MAX_RECHECK)
-            await updated.save(self.storage)
-            return updated
+            return await keep(ari_retry_at=now + ARI_MAX_RECHECK)
         pem = await self.storage.read(archive_file(settings.name, "cert.pem", state.version))
         try:
             info = await client.renewal_info(load_pem_chain(pem)[0])
         except FeatureUnsupportedError:
-            updated = replace(state, ari_retry_at=now + ARI_MAX_RECHECK)
-            await updated.save(self.storage)
-            return updated
+            return await keep(ari_retry_at=now + ARI_MAX_RECHECK)
         pick = state.ari_pick
         if pick is None or not (info.start <= pick <= info.end):
             # Chosen once and stored, so every node sharing this storage agrees.
             pick = pick_in_window(info.start, info.end)
         wait = dt.timedelta(seconds=info.retry_after) if info.retry_after else dt.timedelta(hours=6)
         wait = min(max(wait, ARI_MIN_RECHECK), ARI_MAX_RECHECK)
-        updated = replace(
-            state,
+        return await keep(
             ari_start=info.start,
             ari_end=info.end,
             ari_pick=pick,
             ari_retry_at=now + wait,
             ari_explanation=info.explanation_url,
         )
-        await updated.save(self.storage)
-        return updated
 
     # -- revoking and deleting ----------------------------------------------------------
 
