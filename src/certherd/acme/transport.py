@@ -110,6 +110,7 @@ class Transport:
         self.new_nonce_url: str | None = None
         self.trace: collections.deque[tuple[str, str]] = collections.deque(maxlen=100_000)
         self._nonces: collections.deque[str] = collections.deque(maxlen=MAX_NONCES)
+        self._pause_until = 0.0  # monotonic time before which nobody sends (shared backoff)
         if http_client is None:
             http_client = httpx.AsyncClient(
                 verify=_ssl_context(ca_bundle),
@@ -205,6 +206,7 @@ class Transport:
         server_errors = 0
         connection_errors = 0
         while True:
+            await self._honour_pause(started, label, url)
             headers: dict[str, str] = {}
             content: bytes | None = None
             if accept:
@@ -261,9 +263,18 @@ class Transport:
                         f"{policy.retry_after_cap:.0f}s certherd waits: {problem.describe()}"
                     ) from error
                 delay = retry_after if retry_after is not None else policy.backoff(server_errors)
+                if response.status in (429, 503):
+                    # The CA said "slow down": every request through this transport waits,
+                    # so a hundred concurrent orders back off together instead of hammering.
+                    self._pause_until = max(self._pause_until, self.clock.monotonic() + delay)
                 await self._wait(delay, started, label, url, cause=error)
                 continue
             raise error
+
+    async def _honour_pause(self, started: float, label: str, url: str) -> None:
+        remaining = self._pause_until - self.clock.monotonic()
+        if remaining > 0:
+            await self._wait(remaining, started, label, url)
 
     async def _wait(
         self, delay: float, started: float, label: str, url: str, cause: Exception | None = None

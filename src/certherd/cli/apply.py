@@ -38,6 +38,7 @@ async def _apply(ctx: Context, config: Any, concurrency: int) -> Any:
 
     manager = Manager(
         ctx.storage(),
+        solvers=ctx.solver_pool(),
         concurrency=concurrency,
         on_event=lambda lineage, text: ctx.say(f"{lineage}: {text}") if ctx.verbose else None,
     )

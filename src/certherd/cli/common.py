@@ -61,6 +61,15 @@ class Context:
             for problem in outcome.hook_errors:
                 click.echo(f"certherd: {outcome.lineage}: {problem}", err=True)
 
+    def solver_pool(self) -> Any:
+        """Solvers for this run; DNS propagation progress is shown on a terminal."""
+        from certherd.challenges.factory import SolverPool
+
+        def progress(name: str, ready: int, total: int) -> None:
+            self.say(f"  {name}: served by {ready} of {total} name server(s)")
+
+        return SolverPool(on_progress=progress)
+
     def console(self) -> Any:
         from rich.console import Console
 

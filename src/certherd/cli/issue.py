@@ -207,7 +207,11 @@ async def _issue(ctx: Context, settings: Any, ca: Any) -> Any:
     from certherd.cli.render import outcome_document, print_outcomes
     from certherd.manager.service import Manager
 
-    manager = Manager(ctx.storage(), on_event=lambda lineage, text: ctx.say(f"{lineage}: {text}"))
+    manager = Manager(
+        ctx.storage(),
+        solvers=ctx.solver_pool(),
+        on_event=lambda lineage, text: ctx.say(f"{lineage}: {text}"),
+    )
     try:
         outcome = await manager.issue(settings, ca)
     finally:

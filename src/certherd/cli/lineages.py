@@ -58,6 +58,7 @@ async def _renew(
 
         manager = Manager(
             storage,
+            solvers=ctx.solver_pool(),
             concurrency=concurrency,
             on_event=lambda lineage, text: ctx.say(f"{lineage}: {text}") if ctx.verbose else None,
         )

@@ -63,6 +63,7 @@ async def _run(
 
     manager = Manager(
         ctx.storage(),
+        solvers=ctx.solver_pool(),
         concurrency=concurrency,
         on_event=lambda lineage, text: ctx.say(f"{lineage}: {text}"),
     )
