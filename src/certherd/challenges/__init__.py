@@ -1,7 +1,8 @@
 """Challenge solvers: prove control of identifiers (RFC 8555 §8, RFC 8737, RFC 8738)."""
 
-import importlib as _importlib
 import typing as _typing
+
+from certherd import _lazy
 
 if _typing.TYPE_CHECKING:
     from certherd.challenges.base import ChallengeTask, Solver, check_token
@@ -53,10 +54,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> _typing.Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(_importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+__getattr__ = _lazy.exports_getattr(__name__, _EXPORTS)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import sys
 from pathlib import Path
@@ -11,6 +12,22 @@ import click
 from certherd.cli.common import Context, pass_context
 
 __all__ = ["schedule"]
+
+
+def _program() -> str:
+    """The certherd program a timer can run: on PATH, else the script installed next to
+    this Python (``python -m certherd.cli.main`` has no runnable ``argv[0]``: main.py is
+    neither executable nor has a ``#!`` line), else ``argv[0]`` if it can be run."""
+    from certherd.errors import ConfigError
+
+    beside_python = Path(sys.executable).parent / "certherd"
+    for candidate in (shutil.which("certherd"), str(beside_python), sys.argv[0]):
+        if candidate and os.path.isfile(candidate) and os.access(candidate, os.X_OK):
+            return str(Path(candidate).absolute())
+    raise ConfigError(
+        "cannot find the certherd program for the schedule: install certherd so that "
+        "`certherd` is on PATH (pip install certherd)"
+    )
 
 
 @click.group("schedule")
@@ -31,7 +48,7 @@ def install(ctx: Context, kind: str | None, user: bool, root: Path) -> None:
     from certherd.manager.schedule import detect_schedule_kind, install_schedule
 
     chosen = kind or detect_schedule_kind(root)
-    program = shutil.which("certherd") or str(Path(sys.argv[0]).resolve())
+    program = _program()
     written = install_schedule(
         chosen,  # type: ignore[arg-type]
         certherd_path=program,

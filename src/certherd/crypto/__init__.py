@@ -6,8 +6,9 @@ and an issued certificate that does not match its order
 :class:`~certherd.errors.CertificateMismatchError`.
 """
 
-import importlib as _importlib
 import typing as _typing
+
+from certherd import _lazy
 
 if _typing.TYPE_CHECKING:
     from certherd.crypto.ari import certificate_id, pick_in_window
@@ -89,10 +90,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> _typing.Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(_importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+__getattr__ = _lazy.exports_getattr(__name__, _EXPORTS)

@@ -1,7 +1,8 @@
 """Certificate flows built on the protocol layer: obtain (and later renew, revoke)."""
 
-import importlib as _importlib
 import typing as _typing
+
+from certherd import _lazy
 
 if _typing.TYPE_CHECKING:
     from certherd.manager.obtain import IssuedCertificate, obtain_certificate, select_chain
@@ -16,10 +17,4 @@ _EXPORTS: dict[str, str] = {
 __all__ = ["IssuedCertificate", "obtain_certificate", "select_chain"]
 
 
-def __getattr__(name: str) -> _typing.Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(_importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+__getattr__ = _lazy.exports_getattr(__name__, _EXPORTS)
