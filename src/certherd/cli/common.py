@@ -39,6 +39,11 @@ class Context:
 
         return FilesystemStorage(self.config_dir)
 
+    @property
+    def interactive(self) -> bool:
+        """Whether stdout is a terminal (rich tables) rather than a pipe or a file."""
+        return sys.stdout.isatty()
+
     def say(self, text: str) -> None:
         """Progress for humans (stderr, so stdout stays clean); silent with -q or --json."""
         if not self.quiet and not self.json:

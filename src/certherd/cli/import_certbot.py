@@ -71,16 +71,13 @@ def import_certbot(
 
 
 def _print(ctx: Context, directory: Path, results: list[Any]) -> None:
-    from rich.markup import escape
-    from rich.table import Table
+    from certherd.cli.render import print_table
+    from certherd.errors import safe_text
 
     if not results:
         ctx.say(f"no lineages in {directory}/renewal")
         return
-    table = Table(show_header=True, header_style="bold")
-    for column in ("lineage", "result", "names", "notes"):
-        table.add_column(column)
-    styles = {"failed": "red", "imported": "green", "would-import": "green"}
+    rows = []
     for r in results:
         names = ", ".join(r.settings.names) if r.settings else ""
         if r.reason:
@@ -88,11 +85,8 @@ def _print(ctx: Context, directory: Path, results: list[Any]) -> None:
         else:
             solvers = ", ".join(s.kind for s in r.settings.solvers) if r.settings else ""
             notes = f"versions {', '.join(map(str, r.versions))} (live {r.live_version}); {solvers}"
-        style = styles.get(r.status, "")
-        status = f"[{style}]{r.status}[/]" if style else r.status
-        table.add_row(escape(r.lineage), status, escape(names), escape(notes))
-    console = ctx.console()
-    console.print(table)
+        rows.append((r.lineage, r.status, names, notes))
+    print_table(ctx, ("lineage", "result", "names", "notes"), rows, status_column=1)
     for r in results:
         for warning in r.warnings:
-            console.print(f"[yellow]![/] {escape(r.lineage)}: {escape(warning)}")
+            click.echo(f"! {safe_text(r.lineage)}: {safe_text(warning, 1000)}")

@@ -119,16 +119,16 @@ def show(ctx: Context, name: str) -> None:
     document = run_async(_documents(ctx, name))[0]
 
     def human() -> None:
-        from rich.table import Table
+        from certherd.cli.render import print_table
 
-        table = Table(show_header=False, title=f"lineage {name}")
+        rows = []
         for key, value in document.items():
             if isinstance(value, dict):
                 value = ", ".join(f"{k}={v}" for k, v in value.items())
             elif isinstance(value, list):
                 value = ", ".join(str(v) for v in value)
-            table.add_row(key, "-" if value is None else str(value))
-        ctx.console().print(table)
+            rows.append((key, "-" if value is None else str(value)))
+        print_table(ctx, ("field", "value"), rows)
 
     ctx.emit(document, human)
 

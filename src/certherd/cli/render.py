@@ -7,6 +7,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import click
+
 from certherd.cli.common import Context
 from certherd.manager.lineage import LineageSettings, LineageState
 from certherd.manager.outcome import Outcome
@@ -42,7 +44,6 @@ SUMMARY_OVER = 30
 
 def print_outcomes(ctx: Context, outcomes: Sequence[Outcome]) -> None:
     """A table of what happened; with many lineages, "not due" ones become one line."""
-    from rich.table import Table
 
     quiet_ones = [o for o in outcomes if o.action == "not-due"]
     if len(outcomes) > SUMMARY_OVER and quiet_ones:
@@ -51,17 +52,14 @@ def print_outcomes(ctx: Context, outcomes: Sequence[Outcome]) -> None:
         if not outcomes:
             return
 
-    table = Table(show_header=True, header_style="bold")
-    for column in ("lineage", "result", "why", "expires"):
-        table.add_column(column)
+    rows = []
     for o in outcomes:
-        style = {"failed": "red", "renewed": "green", "issued": "green"}.get(o.action, "")
         why = o.error if o.error else o.reason
         if o.hook_errors:
             why += " | hook failed: " + "; ".join(o.hook_errors)
         expires = o.not_after.strftime("%Y-%m-%d %H:%M") if o.not_after else "-"
-        table.add_row(o.lineage, f"[{style}]{o.action}[/]" if style else o.action, why, expires)
-    ctx.console().print(table)
+        rows.append((o.lineage, o.action, why, expires))
+    print_table(ctx, ("lineage", "result", "why", "expires"), rows, status_column=1)
 
 
 def lineage_document(
@@ -96,17 +94,59 @@ def lineage_document(
 
 
 def print_lineages(ctx: Context, documents: Sequence[dict[str, Any]]) -> None:
-    from rich.table import Table
-
-    table = Table(show_header=True, header_style="bold")
-    for column in ("lineage", "names", "expires", "next renewal", "last error"):
-        table.add_column(column)
-    for d in documents:
-        table.add_row(
+    rows = [
+        (
             d["name"],
             ", ".join(d["names"]),
             (d["not_after"] or "-")[:16].replace("T", " "),
             (d["next_renewal"] or "-")[:16].replace("T", " "),
-            f"[red]{d['last_error']}[/]" if d["last_error"] else "",
+            d["last_error"] or "",
         )
+        for d in documents
+    ]
+    print_table(ctx, ("lineage", "names", "expires", "next renewal", "last error"), rows)
+
+
+STYLES = {
+    "failed": "red",
+    "renewed": "green",
+    "issued": "green",
+    "imported": "green",
+    "would-import": "green",
+}
+
+
+def print_table(
+    ctx: Context,
+    columns: Sequence[str],
+    rows: Sequence[Sequence[str]],
+    *,
+    status_column: int | None = None,
+) -> None:
+    """A rich table on a terminal; plain aligned text otherwise (pipes, cron, logs).
+
+    Every cell is escaped: names and errors can carry CA text, which must never be
+    taken as rich markup or terminal control sequences.
+    """
+    from certherd.errors import safe_text
+
+    cells = [[safe_text(cell, 2000) for cell in row] for row in rows]
+    if not ctx.interactive:
+        widths = [max([len(c)] + [len(r[i]) for r in cells]) for i, c in enumerate(columns)]
+        for row in [list(columns), *cells]:
+            line = "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True))
+            click.echo(line.rstrip())
+        return
+    from rich.markup import escape
+    from rich.table import Table
+
+    table = Table(show_header=True, header_style="bold")
+    for column in columns:
+        table.add_column(column)
+    for row in cells:
+        shown = [escape(cell) for cell in row]
+        if status_column is not None and row[status_column] in STYLES:
+            style = STYLES[row[status_column]]
+            shown[status_column] = f"[{style}]{shown[status_column]}[/]"
+        table.add_row(*shown)
     ctx.console().print(table)

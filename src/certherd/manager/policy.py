@@ -71,10 +71,15 @@ def needs_renewal(
     last_failure: dt.datetime | None = None,
     force: bool = False,
 ) -> RenewalDecision:
-    """Decide for one certificate. ``ari_pick`` is the stored moment inside the window."""
+    """Decide for one certificate. ``ari_pick`` is the stored moment inside the window.
+
+    Failures only delay a renewal that is due; a certificate that is not due yet says
+    so, whatever failed before (a forced run that failed, say).
+    """
     if force:
         return RenewalDecision(True, "renewal forced", now)
-    if failures > 0 and last_failure is not None:
+    decision = _due(not_before, not_after, now, ari_start, ari_end, ari_pick)
+    if decision.due and failures > 0 and last_failure is not None:
         retry_at = last_failure + failure_backoff(failures)
         # Never back off past expiry: a last try just before is better than none.
         retry_at = min(retry_at, max(now, not_after - dt.timedelta(minutes=1)))
@@ -84,6 +89,17 @@ def needs_renewal(
                 f"backing off after {failures} failed attempt(s) until {_stamp(retry_at)}",
                 retry_at,
             )
+    return decision
+
+
+def _due(
+    not_before: dt.datetime,
+    not_after: dt.datetime,
+    now: dt.datetime,
+    ari_start: dt.datetime | None,
+    ari_end: dt.datetime | None,
+    ari_pick: dt.datetime | None,
+) -> RenewalDecision:
     if now >= not_after:
         return RenewalDecision(True, f"expired at {_stamp(not_after)}", now)
     if ari_start is not None and ari_end is not None:
