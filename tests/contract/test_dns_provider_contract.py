@@ -9,26 +9,19 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-import sys
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from tests.contract.providers import PROVIDERS, ContractContext, ProviderCase
+from tests.servers.bind9 import Bind9Server
+from tests.servers.fixtures import serve
 
-# The launchers live in tests/servers; make `tests` importable however pytest was started.
-_REPO_ROOT = str(Path(__file__).resolve().parents[2])
-if _REPO_ROOT not in sys.path:
-    sys.path.insert(0, _REPO_ROOT)
-
-from tests.contract.providers import PROVIDERS, ContractContext, ProviderCase  # noqa: E402
-from tests.servers.bind9 import Bind9Server  # noqa: E402
-from tests.servers.net import ServerStartError  # noqa: E402
-
-from certherd.dns.base import DnsProvider, ProviderInfo, TxtRecord  # noqa: E402
-from certherd.dns.registry import available_providers, create_provider  # noqa: E402
-from certherd.errors import ConfigError  # noqa: E402
+from certherd.dns.base import DnsProvider, ProviderInfo, TxtRecord
+from certherd.dns.registry import available_providers, create_provider
+from certherd.errors import ConfigError
 
 pytestmark = pytest.mark.integration
 
@@ -38,15 +31,7 @@ BIND9_ZONES = ("certherd.test.", "delegated.test.")
 @pytest.fixture(scope="session")
 def bind9() -> Iterator[Bind9Server]:
     """BIND9 serving both contract zones; a missing ``named`` fails, never skips."""
-    server = Bind9Server(BIND9_ZONES)
-    try:
-        server.start()
-    except ServerStartError as err:
-        pytest.fail(str(err), pytrace=False)
-    try:
-        yield server
-    finally:
-        server.stop()
+    yield from serve(Bind9Server(BIND9_ZONES))
 
 
 @dataclass(frozen=True)

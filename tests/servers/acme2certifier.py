@@ -19,28 +19,19 @@ import datetime
 import importlib.util
 import json
 import os
-import shutil
 import ssl
-import subprocess
 import sys
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
-from types import TracebackType
 from typing import Self
 
 import httpx
 from cryptography.hazmat.primitives import serialization
 from tests.servers.challtestsrv import ChallTestSrv
-from tests.servers.net import (
-    LOOPBACK,
-    ServerStartError,
-    ensure_port_free,
-    free_port,
-    log_tail,
-    wait_until,
-)
+from tests.servers.net import LOOPBACK, ServerStartError, ensure_port_free, free_port, log_tail
 from tests.servers.pki import MiniCA, write_key
+from tests.servers.process import ChildProcess, Launcher, stop_and_remove
 
 __all__ = ["DEFAULT_PROFILES", "Acme2CertifierServer", "acme2certifier_installed"]
 
@@ -60,7 +51,7 @@ def acme2certifier_installed() -> bool:
     return importlib.util.find_spec("acme2certifier") is not None
 
 
-class Acme2CertifierServer:
+class Acme2CertifierServer(Launcher):
     """acme2certifier over HTTPS on ``127.0.0.1:<free port>``, plus a mock DNS server.
 
     ``eab`` maps key identifiers to base64url HMAC keys; when given, the directory says
@@ -99,7 +90,7 @@ class Acme2CertifierServer:
         self.port = 0
         self._shared_dns = dns
         self._own_dns: ChallTestSrv | None = None
-        self._process: subprocess.Popen[bytes] | None = None
+        self._process: ChildProcess | None = None
         self._workdir: Path | None = None
 
     # -- properties -------------------------------------------------------------------------
@@ -172,13 +163,10 @@ class Acme2CertifierServer:
             self.port = free_port(self.host)
             tls_cert, tls_key = self._write_pki()
             self._write_config()
-            self._spawn(tls_cert, tls_key)
-            wait_until(
+            self._spawn(tls_cert, tls_key).wait_ready(
                 self._directory_answers,
                 timeout=self.startup_timeout,
-                alive=lambda: self._process is not None and self._process.poll() is None,
                 what=f"acme2certifier at {self.directory_url}",
-                log=self.log_path,
             )
         except BaseException:
             self.stop()
@@ -186,36 +174,17 @@ class Acme2CertifierServer:
         return self
 
     def stop(self) -> None:
-        """Stop the child (by its PID) and the DNS server it started; remove the temp dir."""
+        """Stop the child and the DNS server it started; remove the temp dir."""
         process, self._process = self._process, None
-        if process is not None and process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        workdir, self._workdir = self._workdir, None
+        stop_and_remove(process, workdir, grace=5.0)
         own_dns, self._own_dns = self._own_dns, None
         if own_dns is not None:
             own_dns.stop()
-        workdir, self._workdir = self._workdir, None
-        if workdir is not None:
-            shutil.rmtree(workdir, ignore_errors=True)
 
     def log_tail(self, lines: int = 40) -> str:
         """The last *lines* of the server log, for assertion messages."""
         return log_tail(self.log_path if self._workdir is not None else None, lines)
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     def __repr__(self) -> str:
         return f"Acme2CertifierServer({self.directory_url!r}, eab={self.eab is not None})"
@@ -310,7 +279,7 @@ class Acme2CertifierServer:
         with self.config_path.open("w") as handle:
             self.config().write(handle)
 
-    def _spawn(self, tls_cert: Path, tls_key: Path) -> None:
+    def _spawn(self, tls_cert: Path, tls_key: Path) -> ChildProcess:
         environment = dict(os.environ)
         environment["ACME_SRV_CONFIGFILE"] = str(self.config_path)
         environment["PYTHONUNBUFFERED"] = "1"
@@ -325,15 +294,10 @@ class Acme2CertifierServer:
             "--cert", str(tls_cert),
             "--key", str(tls_key),
         ]  # fmt: skip
-        with self.log_path.open("wb") as log:
-            self._process = subprocess.Popen(
-                command,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                cwd=self._path(),
-                env=environment,
-            )
+        self._process = ChildProcess.spawn(
+            command, self.log_path, env=environment, cwd=self._path()
+        )
+        return self._process
 
     def ssl_context(self) -> ssl.SSLContext:
         """A client TLS context that trusts `ca_bundle` only (for ``httpx``'s ``verify``)."""

@@ -24,7 +24,6 @@ import tempfile
 import time
 from collections.abc import Iterable
 from pathlib import Path
-from types import TracebackType
 from typing import Self
 
 import dns.exception
@@ -38,14 +37,8 @@ import dns.rdatatype
 import dns.rdtypes.ANY.TXT
 import dns.tsig
 import dns.update
-from tests.servers.net import (
-    LOOPBACK,
-    ServerStartError,
-    ensure_port_free,
-    free_port,
-    log_tail,
-    wait_until,
-)
+from tests.servers.net import LOOPBACK, ServerStartError, ensure_port_free, free_port, log_tail
+from tests.servers.process import ChildProcess, Launcher, stop_and_remove
 
 __all__ = ["DEFAULT_ZONES", "INSTALL_HINT", "Bind9Server"]
 
@@ -60,7 +53,7 @@ _KEY_RE = re.compile(
 )
 
 
-class Bind9Server:
+class Bind9Server(Launcher):
     """BIND9 serving *zones* on *host* (UDP and TCP), updatable with one TSIG key.
 
     Start and stop from one thread; `add_record`, `delete_record` and `query` may be called
@@ -88,7 +81,7 @@ class Bind9Server:
         self._secret = ""
         self.startup_timeout = startup_timeout
         self.startup_seconds = 0.0
-        self._process: subprocess.Popen[bytes] | None = None
+        self._process: ChildProcess | None = None
         self._workdir: Path | None = None
 
     # -- what a client needs ------------------------------------------------------------
@@ -145,20 +138,13 @@ class Bind9Server:
             self.port = self._pick_port()
             config = self._write_config()
             began = time.monotonic()
-            with self.log_path.open("wb") as log:
-                self._process = subprocess.Popen(
-                    [named, "-g", "-4", "-c", str(config)],
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                    stdin=subprocess.DEVNULL,
-                    cwd=self._workdir,
-                )
-            wait_until(
+            self._process = ChildProcess.spawn(
+                [named, "-g", "-4", "-c", str(config)], self.log_path, cwd=self._workdir
+            )
+            self._process.wait_ready(
                 self._serves_every_zone,
                 timeout=self.startup_timeout,
-                alive=self._alive,
                 what=f"named on {self.host}:{self.port}",
-                log=self.log_path,
             )
             self.startup_seconds = time.monotonic() - began
         except BaseException:
@@ -167,18 +153,10 @@ class Bind9Server:
         return self
 
     def stop(self) -> None:
-        """Stop named (by its PID) and remove its directory; safe to call twice."""
+        """Stop named and remove its directory; safe to call twice."""
         process, self._process = self._process, None
-        if process is not None and process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
         workdir, self._workdir = self._workdir, None
-        if workdir is not None:
-            shutil.rmtree(workdir, ignore_errors=True)
+        stop_and_remove(process, workdir, grace=10.0)
         self.port = self._requested_port
 
     # -- helpers for tests --------------------------------------------------------------
@@ -330,20 +308,6 @@ class Bind9Server:
         if self._workdir is None:
             raise RuntimeError("Bind9Server is not started")
         return self._workdir
-
-    def _alive(self) -> bool:
-        return self._process is not None and self._process.poll() is None
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     def __repr__(self) -> str:
         return f"Bind9Server({self.host}:{self.port}, zones={list(self._zones)})"

@@ -3,26 +3,18 @@
 from __future__ import annotations
 
 import shutil
-import subprocess
 import tempfile
 from pathlib import Path
-from types import TracebackType
 from typing import Self
 
 import httpx
-from tests.servers.net import (
-    LOOPBACK,
-    ServerStartError,
-    ensure_port_free,
-    free_port,
-    tcp_answers,
-    wait_until,
-)
+from tests.servers.net import LOOPBACK, ServerStartError, ensure_port_free, free_port, tcp_answers
+from tests.servers.process import ChildProcess, Launcher, stop_and_remove
 
 __all__ = ["ChallTestSrv"]
 
 
-class ChallTestSrv:
+class ChallTestSrv(Launcher):
     """`pebble-challtestsrv` serving DNS only, on *host*:*dns_port* (UDP and TCP).
 
     Every A query is answered with *default_ipv4*; AAAA gets no answer, so a validator uses
@@ -43,7 +35,7 @@ class ChallTestSrv:
         self.default_ipv4 = default_ipv4
         self.startup_timeout = startup_timeout
         self.management_port = 0
-        self._process: subprocess.Popen[bytes] | None = None
+        self._process: ChildProcess | None = None
         self._workdir: Path | None = None
 
     @property
@@ -76,20 +68,15 @@ class ChallTestSrv:
             "-tlsalpn01", "",
             "-management", f"{self.host}:{self.management_port}",
         ]  # fmt: skip
-        with self.log_path.open("wb") as log:
-            self._process = subprocess.Popen(
-                command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
-            )
+        self._process = ChildProcess.spawn(command, self.log_path)
         try:
-            wait_until(
+            self._process.wait_ready(
                 lambda: (
                     tcp_answers(self.host, self.management_port)
                     and tcp_answers(self.host, self.dns_port)
                 ),
                 timeout=self.startup_timeout,
-                alive=self._alive,
                 what="pebble-challtestsrv",
-                log=self.log_path,
             )
         except BaseException:
             self.stop()
@@ -97,18 +84,10 @@ class ChallTestSrv:
         return self
 
     def stop(self) -> None:
-        """Stop the server (by its PID) and remove its work directory; safe to call twice."""
+        """Stop the server and remove its work directory; safe to call twice."""
         process, self._process = self._process, None
-        if process is not None and process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
         workdir, self._workdir = self._workdir, None
-        if workdir is not None:
-            shutil.rmtree(workdir, ignore_errors=True)
+        stop_and_remove(process, workdir, grace=5.0)
 
     def set_txt(self, host: str, value: str) -> None:
         """Add a TXT record *value* for *host* (a trailing dot is added if missing).
@@ -129,20 +108,6 @@ class ChallTestSrv:
             raise RuntimeError(
                 f"challtestsrv {path} {body} answered {response.status_code}: {response.text}"
             )
-
-    def _alive(self) -> bool:
-        return self._process is not None and self._process.poll() is None
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     def __repr__(self) -> str:
         return f"ChallTestSrv(dns={self.host}:{self.dns_port}, management={self.management_url})"

@@ -5,11 +5,9 @@ from __future__ import annotations
 import contextlib
 import random
 import socket
-import time
-from collections.abc import Callable
 from pathlib import Path
 
-__all__ = ["ServerStartError", "ensure_port_free", "free_port", "log_tail", "wait_until"]
+__all__ = ["ServerStartError", "ensure_port_free", "free_port", "log_tail"]
 
 LOOPBACK = "127.0.0.1"
 
@@ -55,26 +53,6 @@ def tcp_answers(host: str, port: int) -> bool:
     with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=0.5):
         return True
     return False
-
-
-def wait_until(
-    ready: Callable[[], bool],
-    *,
-    timeout: float,
-    alive: Callable[[], bool],
-    what: str,
-    log: Path | None = None,
-) -> None:
-    """Poll *ready* until it is true; raise `ServerStartError` on timeout or if *alive* fails."""
-    deadline = time.monotonic() + timeout
-    while True:
-        if ready():
-            return
-        if not alive():
-            raise ServerStartError(f"{what} exited during start-up{log_tail(log)}")
-        if time.monotonic() > deadline:
-            raise ServerStartError(f"{what} not ready after {timeout:.0f} s{log_tail(log)}")
-        time.sleep(0.1)
 
 
 def log_tail(log: Path | None, lines: int = 40) -> str:

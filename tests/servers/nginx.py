@@ -22,15 +22,14 @@ import ssl
 import stat
 import subprocess
 import tempfile
-import time
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
 from typing import Self
 
 import httpx
 from cryptography import x509
-from tests.servers.net import LOOPBACK, ServerStartError, free_port, tcp_answers, wait_until
+from tests.servers.net import LOOPBACK, ServerStartError, free_port, tcp_answers
+from tests.servers.process import ChildProcess, Launcher, stop_and_remove
 
 __all__ = ["INSTALL_HINT", "NginxServer", "find_nginx"]
 
@@ -53,7 +52,7 @@ class _TlsSite:
     port: int
 
 
-class NginxServer:
+class NginxServer(Launcher):
     """nginx serving ``webroot`` at ``http://127.0.0.1:<port>/`` (port 0: pick a free one).
 
     :meth:`serve_tls` adds an HTTPS listener for the same webroot, before or after start
@@ -75,7 +74,7 @@ class NginxServer:
         self.worker_user = worker_user if worker_user is not None else _default_worker_user()
         self.startup_timeout = startup_timeout
         self.tls: _TlsSite | None = None
-        self._process: subprocess.Popen[bytes] | None = None
+        self._process: ChildProcess | None = None
         self._prefix: Path | None = None
         self._binary: str | None = None
 
@@ -126,24 +125,17 @@ class NginxServer:
             (self._prefix / folder).mkdir()
         self._write_config()
         command = [*self._base_command(), "-g", "daemon off;"]
-        with (self.prefix / "logs" / "stdout.log").open("wb") as out:
-            self._process = subprocess.Popen(
-                command,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,  # one process group: master and workers
-            )
+        # One process group: stopping it reaches the master and its workers.
+        self._process = ChildProcess.spawn(command, self.prefix / "logs" / "stdout.log")
         try:
-            wait_until(
+            self._process.wait_ready(
                 self._answers_http,
                 timeout=self.startup_timeout,
-                alive=self._alive,
                 what=f"nginx on {self.url}",
                 log=self.error_log,
             )
             if self.tls is not None:
-                self._wait_tls(self.tls)
+                self._wait_tls(self._process, self.tls)
         except BaseException:
             self.stop()
             raise
@@ -160,34 +152,16 @@ class NginxServer:
         if self._process is not None:
             self._write_config()
             self._check_config()
-            os.kill(self._process.pid, signal.SIGHUP)  # reload (nginx docs: "Controlling")
-            self._wait_tls(site)
+            self._process.send_signal(signal.SIGHUP)  # reload (nginx docs: "Controlling")
+            self._wait_tls(self._process, site)
         return site.port
 
     def stop(self) -> None:
         """Stop nginx (SIGTERM, then SIGKILL to its group) and remove the prefix; idempotent."""
         process, self._process = self._process, None
-        if process is not None and process.poll() is None:
-            process.terminate()  # SIGTERM: nginx's fast shutdown, workers included
-            try:
-                process.wait(timeout=_STOP_GRACE)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)  # master and workers share its group
-                process.wait()
         prefix, self._prefix = self._prefix, None
-        if prefix is not None:
-            shutil.rmtree(prefix, ignore_errors=True)
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.stop()
+        # SIGTERM to the group: nginx's fast shutdown, workers included.
+        stop_and_remove(process, prefix, grace=_STOP_GRACE)
 
     def __repr__(self) -> str:
         tls = f", https port {self.tls.port}" if self.tls else ""
@@ -273,24 +247,14 @@ class NginxServer:
             return False
         return True
 
-    def _wait_tls(self, site: _TlsSite) -> None:
+    def _wait_tls(self, process: ChildProcess, site: _TlsSite) -> None:
         wanted = x509.load_pem_x509_certificates(site.certificate.read_bytes())[0]
-        deadline = time.monotonic() + self.startup_timeout
-        while True:
-            served = _served_certificate(self.host, site.port)
-            if served == wanted:
-                return
-            if not self._alive():
-                raise ServerStartError(f"nginx exited while enabling TLS on {site.port}")
-            if time.monotonic() > deadline:
-                raise ServerStartError(
-                    f"nginx on {self.host}:{site.port} does not serve {site.certificate} "
-                    f"after {self.startup_timeout:.0f} s"
-                )
-            time.sleep(0.1)
-
-    def _alive(self) -> bool:
-        return self._process is not None and self._process.poll() is None
+        process.wait_ready(
+            lambda: _served_certificate(self.host, site.port) == wanted,
+            timeout=self.startup_timeout,
+            what=f"nginx serving {site.certificate} on {self.host}:{site.port}",
+            log=self.error_log,
+        )
 
 
 def _default_worker_user() -> str | None:

@@ -14,24 +14,16 @@ these need root (as CI runs). A test that uses one of these fixtures is marked `
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
-
-# The launchers live in tests/servers; make `tests` importable however pytest was started.
-_REPO_ROOT = str(Path(__file__).resolve().parents[3])
-if _REPO_ROOT not in sys.path:
-    sys.path.insert(0, _REPO_ROOT)
-
-from tests.servers.acme2certifier import (  # noqa: E402
+from tests.servers.acme2certifier import (
     INSTALL_HINT,
     Acme2CertifierServer,
     acme2certifier_installed,
 )
-from tests.servers.challtestsrv import ChallTestSrv  # noqa: E402
-from tests.servers.net import ServerStartError  # noqa: E402
+from tests.servers.challtestsrv import ChallTestSrv
+from tests.servers.fixtures import serve
 
 A2C_FIXTURES = frozenset({"acme2certifier", "acme2certifier_eab", "a2c_dns"})
 
@@ -60,34 +52,16 @@ def _require_acme2certifier() -> None:
 def a2c_dns() -> Iterator[ChallTestSrv]:
     """The mock DNS server on 127.0.0.1:53 shared by both acme2certifier servers."""
     _require_acme2certifier()
-    try:
-        dns = ChallTestSrv().start()
-    except ServerStartError as err:
-        pytest.fail(str(err), pytrace=False)
-    try:
-        yield dns
-    finally:
-        dns.stop()
-
-
-def _serve(server: Acme2CertifierServer) -> Iterator[Acme2CertifierServer]:
-    try:
-        server.start()
-    except ServerStartError as err:
-        pytest.fail(str(err), pytrace=False)
-    try:
-        yield server
-    finally:
-        server.stop()
+    yield from serve(ChallTestSrv())
 
 
 @pytest.fixture(scope="session")
 def acme2certifier(a2c_dns: ChallTestSrv) -> Iterator[Acme2CertifierServer]:
     """acme2certifier without EAB, on https://127.0.0.1:<port>/directory."""
-    yield from _serve(Acme2CertifierServer(dns=a2c_dns))
+    yield from serve(Acme2CertifierServer(dns=a2c_dns))
 
 
 @pytest.fixture(scope="session")
 def acme2certifier_eab(a2c_dns: ChallTestSrv) -> Iterator[Acme2CertifierServer]:
     """acme2certifier that requires an external account binding to one of `A2C_EAB_KEYS`."""
-    yield from _serve(Acme2CertifierServer(dns=a2c_dns, eab=A2C_EAB_KEYS))
+    yield from serve(Acme2CertifierServer(dns=a2c_dns, eab=A2C_EAB_KEYS))

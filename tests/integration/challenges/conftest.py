@@ -10,20 +10,13 @@
 from __future__ import annotations
 
 import shutil
-import sys
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-
-# The launchers live in tests/servers; make `tests` importable however pytest was started.
-_REPO_ROOT = str(Path(__file__).resolve().parents[3])
-if _REPO_ROOT not in sys.path:
-    sys.path.insert(0, _REPO_ROOT)
-
-from tests.servers.net import ServerStartError  # noqa: E402
-from tests.servers.nginx import NginxServer  # noqa: E402
+from tests.servers.fixtures import start_or_fail
+from tests.servers.nginx import NginxServer
 
 NginxFactory = Callable[..., NginxServer]
 
@@ -45,11 +38,7 @@ def nginx_factory() -> Iterator[NginxFactory]:
     def start(webroot: Path, port: int = 0, **options: object) -> NginxServer:
         server = NginxServer(webroot, port, **options)  # type: ignore[arg-type]
         servers.append(server)
-        try:
-            server.start()
-        except ServerStartError as err:
-            pytest.fail(str(err), pytrace=False)
-        return server
+        return start_or_fail(server)
 
     yield start
     for server in servers:

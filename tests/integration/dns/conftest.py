@@ -9,19 +9,11 @@ may change anything in both zones. Every name in them resolves to ``127.0.0.1``.
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
-
-# The launchers live in tests/servers; make `tests` importable however pytest was started.
-_REPO_ROOT = str(Path(__file__).resolve().parents[3])
-if _REPO_ROOT not in sys.path:
-    sys.path.insert(0, _REPO_ROOT)
-
-from tests.servers.bind9 import Bind9Server  # noqa: E402
-from tests.servers.net import ServerStartError  # noqa: E402
+from tests.servers.bind9 import Bind9Server
+from tests.servers.fixtures import serve
 
 BIND9_ZONES = ("certherd.test.", "delegated.test.")
 
@@ -29,12 +21,4 @@ BIND9_ZONES = ("certherd.test.", "delegated.test.")
 @pytest.fixture(scope="session")
 def bind9() -> Iterator[Bind9Server]:
     """BIND9 serving ``certherd.test.`` and ``delegated.test.``, shared by the session."""
-    server = Bind9Server(BIND9_ZONES)
-    try:
-        server.start()
-    except ServerStartError as err:
-        pytest.fail(str(err), pytrace=False)
-    try:
-        yield server
-    finally:
-        server.stop()
+    yield from serve(Bind9Server(BIND9_ZONES))
