@@ -7,7 +7,6 @@ import re
 from pathlib import Path
 from typing import Any
 
-import pytest
 from e2e_helpers import archive_versions, dns_names, live_version, load_cert
 from e2e_runner import Certherd
 
@@ -172,12 +171,6 @@ def test_renew_follows_the_file(certherd: Certherd, pebble: PebbleServer) -> Non
     assert dns_names(cert) == {"gamma.apply.test", "g.apply.test"}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: renew (and run) build the CA options from the lineage settings only, "
-    "without the file's email/agree_tos/EAB, so with no stored account the lineage fails "
-    "with 'pass --agree-tos', an option renew does not have",
-)
 def test_renew_alone_obtains_from_a_fresh_file(certherd: Certherd, pebble: PebbleServer) -> None:
     """A config dir holding only certherd.toml (the schedule's first run): ``renew``
     registers the account the file describes and obtains the certificate."""

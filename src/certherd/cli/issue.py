@@ -212,8 +212,19 @@ async def _issue(ctx: Context, settings: Any, ca: Any) -> Any:
         solvers=ctx.solver_pool(),
         on_event=lambda lineage, text: ctx.say(f"{lineage}: {text}"),
     )
+    from certherd.errors import CertherdError, ConfigError, UnavailableError, safe_text
+    from certherd.manager.outcome import Outcome
+
     try:
         outcome = await manager.issue(settings, ca)
+    except CertherdError as exc:
+        if not ctx.json or isinstance(exc, ConfigError | UnavailableError):
+            raise
+        # --json promises one document, also when the certificate could not be obtained.
+        failed = Outcome(settings.name, "failed", "requested", error=safe_text(exc, 1000))
+        ctx.emit(outcome_document([failed], ctx.config_dir))
+        ctx.report_failures([failed])
+        raise SystemExit(1) from None
     finally:
         await manager.aclose()
     ctx.emit(outcome_document([outcome], ctx.config_dir), lambda: print_outcomes(ctx, [outcome]))

@@ -44,10 +44,11 @@ async def _renew(
 
     storage = ctx.storage()
     config_path = ctx.config_dir / CONFIG_FILE
-    if config_path.exists():
+    config = load_config_file(config_path) if config_path.exists() else None
+    if config is not None:
         from certherd.manager.apply import sync_settings
 
-        await sync_settings(storage, load_config_file(config_path))
+        await sync_settings(storage, config)
     # The index answers "nothing due" without loading the ACME client at all.
     plan = await plan_renewal(storage, names or None, force=force, now=dt.datetime.now(dt.UTC))
     if not plan.to_check:
@@ -62,6 +63,10 @@ async def _renew(
             concurrency=concurrency,
             on_event=lambda lineage, text: ctx.say(f"{lineage}: {text}") if ctx.verbose else None,
         )
+        if config is not None:
+            from certherd.manager.apply import ca_options
+
+            manager.known_cas.update(ca_options(config))  # the file's email, terms, EAB
         try:
             outcomes = await manager.renew(names or None, force=force, dry_run=dry_run)
         finally:

@@ -56,7 +56,7 @@ async def _run(
 ) -> None:
     from certherd.challenges.http01 import parse_listen_address
     from certherd.config import CONFIG_FILE, load_config_file
-    from certherd.manager.apply import sync_settings
+    from certherd.manager.apply import ca_options, sync_settings
     from certherd.manager.daemon import Daemon
     from certherd.manager.metrics import MetricsServer
     from certherd.manager.service import Manager, Outcome
@@ -71,7 +71,9 @@ async def _run(
 
     async def before_cycle() -> None:
         if config_path.exists():
-            await sync_settings(manager.storage, load_config_file(config_path))
+            config = load_config_file(config_path)
+            await sync_settings(manager.storage, config)
+            manager.known_cas.update(ca_options(config))
 
     def report(outcomes: list[Outcome]) -> None:
         for o in outcomes:

@@ -19,9 +19,10 @@ from certherd.storage.base import Storage
 
 if TYPE_CHECKING:
     from certherd.acme.jws import ExternalAccountBinding
+    from certherd.manager.accounts import CaOptions
     from certherd.manager.service import Manager
 
-__all__ = ["apply_config", "settings_for", "sync_settings"]
+__all__ = ["apply_config", "ca_options", "settings_for", "sync_settings"]
 
 
 def settings_for(entry: CertificateConfig) -> LineageSettings:
@@ -65,6 +66,27 @@ def _reissue_reason(wanted: LineageSettings, stored: LineageSettings) -> str | N
     if wanted.directory_url != stored.directory_url:
         return "CA changed"
     return None
+
+
+def ca_options(config: ConfigFile) -> dict[tuple[str, str], CaOptions]:
+    """The CA and account options of every certificate in ``config``, by (CA, account)."""
+    from certherd.manager.accounts import CaOptions
+
+    eab = _eab(config)
+    found: dict[tuple[str, str], CaOptions] = {}
+    for entry in config.certificates:
+        found.setdefault(
+            (entry.directory_url, entry.account),
+            CaOptions(
+                directory_url=entry.directory_url,
+                ca_bundle=entry.ca_bundle,
+                email=entry.email,
+                agree_tos=config.agree_tos,
+                eab=eab,
+                account=entry.account,
+            ),
+        )
+    return found
 
 
 async def apply_config(manager: Manager, config: ConfigFile) -> list[Outcome]:

@@ -68,6 +68,20 @@ class Manager:
         self._clients: dict[tuple[str, str], AcmeClient] = {}
         self._client_lock = asyncio.Lock()
         self._on_event = on_event
+        self.known_cas: dict[tuple[str, str], CaOptions] = {}
+
+    def ca_for(self, settings: LineageSettings) -> CaOptions:
+        """How to reach the lineage's CA: the options of certherd.toml when given (so
+        ``renew`` can create the account the file describes), else its own settings."""
+        known = self.known_cas.get((settings.directory_url, settings.account))
+        if known is not None:
+            return known
+        return CaOptions(
+            settings.directory_url,
+            settings.ca_bundle,
+            allow_http=settings.allow_http,
+            account=settings.account,
+        )
 
     def _say(self, lineage: str, text: str) -> None:
         if self._on_event is not None:
@@ -299,12 +313,7 @@ class Manager:
 
     async def _renew_one(self, name: str, *, force: bool, dry_run: bool) -> Outcome:
         settings, state = await self.load(name)
-        ca = CaOptions(
-            settings.directory_url,
-            settings.ca_bundle,
-            allow_http=settings.allow_http,
-            account=settings.account,
-        )
+        ca = self.ca_for(settings)
         try:
             state = await self._refresh_ari(settings, state, ca, save=not dry_run)
         except CertherdError as exc:
@@ -401,12 +410,7 @@ class Manager:
         settings, state = await self.load(name)
         if state.version is None:
             raise NotFoundError(f"lineage {name!r} has no certificate to revoke")
-        ca = CaOptions(
-            settings.directory_url,
-            settings.ca_bundle,
-            allow_http=settings.allow_http,
-            account=settings.account,
-        )
+        ca = self.ca_for(settings)
         client = await self.client(ca)
         pem = await self.storage.read(archive_file(name, "cert.pem", state.version))
         await client.revoke(load_pem_chain(pem)[0], reason=reason)
