@@ -220,8 +220,10 @@ class FilesystemStorage:
     def _publish_folder(self, live: Path, targets: dict[str, Path]) -> None:
         """Build the new live folder beside the old one, then swap the two in one step.
 
-        ``renameat2(RENAME_EXCHANGE)`` exchanges them atomically, so a reader (or a crash)
-        sees every file of the old version or every file of the new one, never a mix.
+        ``renameat2(RENAME_EXCHANGE)`` exchanges them atomically, so a crash leaves every
+        file of the old version or every file of the new one, never a mix (a reader that
+        opens two files by path may still straddle the swap; servers reload after the
+        deploy hook, by which time the folder is settled).
         Where the kernel lacks it, each link is swapped on its own (atomic per file).
         """
         parent = live.parent
