@@ -46,6 +46,8 @@ async def _apply(ctx: Context, config: Any, concurrency: int) -> Any:
         outcomes = await apply_config(manager, config)
     finally:
         await manager.aclose()
-    ctx.emit(outcome_document(outcomes, ctx.config_dir), lambda: print_outcomes(ctx, outcomes))
+    ctx.emit(
+        lambda: outcome_document(outcomes, ctx.config_dir), lambda: print_outcomes(ctx, outcomes)
+    )
     ctx.report_failures(outcomes)
     return outcomes

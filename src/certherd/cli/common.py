@@ -50,8 +50,13 @@ class Context:
             click.echo(text, err=True)
 
     def emit(self, document: Any, human: Callable[[], None] | None = None) -> None:
-        """The command's result: one JSON document, or the human rendering."""
+        """The command's result: one JSON document, or the human rendering.
+
+        ``document`` may be a callable building it, so it is only built for --json.
+        """
         if self.json:
+            if callable(document):
+                document = document()
             click.echo(json.dumps(document, indent=2, sort_keys=True, default=str))
         elif not self.quiet and human is not None:
             human()

@@ -227,6 +227,8 @@ async def _issue(ctx: Context, settings: Any, ca: Any) -> Any:
         raise SystemExit(1) from None
     finally:
         await manager.aclose()
-    ctx.emit(outcome_document([outcome], ctx.config_dir), lambda: print_outcomes(ctx, [outcome]))
+    ctx.emit(
+        lambda: outcome_document([outcome], ctx.config_dir), lambda: print_outcomes(ctx, [outcome])
+    )
     ctx.report_failures([outcome])
     return outcome

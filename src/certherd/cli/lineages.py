@@ -71,7 +71,9 @@ async def _renew(
             outcomes = await manager.renew(names or None, force=force, dry_run=dry_run)
         finally:
             await manager.aclose()
-    ctx.emit(outcome_document(outcomes, ctx.config_dir), lambda: print_outcomes(ctx, outcomes))
+    ctx.emit(
+        lambda: outcome_document(outcomes, ctx.config_dir), lambda: print_outcomes(ctx, outcomes)
+    )
     ctx.report_failures(outcomes)
     return outcomes
 
