@@ -223,7 +223,7 @@ async def _issue(ctx: Context, settings: Any, ca: Any) -> Any:
         # --json promises one document, also when the certificate could not be obtained.
         failed = Outcome(settings.name, "failed", "requested", error=safe_text(exc, 1000))
         ctx.emit(outcome_document([failed], ctx.config_dir))
-        ctx.report_failures([failed])
+        click.echo(f"certherd: error: {safe_text(exc, 2000)}", err=True)  # as without --json
         raise SystemExit(1) from None
     finally:
         await manager.aclose()
