@@ -156,11 +156,16 @@ class _Where:
     def __init__(self, path: Path, text: str) -> None:
         self.path = path
         self.lines = text.splitlines()
+        self._headers: dict[str, list[int]] = {}
+        self._keys: dict[int, dict[str, int]] = {}
 
     def header(self, name: str, occurrence: int = 0) -> int | None:
         """The line of the ``occurrence``-th ``[name]`` or ``[[name]]`` header."""
-        pattern = re.compile(rf"^\s*\[\[?\s*[\"']?{re.escape(name)}[\"']?\s*[\].]")
-        found = [n for n, line in enumerate(self.lines, 1) if pattern.match(line)]
+        found = self._headers.get(name)
+        if found is None:  # one scan per table name, not per lookup: files of 10,000 blocks
+            pattern = re.compile(rf"^\s*\[\[?\s*[\"']?{re.escape(name)}[\"']?\s*[\].]")
+            found = [n for n, line in enumerate(self.lines, 1) if pattern.match(line)]
+            self._headers[name] = found
         return found[occurrence] if occurrence < len(found) else None
 
     def key(self, key: str, table: str | None = None, occurrence: int = 0) -> int | None:
@@ -169,14 +174,18 @@ class _Where:
         start = self.header(table, occurrence) if table else 0
         if start is None:
             return None
-        pattern = re.compile(rf"^\s*[\"']?{re.escape(key)}[\"']?\s*[=.]")
-        for number in range(start + 1, len(self.lines) + 1):
-            line = self.lines[number - 1]
-            if _TABLE_HEADER.match(line):
-                break
-            if pattern.match(line):
-                return number
-        return start or None
+        keys = self._keys.get(start)
+        if keys is None:  # one scan per table, then every lookup in it is a dict get
+            keys = {}
+            for number in range(start + 1, len(self.lines) + 1):
+                line = self.lines[number - 1]
+                if _TABLE_HEADER.match(line):
+                    break
+                found = _KEY.match(line)
+                if found:
+                    keys.setdefault(found["key"], number)
+            self._keys[start] = keys
+        return keys.get(key) or start or None
 
     def error(self, message: str, line: int | None) -> ConfigError:
         where = f"{self.path}:{line}" if line else str(self.path)
@@ -184,6 +193,7 @@ class _Where:
 
 
 _TABLE_HEADER = re.compile(r"^\s*\[")
+_KEY = re.compile(r"^\s*[\"']?(?P<key>[^\"'=.\s]+)[\"']?\s*[=.]")
 _TOML_POSITION = re.compile(
     r"^(?P<reason>.*) \(at (?:line (?P<line>\d+), column (?P<column>\d+)|end of document)\)$"
 )

@@ -6,6 +6,7 @@ policy. ``certherd.manager`` and ``certherd.challenges`` build the flows on top.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any, TypeVar
@@ -99,6 +100,7 @@ class AcmeClient:
             http_client=http_client,
         )
         self._directory: Directory | None = None
+        self._directory_lock = asyncio.Lock()
 
     async def __aenter__(self) -> AcmeClient:
         return self
@@ -114,12 +116,15 @@ class AcmeClient:
 
     async def directory(self, *, refresh: bool = False) -> Directory:
         """RFC 8555 §7.1.1: fetch the directory once per client and keep it."""
-        if self._directory is None or refresh:
-            response = await self.transport.get(self.directory_url, "directory")
-            directory = Directory.from_json(response.json(), self.directory_url, self.urls)
-            self._directory = directory
-            self.transport.new_nonce_url = directory.new_nonce
-        return self._directory
+        if self._directory is not None and not refresh:
+            return self._directory
+        async with self._directory_lock:  # one fetch, however many orders start at once
+            if self._directory is None or refresh:
+                response = await self.transport.get(self.directory_url, "directory")
+                directory = Directory.from_json(response.json(), self.directory_url, self.urls)
+                self._directory = directory
+                self.transport.new_nonce_url = directory.new_nonce
+            return self._directory
 
     async def _post(
         self,

@@ -117,7 +117,8 @@ class Transport:
                 timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
                 follow_redirects=False,
                 headers={"User-Agent": USER_AGENT},
-                limits=httpx.Limits(max_connections=100, max_keepalive_connections=20),
+                # Keep as many idle connections as may be busy: bulk runs reuse them all.
+                limits=httpx.Limits(max_connections=100, max_keepalive_connections=100),
             )
         self._http = http_client
 
