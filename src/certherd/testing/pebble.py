@@ -263,7 +263,7 @@ class PebbleServer:
 
     @property
     def pids(self) -> tuple[int, ...]:
-        """The process ids of the children (Pebble first)."""
+        """The process ids of the children, in start order (challtestsrv, then Pebble)."""
         return tuple(process.pid for process in self._processes.values())
 
     @property
