@@ -84,7 +84,7 @@ async def test_default_poll_schedule_then_valid(
     async with server.client(clock=clock) as client:
         order = await client.wait_order(server.url("/order/1"))
     assert order.status is Status.VALID
-    assert clock.sleeps == pytest.approx([0.05, 0.1, 0.2, 0.4, 0.8, 1.6, 2.0, 2.0])
+    assert clock.sleeps == pytest.approx([0.025, 0.05, 0.1, 0.2, 0.4, 0.8, 1.6, 2.0])
 
 
 async def test_ready_order_is_not_waited_for(server: HostileAcmeServer, clock: FakeClock) -> None:

@@ -82,7 +82,7 @@ class PollPolicy:
     seconds the poll ends in PollTimeoutError.
     """
 
-    first_interval: float = 0.05
+    first_interval: float = 0.025
     max_interval: float = 2.0
     retry_after_cap: float = 30.0
     timeout: float = 300.0
