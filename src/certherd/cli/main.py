@@ -12,7 +12,6 @@ import importlib
 import importlib.util
 import os
 import sys
-import threading
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -133,8 +132,8 @@ def entry() -> NoReturn:
     Tearing down the modules of an issuance (asyncio, httpx, cryptography) costs about
     40 ms and does nothing for a process about to end. Everything that teardown would
     do for us still happens: atexit handlers (logging's flush, weakref finalizers) run
-    and stdout/stderr are flushed; with other threads still running, the normal exit
-    is taken so they are waited for.
+    and stdout/stderr are flushed. The normal exit is taken when other threads still
+    run (they are waited for) and under a profiler, tracer or coverage.
     """
     try:
         result = main()
@@ -152,8 +151,11 @@ def entry() -> NoReturn:
         sys.stderr.flush()
     except (OSError, ValueError):
         sys.exit(code)  # a closed or broken stream: let Python report it as usual
-    if threading.active_count() > 1:
+    threading = sys.modules.get("threading")  # never imported: no other thread exists
+    if threading is not None and threading.active_count() > 1:
         sys.exit(code)
+    if sys.getprofile() is not None or sys.gettrace() is not None:
+        sys.exit(code)  # a profiler or coverage writes its report at teardown
     os._exit(code)
 
 

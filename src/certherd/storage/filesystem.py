@@ -12,12 +12,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
 import errno
 import fcntl
+import functools
 import os
 import re
-import shutil
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -34,29 +33,39 @@ _AT_FDCWD = -100
 _RENAME_EXCHANGE = 2
 
 
+@functools.cache
 def _renameat2() -> Any:
+    """libc's renameat2, looked up on first use (ctypes is not needed to read lineages)."""
+    import ctypes
+
     try:
         return ctypes.CDLL(None, use_errno=True).renameat2
     except (OSError, AttributeError):
         return None
 
 
-_RENAMEAT2 = _renameat2()
-
-
 def _exchange(first: Path, second: Path) -> bool:
     """Atomically exchange two paths (Linux renameat2); False where unsupported."""
-    if _RENAMEAT2 is None:
+    renameat2 = _renameat2()
+    if renameat2 is None:
         return False
-    result = _RENAMEAT2(
+    result = renameat2(
         _AT_FDCWD, os.fsencode(first), _AT_FDCWD, os.fsencode(second), _RENAME_EXCHANGE
     )
     if result == 0:
         return True
+    import ctypes
+
     code = ctypes.get_errno()
     if code in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
         return False
     raise OSError(code, os.strerror(code))
+
+
+def _rmtree(path: Path, *, ignore_errors: bool = False) -> None:
+    import shutil  # only for clean-up: kept off the import path of every command
+
+    shutil.rmtree(path, ignore_errors=ignore_errors)
 
 
 def _fsync_directory(path: Path) -> None:
@@ -228,7 +237,7 @@ class FilesystemStorage:
         """
         parent = live.parent
         for stale in parent.glob(f".{live.name}.*.new"):
-            shutil.rmtree(stale, ignore_errors=True)  # left by a crash mid-publish
+            _rmtree(stale, ignore_errors=True)  # left by a crash mid-publish
         staging = parent / f".{live.name}.{os.getpid()}.new"
         staging.mkdir(mode=0o755)
         for file, target in targets.items():
@@ -237,11 +246,11 @@ class FilesystemStorage:
         if not live.exists():
             os.rename(staging, live)
         elif _exchange(staging, live):
-            shutil.rmtree(staging, ignore_errors=True)
+            _rmtree(staging, ignore_errors=True)
         else:
             for file in targets:
                 os.replace(staging / file, live / file)
-            shutil.rmtree(staging, ignore_errors=True)
+            _rmtree(staging, ignore_errors=True)
         _fsync_directory(parent)
 
     async def unpublish(self, lineage: str) -> None:
