@@ -48,8 +48,10 @@ class Solver(Protocol):
     """Answers one challenge type.
 
     ``present`` MUST make the response visible to the CA before it returns, and MUST
-    refuse tokens that are not base64url. ``cleanup`` MUST NOT raise for a handle whose
-    resources are already gone. Both may be called concurrently for different tasks.
+    refuse tokens that are not base64url; if it fails or is cancelled before it returns,
+    it MUST undo what it created itself (no handle reaches the caller). ``cleanup`` MUST
+    NOT raise for a handle whose resources are already gone. Both may be called
+    concurrently for different tasks.
     """
 
     challenge_type: str

@@ -67,7 +67,11 @@ class Http01StandaloneSolver:
         async with self._lock:
             self._responses[token] = task.key_authorization
             if self._server is None:
-                await self._start()
+                try:
+                    await self._start()
+                except BaseException:
+                    self._responses.pop(token, None)  # no handle will reach cleanup()
+                    raise
         return _Handle(token)
 
     async def cleanup(self, handle: object) -> None:

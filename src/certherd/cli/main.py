@@ -11,6 +11,7 @@ import atexit
 import importlib
 import importlib.util
 import os
+import signal
 import sys
 from pathlib import Path
 from typing import Any, NoReturn
@@ -31,7 +32,7 @@ if importlib.util.find_spec("sniffio") is None:
 for _unused in _absent:
     sys.modules.setdefault(_unused, None)  # type: ignore[arg-type]
 
-__all__ = ["entry", "main"]
+__all__ = ["Terminated", "entry", "main", "stop_like_ctrl_c"]
 
 # name -> "module:attribute" of the click command, imported on use.
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -102,21 +103,52 @@ def cli(
     )
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM or SIGHUP, raised like Ctrl-C so that every clean-up runs on the way out."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _raise_terminated(signum: int, frame: object) -> None:
+    raise Terminated(signum)
+
+
+def stop_like_ctrl_c() -> None:
+    """Make SIGTERM and SIGHUP unwind like Ctrl-C (where nobody else handles them).
+
+    Without this, ``kill`` or a closed terminal ends the process at once: a webroot
+    keeps the challenge files written for it, a local Pebble started by ``demo`` keeps
+    running. Raised as :class:`Terminated` (a KeyboardInterrupt), they take the path
+    Ctrl-C takes: solvers clean up, locks are released, temporary files are removed,
+    and the exit code is 128 + the signal number. The daemon installs its own
+    handlers for a graceful stop.
+    """
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        if signal.getsignal(signum) is signal.SIG_DFL:
+            signal.signal(signum, _raise_terminated)
+
+
+def _interrupted(exc: BaseException | None) -> NoReturn:
+    signum = exc.signum if isinstance(exc, Terminated) else signal.SIGINT
+    click.echo(f"certherd: interrupted ({signal.Signals(signum).name})", err=True)
+    sys.exit(128 + signum)
+
+
 def main(argv: list[str] | None = None) -> Any:
     """Entry point: run the CLI and turn certherd errors into one line and an exit code."""
     try:
         return cli.main(args=argv, prog_name="certherd", standalone_mode=False)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
-    except click.exceptions.Abort:
-        click.echo("certherd: interrupted", err=True)
-        sys.exit(130)
+    except click.exceptions.Abort as exc:  # click's form of KeyboardInterrupt
+        _interrupted(exc.__cause__)
     except click.ClickException as exc:
         exc.show()
         sys.exit(2)
-    except KeyboardInterrupt:
-        click.echo("certherd: interrupted", err=True)
-        sys.exit(130)
+    except KeyboardInterrupt as exc:
+        _interrupted(exc)
     except Exception as exc:
         from certherd.errors import CertherdError, ConfigError, UnavailableError, safe_text
 
@@ -135,6 +167,7 @@ def entry() -> NoReturn:
     and stdout/stderr are flushed. The normal exit is taken when other threads still
     run (they are waited for) and under a profiler, tracer or coverage.
     """
+    stop_like_ctrl_c()
     try:
         result = main()
         code: object = result if isinstance(result, int) else 0

@@ -76,17 +76,19 @@ async def _prove(
         key_auth = client.key_authorization(check_token(task.challenge.token))
         tasks.append((solver, ChallengeTask(task.identifier, task.challenge, key_auth)))
 
+    # Each handle is kept the moment its present() returns, so a cancellation (Ctrl-C,
+    # SIGTERM) while other names are still being presented cleans up those done. A
+    # present() that is itself cancelled undoes its own work (see the Solver protocol).
     presented: list[tuple[Solver, object]] = []
+
+    async def present(solver: Solver, task: ChallengeTask) -> None:
+        presented.append((solver, await solver.present(task)))
+
     try:
         results = await asyncio.gather(
-            *(solver.present(task) for solver, task in tasks), return_exceptions=True
+            *(present(solver, task) for solver, task in tasks), return_exceptions=True
         )
-        failure: BaseException | None = None
-        for (solver, _), result in zip(tasks, results, strict=True):
-            if isinstance(result, BaseException):
-                failure = failure or result
-            else:
-                presented.append((solver, result))
+        failure = next((r for r in results if isinstance(r, BaseException)), None)
         if failure is not None:
             raise failure
 

@@ -1,0 +1,177 @@
+"""``certherd demo``, the README's first command: a real issuance from a Pebble it starts.
+
+Each test runs the command as a user would (a subprocess, its own Pebble) and checks
+what it promises: the files, the names and dates it prints, and that no Pebble is left
+running afterwards, also when the command is stopped with SIGTERM or Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import signal
+import stat
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+
+from certherd.testing.pebble import INSTALL_HINT
+
+DEMO_TIMEOUT = 120.0
+DEFAULT_NAMES = ["demo.certherd.test", "www.demo.certherd.test"]
+
+
+def _pebble_pids() -> set[int]:
+    """Processes named pebble or pebble-challtestsrv (comm is cut at 15 characters)."""
+    found = set()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            comm = (entry / "comm").read_text().strip()
+        except OSError:
+            continue
+        if comm in ("pebble", "pebble-challtes"):
+            found.add(int(entry.name))
+    return found
+
+
+def _wait_gone(pids: set[int], seconds: float = 10.0) -> set[int]:
+    deadline = time.monotonic() + seconds
+    alive = set(pids)
+    while alive and time.monotonic() < deadline:
+        alive &= _pebble_pids()
+        time.sleep(0.05)
+    return alive
+
+
+def _environment(**extra: str) -> dict[str, str]:
+    base = {k: v for k, v in os.environ.items() if not k.startswith("CERTHERD_")}
+    return {**base, "COLUMNS": "200", "NO_COLOR": "1", **extra}
+
+
+def test_demo_issues_a_certificate_and_stops_pebble(tmp_path: Path) -> None:
+    before = _pebble_pids()
+    out = tmp_path / "demo-out"
+    result = subprocess.run(
+        [sys.executable, "-m", "certherd", "--json", "demo", "--out", str(out)],
+        capture_output=True,
+        text=True,
+        env=_environment(),
+        timeout=DEMO_TIMEOUT,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert sorted(report["names"]) == sorted(DEFAULT_NAMES)
+    assert "Pebble" in report["issuer"]
+    assert report["requests"] >= 7
+
+    files = {name: Path(path) for name, path in report["files"].items()}
+    assert set(files) == {"cert.pem", "chain.pem", "fullchain.pem", "privkey.pem", "account.key"}
+    assert all(path.parent == out.resolve() for path in files.values())
+    for secret in ("privkey.pem", "account.key"):
+        assert stat.S_IMODE(files[secret].stat().st_mode) == 0o600, secret
+
+    leaf = x509.load_pem_x509_certificate(files["cert.pem"].read_bytes())
+    key = serialization.load_pem_private_key(files["privkey.pem"].read_bytes(), None)
+    public = serialization.PublicFormat.SubjectPublicKeyInfo
+    encoding = serialization.Encoding.DER
+    assert leaf.public_key().public_bytes(encoding, public) == key.public_key().public_bytes(
+        encoding, public
+    )
+    sans = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert sorted(sans.get_values_for_type(x509.DNSName)) == sorted(DEFAULT_NAMES)
+    assert leaf.serial_number == int(report["serial"].replace(":", ""), 16)
+    assert leaf.not_valid_after_utc.isoformat() == report["not_after"]
+    full = files["fullchain.pem"].read_bytes()
+    assert full == files["cert.pem"].read_bytes() + files["chain.pem"].read_bytes()
+
+    assert _wait_gone(_pebble_pids() - before) == set(), "demo left Pebble running"
+
+
+def test_demo_text_output_names_the_files(tmp_path: Path) -> None:
+    out = tmp_path / "text-out"
+    result = subprocess.run(
+        [sys.executable, "-m", "certherd", "demo", "-d", "try.certherd.test", "--out", str(out)],
+        capture_output=True,
+        text=True,
+        env=_environment(),
+        timeout=DEMO_TIMEOUT,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "try.certherd.test" in result.stdout
+    assert str((out / "fullchain.pem").resolve()) in result.stdout
+    assert "Pebble stopped" in result.stdout
+    leaf = x509.load_pem_x509_certificate((out / "cert.pem").read_bytes())
+    sans = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert sans.get_values_for_type(x509.DNSName) == ["try.certherd.test"]
+
+
+@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT, signal.SIGHUP])
+def test_demo_stopped_midway_leaves_no_pebble(tmp_path: Path, stop: signal.Signals) -> None:
+    out = tmp_path / "stopped"
+    demo = subprocess.Popen(
+        [sys.executable, "-m", "certherd", "demo", "--out", str(out)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=_environment(),
+    )
+    try:
+        assert demo.stdout is not None
+        # "  directory https://..." is printed once Pebble answers.
+        deadline = time.monotonic() + 60
+        seen = b""
+        while b"directory" not in seen and time.monotonic() < deadline:
+            ready, _, _ = select.select([demo.stdout], [], [], 1.0)
+            if ready:
+                chunk = os.read(demo.stdout.fileno(), 4096)
+                if not chunk:
+                    break
+                seen += chunk
+        assert b"directory" in seen, seen
+        children = {int(p) for p in _children(demo.pid)}
+        assert children & _pebble_pids(), "Pebble is not a child of the demo"
+        demo.send_signal(stop)
+        _, stderr = demo.communicate(timeout=30)
+    finally:
+        if demo.poll() is None:
+            demo.kill()
+            demo.wait()
+    assert demo.returncode == 128 + stop, stderr
+    assert f"certherd: interrupted ({stop.name})".encode() in stderr
+    assert _wait_gone(children) == set(), "Pebble outlived the demo"
+
+
+def _children(pid: int) -> list[str]:
+    tasks = Path(f"/proc/{pid}/task")
+    found: list[str] = []
+    for task in tasks.iterdir():
+        found += (task / "children").read_text().split()
+    return found
+
+
+def test_demo_without_pebble_says_how_to_install(tmp_path: Path) -> None:
+    empty = tmp_path / "bin"
+    empty.mkdir()
+    result = subprocess.run(
+        [sys.executable, "-m", "certherd", "demo", "--out", str(tmp_path / "o")],
+        capture_output=True,
+        text=True,
+        env=_environment(PATH=str(empty)),
+        timeout=DEMO_TIMEOUT,
+        check=False,
+    )
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert "apt-get install -y pebble" in lines[0]
+    assert "apt-get install -y pebble" in INSTALL_HINT
+    assert not (tmp_path / "o").exists()
