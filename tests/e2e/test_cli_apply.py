@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 import re
+import signal
+import time
 from pathlib import Path
 from typing import Any
 
-from e2e_helpers import archive_versions, dns_names, live_version, load_cert
+from e2e_helpers import archive_versions, dns_names, live_version, load_cert, wait_until
 from e2e_runner import Certherd
 
 from certherd.testing.pebble import PebbleServer
@@ -179,3 +181,37 @@ def test_renew_alone_obtains_from_a_fresh_file(certherd: Certherd, pebble: Pebbl
     assert renewed["failed"] == 0, renewed
     assert _actions(renewed)["alpha.apply.test"][1] == 1
     assert live_version(certherd.config_dir, "alpha.apply.test") == 1
+
+
+def _issued(certherd: Certherd, name: str) -> bool:
+    return (certherd.live(name) / "cert.pem").exists() and live_version(
+        certherd.config_dir, name
+    ) == 1
+
+
+def test_sighup_makes_the_daemon_follow_a_changed_file(
+    certherd: Certherd, pebble: PebbleServer
+) -> None:
+    """The daemon asleep for an hour: a certificate added to certherd.toml and SIGHUP
+    obtain it at once; the daemon keeps running."""
+    _write(certherd, pebble, ALPHA)
+    daemon = certherd.start("run", "--min-interval", "3600")
+    wait_until(
+        lambda: _issued(certherd, "alpha.apply.test"),
+        30,
+        "the daemon's first cycle to obtain alpha",
+    )
+    time.sleep(0.5)  # asleep now, for an hour
+    _write(certherd, pebble, ALPHA, BETA)
+    daemon.process.send_signal(signal.SIGHUP)
+    wait_until(
+        lambda: _issued(certherd, "beta"),
+        30,
+        "SIGHUP to make the daemon obtain beta",
+    )
+    assert daemon.process.poll() is None, "SIGHUP must not stop the daemon"
+    daemon.process.send_signal(signal.SIGTERM)
+    stopped = daemon.wait(timeout=15)
+    assert stopped.code == 0, stopped.describe()
+    assert "SIGHUP" in stopped.stderr
+    assert live_version(certherd.config_dir, "alpha.apply.test") == 1  # not renewed again

@@ -334,3 +334,44 @@ async def test_the_daemon_cycles_again_after_its_sleep(manager: StubManager) -> 
     await asyncio.wait_for(cycles.wait(), 5)
     await stop_and_time(daemon, running)
     assert manager.calls >= 3
+
+
+async def test_wake_ends_the_sleep_for_a_new_cycle(manager: StubManager) -> None:
+    seen: list[float] = []
+    second = asyncio.Event()
+
+    def count(_: list[Outcome]) -> None:
+        seen.append(time.monotonic())
+        if len(seen) == 2:
+            second.set()
+
+    daemon = daemon_for(manager, min_sleep=3600.0, max_sleep=3600.0, on_outcomes=count)
+    running = asyncio.create_task(daemon.run())
+    while not seen:
+        await asyncio.sleep(0.01)
+    await asyncio.sleep(0.05)
+    assert len(seen) == 1, "asleep for an hour"
+    woken = time.monotonic()
+    daemon.wake()
+    await asyncio.wait_for(second.wait(), 5)
+    assert seen[1] - woken < 1.0
+    await asyncio.sleep(0.05)
+    assert len(seen) == 2, "one wake, one cycle"
+    await stop_and_time(daemon, running)
+
+
+async def test_wake_during_a_cycle_runs_one_more(manager: StubManager) -> None:
+    manager.block = True
+    daemon = daemon_for(manager, min_sleep=3600.0, max_sleep=3600.0)
+    running = asyncio.create_task(daemon.run())
+    await asyncio.wait_for(manager.started.wait(), 5)
+    daemon.wake()  # asked while the first cycle is still under way
+    manager.block = False
+    manager.release.set()
+    deadline = time.monotonic() + 5
+    while manager.calls < 2 and time.monotonic() < deadline:
+        await asyncio.sleep(0.01)
+    assert manager.calls == 2
+    await asyncio.sleep(0.05)
+    assert manager.calls == 2
+    await stop_and_time(daemon, running)

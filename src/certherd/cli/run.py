@@ -1,4 +1,5 @@
-"""``certherd run``: the daemon. Renews on time, serves metrics, stops on SIGTERM."""
+"""``certherd run``: the daemon. Renews on time, serves metrics, stops on SIGTERM;
+SIGHUP reads the configuration again and checks every lineage at once."""
 
 from __future__ import annotations
 
@@ -43,7 +44,10 @@ def run(
     max_interval: float,
     concurrency: int,
 ) -> None:
-    """Run until SIGTERM: renew each lineage when it is due, run its hooks."""
+    """Run until SIGTERM: renew each lineage when it is due, run its hooks.
+
+    SIGHUP reads certherd.toml again and checks every lineage at once.
+    """
     run_async(_run(ctx, metrics_address, min_interval, max_interval, concurrency))
 
 
@@ -92,6 +96,12 @@ async def _run(
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, daemon.stop)
+
+    def reload() -> None:
+        ctx.say("SIGHUP: reading the configuration again and checking every lineage now")
+        daemon.wake()
+
+    loop.add_signal_handler(signal.SIGHUP, reload)
     server: Any = None
     if metrics_address:
         host, port = parse_listen_address(metrics_address, default_host="127.0.0.1")

@@ -5,7 +5,9 @@ Retry-After has passed), then sleeps until the earliest ``next_check`` of any li
 bounded by ``min_sleep`` and ``max_sleep``. Metrics (expiry, next renewal, failures per
 lineage) and health are served from what the last cycle learned, never by reading
 storage during a scrape. ``stop()`` (SIGTERM) ends the sleep at once; a renewal under
-way gets ``grace`` seconds to finish before it is cancelled.
+way gets ``grace`` seconds to finish before it is cancelled. ``wake()`` (SIGHUP) ends
+the sleep too, for a new cycle at once: the config file is read again and what it
+changed is applied now rather than at the next due time.
 """
 
 from __future__ import annotations
@@ -56,12 +58,17 @@ class Daemon:
         self.grace = grace
         self.status = DaemonStatus()
         self._stop = asyncio.Event()
+        self._wake = asyncio.Event()
         self._before_cycle = before_cycle
         self._on_outcomes = on_outcomes
 
     def stop(self) -> None:
         """Ask the daemon to stop (safe from a signal handler on the loop)."""
         self._stop.set()
+
+    def wake(self) -> None:
+        """Start a cycle now (after the one under way, if any); safe from a signal handler."""
+        self._wake.set()
 
     @property
     def stopping(self) -> bool:
@@ -130,6 +137,7 @@ class Daemon:
     async def run(self) -> None:
         """Cycle until :meth:`stop`."""
         while not self._stop.is_set():
+            self._wake.clear()  # a wake() from now on asks for one more cycle
             work = asyncio.ensure_future(self.cycle())
             stopper = asyncio.ensure_future(self._stop.wait())
             await asyncio.wait({work, stopper}, return_when=asyncio.FIRST_COMPLETED)
@@ -151,5 +159,17 @@ class Daemon:
                     raise error
             if self._stop.is_set():
                 break
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stop.wait(), timeout=self.next_sleep())
+            await self._sleep(self.next_sleep())
+
+    async def _sleep(self, seconds: float) -> None:
+        """Sleep ``seconds``, or less if :meth:`stop` or :meth:`wake` is called."""
+        waiters = [
+            asyncio.ensure_future(self._stop.wait()),
+            asyncio.ensure_future(self._wake.wait()),
+        ]
+        try:
+            await asyncio.wait(waiters, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiter in waiters:
+                waiter.cancel()
+            await asyncio.gather(*waiters, return_exceptions=True)
