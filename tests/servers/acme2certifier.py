@@ -30,8 +30,9 @@ import httpx
 from cryptography.hazmat.primitives import serialization
 from tests.servers.challtestsrv import ChallTestSrv
 from tests.servers.net import LOOPBACK, ServerStartError, ensure_port_free, free_port, log_tail
-from tests.servers.pki import MiniCA, write_key
 from tests.servers.process import ChildProcess, Launcher, stop_and_remove
+
+from certherd.testing.pki import MiniCA, write_key
 
 __all__ = ["DEFAULT_PROFILES", "Acme2CertifierServer", "acme2certifier_installed"]
 

@@ -29,7 +29,6 @@ from a2c_helpers import (
 )
 from cryptography import x509
 from tests.servers.acme2certifier import DEFAULT_PROFILES, Acme2CertifierServer
-from tests.servers.pki import MiniCA
 
 from certherd.acme import jws
 from certherd.acme.messages import Identifier, Status
@@ -44,6 +43,7 @@ from certherd.errors import (
     ProblemError,
 )
 from certherd.manager.obtain import obtain_certificate
+from certherd.testing.pki import MiniCA
 
 pytestmark = pytest.mark.integration
 
