@@ -119,3 +119,63 @@ def test_quiet_issue_still_prints_a_failing_deploy_hook(certherd: Certherd) -> N
     assert quiet.stdout == ""
     assert "nginx is not running" in quiet.stderr  # -q is for cron: errors must still show
     assert live_version(certherd.config_dir, "quietfail.test") == 1
+
+
+def _flagged_hook(folder: Path, otherwise: str) -> str:
+    """A deploy hook that logs $CERTHERD_VERSION once ``ok`` exists in ``folder``, and
+    until then does ``otherwise``."""
+    flag, log = shlex.quote(str(folder / "ok")), shlex.quote(str(folder / "deployed"))
+    return f'if [ -e {flag} ]; then echo "$CERTHERD_VERSION" >> {log}; else {otherwise}; fi'
+
+
+def _results(result: object) -> dict[str, tuple[str, list[str]]]:
+    document = result.json()  # type: ignore[attr-defined]
+    return {r["lineage"]: (r["action"], r["hook_errors"]) for r in document["results"]}
+
+
+def test_a_failed_deploy_is_run_again_until_it_succeeds(certherd: Certherd, tmp_path: Path) -> None:
+    hook = _flagged_hook(tmp_path, "echo 'reload failed: nginx is down' >&2; exit 3")
+    first = certherd.issue("redeploy.test", args=["--deploy-hook", hook], check=False)
+    assert first.code == 1, first.describe()
+    assert live_version(certherd.config_dir, "redeploy.test") == 1
+
+    # Not due, but its deploy hooks are owed: each run tries them again (and says so).
+    again = certherd("--json", "renew", check=False)
+    assert again.code == 1, again.describe()
+    [(action, errors)] = _results(again).values()
+    assert action == "deployed"
+    assert "nginx is down" in errors[0]
+    dry = certherd("--json", "renew", "--dry-run")
+    assert _results(dry)["redeploy.test"] == ("would-deploy", [])
+    assert certherd("--json", "show", "redeploy.test").json()["deploy_owed"] is True
+    assert "deploy hooks owed" in certherd("list").stdout
+
+    (tmp_path / "ok").touch()
+    fixed = certherd("--json", "renew")
+    assert _results(fixed)["redeploy.test"] == ("deployed", [])
+    assert (tmp_path / "deployed").read_text().split() == ["1"]
+
+    assert certherd("--json", "show", "redeploy.test").json()["deploy_owed"] is False
+    settled = certherd("--json", "renew")
+    assert _results(settled)["redeploy.test"][0] == "not-due"
+    assert (tmp_path / "deployed").read_text().split() == ["1"], "deployed once only"
+    assert live_version(certherd.config_dir, "redeploy.test") == 1
+    assert sorted(archive_versions(certherd.archive("redeploy.test"))) == [1]
+
+
+def test_a_deploy_cut_short_by_a_crash_runs_on_the_next_renew(
+    certherd: Certherd, tmp_path: Path
+) -> None:
+    """certherd killed (-9) while its deploy hook runs: the version is live, and the next
+    ``renew`` (with nothing due) runs the deploy hook for it."""
+    hook = _flagged_hook(tmp_path, "kill -9 $PPID; sleep 5")
+    crashed = certherd.issue("crashdeploy.test", args=["--deploy-hook", hook], check=False)
+    assert crashed.code == -9, crashed.describe()
+    assert live_version(certherd.config_dir, "crashdeploy.test") == 1
+    assert not (tmp_path / "deployed").exists()
+
+    (tmp_path / "ok").touch()
+    renewed = certherd("--json", "renew")
+    assert _results(renewed)["crashdeploy.test"] == ("deployed", [])
+    assert (tmp_path / "deployed").read_text().split() == ["1"]
+    assert live_version(certherd.config_dir, "crashdeploy.test") == 1

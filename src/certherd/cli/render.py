@@ -84,6 +84,7 @@ def lineage_document(
         else None,
         "failures": state.failures,
         "last_error": state.last_error,
+        "deploy_owed": state.deploy_owed,
         "last_success": _iso(state.last_success),
         "files": {
             f: str(live / f) for f in ("cert.pem", "chain.pem", "fullchain.pem", "privkey.pem")
@@ -100,7 +101,8 @@ def print_lineages(ctx: Context, documents: Sequence[dict[str, Any]]) -> None:
             ", ".join(d["names"]),
             (d["not_after"] or "-")[:16].replace("T", " "),
             (d["next_renewal"] or "-")[:16].replace("T", " "),
-            d["last_error"] or "",
+            d["last_error"]
+            or ("deploy hooks owed: next renew runs them" if d["deploy_owed"] else ""),
         )
         for d in documents
     ]
@@ -111,6 +113,7 @@ STYLES = {
     "failed": "red",
     "renewed": "green",
     "issued": "green",
+    "deployed": "green",
     "imported": "green",
     "would-import": "green",
 }

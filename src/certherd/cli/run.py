@@ -81,10 +81,12 @@ async def _run(
 
     def report(outcomes: list[Outcome]) -> None:
         for o in outcomes:
-            if o.action in ("renewed", "issued"):
+            if o.action in ("renewed", "issued", "deployed"):
                 ctx.say(f"{o.lineage}: {o.action} ({o.reason}), version {o.version}")
             elif o.failed:
                 click.echo(f"certherd: {o.lineage}: renewal failed: {o.error}", err=True)
+            for problem in o.hook_errors:
+                click.echo(f"certherd: {o.lineage}: hook failed: {problem}", err=True)
 
     daemon = Daemon(
         manager,

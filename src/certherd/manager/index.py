@@ -137,7 +137,8 @@ class LineageIndex:
                 continue
             self.entries[name] = IndexEntry(
                 fingerprint=fingerprint,
-                next_check=state.next_check,
+                # Deploy hooks still owed: no "not due until", so every run looks at it.
+                next_check=None if state.deploy_owed else state.next_check,
                 ari_retry_at=state.ari_retry_at,
                 not_after=state.not_after,
                 version=state.version,

@@ -131,6 +131,9 @@ class LineageState:
     last_error: str | None = None
     last_success: dt.datetime | None = None
     next_check: dt.datetime | None = None
+    deploy_owed: bool = False
+    """The live version's deploy hooks have not all succeeded yet (one failed, or a crash
+    came between saving the version and them): the next run runs them again."""
 
     _TIMES = (
         "not_before",

@@ -8,7 +8,9 @@ from typing import Literal
 
 __all__ = ["Action", "Outcome"]
 
-Action = Literal["issued", "renewed", "not-due", "failed", "would-renew", "skipped"]
+Action = Literal[
+    "issued", "renewed", "deployed", "not-due", "failed", "would-renew", "would-deploy", "skipped"
+]
 
 
 @dataclass(frozen=True)

@@ -130,6 +130,7 @@ class Manager:
                 last_error=state.last_error,
                 last_failure=state.last_failure,
                 last_success=state.last_success,
+                deploy_owed=bool(settings.hooks.deploy),  # they never ran for it
             )
             await state.save(self.storage)
         return settings, state
@@ -180,14 +181,17 @@ class Manager:
             version = await self._save_version(settings.name, issued)
             # State (and, for a new lineage, its settings) right after the switch, before
             # any hook: a crash in a hook must not leave a live certificate nobody renews.
-            new_state = self._state_after(settings.name, issued, version)
+            new_state = replace(
+                self._state_after(settings.name, issued, version),
+                deploy_owed=bool(settings.hooks.deploy),
+            )
             await new_state.save(self.storage)
             if save_settings:
                 await settings.save(self.storage)
             self._say(settings.name, f"saved version {version}")
         finally:
             hook_errors += await run_lineage_hooks("post", settings, self.storage, None)
-        hook_errors += await run_lineage_hooks("deploy", settings, self.storage, version)
+        hook_errors += await self._deploy(settings, new_state)
         return Outcome(
             settings.name,
             action,
@@ -195,6 +199,35 @@ class Manager:
             version,
             new_state.not_after,
             hook_errors=tuple(hook_errors),
+        )
+
+    async def _deploy(self, settings: LineageSettings, state: LineageState) -> list[str]:
+        """Run the deploy hooks for the live ``state`` (under the lineage lock); once all
+        succeed, remember it, so a failed or interrupted deploy is run again next time."""
+        errors = await run_lineage_hooks("deploy", settings, self.storage, state.version)
+        if not errors and state.deploy_owed:
+            await replace(state, deploy_owed=False).save(self.storage)
+        return errors
+
+    async def _deploy_owed(self, settings: LineageSettings, state: LineageState) -> Outcome:
+        """Deploy hooks still owed for the live version: run them now."""
+        name = settings.name
+        async with self._gate, self.storage.lock(name):
+            current = await LineageState.load(self.storage, name)
+            if not current.deploy_owed:
+                return Outcome(name, "not-due", "deployed meanwhile", current.version)
+            if settings.hooks.deploy:
+                self._say(name, f"running the deploy hooks owed for version {current.version}")
+            errors = await self._deploy(settings, current)
+        if not settings.hooks.deploy:
+            return Outcome(name, "not-due", "no deploy hooks", current.version, current.not_after)
+        return Outcome(
+            name,
+            "deployed",
+            f"the deploy hooks of version {current.version} had not succeeded",
+            current.version,
+            current.not_after,
+            hook_errors=tuple(errors),
         )
 
     async def _save_version(self, name: str, issued: IssuedCertificate) -> int:
@@ -321,7 +354,12 @@ class Manager:
         decision = await self.decide(settings, state, force=force)
         if not decision.due:
             if state.next_check != decision.next_check and not dry_run:
-                await self._update_state(state, next_check=decision.next_check)
+                state = await self._update_state(state, next_check=decision.next_check)
+            if state.deploy_owed:
+                if dry_run:
+                    reason = f"the deploy hooks of version {state.version} had not succeeded"
+                    return Outcome(name, "would-deploy", reason, state.version, state.not_after)
+                return await self._deploy_owed(settings, state)
             return Outcome(name, "not-due", decision.reason, state.version, state.not_after)
         if dry_run:
             self.solvers.choice(settings.solvers)  # the solvers must at least be buildable
