@@ -92,6 +92,7 @@ _CERT_KEYS = {
     "pre_hooks",
     "post_hooks",
     "deploy_hooks",
+    "failure_hooks",
     "ca",
     "server",
     "ca_bundle",
@@ -109,6 +110,7 @@ _DEFAULT_KEYS = {
     "solver",
     "solver_options",
     "deploy_hooks",
+    "failure_hooks",
     "eab_kid",
     "eab_hmac_key_file",
 }
@@ -133,6 +135,7 @@ class CertificateConfig:
     pre_hooks: tuple[str, ...] = ()
     post_hooks: tuple[str, ...] = ()
     deploy_hooks: tuple[str, ...] = ()
+    failure_hooks: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -374,6 +377,7 @@ def load_config_file(path: Path) -> ConfigFile:
                 f"key_type {key_type!r}: use one of {', '.join(_KEY_TYPES)}", key_type_line
             )
         deploy_hooks, deploy_line = _setting("deploy_hooks", entry, defaults, where, block)
+        failure_hooks, failure_line = _setting("failure_hooks", entry, defaults, where, block)
         certificates.append(
             CertificateConfig(
                 lineage=lineage,
@@ -397,6 +401,12 @@ def load_config_file(path: Path) -> ConfigFile:
                     [] if deploy_hooks is None else deploy_hooks,
                     "deploy_hooks",
                     deploy_line,
+                    where,
+                ),
+                failure_hooks=_strings(
+                    [] if failure_hooks is None else failure_hooks,
+                    "failure_hooks",
+                    failure_line,
                     where,
                 ),
             )

@@ -96,6 +96,10 @@ class Certherd:
         """The same runner on another config dir."""
         return Certherd(config_dir, self.server, self._scratch)
 
+    def on(self, server: PebbleServer) -> Certherd:
+        """The same config dir, issuing from another Pebble."""
+        return Certherd(self.config_dir, server, self._scratch)
+
     def live(self, name: str) -> Path:
         return self.config_dir / "live" / name
 

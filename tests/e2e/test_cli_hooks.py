@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import shlex
 from pathlib import Path
 
-from e2e_helpers import archive_versions, live_version, read_env_dump
-from e2e_runner import Certherd
+import pytest
+from e2e_helpers import archive_versions, live_version, load_cert, read_env_dump
+from e2e_runner import Certherd, PebbleFactory
+from tests.servers.net import free_port
+
+from certherd.testing.pebble import PebbleServer
 
 KINDS = ("pre", "post", "deploy")
 EXTS = ("env", "pem")
@@ -179,3 +184,65 @@ def test_a_deploy_cut_short_by_a_crash_runs_on_the_next_renew(
     assert _results(renewed)["crashdeploy.test"] == ("deployed", [])
     assert (tmp_path / "deployed").read_text().split() == ["1"]
     assert live_version(certherd.config_dir, "crashdeploy.test") == 1
+
+
+@pytest.fixture(scope="module")
+def no_reuse(pebble_factory: PebbleFactory) -> PebbleServer:
+    """A Pebble that validates every order again (no authorization reuse)."""
+    return pebble_factory(authz_reuse_percent=0)
+
+
+def test_failure_hooks_tell_someone_when_renewal_fails(
+    certherd: Certherd, no_reuse: PebbleServer, tmp_path: Path
+) -> None:
+    """A renewal that cannot pass validation runs the failure hooks with the error, the
+    count of failures in a row and the live certificate's expiry; the live files stay."""
+    certherd = certherd.on(no_reuse)
+    notify = f"env -0 > {shlex.quote(str(tmp_path))}/failure.$CERTHERD_FAILURES.env"
+    certherd.issue("failing.test", args=["--failure-hook", notify])
+    assert not list(tmp_path.glob("failure.*")), "no failure, no failure hook"
+
+    # Break the solver: certherd's http-01 server moves to a port Pebble does not use.
+    settings_path = certherd.config_dir / "renewal" / "failing.test.json"
+    settings = json.loads(settings_path.read_text())
+    settings["solvers"][0]["options"]["listen"] = f"127.0.0.1:{free_port()}"
+    settings_path.write_text(json.dumps(settings))
+
+    for attempt in (1, 2):
+        failed = certherd("--json", "renew", "--force", check=False)
+        assert failed.code == 1, failed.describe()
+        env = read_env_dump(tmp_path / f"failure.{attempt}.env")
+        assert env["CERTHERD_HOOK"] == "failure"
+        assert env["CERTHERD_LINEAGE"] == "failing.test"
+        assert env["CERTHERD_DOMAINS"] == "failing.test"
+        assert env["CERTHERD_FAILURES"] == str(attempt)
+        assert env["CERTHERD_VERSION"] == "1"
+        assert "failing.test" in env["CERTHERD_ERROR"]
+        assert "\n" not in env["CERTHERD_ERROR"]
+        cert = load_cert(certherd.live("failing.test") / "cert.pem")
+        assert env["CERTHERD_NOT_AFTER"] == cert.not_valid_after_utc.isoformat()
+        assert "RENEWED_LINEAGE" not in env
+    assert live_version(certherd.config_dir, "failing.test") == 1
+
+
+def test_a_first_issuance_that_fails_runs_the_failure_hooks(
+    certherd: Certherd, tmp_path: Path
+) -> None:
+    notify = f"env -0 > {shlex.quote(str(tmp_path))}/failure.env"
+    failed = certherd(
+        "issue",
+        "-d",
+        "neverissued.test",
+        "--http",
+        f"127.0.0.1:{free_port()}",  # Pebble validates elsewhere: this cannot pass
+        *certherd.ca,
+        "--failure-hook",
+        notify,
+        check=False,
+    )
+    assert failed.code == 1, failed.describe()
+    env = read_env_dump(tmp_path / "failure.env")
+    assert env["CERTHERD_LINEAGE"] == "neverissued.test"
+    assert env["CERTHERD_FAILURES"] == "1"
+    assert env["CERTHERD_NOT_AFTER"] == ""
+    assert "neverissued.test" in env["CERTHERD_ERROR"]

@@ -172,6 +172,13 @@ def solver_specs(params: dict[str, Any], names: tuple[str, ...]) -> tuple[Any, .
     metavar="CMD",
     help="Run after a new certificate is saved (RENEWED_LINEAGE is set).",
 )
+@click.option(
+    "--failure-hook",
+    "failure_hooks",
+    multiple=True,
+    metavar="CMD",
+    help="Run when obtaining or renewing fails (CERTHERD_ERROR is set): tell someone.",
+)
 @ca_options
 @pass_context
 def issue(ctx: Context, /, **params: Any) -> None:
@@ -197,6 +204,7 @@ def issue(ctx: Context, /, **params: Any) -> None:
             pre=params.pop("pre_hooks"),
             post=params.pop("post_hooks"),
             deploy=params.pop("deploy_hooks"),
+            failure=params.pop("failure_hooks"),
         ),
     )
     outcome = run_async(_issue(ctx, settings, ca))

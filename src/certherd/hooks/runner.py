@@ -30,8 +30,9 @@ from certherd.errors import ConfigError, HookError, safe_text
 
 __all__ = ["HOOK_KINDS", "HookEnvironment", "HookResult", "run_hook"]
 
-HOOK_KINDS: Final = ("pre", "post", "deploy")
-"""``pre`` runs before an order, ``post`` after it (success or not), ``deploy`` after a success."""
+HOOK_KINDS: Final = ("pre", "post", "deploy", "failure")
+"""``pre`` runs before an order, ``post`` after it (success or not), ``deploy`` after a
+success, ``failure`` after a failure (with ``CERTHERD_ERROR`` and ``CERTHERD_FAILURES``)."""
 
 PASSED_THROUGH: Final = ("PATH", "HOME", "LANG", "TZ")
 """The only variables a hook inherits from certherd's own environment."""

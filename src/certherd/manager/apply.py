@@ -38,7 +38,9 @@ def settings_for(entry: CertificateConfig) -> LineageSettings:
         reuse_key=entry.reuse_key,
         profile=entry.profile,
         preferred_chain=entry.preferred_chain,
-        hooks=HookSettings(entry.pre_hooks, entry.post_hooks, entry.deploy_hooks),
+        hooks=HookSettings(
+            entry.pre_hooks, entry.post_hooks, entry.deploy_hooks, entry.failure_hooks
+        ),
     )
 
 

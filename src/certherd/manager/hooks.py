@@ -6,6 +6,7 @@ CLI, and counted as a failure of the run (exit code 1), while the new certificat
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
 from certherd.errors import CertherdError, safe_text
@@ -17,9 +18,16 @@ __all__ = ["run_lineage_hooks"]
 
 
 async def run_lineage_hooks(
-    kind: str, settings: LineageSettings, storage: Storage, version: int | None
+    kind: str,
+    settings: LineageSettings,
+    storage: Storage,
+    version: int | None,
+    extra: Mapping[str, str] | None = None,
 ) -> list[str]:
-    """Run the ``kind`` hooks of ``settings``; return one line per failed hook."""
+    """Run the ``kind`` hooks of ``settings``; return one line per failed hook.
+
+    ``extra``: more ``CERTHERD_*`` variables (the failure hooks' error and count).
+    """
     commands = getattr(settings.hooks, kind)
     if not commands:
         return []
@@ -38,7 +46,10 @@ async def run_lineage_hooks(
                 lineage=settings.name,
                 names=settings.names,
                 files=files,
-                extra={"CERTHERD_VERSION": str(version)} if version is not None else {},
+                extra={
+                    **({"CERTHERD_VERSION": str(version)} if version is not None else {}),
+                    **(extra or {}),
+                },
                 # The user's own configured command line (Certbot runs hooks in a shell
                 # too); nothing from a CA ever reaches it.
                 shell=True,

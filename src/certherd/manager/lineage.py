@@ -36,11 +36,13 @@ def _iso(value: dt.datetime | None) -> str | None:
 
 @dataclass(frozen=True)
 class HookSettings:
-    """User commands run around issuance: pre (before), post (after), deploy (on success)."""
+    """User commands run around issuance: pre (before), post (after), deploy (on
+    success), failure (when obtaining a certificate failed: for telling someone)."""
 
     pre: tuple[str, ...] = ()
     post: tuple[str, ...] = ()
     deploy: tuple[str, ...] = ()
+    failure: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -88,6 +90,7 @@ class LineageSettings:
                     pre=tuple(hooks.get("pre", ())),
                     post=tuple(hooks.get("post", ())),
                     deploy=tuple(hooks.get("deploy", ())),
+                    failure=tuple(hooks.get("failure", ())),
                 ),
                 allow_http=bool(data.get("allow_http", False)),
             )

@@ -148,7 +148,9 @@ class Manager:
                 )
             except CertherdError as exc:
                 if state.version is not None:  # a lineage that exists: remember the failure
-                    await self._record_failure(state, exc)
+                    state = await self._record_failure(state, exc)
+                for problem in await self._tell_failure(settings, state, exc):
+                    self._say(settings.name, f"failure hook failed: {problem}")
                 raise
 
     async def _obtain(
@@ -278,6 +280,20 @@ class Manager:
         )
         return replace(state, next_check=decision.next_check)
 
+    async def _tell_failure(
+        self, settings: LineageSettings, state: LineageState, error: BaseException
+    ) -> list[str]:
+        """Run the failure hooks (notifications): the error, how many in a row, and when
+        the live certificate expires are in their environment."""
+        if not settings.hooks.failure:
+            return []
+        extra = {
+            "CERTHERD_ERROR": safe_text(error, 1000),
+            "CERTHERD_FAILURES": str(max(state.failures, 1)),
+            "CERTHERD_NOT_AFTER": state.not_after.isoformat() if state.not_after else "",
+        }
+        return await run_lineage_hooks("failure", settings, self.storage, state.version, extra)
+
     async def _record_failure(self, state: LineageState, error: BaseException) -> LineageState:
         failed = state.with_failure(safe_text(error, 500), self.clock.now())
         if failed.not_before and failed.not_after:
@@ -386,6 +402,7 @@ class Manager:
                     current.version,
                     current.not_after,
                     error=failed.last_error,
+                    hook_errors=tuple(await self._tell_failure(settings, failed, exc)),
                 )
 
     async def _update_state(self, seen: LineageState, **changes: Any) -> LineageState:
