@@ -22,6 +22,7 @@ ca = "letsencrypt-staging"
 solver = "webroot"
 solver_options = { root = "/var/www/html" }
 deploy_hooks = ["systemctl reload nginx"]
+failure_hooks = ["/usr/local/bin/page-oncall"]
 
 [[certificate]]
 domains = ["Example.COM", " www.example.com "]
@@ -45,6 +46,7 @@ account = "shop"
 solver = "dns"
 solver_options = { provider = "exec", command = "/usr/local/bin/dns-hook" }
 deploy_hooks = []
+failure_hooks = ["mail -s shop ops@example.com", "logger shop"]
 """
 
 
@@ -95,8 +97,10 @@ def test_a_good_file_is_read_with_its_defaults(tmp_path: Path) -> None:
         solvers=(SolverSpec("webroot", {"root": "/var/www/html"}),),
         email="ops@example.com",
         deploy_hooks=("systemctl reload nginx",),
+        failure_hooks=("/usr/local/bin/page-oncall",),
     )
     assert api.lineage == "api"
+    assert api.failure_hooks == ("/usr/local/bin/page-oncall",), "the default applies"
     assert api.domains == ("api.example.com",)
     assert api.directory_url == "https://acme.internal/directory", "server beats the default ca"
     assert api.key_type == "rsa2048"
@@ -113,6 +117,7 @@ def test_a_good_file_is_read_with_its_defaults(tmp_path: Path) -> None:
         SolverSpec("dns", {"provider": "exec", "command": "/usr/local/bin/dns-hook"}),
     )
     assert shop.deploy_hooks == (), "an empty list overrides the default"
+    assert shop.failure_hooks == ("mail -s shop ops@example.com", "logger shop")
     assert shop.key_type == "ec256"
     assert shop.email == "ops@example.com"
 
@@ -441,3 +446,15 @@ def test_a_table_where_certificates_belong(tmp_path: Path) -> None:
 def test_defaults_that_are_not_a_table(tmp_path: Path) -> None:
     path = write(tmp_path, 'defaults = "letsencrypt"\n')
     assert_points_at(error_of(path), path, 1, "must be a table", "[defaults] section")
+
+
+def test_hooks_reach_the_lineage_settings_and_survive_a_round_trip(tmp_path: Path) -> None:
+    from certherd.manager.apply import settings_for
+    from certherd.manager.lineage import HookSettings, LineageSettings
+
+    shop = load_config_file(write(tmp_path, GOOD)).certificates[2]
+    settings = settings_for(shop)
+    assert settings.hooks == HookSettings(
+        pre=(), post=(), deploy=(), failure=("mail -s shop ops@example.com", "logger shop")
+    )
+    assert LineageSettings.from_json(settings.to_json(), "test") == settings
