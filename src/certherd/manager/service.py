@@ -217,7 +217,9 @@ class Manager:
         async with self._gate, self.storage.lock(name):
             current = await LineageState.load(self.storage, name)
             if not current.deploy_owed:
-                return Outcome(name, "not-due", "deployed meanwhile", current.version)
+                return Outcome(
+                    name, "not-due", "deployed meanwhile", current.version, current.not_after
+                )
             if settings.hooks.deploy:
                 self._say(name, f"running the deploy hooks owed for version {current.version}")
             errors = await self._deploy(settings, current)
