@@ -25,7 +25,7 @@ from certherd import __version__
 # installed; this process uses neither, so they are marked absent before httpx loads.
 # Both packages treat the ImportError as "not installed". About 100-170 ms per run.
 # httpcore also tries `import sniffio` for every lock it makes (about 8 per request);
-# when sniffio is not installed each failed search costs ~65 us: answer it at once.
+# sniffio is a dependency, but should it be missing, answer the failed search at once.
 _absent = ["httpx._main", "trio"]
 if importlib.util.find_spec("sniffio") is None:
     _absent.append("sniffio")
