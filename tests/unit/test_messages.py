@@ -429,3 +429,14 @@ def test_parse_time_none_is_none() -> None:
 def test_parse_time_refuses_garbage(value: object) -> None:
     with pytest.raises(UnsafeResponseError):
         parse_time(value, "test")
+
+
+@pytest.mark.parametrize("bad", ["\x00", " ", "\t", "\n", "\x1f", "\x7f"])
+def test_urls_with_control_characters_or_spaces_are_refused(bad: str) -> None:
+    with pytest.raises(UnsafeResponseError, match="control characters"):
+        UrlPolicy().check(f"https://ca.test/acme/{bad}order/1", "an order")
+
+
+def test_a_plain_https_url_passes_the_check() -> None:
+    url = "https://ca.test/acme/order/1?x=%20~"
+    assert UrlPolicy().check(url, "an order") == url
