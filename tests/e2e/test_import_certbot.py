@@ -333,6 +333,7 @@ def test_settings_are_mapped(world: World, imported: dict[str, Any]) -> None:
         "pre": [f"echo \"pre\" 'hook' >> {log}"],
         "post": [],
         "deploy": [f'echo "deploy $RENEWED_LINEAGE, $RENEWED_DOMAINS" >> {log}'],
+        "failure": [],
     }
 
 
