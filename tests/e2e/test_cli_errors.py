@@ -43,6 +43,30 @@ def test_bad_flag_combinations(
     assert not (certherd.config_dir / "accounts").exists()
 
 
+@pytest.mark.parametrize(
+    ("flags", "expected"),
+    [
+        (["--http", "99999"], "port must be a number from 1 to 65535"),
+        (["--tls-alpn", "127.0.0.1:http"], "port must be a number"),
+        (["--dns", "nosuchprovider"], "DNS provider 'nosuchprovider'"),
+        (["--webroot", "{missing}"], "does not exist or is not a directory"),
+        (["--http", "127.0.0.1:1", "--email", "not-an-address"], "not an e-mail address"),
+        (["--http", "127.0.0.1:1", "--email", "a@b.test, c@d.test"], "not an e-mail address"),
+    ],
+)
+def test_local_mistakes_are_found_before_the_ca_is_asked(
+    certherd: Certherd, tmp_path: Path, flags: list[str], expected: str
+) -> None:
+    """Nothing listens at the CA URL: reaching it would fail with exit 1 and a network
+    error; a local mistake must be a usage error (exit 2) found before that."""
+    flags = [flag.format(missing=tmp_path / "missing") for flag in flags]
+    ca = ["--server", "https://127.0.0.1:1/dir", "--agree-tos"]
+    result = certherd("issue", "-d", "local.test", *ca, *flags, check=False)
+    assert result.code == 2, result.describe()
+    assert expected in _one_error_line(result.stderr)
+    assert not (certherd.config_dir / "accounts").exists()
+
+
 def test_no_solver_is_a_usage_error(certherd: Certherd) -> None:
     result = certherd("issue", "-d", "nosolver.test", *certherd.ca, check=False)
     assert result.code == 2

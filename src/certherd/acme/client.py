@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import re
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any, TypeVar
 
@@ -528,6 +529,10 @@ class AcmeClient:
             await self.clock.sleep(delay)
 
 
+# One address, NAME@DOMAIN: no spaces, no second "@", no list separators.
+_EMAIL = re.compile(r"[^@\s,;<>]+@[^@\s,;<>]+\.[^@\s,;<>.]+")
+
+
 def contact_uris(contact: Sequence[str]) -> list[str]:
     """Contacts as URIs (§7.3): a bare e-mail address becomes ``mailto:``."""
     uris: list[str] = []
@@ -536,7 +541,7 @@ def contact_uris(contact: Sequence[str]) -> list[str]:
         if not text:
             continue
         if ":" not in text:
-            if "@" not in text:
+            if not _EMAIL.fullmatch(text):
                 raise ConfigError(f"contact {text!r} is not an e-mail address or URI")
             text = "mailto:" + text
         uris.append(text)

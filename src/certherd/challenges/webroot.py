@@ -143,6 +143,16 @@ class WebrootSolver:
         else:
             self.webroots = {DEFAULT_KEY: Path(webroots)}
 
+    def check_roots(self) -> None:
+        """ConfigError for a webroot that is not an existing directory (checked before an
+        order is placed; present() checks again, the folder may go away meanwhile)."""
+        for root in self.webroots.values():
+            if not root.is_dir():
+                raise ConfigError(
+                    f"webroot {root} does not exist or is not a directory: give the folder "
+                    "your web server serves for the name"
+                )
+
     def webroot_for(self, identifier: Identifier) -> Path | None:
         """The directory serving ``identifier``, or None if this solver has none for it."""
         if identifier.is_wildcard or identifier.type not in ("dns", "ip"):

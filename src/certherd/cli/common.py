@@ -12,7 +12,7 @@ import asyncio
 import functools
 import json
 import sys
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -127,6 +127,16 @@ def ca_options(command: F) -> F:
     return command
 
 
+def check_solvers(ctx: Context, specs: Sequence[Any]) -> None:
+    """Build the solvers now, so a bad port, DNS provider or webroot is a usage error
+    (exit 2) before any account is looked up or order placed."""
+    from certherd.challenges.webroot import WebrootSolver
+
+    for solver in ctx.solver_pool().choice(specs).solvers:
+        if isinstance(solver, WebrootSolver):
+            solver.check_roots()
+
+
 def build_ca(params: dict[str, Any]) -> Any:
     """CaOptions from the CA flags (popped from ``params``)."""
     from certherd.acme.jws import ExternalAccountBinding
@@ -141,6 +151,16 @@ def build_ca(params: dict[str, Any]) -> Any:
     eab = None
     if bool(kid) != bool(key_file):
         raise ConfigError("External Account Binding needs both --eab-kid and --eab-hmac-key-file")
+    email = params.get("email")
+    if email:
+        from certherd.acme.client import contact_uris
+
+        try:
+            contact_uris([email])
+        except ConfigError:
+            raise ConfigError(
+                f"--email {email!r} is not an e-mail address: write NAME@DOMAIN"
+            ) from None
     if kid and key_file:
         try:
             text = Path(key_file).read_text().strip()

@@ -6,7 +6,15 @@ from typing import Any
 
 import click
 
-from certherd.cli.common import Context, build_ca, ca_options, exit_for, pass_context, run_async
+from certherd.cli.common import (
+    Context,
+    build_ca,
+    ca_options,
+    check_solvers,
+    exit_for,
+    pass_context,
+    run_async,
+)
 
 __all__ = ["issue", "solver_options", "solver_specs"]
 
@@ -207,6 +215,7 @@ def issue(ctx: Context, /, **params: Any) -> None:
             failure=params.pop("failure_hooks"),
         ),
     )
+    check_solvers(ctx, settings.solvers)
     outcome = run_async(_issue(ctx, settings, ca))
     exit_for(bool(outcome.hook_errors))
 
