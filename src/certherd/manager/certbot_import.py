@@ -31,11 +31,9 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 
-from certherd.crypto.ari import certificate_id
 from certherd.crypto.certs import describe_certificate, load_pem_chain
 from certherd.crypto.files import atomic_write
 from certherd.crypto.keys import PrivateKey
@@ -54,7 +52,6 @@ from certherd.manager.certbot_conf import (
 from certherd.manager.certbot_conf import key_from_jwk as key_from_jwk
 from certherd.manager.certbot_conf import parse_conf as parse_conf
 from certherd.manager.lineage import LineageSettings, LineageState
-from certherd.manager.policy import needs_renewal
 from certherd.storage.base import Storage
 from certherd.storage.layout import FILES, archive_file, check_name, renewal_settings
 
@@ -328,7 +325,8 @@ async def _import(
     storage: Storage, lineage: CertbotLineage, replace: bool, dry_run: bool, now: dt.datetime
 ) -> ImportResult:
     settings, live = lineage.settings, lineage.live_version
-    state = _state(settings.name, load_pem_chain(lineage.versions[live]["cert.pem"]), live, now)
+    leaf = load_pem_chain(lineage.versions[live]["cert.pem"])[0]
+    state = LineageState.of_certificate(settings.name, leaf, live, now)
     result = ImportResult(
         settings.name,
         "would-import" if dry_run else "imported",
@@ -378,25 +376,3 @@ async def _store_account(storage: Storage, server: str, account: CertbotAccount)
         if existing.url == account.url:
             return name  # imported before (its key may have been rolled over since)
     raise ConfigError(f"certherd already holds other accounts named like Certbot's {account.id}")
-
-
-def _state(
-    name: str, chain: list[x509.Certificate], version: int, now: dt.datetime
-) -> LineageState:
-    info = describe_certificate(chain[0])
-    try:
-        cert_id: str | None = certificate_id(chain[0])
-    except CertherdError:
-        cert_id = None
-    decision = needs_renewal(not_before=info.not_before, not_after=info.not_after, now=now)
-    return LineageState(
-        name=name,
-        version=version,
-        serial=info.serial_hex,
-        names=info.dns_names + info.ip_addresses,
-        issuer=info.issuer_cn,
-        not_before=info.not_before,
-        not_after=info.not_after,
-        certificate_id=cert_id,
-        next_check=decision.next_check,
-    )

@@ -11,12 +11,15 @@ from __future__ import annotations
 import datetime as dt
 import json
 from dataclasses import asdict, dataclass, fields, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from certherd.challenges.spec import SolverSpec
-from certherd.errors import ConfigError, NotFoundError, StorageError
+from certherd.errors import CertherdError, ConfigError, NotFoundError, StorageError
 from certherd.storage.base import Storage
 from certherd.storage.layout import renewal_settings, state_file
+
+if TYPE_CHECKING:
+    from cryptography import x509
 
 __all__ = ["HookSettings", "LineageSettings", "LineageState"]
 
@@ -173,6 +176,41 @@ class LineageState:
             return cls(**values)
         except (ValueError, TypeError) as exc:
             raise StorageError(f"{where} is damaged ({exc}): delete it to rebuild") from None
+
+    @classmethod
+    def of_certificate(
+        cls,
+        name: str,
+        leaf: x509.Certificate,
+        version: int,
+        now: dt.datetime,
+        *,
+        last_success: dt.datetime | None = None,
+    ) -> LineageState:
+        """The state of a lineage whose live version ``version`` holds ``leaf``: its
+        facts, and when to check it next (without ARI: a third of the lifetime left)."""
+        from certherd.crypto.ari import certificate_id
+        from certherd.crypto.certs import describe_certificate
+        from certherd.manager.policy import needs_renewal
+
+        info = describe_certificate(leaf)
+        try:
+            cert_id: str | None = certificate_id(leaf)
+        except CertherdError:
+            cert_id = None  # no AKI: no ARI for it
+        decision = needs_renewal(not_before=info.not_before, not_after=info.not_after, now=now)
+        return cls(
+            name=name,
+            version=version,
+            serial=info.serial_hex,
+            names=info.dns_names + info.ip_addresses,
+            issuer=info.issuer_cn,
+            not_before=info.not_before,
+            not_after=info.not_after,
+            certificate_id=cert_id,
+            last_success=last_success,
+            next_check=decision.next_check,
+        )
 
     @classmethod
     async def load(cls, storage: Storage, name: str) -> LineageState:

@@ -21,8 +21,8 @@ from cryptography import x509
 from certherd.acme.client import AcmeClient, RevocationReason
 from certherd.acme.retry import Clock, SystemClock
 from certherd.challenges.factory import SolverPool
-from certherd.crypto.ari import certificate_id, pick_in_window
-from certherd.crypto.certs import describe_certificate, load_pem_chain
+from certherd.crypto.ari import pick_in_window
+from certherd.crypto.certs import load_pem_chain
 from certherd.crypto.keys import generate_key, load_private_key, private_key_to_pem
 from certherd.errors import (
     CertherdError,
@@ -261,26 +261,8 @@ class Manager:
         return self._state_from(name, issued.chain.leaf, version)
 
     def _state_from(self, name: str, leaf: x509.Certificate, version: int) -> LineageState:
-        info = describe_certificate(leaf)
-        try:
-            cert_id: str | None = certificate_id(leaf)
-        except CertherdError:
-            cert_id = None
-        state = LineageState(
-            name=name,
-            version=version,
-            serial=info.serial_hex,
-            names=info.dns_names + info.ip_addresses,
-            issuer=info.issuer_cn,
-            not_before=info.not_before,
-            not_after=info.not_after,
-            certificate_id=cert_id,
-            last_success=self.clock.now(),
-        )
-        decision = needs_renewal(
-            not_before=info.not_before, not_after=info.not_after, now=self.clock.now()
-        )
-        return replace(state, next_check=decision.next_check)
+        now = self.clock.now()
+        return LineageState.of_certificate(name, leaf, version, now, last_success=now)
 
     async def _tell_failure(
         self, settings: LineageSettings, state: LineageState, error: BaseException
