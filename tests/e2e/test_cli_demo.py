@@ -56,17 +56,22 @@ def _environment(**extra: str) -> dict[str, str]:
     return {**base, "COLUMNS": "200", "NO_COLOR": "1", **extra}
 
 
-def test_demo_issues_a_certificate_and_stops_pebble(tmp_path: Path) -> None:
-    before = _pebble_pids()
-    out = tmp_path / "demo-out"
-    result = subprocess.run(
-        [sys.executable, "-m", "certherd", "--json", "demo", "--out", str(out)],
+def _run_demo(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """``certherd [GLOBAL ...] demo ...`` (args before "demo" are global options)."""
+    return subprocess.run(
+        [sys.executable, "-m", "certherd", *args],
         capture_output=True,
         text=True,
-        env=_environment(),
+        env=_environment(**env),
         timeout=DEMO_TIMEOUT,
         check=False,
     )
+
+
+def test_demo_issues_a_certificate_and_stops_pebble(tmp_path: Path) -> None:
+    before = _pebble_pids()
+    out = tmp_path / "demo-out"
+    result = _run_demo("--json", "demo", "--out", str(out))
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
     assert sorted(report["names"]) == sorted(DEFAULT_NAMES)
@@ -98,14 +103,7 @@ def test_demo_issues_a_certificate_and_stops_pebble(tmp_path: Path) -> None:
 
 def test_demo_text_output_names_the_files(tmp_path: Path) -> None:
     out = tmp_path / "text-out"
-    result = subprocess.run(
-        [sys.executable, "-m", "certherd", "demo", "-d", "try.certherd.test", "--out", str(out)],
-        capture_output=True,
-        text=True,
-        env=_environment(),
-        timeout=DEMO_TIMEOUT,
-        check=False,
-    )
+    result = _run_demo("demo", "-d", "try.certherd.test", "--out", str(out))
     assert result.returncode == 0, result.stderr
     assert "try.certherd.test" in result.stdout
     assert str((out / "fullchain.pem").resolve()) in result.stdout
@@ -161,14 +159,7 @@ def _children(pid: int) -> list[str]:
 def test_demo_without_pebble_says_how_to_install(tmp_path: Path) -> None:
     empty = tmp_path / "bin"
     empty.mkdir()
-    result = subprocess.run(
-        [sys.executable, "-m", "certherd", "demo", "--out", str(tmp_path / "o")],
-        capture_output=True,
-        text=True,
-        env=_environment(PATH=str(empty)),
-        timeout=DEMO_TIMEOUT,
-        check=False,
-    )
+    result = _run_demo("demo", "--out", str(tmp_path / "o"), PATH=str(empty))
     assert result.returncode == 2, result.stderr
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr
