@@ -122,7 +122,7 @@ def stop_like_ctrl_c() -> None:
     keeps the challenge files written for it, a local Pebble started by ``demo`` keeps
     running. Raised as :class:`Terminated` (a KeyboardInterrupt), they take the path
     Ctrl-C takes: solvers clean up, locks are released, temporary files are removed,
-    and the exit code is 128 + the signal number. The daemon installs its own
+    and the process then ends by that signal (see :func:`entry`). The daemon installs its own
     handlers for a graceful stop.
     """
     for signum in (signal.SIGTERM, signal.SIGHUP):
@@ -130,10 +130,18 @@ def stop_like_ctrl_c() -> None:
             signal.signal(signum, _raise_terminated)
 
 
+class _Interrupted(SystemExit):
+    """Exit code 128 + ``signum``; :func:`entry` then ends the process by that signal."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(128 + signum)
+        self.signum = signum
+
+
 def _interrupted(exc: BaseException | None) -> NoReturn:
     signum = exc.signum if isinstance(exc, Terminated) else signal.SIGINT
     click.echo(f"certherd: interrupted ({signal.Signals(signum).name})", err=True)
-    sys.exit(128 + signum)
+    raise _Interrupted(signum)
 
 
 def main(argv: list[str] | None = None) -> Any:
@@ -165,14 +173,18 @@ def entry() -> NoReturn:
     40 ms and does nothing for a process about to end. Everything that teardown would
     do for us still happens: atexit handlers (logging's flush, weakref finalizers) run
     and stdout/stderr are flushed. The normal exit is taken when other threads still
-    run (they are waited for) and under a profiler, tracer or coverage.
+    run (they are waited for) and under a profiler, tracer or coverage. Stopped by a
+    signal (Ctrl-C, SIGTERM, SIGHUP), the process ends by that signal once cleaned up.
     """
     stop_like_ctrl_c()
+    signum: int | None = None
     try:
         result = main()
         code: object = result if isinstance(result, int) else 0
     except SystemExit as exc:
         code = exc.code
+        if isinstance(exc, _Interrupted):
+            signum = exc.signum
     if code is None:
         code = 0
     elif not isinstance(code, int):
@@ -184,6 +196,11 @@ def entry() -> NoReturn:
         sys.stderr.flush()
     except (OSError, ValueError):
         sys.exit(code)  # a closed or broken stream: let Python report it as usual
+    if signum is not None:
+        # Cleaned up: now end by the signal itself, so a parent (a shell, systemd) sees
+        # the process killed by it, not an ordinary exit (as CPython does for Ctrl-C).
+        signal.signal(signum, signal.SIG_DFL)
+        os.kill(os.getpid(), signum)
     threading = sys.modules.get("threading")  # never imported: no other thread exists
     if threading is not None and threading.active_count() > 1:
         sys.exit(code)
