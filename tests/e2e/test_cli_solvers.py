@@ -16,6 +16,7 @@ All servers are started once for the module.
 
 from __future__ import annotations
 
+import json
 import shlex
 import shutil
 import tempfile
@@ -223,6 +224,40 @@ def test_a_failed_validation_is_one_clear_line(
         assert not web.live(name).exists()
         assert archive_versions(web.archive(name)) == {}
         assert list(unserved.rglob("*")) == []  # cleaned up after the failure too
+
+
+def test_a_webroot_made_by_the_pre_hook_is_checked_after_it(
+    web: Certherd, servers: Servers, tmp_path: Path
+) -> None:
+    """The webroot does not exist until the pre hook links it to what nginx serves."""
+    link = tmp_path / "made-by-the-pre-hook"
+    hook = f"ln -sfn {shlex.quote(str(servers.site_root))} {shlex.quote(str(link))}"
+    solver = ["--webroot", str(link), "--pre-hook", hook]
+    issued = _issue(web, "prehook.web.certherd.test", solver=solver).json()
+    assert [(r["action"], r["version"]) for r in issued["results"]] == [("issued", 1)]
+
+
+def test_a_vanished_webroot_fails_the_renewal_before_any_order(
+    web: Certherd, servers: Servers
+) -> None:
+    """No order, no failed validation (CAs rate-limit those): the renewal fails at once."""
+    root = _served_dir()
+    name = "vanished.web.certherd.test"
+    try:
+        _issue(web, name, solver=["--webroot-map", f"{name}={servers.site_root}"])
+        settings = web.config_dir / "renewal" / f"{name}.json"
+        data = json.loads(settings.read_text())
+        data["solvers"][0]["options"]["path"] = str(root / "gone")
+        settings.write_text(json.dumps(data))
+        requests = _challenge_requests(servers.nginx)
+        failed = web("-v", "renew", "--force", check=False)
+        assert failed.code == 1, failed.describe()
+        assert "does not exist or is not a directory" in failed.stdout + failed.stderr
+        assert "ordering a certificate" not in failed.stderr
+        assert _challenge_requests(servers.nginx) == requests
+        assert live_version(web.config_dir, name) == 1
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
 
 
 # -- tls-alpn-01 on Pebble's tlsPort ------------------------------------------------------

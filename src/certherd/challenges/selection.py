@@ -110,6 +110,15 @@ class SolverChoice:
         """Every solver of the rules, in rule order, each once."""
         return _unique(rule.solver for rule in self.rules)
 
+    def preflight(self) -> None:
+        """Let each solver that can check its setup before an order (a ``preflight()``
+        method, such as a webroot that must exist) do so: a mistake found here costs no
+        order and no failed validation (which CAs rate-limit)."""
+        for solver in self.solvers:
+            check = getattr(solver, "preflight", None)
+            if callable(check):
+                check()
+
     def candidates(self, identifier: Identifier) -> list[Solver]:
         """The solvers to try for ``identifier``, best first (may be empty)."""
         matching = (rule.solver for rule in self.rules if rule.matches(identifier))

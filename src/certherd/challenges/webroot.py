@@ -143,7 +143,7 @@ class WebrootSolver:
         else:
             self.webroots = {DEFAULT_KEY: Path(webroots)}
 
-    def check_roots(self) -> None:
+    def preflight(self) -> None:
         """ConfigError for a webroot that is not an existing directory (checked before an
         order is placed; present() checks again, the folder may go away meanwhile)."""
         for root in self.webroots.values():

@@ -127,14 +127,13 @@ def ca_options(command: F) -> F:
     return command
 
 
-def check_solvers(ctx: Context, specs: Sequence[Any]) -> None:
-    """Build the solvers now, so a bad port, DNS provider or webroot is a usage error
-    (exit 2) before any account is looked up or order placed."""
-    from certherd.challenges.webroot import WebrootSolver
-
-    for solver in ctx.solver_pool().choice(specs).solvers:
-        if isinstance(solver, WebrootSolver):
-            solver.check_roots()
+def check_solvers(ctx: Context, specs: Sequence[Any], *, preflight: bool = True) -> None:
+    """Build the solvers now, so a bad port, DNS provider or (with ``preflight``) a missing
+    webroot is a usage error (exit 2) before any account is looked up or order placed.
+    Without ``preflight`` (pre hooks may make the webroot), the manager checks after them."""
+    choice = ctx.solver_pool().choice(specs)
+    if preflight:
+        choice.preflight()
 
 
 def build_ca(params: dict[str, Any]) -> Any:

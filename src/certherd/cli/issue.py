@@ -215,7 +215,7 @@ def issue(ctx: Context, /, **params: Any) -> None:
             failure=params.pop("failure_hooks"),
         ),
     )
-    check_solvers(ctx, settings.solvers)
+    check_solvers(ctx, settings.solvers, preflight=not settings.hooks.pre)
     outcome = run_async(_issue(ctx, settings, ca))
     exit_for(bool(outcome.hook_errors))
 

@@ -170,11 +170,13 @@ class Manager:
             key = load_private_key(raw)
         hook_errors = list(await run_lineage_hooks("pre", settings, self.storage, None))
         try:
+            solvers = self.solvers.choice(settings.solvers)
+            solvers.preflight()  # after the pre hooks: they may mount or create a webroot
             self._say(settings.name, f"ordering a certificate for {', '.join(settings.names)}")
             issued = await obtain_certificate(
                 client,
                 settings.names,
-                self.solvers.choice(settings.solvers),
+                solvers,
                 key=key or generate_key(settings.key_type),
                 profile=settings.profile,
                 replaces=state.certificate_id if state.version is not None else None,
