@@ -8,7 +8,6 @@ configuration error.
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import json
 import sys
@@ -90,8 +89,10 @@ pass_context = click.make_pass_decorator(Context)
 
 
 def run_async(coroutine: Coroutine[Any, Any, T]) -> T:
-    """Run one command's coroutine."""
-    return asyncio.run(coroutine)
+    """Run one command's coroutine (SIGTERM and SIGHUP cancel it like Ctrl-C)."""
+    from certherd.cli.signals import run_async as run
+
+    return run(coroutine)
 
 
 def ca_options(command: F) -> F:

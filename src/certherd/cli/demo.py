@@ -7,7 +7,6 @@ they are, and stops Pebble. No domain, no internet, nothing left running.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import socket
 import time
@@ -99,6 +98,7 @@ async def _issue(
 @click.pass_context
 def demo(ctx: click.Context, names: tuple[str, ...], out: Path, key_type: str) -> None:
     """Issue a real certificate from a local Pebble test CA (needs `apt-get install pebble`)."""
+    from certherd.cli.signals import run_async
     from certherd.testing.pebble import PebbleOptions, PebbleServer
 
     quiet = bool(getattr(ctx.obj, "quiet", False))
@@ -113,7 +113,7 @@ def demo(ctx: click.Context, names: tuple[str, ...], out: Path, key_type: str) -
     with PebbleServer(PebbleOptions(http_port=http_port, va_nosleep=True)) as pebble:
         say(f"  directory {pebble.directory_url}")
         say(f"Issuing a certificate for {', '.join(names or DEFAULT_NAMES)} over http-01 ...")
-        result = asyncio.run(
+        result = run_async(
             _issue(
                 pebble.directory_url,
                 str(pebble.ca_bundle),

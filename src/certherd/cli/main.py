@@ -19,6 +19,7 @@ from typing import Any, NoReturn
 import click
 
 from certherd import __version__
+from certherd.cli.signals import Terminated, stop_like_ctrl_c
 
 # Start-up of the command (not of the library): httpx's __init__ imports its own CLI
 # (rich, pygments) when those are installed, and httpcore imports trio when it is
@@ -101,33 +102,6 @@ def cli(
         quiet=quiet,
         verbose=verbose,
     )
-
-
-class Terminated(KeyboardInterrupt):
-    """SIGTERM or SIGHUP, raised like Ctrl-C so that every clean-up runs on the way out."""
-
-    def __init__(self, signum: int) -> None:
-        super().__init__(signum)
-        self.signum = signum
-
-
-def _raise_terminated(signum: int, frame: object) -> None:
-    raise Terminated(signum)
-
-
-def stop_like_ctrl_c() -> None:
-    """Make SIGTERM and SIGHUP unwind like Ctrl-C (where nobody else handles them).
-
-    Without this, ``kill`` or a closed terminal ends the process at once: a webroot
-    keeps the challenge files written for it, a local Pebble started by ``demo`` keeps
-    running. Raised as :class:`Terminated` (a KeyboardInterrupt), they take the path
-    Ctrl-C takes: solvers clean up, locks are released, temporary files are removed,
-    and the process then ends by that signal (see :func:`entry`). The daemon installs its own
-    handlers for a graceful stop.
-    """
-    for signum in (signal.SIGTERM, signal.SIGHUP):
-        if signal.getsignal(signum) is signal.SIG_DFL:
-            signal.signal(signum, _raise_terminated)
 
 
 class _Interrupted(SystemExit):
