@@ -18,10 +18,11 @@ from typing import Any, TypeVar
 
 import click
 
+from certherd.cli.signals import run_async  # commands import it from here
+
 __all__ = ["Context", "ca_options", "pass_context", "run_async"]
 
 F = TypeVar("F", bound=Callable[..., Any])
-T = TypeVar("T")
 
 
 @dataclass
@@ -86,13 +87,6 @@ class Context:
 
 
 pass_context = click.make_pass_decorator(Context)
-
-
-def run_async(coroutine: Coroutine[Any, Any, T]) -> T:
-    """Run one command's coroutine (SIGTERM and SIGHUP cancel it like Ctrl-C)."""
-    from certherd.cli.signals import run_async as run
-
-    return run(coroutine)
 
 
 def ca_options(command: F) -> F:
