@@ -158,6 +158,33 @@ async def test_unpublish_removes_the_live_folder(storage: FilesystemStorage, roo
     assert (root / "archive/example.com/cert1.pem").is_file()
 
 
+async def test_publish_removes_only_its_own_staging_leftovers(
+    storage: FilesystemStorage, root: Path
+) -> None:
+    """A crashed publish of example.com leaves ``.example.com.<pid>.new``: removed by the
+    next publish of example.com; the staging folders of example.com.au (a lineage whose
+    name starts the same, being published by another process) and of other lineages are
+    not touched (issue 9 item 10)."""
+    live = root / "live"
+    live.mkdir(parents=True)
+    ours = live / ".example.com.4242.new"
+    theirs = [
+        live / ".example.com.au.4242.new",
+        live / ".example.com.4242.4243.new",
+        live / ".example.com.1.4242.new",
+        live / ".www.example.com.4242.new",
+    ]
+    for folder in [ours, *theirs]:
+        folder.mkdir()
+        (folder / "cert.pem").symlink_to("../../archive/x/cert1.pem")
+    await write_version(storage, "example.com", 1)
+    await storage.publish("example.com", 1, FILES)
+    assert not ours.exists()
+    for folder in theirs:
+        assert (folder / "cert.pem").is_symlink(), folder
+    assert await storage.live_version("example.com") == 1
+
+
 async def test_a_failed_publish_leaves_no_empty_live_folder(
     storage: FilesystemStorage, root: Path
 ) -> None:

@@ -78,6 +78,13 @@ def _fsync_directory(path: Path) -> None:
 
 
 _VERSION = re.compile(r"^[a-z]+(\d+)\.pem$")
+
+
+def staging_pattern(lineage: str) -> re.Pattern[str]:
+    """The names of ``lineage``'s staging folders in ``live/`` (``.NAME.<pid>.new``), exactly."""
+    return re.compile(rf"^\.{re.escape(lineage)}\.\d+\.new$")
+
+
 _LOCK_POLL = 0.05
 
 
@@ -236,8 +243,13 @@ class FilesystemStorage:
         Where the kernel lacks it, each link is swapped on its own (atomic per file).
         """
         parent = live.parent
-        for stale in parent.glob(f".{live.name}.*.new"):
-            _rmtree(stale, ignore_errors=True)  # left by a crash mid-publish
+        # Left by a crash mid-publish of this lineage (we hold its lock, so no live
+        # process is using one). Matched exactly: ``.example.com.*.new`` would also
+        # take ``.example.com.au.<pid>.new``, another lineage's folder in use.
+        own = staging_pattern(live.name)
+        for entry in os.scandir(parent):
+            if own.match(entry.name) and entry.is_dir(follow_symlinks=False):
+                _rmtree(Path(entry.path), ignore_errors=True)
         staging = parent / f".{live.name}.{os.getpid()}.new"
         staging.mkdir(mode=0o755)
         for file, target in targets.items():
