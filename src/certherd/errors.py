@@ -7,6 +7,7 @@ them is one line that names what is wrong (and, where we know it, how to fix it)
 
     CertherdError
     ├── ConfigError                    bad input from the user: options, files, keys
+    │   └── InvalidNameError           a name the CA would refuse (checked before any order)
     ├── UnavailableError               a needed program (pebble, ...) is not installed
     ├── CryptoError                    a key, CSR or certificate cannot be used
     ├── StorageError                   reading or writing certherd's state failed
@@ -67,6 +68,7 @@ __all__ = [
     "HookError",
     "IncorrectResponseError",
     "InvalidContactError",
+    "InvalidNameError",
     "InvalidProfileError",
     "LockTimeoutError",
     "MalformedError",
@@ -129,6 +131,10 @@ class CertherdError(Exception):
 
 class ConfigError(CertherdError):
     """Bad input from the user: an option, a file, a key. The message says how to fix it."""
+
+
+class InvalidNameError(ConfigError):
+    """A name for a certificate that the CA would refuse: caught before any order."""
 
 
 class UnavailableError(CertherdError):

@@ -14,6 +14,7 @@ PACKAGES = [
     "certherd.challenges",
     "certherd.manager",
     "certherd.errors",
+    "certherd.names",
 ]
 
 EXPECTED_ACME = {
