@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import shutil
+import signal
 import stat
 from pathlib import Path
 
-from e2e_helpers import live_version
+from e2e_helpers import fault_environment, live_version
 from e2e_runner import Certherd
+
+from certherd.crypto.keys import generate_key, private_key_to_pem
 
 
 def _account_folder(config_dir: Path) -> Path:
@@ -88,3 +91,71 @@ def test_account_commands_without_an_account_say_how_to_make_one(certherd: Certh
     [line] = missing.stderr.splitlines()
     assert line.startswith("certherd: error:")
     assert "account register" in line, line  # not just the storage key that is missing
+
+
+def _kill_before_promoting(certherd: Certherd, fault: Path, ca: list[str]) -> bytes:
+    """Run a rollover killed right after the CA accepted the new key, before it was stored
+    as the account key (the second file change under accounts/: the first writes
+    key-next.pem). Returns the new key, which then exists only in key-next.pem."""
+    env = fault_environment(fault, certherd.config_dir, "kill:accounts:2")
+    killed = certherd("account", "rollover", *ca, env=env, check=False)
+    assert killed.code == -signal.SIGKILL, killed.describe()
+    folder = _account_folder(certherd.config_dir)
+    return (folder / "key-next.pem").read_bytes()
+
+
+def test_a_rollover_run_again_keeps_the_key_the_ca_accepted(
+    certherd: Certherd, tmp_path: Path
+) -> None:
+    """Issue 9 item 7: the CA accepted keyChange, the run died before storing the new
+    key; running `account rollover` again must not replace key-next.pem with yet another
+    key (the account would be lost), but find that the CA knows it and store it."""
+    url = certherd("--json", "account", "register", *certherd.ca).json()["url"]
+    folder = _account_folder(certherd.config_dir)
+    old_key = (folder / "key.pem").read_bytes()
+    new_key = _kill_before_promoting(certherd, tmp_path / "fault", certherd.ca)
+    assert (folder / "key.pem").read_bytes() == old_key  # the CA knows only new_key now
+
+    again = certherd("--json", "account", "rollover", *certherd.ca).json()
+    assert (again["url"], again["status"], again["resumed"]) == (url, "valid", True)
+    assert (folder / "key.pem").read_bytes() == new_key
+    assert not (folder / "key-next.pem").exists()
+    assert stat.S_IMODE((folder / "key.pem").stat().st_mode) == 0o600
+
+    # The account works with the stored key: show, issue, and a further rollover.
+    assert certherd("--json", "account", "show", *certherd.ca).json()["url"] == url
+    certherd.issue("resumed-rollover.test")
+    assert live_version(certherd.config_dir, "resumed-rollover.test") == 1
+    third = certherd("--json", "account", "rollover", *certherd.ca).json()
+    assert (third["url"], third["resumed"]) == (url, False)
+    assert (folder / "key.pem").read_bytes() not in (old_key, new_key)
+    assert certherd("--json", "account", "show", *certherd.ca).json()["url"] == url
+
+
+def test_an_issue_after_an_interrupted_rollover_uses_the_accepted_key(
+    certherd: Certherd, tmp_path: Path
+) -> None:
+    """Not only `account rollover`: any command that opens the account settles an
+    interrupted rollover first, so renewals keep working."""
+    url = certherd("--json", "account", "register", *certherd.ca).json()["url"]
+    new_key = _kill_before_promoting(certherd, tmp_path / "fault", certherd.ca)
+    certherd.issue("after-rollover.test")
+    folder = _account_folder(certherd.config_dir)
+    assert (folder / "key.pem").read_bytes() == new_key
+    assert not (folder / "key-next.pem").exists()
+    assert certherd("--json", "account", "show", *certherd.ca).json()["url"] == url
+
+
+def test_a_pending_key_the_ca_never_saw_is_used_not_replaced(certherd: Certherd) -> None:
+    """A rollover that died before asking the CA left key-next.pem: the next rollover
+    offers that same key (a pending key is never overwritten)."""
+    url = certherd("--json", "account", "register", *certherd.ca).json()["url"]
+    folder = _account_folder(certherd.config_dir)
+    pending = generate_key("ec256")
+    (folder / "key-next.pem").write_bytes(private_key_to_pem(pending))
+    (folder / "key-next.pem").chmod(0o600)
+    rolled = certherd("--json", "account", "rollover", *certherd.ca).json()
+    assert (rolled["url"], rolled["resumed"]) == (url, False)
+    assert (folder / "key.pem").read_bytes() == private_key_to_pem(pending)
+    assert not (folder / "key-next.pem").exists()
+    assert certherd("--json", "account", "show", *certherd.ca).json()["url"] == url

@@ -101,15 +101,16 @@ def update(ctx: Context, /, **params: Any) -> None:
 @ca_options
 @pass_context
 def rollover(ctx: Context, /, **params: Any) -> None:
-    """Replace the account key (RFC 8555 §7.3.5); the new key is stored only once the CA agreed."""
+    """Replace the account key (RFC 8555 §7.3.5); run again after a failure, it finishes
+    the interrupted rollover with the key the CA accepted."""
     from certherd.manager.accounts import rollover as do_rollover
 
     ca = build_ca(params)
-
-    async def work(client: Any, storage: Any) -> Any:
-        return await do_rollover(storage, ca, client)
-
-    _show(ctx, "account key replaced", _document(ca, run_async(_with_client(ctx, ca, work))))
+    result = run_async(do_rollover(ctx.storage(), ca))
+    title = "account key replaced"
+    if result.resumed:
+        title += " (the CA had accepted the key of the interrupted rollover: now stored)"
+    _show(ctx, title, {**_document(ca, result.account), "resumed": result.resumed})
 
 
 @account.command("deactivate")

@@ -15,13 +15,21 @@ from certherd.acme.client import AcmeClient
 from certherd.acme.jws import ExternalAccountBinding
 from certherd.acme.messages import Account
 from certherd.crypto.keys import PrivateKey, generate_key, load_private_key, private_key_to_pem
-from certherd.errors import ConfigError, NotFoundError
+from certherd.errors import AccountDoesNotExistError, ConfigError, NotFoundError, StorageError
 from certherd.storage.base import Storage
-from certherd.storage.layout import account_json, account_key, account_key_next, ca_id
+from certherd.storage.layout import (
+    account_json,
+    account_key,
+    account_key_next,
+    account_lock,
+    ca_id,
+)
 
 __all__ = [
     "AccountRecord",
     "CaOptions",
+    "Rollover",
+    "finish_rollover",
     "load_account",
     "open_client",
     "register",
@@ -129,8 +137,13 @@ async def register(storage: Storage, options: CaOptions) -> tuple[AcmeClient, Ac
 async def open_client(storage: Storage, options: CaOptions) -> AcmeClient:
     """A client for the stored account, registering it first if there is none yet.
 
-    With a stored URL no newAccount request is sent (the protocol minimum per run).
+    With a stored URL no newAccount request is sent (the protocol minimum per run),
+    unless an interrupted key rollover left a pending key: then the CA is asked which key
+    it knows, and that one is used (see :func:`finish_rollover`).
     """
+    if await storage.exists(account_key_next(options.ca_id, options.account)):
+        async with storage.lock(account_lock(options.ca_id, options.account)):
+            await finish_rollover(storage, options)
     try:
         record = await load_account(storage, options)
     except NotFoundError:
@@ -146,16 +159,89 @@ async def open_client(storage: Storage, options: CaOptions) -> AcmeClient:
     return client
 
 
-async def rollover(storage: Storage, options: CaOptions, client: AcmeClient) -> Account:
+@dataclass(frozen=True)
+class Rollover:
+    """The result of :func:`rollover`: the account, and whether an interrupted rollover's
+    key had already been accepted by the CA (then that key was kept, no new one made)."""
+
+    account: Account
+    resumed: bool = False
+
+
+async def _known_to_ca(options: CaOptions, key: PrivateKey) -> Account | None:
+    """RFC 8555 §7.3.1: the account the CA holds for ``key`` (``onlyReturnExisting``), or
+    None when the CA answers accountDoesNotExist."""
+    async with _client(options, AccountRecord(key=key, url=None)) as client:
+        try:
+            return await client.find_account()
+        except AccountDoesNotExistError:
+            return None
+
+
+async def finish_rollover(storage: Storage, options: CaOptions) -> Account | None:
+    """Settle a key rollover that was interrupted (call with the account lock held).
+
+    A rollover writes the new key to ``key-next.pem`` before it asks the CA. If it stopped
+    after that, the CA holds either the old key (it was never asked, or refused) or the
+    new one (it agreed, and the run died before the key was stored as the account key).
+    The CA is asked with each key (``onlyReturnExisting``, §7.3.1); when it knows the new
+    one, that key becomes the account key and the account is returned. When it still
+    knows the old one, nothing changes and None is returned (the pending key is kept for
+    the next rollover). When it knows neither, both files stay and StorageError says so.
+    """
+    pending_path = account_key_next(options.ca_id, options.account)
+    try:
+        pending = load_private_key(await storage.read(pending_path))
+    except NotFoundError:
+        return None
+    record = await load_account(storage, options)
+    accepted = await _known_to_ca(options, pending)
+    if accepted is not None:
+        if record.url is not None and accepted.url != record.url:
+            raise StorageError(
+                f"the pending key {pending_path} belongs to another account at "
+                f"{options.directory_url} ({accepted.url}, not {record.url}): "
+                "move it aside by hand and run the rollover again"
+            )
+        contact = accepted.contact or record.contact
+        await save_account(storage, options, AccountRecord(pending, accepted.url, contact))
+        await storage.delete(pending_path)
+        return accepted
+    if await _known_to_ca(options, record.key) is None:
+        raise StorageError(
+            f"the CA at {options.directory_url} knows neither the account key nor the "
+            f"pending key {pending_path}: both are kept; restore a backup of the account "
+            "key or register a new account"
+        )
+    return None
+
+
+async def rollover(storage: Storage, options: CaOptions) -> Rollover:
     """Replace the account key (RFC 8555 §7.3.5) without ever risking the account.
 
-    The new key is written (0600) before the CA is asked, so a crash or a full disk
-    after the CA agreed still leaves the key that now controls the account on disk.
+    The new key is written (0600) to ``key-next.pem`` before the CA is asked, so a crash
+    or a full disk after the CA agreed still leaves the key that now controls the account
+    on disk. A pending key is never overwritten: a rollover run again first settles the
+    interrupted one (:func:`finish_rollover`); if the CA had agreed, that is the result,
+    else the same pending key is offered to the CA.
     """
-    new_key = generate_key("ec256")
-    pending = account_key_next(options.ca_id, options.account)
-    await storage.write(pending, private_key_to_pem(new_key), private=True)
-    account = await client.change_key(new_key)
-    await save_account(storage, options, AccountRecord(new_key, account.url, account.contact))
-    await storage.delete(pending)
-    return account
+    async with storage.lock(account_lock(options.ca_id, options.account)):
+        record = await load_account(storage, options)  # NotFoundError names the account
+        pending_path = account_key_next(options.ca_id, options.account)
+        settled = await finish_rollover(storage, options)
+        if settled is not None:
+            return Rollover(settled, resumed=True)
+        try:
+            new_key = load_private_key(await storage.read(pending_path))
+        except NotFoundError:
+            new_key = generate_key("ec256")
+            await storage.write(pending_path, private_key_to_pem(new_key), private=True)
+        async with _client(options, record) as client:
+            if record.url is None:
+                await client.find_account()  # §7.3.1: the URL the stored key controls
+            account = await client.change_key(new_key)
+        await save_account(
+            storage, options, AccountRecord(new_key, account.url, account.contact or record.contact)
+        )
+        await storage.delete(pending_path)
+        return Rollover(account)

@@ -28,6 +28,7 @@ __all__ = [
     "account_json",
     "account_key",
     "account_key_next",
+    "account_lock",
     "archive_file",
     "ca_id",
     "check_name",
@@ -76,6 +77,14 @@ def account_key(ca: str, account: str) -> str:
 def account_key_next(ca: str, account: str) -> str:
     """Where a rollover's new key waits until the CA has agreed to it."""
     return f"accounts/{check_name(ca, 'CA id')}/{check_name(account, 'account name')}/key-next.pem"
+
+
+def account_lock(ca: str, account: str) -> str:
+    """The lock name that serialises key changes of one account (a short, fixed-size name)."""
+    check_name(ca, "CA id")
+    check_name(account, "account name")
+    digest = hashlib.sha256(f"{ca}/{account}".encode()).hexdigest()[:16]
+    return f"account-{digest}"
 
 
 def account_json(ca: str, account: str) -> str:
