@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import select
+import shlex
 import signal
 import stat
 import subprocess
@@ -56,16 +57,22 @@ def _environment(**extra: str) -> dict[str, str]:
     return {**base, "COLUMNS": "200", "NO_COLOR": "1", **extra}
 
 
-def _run_demo(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
+def _run_demo(*args: str, cwd: Path | None = None, **env: str) -> subprocess.CompletedProcess[str]:
     """``certherd [GLOBAL ...] demo ...`` (args before "demo" are global options)."""
     return subprocess.run(
         [sys.executable, "-m", "certherd", *args],
         capture_output=True,
         text=True,
         env=_environment(**env),
+        cwd=cwd,
         timeout=DEMO_TIMEOUT,
         check=False,
     )
+
+
+def _leftovers(folder: Path) -> list[str]:
+    """Staging or replaced demo folders the demo should have removed."""
+    return sorted(p.name for p in folder.iterdir() if p.name.startswith(".certherd-demo"))
 
 
 def test_demo_issues_a_certificate_and_stops_pebble(tmp_path: Path) -> None:
@@ -76,13 +83,14 @@ def test_demo_issues_a_certificate_and_stops_pebble(tmp_path: Path) -> None:
     report = json.loads(result.stdout)
     assert sorted(report["names"]) == sorted(DEFAULT_NAMES)
     assert "Pebble" in report["issuer"]
-    assert report["requests"] >= 7
+    assert report["config_dir"] == str(out)
+    assert report["lineage"] == "demo.certherd.test"
 
     files = {name: Path(path) for name, path in report["files"].items()}
-    assert set(files) == {"cert.pem", "chain.pem", "fullchain.pem", "privkey.pem", "account.key"}
-    assert all(path.parent == out.resolve() for path in files.values())
-    for secret in ("privkey.pem", "account.key"):
-        assert stat.S_IMODE(files[secret].stat().st_mode) == 0o600, secret
+    assert set(files) == {"cert.pem", "chain.pem", "fullchain.pem", "privkey.pem"}
+    assert all(path.parent == out / "live" / "demo.certherd.test" for path in files.values())
+    assert stat.S_IMODE(files["privkey.pem"].stat().st_mode) == 0o600
+    assert stat.S_IMODE(out.stat().st_mode) & 0o077 == 0, "the demo folder holds keys"
 
     leaf = x509.load_pem_x509_certificate(files["cert.pem"].read_bytes())
     key = serialization.load_pem_private_key(files["privkey.pem"].read_bytes(), None)
@@ -97,8 +105,14 @@ def test_demo_issues_a_certificate_and_stops_pebble(tmp_path: Path) -> None:
     assert leaf.not_valid_after_utc.isoformat() == report["not_after"]
     full = files["fullchain.pem"].read_bytes()
     assert full == files["cert.pem"].read_bytes() + files["chain.pem"].read_bytes()
+    assert report["next"] == [
+        f"certherd --config-dir {out} list",
+        f"certherd --config-dir {out} show demo.certherd.test",
+        f"certherd --config-dir {out} renew --dry-run",
+    ]
 
     assert _wait_gone(_pebble_pids() - before) == set(), "demo left Pebble running"
+    assert _leftovers(tmp_path) == []
 
 
 def test_demo_text_output_names_the_files(tmp_path: Path) -> None:
@@ -106,11 +120,91 @@ def test_demo_text_output_names_the_files(tmp_path: Path) -> None:
     result = _run_demo("demo", "-d", "try.certherd.test", "--out", str(out))
     assert result.returncode == 0, result.stderr
     assert "try.certherd.test" in result.stdout
-    assert str((out / "fullchain.pem").resolve()) in result.stdout
+    assert str(out / "live" / "try.certherd.test" / "fullchain.pem") in result.stdout
+    assert f"Wrote the lineage try.certherd.test to {out}" in result.stdout
     assert "Pebble stopped" in result.stdout
-    leaf = x509.load_pem_x509_certificate((out / "cert.pem").read_bytes())
+    assert "Starting a local Pebble" in result.stderr  # progress: stderr, results: stdout
+    leaf = x509.load_pem_x509_certificate((out / "live/try.certherd.test/cert.pem").read_bytes())
     sans = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     assert sans.get_values_for_type(x509.DNSName) == ["try.certherd.test"]
+
+
+def _next_commands(stdout: str) -> list[list[str]]:
+    """The commands printed under "Next, try:", as argument lists."""
+    lines = stdout.splitlines()
+    start = lines.index("Next, try:") + 1
+    commands = [shlex.split(line) for line in lines[start:] if line.startswith("  certherd ")]
+    assert len(commands) == 3, stdout
+    return commands
+
+
+def test_demo_is_a_lineage_the_printed_commands_work_on(tmp_path: Path) -> None:
+    """Issue 10.12: `certherd list` after the demo used to say "no lineages"."""
+    before = _pebble_pids()
+    result = _run_demo("demo", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    folder = tmp_path / "certherd-demo"
+    assert f"to {folder}," in result.stdout
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["certherd-demo"]
+    assert _wait_gone(_pebble_pids() - before) == set()  # the commands run without the CA
+
+    listed, shown, renewed = (
+        _run_demo(*command[1:], cwd=tmp_path) for command in _next_commands(result.stdout)
+    )
+    assert listed.returncode == 0, listed.stderr
+    assert "demo.certherd.test" in listed.stdout, listed.stdout
+    assert shown.returncode == 0, shown.stderr
+    assert "www.demo.certherd.test" in shown.stdout, shown.stdout
+    assert renewed.returncode == 0, renewed.stderr
+    assert "demo.certherd.test" in renewed.stdout, renewed.stdout
+    assert "not-due" in renewed.stdout, renewed.stdout
+    verbose = _run_demo("-v", *_next_commands(result.stdout)[2][1:], cwd=tmp_path)
+    assert verbose.returncode == 0, verbose.stderr
+    assert "unavailable" not in verbose.stderr, "renew --dry-run called the stopped demo CA"
+
+    as_json = _run_demo("--config-dir", str(folder), "--json", "list")
+    assert as_json.returncode == 0, as_json.stderr
+    (lineage,) = json.loads(as_json.stdout)["lineages"]
+    assert lineage["name"] == "demo.certherd.test"
+    assert sorted(lineage["names"]) == sorted(DEFAULT_NAMES)
+
+
+def test_demo_refuses_to_overwrite_an_earlier_demo_without_force(tmp_path: Path) -> None:
+    out = tmp_path / "certherd-demo"
+    first = _run_demo("--json", "demo", "--out", str(out))
+    assert first.returncode == 0, first.stderr
+    serial = json.loads(first.stdout)["serial"]
+    cert = out / "live" / "demo.certherd.test" / "cert.pem"
+    kept = cert.read_bytes()
+
+    again = _run_demo("demo", "--out", str(out))
+    assert again.returncode == 2, again.stderr
+    lines = again.stderr.strip().splitlines()
+    assert len(lines) == 1, again.stderr
+    assert "--force" in lines[0], again.stderr
+    assert str(out) in lines[0], again.stderr
+    assert "Pebble" not in again.stderr, "refused only after starting Pebble"
+    assert cert.read_bytes() == kept
+
+    forced = _run_demo("--json", "demo", "--out", str(out), "--force")
+    assert forced.returncode == 0, forced.stderr
+    replaced = json.loads(forced.stdout)
+    assert replaced["serial"] != serial
+    assert cert.read_bytes() != kept
+    assert not (out / "archive/demo.certherd.test/cert2.pem").exists(), "renewed, not replaced"
+    assert _leftovers(tmp_path) == []
+
+
+def test_demo_never_writes_into_a_folder_that_is_not_a_demo(tmp_path: Path) -> None:
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "notes.txt").write_text("keep me\n")
+    for extra in ((), ("--force",)):
+        result = _run_demo("demo", "--out", str(out), *extra)
+        assert result.returncode == 2, result.stderr
+        assert "not a certherd demo folder" in result.stderr
+    assert sorted(p.name for p in out.iterdir()) == ["notes.txt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mine"]
 
 
 @pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT, signal.SIGHUP])
@@ -123,14 +217,14 @@ def test_demo_stopped_midway_leaves_no_pebble(tmp_path: Path, stop: signal.Signa
         env=_environment(),
     )
     try:
-        assert demo.stdout is not None
-        # "  directory https://..." is printed once Pebble answers.
+        assert demo.stderr is not None
+        # "  directory https://..." is printed (progress: on stderr) once Pebble answers.
         deadline = time.monotonic() + 60
         seen = b""
         while b"directory" not in seen and time.monotonic() < deadline:
-            ready, _, _ = select.select([demo.stdout], [], [], 1.0)
+            ready, _, _ = select.select([demo.stderr], [], [], 1.0)
             if ready:
-                chunk = os.read(demo.stdout.fileno(), 4096)
+                chunk = os.read(demo.stderr.fileno(), 4096)
                 if not chunk:
                     break
                 seen += chunk
@@ -146,6 +240,7 @@ def test_demo_stopped_midway_leaves_no_pebble(tmp_path: Path, stop: signal.Signa
     assert demo.returncode == -stop, stderr  # cleaned up, then ended by the signal itself
     assert f"certherd: interrupted ({stop.name})".encode() in stderr
     assert _wait_gone(children) == set(), "Pebble outlived the demo"
+    assert sorted(p.name for p in tmp_path.iterdir()) == [], "a stopped demo left files"
 
 
 def _children(pid: int) -> list[str]:

@@ -1,23 +1,40 @@
-"""``certherd demo``: the try-it path. A real ACME issuance against a local Pebble CA.
+"""``certherd demo``: the try-it path. A real lineage from a local Pebble CA, in a folder it names.
 
-It starts Pebble (and its mock DNS), registers an account, proves the names over
-http-01 with certherd's own responder, saves the certificate and key, prints where
-they are, and stops Pebble. No domain, no internet, nothing left running.
+It starts Pebble (and its mock DNS), issues a certificate over http-01 with certherd's
+own responder exactly as ``certherd issue`` would, into a config dir of its own
+(``./certherd-demo`` by default, never the real one), stops Pebble, and prints where it
+wrote and the next commands to try on that lineage (``list``, ``show``, ``renew
+--dry-run``). No domain, no internet, nothing left running.
+
+The demo is built in a temporary folder beside the target and renamed into place only
+once complete, so a failed or interrupted demo leaves nothing behind and an earlier demo
+is replaced (with ``--force``) only by a finished one. A folder that is not an earlier
+demo is never written into or replaced.
 """
 
 from __future__ import annotations
 
 import json
+import shlex
+import shutil
 import socket
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 import click
 
-__all__ = ["demo"]
+from certherd.cli.common import Context, pass_context
+
+__all__ = ["DEMO_MARKER", "demo"]
 
 DEFAULT_NAMES = ("demo.certherd.test", "www.demo.certherd.test")
+DEFAULT_DIRECTORY = Path("certherd-demo")
+DEMO_MARKER = "certherd-demo.json"
+"""Written last into a finished demo folder: what ``--force`` may replace."""
+DEMO_CA_FILE = "demo-ca.pem"
+"""The demo Pebble's listener CA, kept so the lineage's ``ca_bundle`` setting resolves."""
 
 
 def _free_port() -> int:
@@ -27,49 +44,110 @@ def _free_port() -> int:
         return port
 
 
+def _check_target(target: Path, force: bool) -> None:
+    """Refuse a target we must not write: usage errors (exit 2) before Pebble starts."""
+    from certherd.errors import ConfigError
+
+    if target.is_symlink() or (target.exists() and not target.is_dir()):
+        raise ConfigError(f"{target} exists and is not a folder: choose another --out DIR")
+    if not target.exists():
+        return
+    if (target / DEMO_MARKER).is_file():
+        if not force:
+            raise ConfigError(
+                f"{target} holds an earlier demo: pass --force to replace it, "
+                "or --out DIR for another folder"
+            )
+        return
+    if any(target.iterdir()):
+        raise ConfigError(
+            f"{target} exists and is not a certherd demo folder: choose another --out DIR"
+        )
+
+
 async def _issue(
+    ctx: Context,
+    staging: Path,
+    target: Path,
     directory_url: str,
-    ca_bundle: str,
+    ca_bundle: Path,
     names: tuple[str, ...],
     http_port: int,
-    out: Path,
     key_type: str,
-) -> dict[str, Any]:
-    from certherd.acme.client import AcmeClient
-    from certherd.challenges.http01 import Http01StandaloneSolver
-    from certherd.crypto.certs import describe_certificate
-    from certherd.crypto.files import atomic_write
-    from certherd.crypto.keys import generate_key, write_private_key
-    from certherd.manager.obtain import obtain_certificate
+) -> str:
+    """Issue the demo lineage into ``staging`` as ``certherd issue`` would; its name."""
+    from certherd.challenges.spec import SolverSpec
+    from certherd.manager.accounts import CaOptions
+    from certherd.manager.lineage import LineageSettings
+    from certherd.manager.service import Manager
+    from certherd.storage.filesystem import FilesystemStorage
+    from certherd.storage.layout import lineage_for
 
-    account_key = generate_key("ec256")
-    started = time.perf_counter()
-    async with AcmeClient(directory_url, account_key, ca_bundle=ca_bundle) as client:
-        account = await client.register(contact=["demo@certherd.test"], agree_tos=True)
-        solver = Http01StandaloneSolver(port=http_port, host="127.0.0.1")
-        issued = await obtain_certificate(client, names, [solver], key_type=key_type)
-        requests = client.transport.request_count
-    elapsed = time.perf_counter() - started
-    out.mkdir(parents=True, exist_ok=True)
-    write_private_key(out / "account.key", account_key)
-    write_private_key(out / "privkey.pem", issued.key)
-    atomic_write(out / "cert.pem", issued.chain.leaf_pem)
-    atomic_write(out / "chain.pem", issued.chain.issuers_pem)
-    atomic_write(out / "fullchain.pem", issued.chain.leaf_pem + issued.chain.issuers_pem)
-    info = describe_certificate(issued.chain.leaf)
+    # The lineage names the folder's copy of the CA (by its final path), so ``renew``
+    # trusts the demo CA's HTTPS and never the system roots for it.
+    shutil.copyfile(ca_bundle, staging / DEMO_CA_FILE)
+    settings = LineageSettings(
+        name=lineage_for(names[0]),
+        names=names,
+        directory_url=directory_url,
+        solvers=(SolverSpec("http", {"listen": f"127.0.0.1:{http_port}"}),),
+        ca_bundle=str(target / DEMO_CA_FILE),
+        key_type=key_type,
+    )
+    ca = CaOptions(directory_url, str(ca_bundle), email="demo@certherd.test", agree_tos=True)
+    manager = Manager(
+        FilesystemStorage(staging),
+        solvers=ctx.solver_pool(),
+        on_event=lambda lineage, text: ctx.say(f"{lineage}: {text}"),
+    )
+    try:
+        await manager.issue(settings, ca)
+        # One renew check while the CA is up, as a scheduled `renew` would make: it learns
+        # that Pebble has no ARI and records when to look again, so the `renew --dry-run`
+        # suggested below answers from the index instead of calling a CA that is gone.
+        await manager.renew([settings.name])
+    finally:
+        await manager.aclose()
+    return settings.name
+
+
+def _put_in_place(staging: Path, target: Path) -> None:
+    """Rename the finished demo to ``target``; an earlier demo there is removed after."""
+    if not target.exists():
+        staging.rename(target)
+        return
+    old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
+    target.rename(old / target.name)
+    staging.rename(target)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _document(target: Path, lineage: str, seconds: float, shown: str) -> dict[str, Any]:
+    from cryptography import x509
+
+    from certherd.crypto.certs import describe_certificate
+
+    live = target / "live" / lineage
+    info = describe_certificate(x509.load_pem_x509_certificate((live / "cert.pem").read_bytes()))
+    prefix = f"certherd --config-dir {shlex.quote(shown)}"
     return {
-        "account": account.url,
+        "config_dir": str(target),
+        "lineage": lineage,
         "names": list(info.dns_names + info.ip_addresses),
         "issuer": info.issuer_cn,
         "serial": info.serial_hex,
         "not_before": info.not_before.isoformat(),
         "not_after": info.not_after.isoformat(),
         "files": {
-            name: str((out / name).resolve())
-            for name in ("cert.pem", "chain.pem", "fullchain.pem", "privkey.pem", "account.key")
+            name: str(live / name)
+            for name in ("cert.pem", "chain.pem", "fullchain.pem", "privkey.pem")
         },
-        "seconds": round(elapsed, 3),
-        "requests": requests,
+        "seconds": round(seconds, 3),
+        "next": [
+            f"{prefix} list",
+            f"{prefix} show {shlex.quote(lineage)}",
+            f"{prefix} renew --dry-run",
+        ],
     }
 
 
@@ -84,63 +162,85 @@ async def _issue(
 )
 @click.option(
     "--out",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=Path("certherd-demo"),
+    type=click.Path(path_type=Path),
+    default=DEFAULT_DIRECTORY,
     show_default=True,
-    help="Where to write the certificate and keys.",
+    help="The config dir the demo creates for its lineage (never the real one); it must "
+    "not exist, be empty, or hold an earlier demo (with --force).",
 )
+@click.option("--force", is_flag=True, help="Replace the earlier demo in --out.")
 @click.option(
     "--key-type",
     type=click.Choice(["ec256", "ec384", "rsa2048", "rsa3072", "rsa4096"]),
     default="ec256",
     show_default=True,
+    help="The certificate's key type.",
 )
-@click.pass_context
-def demo(ctx: click.Context, names: tuple[str, ...], out: Path, key_type: str) -> None:
+@pass_context
+def demo(ctx: Context, names: tuple[str, ...], out: Path, force: bool, key_type: str) -> None:
     """Issue a real certificate from a local Pebble test CA (needs `apt-get install pebble`)."""
     from certherd.cli.signals import run_async
-    from certherd.testing.pebble import PebbleOptions, PebbleServer
+    from certherd.errors import UnavailableError
+    from certherd.names import canonical_names
+    from certherd.testing.pebble import INSTALL_HINT, PebbleOptions, PebbleServer
 
-    quiet = bool(getattr(ctx.obj, "quiet", False))
-    as_json = bool(getattr(ctx.obj, "json", False))
-
-    def say(text: str) -> None:
-        if not (quiet or as_json):
-            click.echo(text)
-
+    names = canonical_names(names) if names else DEFAULT_NAMES  # a bad name: exit 2, no Pebble
+    target = out.absolute()
+    _check_target(target, force)
+    if not (shutil.which("pebble") and shutil.which("pebble-challtestsrv")):
+        raise UnavailableError(INSTALL_HINT)  # one line, before any progress is shown
     http_port = _free_port()
-    say("Starting a local Pebble ACME CA ...")
+    ctx.say("Starting a local Pebble ACME CA ...")
+    started = time.perf_counter()
     with PebbleServer(PebbleOptions(http_port=http_port, va_nosleep=True)) as pebble:
-        say(f"  directory {pebble.directory_url}")
-        say(f"Issuing a certificate for {', '.join(names or DEFAULT_NAMES)} over http-01 ...")
-        result = run_async(
-            _issue(
-                pebble.directory_url,
-                str(pebble.ca_bundle),
-                names or DEFAULT_NAMES,
-                http_port,
-                out,
-                key_type,
+        ctx.say(f"  directory {pebble.directory_url}")
+        ctx.say(f"Issuing a certificate for {', '.join(names)} over http-01 ...")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.new-", dir=target.parent))
+        try:
+            lineage = run_async(
+                _issue(
+                    ctx,
+                    staging,
+                    target,
+                    pebble.directory_url,
+                    pebble.ca_bundle,
+                    names,
+                    http_port,
+                    key_type,
+                )
             )
-        )
-    if as_json:
-        click.echo(json.dumps(result, indent=2))
-        return
-    if quiet:
-        return
-    from rich.console import Console
-    from rich.table import Table
+            marker = {"lineage": lineage, "directory_url": pebble.directory_url}
+            (staging / DEMO_MARKER).write_text(json.dumps(marker, indent=2) + "\n")
+            _put_in_place(staging, target)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+    shown = str(out) if out.is_absolute() or str(out).startswith(".") else f"./{out}"
+    document = _document(target, lineage, time.perf_counter() - started, shown)
+    ctx.emit(document, lambda: _print(ctx, document))
 
-    table = Table(title="certherd demo: certificate issued", show_header=False)
-    table.add_row("names", ", ".join(result["names"]))
-    table.add_row("issuer", str(result["issuer"]))
-    table.add_row("valid", f"{result['not_before']}  ->  {result['not_after']}")
-    table.add_row("serial", result["serial"])
-    for name, path in result["files"].items():
-        table.add_row(name, path)
-    table.add_row("took", f"{result['seconds']} s, {result['requests']} HTTP requests")
-    Console().print(table)
-    say(
-        "Pebble stopped. The certificate is from a throwaway test CA: for real names, "
-        "use `certherd issue`."
-    )
+
+def _print(ctx: Context, document: dict[str, Any]) -> None:
+    from certherd.cli.render import print_table
+
+    rows = [
+        ("lineage", document["lineage"]),
+        ("names", ", ".join(document["names"])),
+        ("issuer", str(document["issuer"])),
+        ("valid", f"{document['not_before']}  ->  {document['not_after']}"),
+        ("serial", document["serial"]),
+        *((name, path) for name, path in document["files"].items()),
+        ("took", f"{document['seconds']} s"),
+    ]
+    print_table(ctx, ("certificate issued", ""), rows)
+    lines = [
+        f"Wrote the lineage {document['lineage']} to {document['config_dir']}, a config dir "
+        "of its own (your real one is untouched).",
+        "Pebble stopped: this certificate is from a throwaway test CA that is gone now, so",
+        "the lineage can be listed, shown and checked, not renewed. For real names, use",
+        "`certherd issue`.",
+        "",
+        "Next, try:",
+        *(f"  {command}" for command in document["next"]),
+    ]
+    click.echo("\n".join(lines))
