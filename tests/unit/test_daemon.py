@@ -237,10 +237,20 @@ async def test_a_failed_cycle_is_reported_by_health_until_one_succeeds(
     assert daemon.health() is None
 
 
-async def test_an_unexpected_error_is_not_swallowed(manager: StubManager) -> None:
+async def test_an_unexpected_error_fails_the_cycle_not_the_daemon(manager: StubManager) -> None:
+    """Issue 9.3: an exception that is not certherd's own is reported, and the daemon goes
+    on to its next cycle instead of exiting."""
+    daemon = daemon_for(manager, min_sleep=0.01, max_sleep=0.01)
     manager.error = RuntimeError("a bug")
-    with pytest.raises(RuntimeError, match="a bug"):
-        await asyncio.wait_for(daemon_for(manager).run(), 5)
+
+    def stop_after_two_cycles() -> None:
+        if manager.calls >= 2:
+            daemon.stop()
+
+    manager.on_renew = stop_after_two_cycles
+    await asyncio.wait_for(daemon.run(), 5)
+    assert manager.calls == 2
+    assert daemon.health() == "unexpected RuntimeError: a bug"
 
 
 async def test_before_cycle_and_on_outcomes_run_each_cycle(manager: StubManager) -> None:

@@ -12,9 +12,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from certherd.config import CertificateConfig, ConfigFile
-from certherd.errors import CertherdError, ConfigError, NotFoundError, safe_text
+from certherd.errors import ConfigError, NotFoundError
 from certherd.manager.lineage import HookSettings, LineageSettings
-from certherd.manager.outcome import Outcome
+from certherd.manager.outcome import Outcome, describe_failure
 from certherd.storage.base import Storage
 
 if TYPE_CHECKING:
@@ -138,8 +138,8 @@ async def apply_config(manager: Manager, config: ConfigFile) -> list[Outcome]:
             if wanted != stored:
                 await wanted.save(manager.storage)
             return await manager.renew_one(entry.lineage)
-        except CertherdError as exc:
-            return Outcome(entry.lineage, "failed", "apply", error=safe_text(exc, 500))
+        except Exception as exc:  # one lineage's failure never stops the others (issue 9.3)
+            return Outcome(entry.lineage, "failed", "apply", error=describe_failure(exc))
 
     return list(await asyncio.gather(*(one(entry) for entry in config.certificates)))
 

@@ -15,17 +15,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from certherd.errors import CertherdError, safe_text
+from certherd.errors import CertherdError
 from certherd.manager.lineage import LineageState
 from certherd.manager.metrics import LineageMetrics
+from certherd.manager.outcome import describe_failure
 from certherd.manager.service import Manager, Outcome
 
 __all__ = ["Daemon", "DaemonStatus"]
 
 FAILED_CYCLE_RETRY = 300.0
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -153,10 +157,13 @@ class Daemon:
                 await stopper
             if work.done() and not work.cancelled():
                 error = work.exception()
-                if isinstance(error, CertherdError):
-                    self.status.last_error = safe_text(error, 300)
-                elif error is not None:
-                    raise error
+                if error is not None:
+                    # Any exception (issue 9.3): the cycle failed, the daemon goes on and
+                    # health says why; the next cycle comes after FAILED_CYCLE_RETRY.
+                    self.status.last_error = describe_failure(error, 300)
+                    log.error("renewal cycle failed: %s", self.status.last_error)
+                    if not isinstance(error, CertherdError):
+                        log.debug("the cycle's traceback", exc_info=error)
             if self._stop.is_set():
                 break
             await self._sleep(self.next_sleep())

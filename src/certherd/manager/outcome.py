@@ -6,7 +6,9 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Literal
 
-__all__ = ["Action", "Outcome"]
+from certherd.errors import CertherdError, safe_text
+
+__all__ = ["Action", "Outcome", "describe_failure"]
 
 Action = Literal[
     "issued", "renewed", "deployed", "not-due", "failed", "would-renew", "would-deploy", "skipped"
@@ -28,3 +30,14 @@ class Outcome:
     @property
     def failed(self) -> bool:
         return self.action == "failed"
+
+
+def describe_failure(error: BaseException, limit: int = 500) -> str:
+    """One line for a lineage's failure: a certherd error as it reads; anything else (a
+    bug, or CA data some library choked on) named by its type, so it is not mistaken
+    for a message of ours."""
+    if isinstance(error, CertherdError):
+        return safe_text(error, limit)
+    text = safe_text(error, limit)
+    kind = type(error).__name__
+    return f"unexpected {kind}: {text}" if text else f"unexpected {kind}"

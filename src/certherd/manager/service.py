@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import logging
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Any
@@ -30,14 +31,13 @@ from certherd.errors import (
     LockTimeoutError,
     NotFoundError,
     StorageError,
-    safe_text,
 )
 from certherd.manager.accounts import CaOptions, open_client
 from certherd.manager.hooks import run_lineage_hooks
 from certherd.manager.index import plan_renewal
 from certherd.manager.lineage import LineageSettings, LineageState
 from certherd.manager.obtain import IssuedCertificate, obtain_certificate
-from certherd.manager.outcome import Action, Outcome
+from certherd.manager.outcome import Action, Outcome, describe_failure
 from certherd.manager.policy import RenewalDecision, needs_renewal
 from certherd.storage.base import Storage
 from certherd.storage.layout import FILES, archive_file, renewal_settings, state_file
@@ -47,6 +47,14 @@ __all__ = ["Manager", "Outcome"]
 ARI_MIN_RECHECK = dt.timedelta(minutes=10)
 ARI_MAX_RECHECK = dt.timedelta(days=1)
 STATE_LOCK_WAIT = 5.0
+
+log = logging.getLogger(__name__)
+
+
+def _note_unexpected(name: str, error: BaseException) -> None:
+    """Keep the traceback of an error that is not certherd's own (``-v`` shows it)."""
+    if not isinstance(error, CertherdError):
+        log.debug("lineage %s: unexpected error", name, exc_info=error)
 
 
 class Manager:
@@ -146,12 +154,17 @@ class Manager:
                 return await self._obtain(
                     settings, ca, state, action, "requested", save_settings=True
                 )
-            except CertherdError as exc:
+            except Exception as exc:
+                # Any exception, not only ours (issue 9.3): the failure is remembered and
+                # told; the caller gets a certherd error, never a traceback.
+                _note_unexpected(settings.name, exc)
                 if state.version is not None:  # a lineage that exists: remember the failure
                     state = await self._record_failure(state, exc)
                 for problem in await self._tell_failure(settings, state, exc):
                     self._say(settings.name, f"failure hook failed: {problem}")
-                raise
+                if isinstance(exc, CertherdError):
+                    raise
+                raise CertherdError(describe_failure(exc)) from exc
 
     async def _obtain(
         self,
@@ -274,14 +287,14 @@ class Manager:
         if not settings.hooks.failure:
             return []
         extra = {
-            "CERTHERD_ERROR": safe_text(error, 1000),
+            "CERTHERD_ERROR": describe_failure(error, 1000),
             "CERTHERD_FAILURES": str(max(state.failures, 1)),
             "CERTHERD_NOT_AFTER": state.not_after.isoformat() if state.not_after else "",
         }
         return await run_lineage_hooks("failure", settings, self.storage, state.version, extra)
 
     async def _record_failure(self, state: LineageState, error: BaseException) -> LineageState:
-        failed = state.with_failure(safe_text(error, 500), self.clock.now())
+        failed = state.with_failure(describe_failure(error), self.clock.now())
         if failed.not_before and failed.not_after:
             decision = needs_renewal(
                 not_before=failed.not_before,
@@ -338,21 +351,26 @@ class Manager:
     async def renew_one(self, name: str, *, force: bool = False, dry_run: bool = False) -> Outcome:
         """Check one lineage (refreshing ARI when its Retry-After has passed) and renew if due.
 
-        Never raises for a certherd error: a lineage that cannot be worked on becomes a
-        failed outcome, and the others go on.
+        Never raises (but for cancellation): whatever goes wrong with one lineage, even
+        an exception that is not certherd's own (issue 9.3), becomes its failed outcome,
+        and the others go on.
         """
         try:
             return await self._renew_one(name, force=force, dry_run=dry_run)
-        except CertherdError as exc:
-            return Outcome(name, "failed", "cannot work on the lineage", error=safe_text(exc, 500))
+        except Exception as exc:
+            _note_unexpected(name, exc)
+            return Outcome(
+                name, "failed", "cannot work on the lineage", error=describe_failure(exc)
+            )
 
     async def _renew_one(self, name: str, *, force: bool, dry_run: bool) -> Outcome:
         settings, state = await self.load(name)
         ca = self.ca_for(settings)
         try:
             state = await self._refresh_ari(settings, state, ca, save=not dry_run)
-        except CertherdError as exc:
-            self._say(name, f"renewal info unavailable: {safe_text(exc, 200)}")
+        except Exception as exc:  # advisory: a broken renewalInfo never blocks a renewal
+            _note_unexpected(name, exc)
+            self._say(name, f"renewal info unavailable: {describe_failure(exc, 200)}")
         decision = await self.decide(settings, state, force=force)
         if not decision.due:
             if state.next_check != decision.next_check and not dry_run:
@@ -379,7 +397,8 @@ class Manager:
                 )
             try:
                 return await self._obtain(settings, ca, current, "renewed", decision.reason)
-            except CertherdError as exc:
+            except Exception as exc:  # any exception: this lineage's failure, not the run's
+                _note_unexpected(name, exc)
                 failed = await self._record_failure(current, exc)
                 return Outcome(
                     name,
