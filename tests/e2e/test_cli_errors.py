@@ -112,15 +112,13 @@ def test_an_unknown_lineage_is_named(certherd: Certherd, args: list[str]) -> Non
     assert result.stdout == ""
 
 
-def test_renewing_an_unknown_lineage_fails_that_lineage(certherd: Certherd) -> None:
+def test_renewing_an_unknown_lineage_is_a_usage_error(certherd: Certherd) -> None:
+    """As in ``show``, ``revoke`` and ``delete``: exit 2, before anything is renewed."""
     certherd.issue("present.test")
     result = certherd("--json", "renew", "missing.test", "present.test", check=False)
-    assert result.code == 1, result.describe()
-    document = result.json()
-    by_name = {r["lineage"]: r for r in document["results"]}
-    assert by_name["missing.test"]["action"] == "failed"
-    assert "missing.test" in by_name["missing.test"]["error"]
-    assert by_name["present.test"]["action"] == "not-due"
+    assert result.code == 2, result.describe()
+    assert "'missing.test'" in _one_error_line(result.stderr)
+    assert result.stdout == ""
 
 
 def test_a_bad_lineage_name_is_refused(certherd: Certherd) -> None:

@@ -40,9 +40,9 @@ async def _with_client(ctx: Context, ca: Any, work: Any) -> Any:
 
 def _show(ctx: Context, title: str, document: dict[str, Any]) -> None:
     def human() -> None:
-        ctx.say(f"{title}: {document['url']} ({document['status']})")
+        ctx.result(f"{title}: {document['url']} ({document['status']})")
         if document["contact"]:
-            ctx.say("  contact: " + ", ".join(document["contact"]))
+            ctx.result("  contact: " + ", ".join(document["contact"]))
 
     ctx.emit(document, human)
 

@@ -34,6 +34,21 @@ class Context:
     quiet: bool = False
     verbose: int = 0
 
+    def update(
+        self,
+        *,
+        config_dir: Path | None = None,
+        json_output: bool = False,
+        quiet: bool = False,
+        verbose: int = 0,
+    ) -> None:
+        """Take global options (given before or after the command); later ones add up."""
+        if config_dir is not None:
+            self.config_dir = config_dir
+        self.json = self.json or json_output
+        self.quiet = self.quiet or quiet
+        self.verbose += verbose
+
     def storage(self) -> Any:
         from certherd.storage.filesystem import FilesystemStorage
 
@@ -48,6 +63,12 @@ class Context:
         """Progress for humans (stderr, so stdout stays clean); silent with -q or --json."""
         if not self.quiet and not self.json:
             click.echo(text, err=True)
+
+    def result(self, text: str) -> None:
+        """A command's result for humans, on stdout; silent with -q (and --json prints the
+        document instead: call it from the ``human`` side of :meth:`emit`)."""
+        if not self.quiet:
+            click.echo(text)
 
     def emit(self, document: Any, human: Callable[[], None] | None = None) -> None:
         """The command's result: one JSON document, or the human rendering.
@@ -169,6 +190,37 @@ def build_ca(params: dict[str, Any]) -> Any:
         eab=eab,
         account=params.pop("account", "default"),
     )
+
+
+def unusable_config_dir(config_dir: Path, error: BaseException) -> None:
+    """After a storage error, raise a ConfigError (exit 2) if the config dir itself cannot
+    be written (a mistyped or read-only ``--config-dir``), rather than a certificate
+    failure (exit 1). Probed only on this error path: a directory is made and removed
+    in the config dir, or in its nearest existing parent when it does not exist yet."""
+    import errno
+    import tempfile
+
+    from certherd.errors import ConfigError, LockTimeoutError, NotFoundError, StorageError
+
+    if not isinstance(error, StorageError) or isinstance(error, NotFoundError | LockTimeoutError):
+        return
+    probe = config_dir.absolute()
+    while not probe.exists() and probe.parent != probe:
+        probe = probe.parent
+    if probe.is_dir():
+        try:
+            tempfile.TemporaryDirectory(dir=probe, prefix=".certherd-probe-").cleanup()
+            return
+        except OSError as exc:
+            if exc.errno in (errno.ENOSPC, errno.EIO, errno.EDQUOT):
+                return  # the machine's trouble, not a wrong option
+            why = f"cannot create anything in {probe} ({exc.strerror})"
+    else:
+        why = f"{probe} is not a directory"
+    raise ConfigError(
+        f"the config dir {config_dir} is not usable: {why}: "
+        "give a writable --config-dir (or CERTHERD_DIR)"
+    ) from error
 
 
 def exit_for(failed: bool) -> None:

@@ -89,4 +89,4 @@ def _print(ctx: Context, directory: Path, results: list[Any]) -> None:
     print_table(ctx, ("lineage", "result", "names", "notes"), rows, status_column=1)
     for r in results:
         for warning in r.warnings:
-            click.echo(f"! {safe_text(r.lineage)}: {safe_text(warning, 1000)}")
+            click.echo(f"! {safe_text(r.lineage)}: {safe_text(warning, 1000)}", err=True)

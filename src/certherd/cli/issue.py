@@ -14,6 +14,7 @@ from certherd.cli.common import (
     exit_for,
     pass_context,
     run_async,
+    unusable_config_dir,
 )
 
 __all__ = ["issue", "solver_options", "solver_specs"]
@@ -235,6 +236,7 @@ async def _issue(ctx: Context, settings: Any, ca: Any) -> Any:
     try:
         outcome = await manager.issue(settings, ca)
     except CertherdError as exc:
+        unusable_config_dir(ctx.config_dir, exc)  # a ConfigError (exit 2) if it is that
         if not ctx.json or isinstance(exc, ConfigError | UnavailableError):
             raise
         # --json promises one document, also when the certificate could not be obtained.

@@ -51,6 +51,7 @@ async def _renew(
         await sync_settings(storage, config)
     # The index answers "nothing due" without loading the ACME client at all.
     plan = await plan_renewal(storage, names or None, force=force, now=dt.datetime.now(dt.UTC))
+    _check_known(names, plan.index.names)
     if not plan.to_check:
         await plan.index.save()
         outcomes = plan.not_due
@@ -108,6 +109,17 @@ async def _documents(ctx: Context, only: str | None) -> list[dict[str, Any]]:
     return documents
 
 
+def _check_known(names: tuple[str, ...], known: list[str]) -> None:
+    """A lineage named on the command line that does not exist is a usage error (exit 2),
+    as in ``show``, ``revoke`` and ``delete``; nothing is renewed then."""
+    from certherd.errors import ConfigError
+
+    unknown = sorted(set(names).difference(known))
+    if unknown:
+        listed = ", ".join(repr(name) for name in unknown)
+        raise ConfigError(f"no lineage named {listed}: see `certherd list`")
+
+
 async def _load(manager: Any, name: str) -> Any:
     """A lineage named on the command line; a wrong name is a usage error (exit 2)."""
     from certherd.errors import ConfigError, NotFoundError
@@ -151,7 +163,7 @@ def revoke(ctx: Context, name: str, reason: str) -> None:
     state = run_async(_revoke(ctx, name, RevocationReason.parse(reason)))
     ctx.emit(
         {"lineage": name, "revoked": True, "serial": state.serial, "reason": reason},
-        lambda: ctx.say(f"{name}: certificate {state.serial} revoked ({reason})"),
+        lambda: ctx.result(f"{name}: certificate {state.serial} revoked ({reason})"),
     )
 
 
@@ -181,5 +193,5 @@ def delete(ctx: Context, name: str) -> None:
     removed = run_async(work())
     ctx.emit(
         {"lineage": name, "deleted": True, "files": removed},
-        lambda: ctx.say(f"{name}: deleted ({removed} files)"),
+        lambda: ctx.result(f"{name}: deleted ({removed} files)"),
     )

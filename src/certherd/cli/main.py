@@ -55,6 +55,64 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+GLOBAL_HELP = {
+    "config_dir": "Accounts, certificates and config (env CERTHERD_DIR; default /etc/certherd "
+    "for root, else ~/.config/certherd).",
+    "json_output": "Print one JSON document on stdout (results only; diagnostics on stderr).",
+    "quiet": "Print only errors.",
+    "verbose": "Log ACME requests, challenge steps, propagation checks and lock waits on "
+    "stderr; -vv adds request headers (never secrets).",
+}
+
+
+def _global_options(*, after_command: bool) -> list[click.Option]:
+    """The global options; after a command they update what the group already set."""
+    late: dict[str, Any] = (
+        {"expose_value": False, "callback": _set_late_option} if after_command else {}
+    )
+    return [
+        click.Option(
+            ["--config-dir", "config_dir"],
+            type=click.Path(file_okay=False, path_type=Path),
+            envvar=None if after_command else "CERTHERD_DIR",
+            metavar="DIR",
+            help=GLOBAL_HELP["config_dir"],
+            **late,
+        ),
+        click.Option(
+            ["--json", "json_output"], is_flag=True, help=GLOBAL_HELP["json_output"], **late
+        ),
+        click.Option(["-q", "--quiet"], is_flag=True, help=GLOBAL_HELP["quiet"], **late),
+        click.Option(["-v", "--verbose"], count=True, help=GLOBAL_HELP["verbose"], **late),
+    ]
+
+
+def _set_late_option(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+    """A global option written after the command (``certherd list --json``)."""
+    from certherd.cli.common import Context
+
+    state = ctx.find_object(Context)
+    if state is None or not value:  # shell completion parses without running the group
+        return value
+    state.update(**{param.name or "": value})
+    return value
+
+
+def _with_global_options(command: click.Command) -> click.Command:
+    """Let the global options follow ``command`` (and its subcommands) too."""
+    if getattr(command, "_certherd_globals", False):
+        return command
+    taken = {opt for param in command.params for opt in getattr(param, "opts", ())}
+    for option in _global_options(after_command=True):
+        if not taken.intersection(option.opts):
+            command.params.append(option)
+    if isinstance(command, click.Group):
+        for child in command.commands.values():
+            _with_global_options(child)
+    command._certherd_globals = True  # type: ignore[attr-defined]
+    return command
+
+
 class LazyGroup(click.Group):
     """A group that imports a command's module only when that command is used."""
 
@@ -68,7 +126,18 @@ class LazyGroup(click.Group):
         module_name, attribute = target[0].split(":")
         command = getattr(importlib.import_module(module_name), attribute)
         assert isinstance(command, click.Command)
-        return command
+        return _with_global_options(command)
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except Exception as exc:
+            from certherd.cli.common import Context, unusable_config_dir
+
+            state = ctx.find_object(Context)
+            if state is not None:
+                unusable_config_dir(state.config_dir, exc)  # raises ConfigError (exit 2)
+            raise
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         rows = [(name, help_text) for name, (_, help_text) in sorted(COMMANDS.items())]
@@ -76,18 +145,12 @@ class LazyGroup(click.Group):
             formatter.write_dl(rows)
 
 
-@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(__version__, prog_name="certherd", message="%(prog)s %(version)s")
-@click.option(
-    "--config-dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    envvar="CERTHERD_DIR",
-    help="Accounts, certificates and config (env CERTHERD_DIR; default /etc/certherd for "
-    "root, else ~/.config/certherd).",
+@click.group(
+    cls=LazyGroup,
+    context_settings={"help_option_names": ["-h", "--help"]},
+    epilog="Global options may also follow the command: `certherd list --json`.",
 )
-@click.option("--json", "json_output", is_flag=True, help="Print one JSON document.")
-@click.option("-q", "--quiet", is_flag=True, help="Print only errors.")
-@click.option("-v", "--verbose", count=True, help="Say more (repeat for debug).")
+@click.version_option(__version__, prog_name="certherd", message="%(prog)s %(version)s")
 @click.pass_context
 def cli(
     ctx: click.Context, config_dir: Path | None, json_output: bool, quiet: bool, verbose: int
@@ -96,12 +159,11 @@ def cli(
     from certherd.cli.common import Context
     from certherd.config import default_config_dir
 
-    ctx.obj = Context(
-        config_dir=config_dir or default_config_dir(),
-        json=json_output,
-        quiet=quiet,
-        verbose=verbose,
-    )
+    ctx.obj = Context(config_dir=config_dir or default_config_dir())
+    ctx.obj.update(json_output=json_output, quiet=quiet, verbose=verbose)
+
+
+cli.params.extend(_global_options(after_command=False))
 
 
 class _Interrupted(SystemExit):

@@ -48,7 +48,7 @@ def print_outcomes(ctx: Context, outcomes: Sequence[Outcome]) -> None:
     quiet_ones = [o for o in outcomes if o.action == "not-due"]
     if len(outcomes) > SUMMARY_OVER and quiet_ones:
         outcomes = [o for o in outcomes if o.action != "not-due"]
-        ctx.say(f"{len(quiet_ones)} lineage(s) not due")
+        ctx.result(f"{len(quiet_ones)} lineage(s) not due")
         if not outcomes:
             return
 

@@ -61,7 +61,10 @@ def install(ctx: Context, kind: str | None, user: bool, root: Path) -> None:
         if chosen == "systemd"
         else "cron picks it up by itself"
     )
-    ctx.emit(
-        {"kind": chosen, "files": [str(p) for p in written]},
-        lambda: ctx.say("\n".join(f"wrote {p}" for p in written) + f"\n{hint}"),
-    )
+
+    def human() -> None:
+        for path in written:
+            ctx.result(f"wrote {path}")
+        ctx.say(hint)
+
+    ctx.emit({"kind": chosen, "files": [str(p) for p in written]}, human)
