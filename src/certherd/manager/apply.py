@@ -7,7 +7,6 @@ renewed if due. Lineages not in the file are left alone.
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -15,6 +14,7 @@ from certherd.config import CertificateConfig, ConfigFile
 from certherd.errors import ConfigError, NotFoundError
 from certherd.manager.lineage import HookSettings, LineageSettings
 from certherd.manager.outcome import Outcome, describe_failure
+from certherd.manager.tasks import finish_all
 from certherd.storage.base import Storage
 
 if TYPE_CHECKING:
@@ -141,7 +141,8 @@ async def apply_config(manager: Manager, config: ConfigFile) -> list[Outcome]:
         except Exception as exc:  # one lineage's failure never stops the others (issue 9.3)
             return Outcome(entry.lineage, "failed", "apply", error=describe_failure(exc))
 
-    return list(await asyncio.gather(*(one(entry) for entry in config.certificates)))
+    # Every lineage to its end; stopped, every one cleans up (not only the first).
+    return await finish_all(one(entry) for entry in config.certificates)
 
 
 async def sync_settings(storage: Storage, config: ConfigFile) -> None:

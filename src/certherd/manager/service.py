@@ -39,6 +39,7 @@ from certherd.manager.lineage import LineageSettings, LineageState
 from certherd.manager.obtain import IssuedCertificate, obtain_certificate
 from certherd.manager.outcome import Action, Outcome, describe_failure
 from certherd.manager.policy import RenewalDecision, needs_renewal
+from certherd.manager.tasks import finish_all
 from certherd.storage.base import Storage
 from certherd.storage.layout import FILES, archive_file, renewal_settings, state_file
 
@@ -315,10 +316,9 @@ class Manager:
     ) -> list[Outcome]:
         """Renew what is due (every lineage, or those named), concurrently."""
         plan = await plan_renewal(self.storage, names, force=force, now=self.clock.now())
-        checked = list(
-            await asyncio.gather(
-                *(self.renew_one(n, force=force, dry_run=dry_run) for n in plan.to_check)
-            )
+        # Every lineage to its end; stopped, every one cleans up (not only the first).
+        checked = await finish_all(
+            self.renew_one(n, force=force, dry_run=dry_run) for n in plan.to_check
         )
         if not dry_run:
             if plan.to_check:
