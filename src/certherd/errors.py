@@ -22,7 +22,8 @@ them is one line that names what is wrong (and, where we know it, how to fix it)
         ├── UnsafeResponseError        the CA sent something we refuse to trust
         │   └── CertificateMismatchError   issued certificate does not match the order
         ├── RetryLimitError            retries or the time budget ran out
-        │   └── PollTimeoutError       an order/authorization never left a pending state
+        │   ├── PollTimeoutError       an order/authorization never left a pending state
+        │   └── DeadlineExceededError  a request or a command ran past its deadline
         ├── OrderFailedError           an order or authorization ended "invalid"
         ├── FeatureUnsupportedError    the CA does not offer what was asked (no ARI, ...)
         └── ProblemError               the CA answered with an RFC 7807 problem document
@@ -41,6 +42,7 @@ A problem type we do not know stays a plain :class:`ProblemError` with its type 
 from __future__ import annotations
 
 import datetime as _dt
+import reprlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -62,6 +64,7 @@ __all__ = [
     "ConnectionProblemError",
     "CryptoError",
     "DNSProblemError",
+    "DeadlineExceededError",
     "DnsProviderError",
     "ExternalAccountRequiredError",
     "FeatureUnsupportedError",
@@ -97,6 +100,24 @@ __all__ = [
 ]
 
 ACME_URN = "urn:ietf:params:acme:error:"
+MAX_RETRY_AFTER = 10 * 365 * 86400.0
+"""The longest Retry-After certherd represents (ten years); a longer one is clamped to it."""
+MAX_SUBPROBLEMS = 100  # RFC 8555 §6.7.1 lists one per identifier: far below any real order
+
+
+class _ShortRepr(reprlib.Repr):
+    """reprlib, plus huge integers (``str()`` refuses over 4300 digits)."""
+
+    def repr_int(self, x: int, level: int) -> str:
+        if x.bit_length() > 1000:
+            return f"<an integer of {x.bit_length()} bits>"
+        return super().repr_int(x, level)
+
+
+_SHORT = _ShortRepr()
+_SHORT.maxlevel = 3
+_SHORT.maxstring = 200
+_SHORT.maxother = 200
 
 
 def safe_text(value: object, limit: int = 500) -> str:
@@ -105,7 +126,9 @@ def safe_text(value: object, limit: int = 500) -> str:
     Control characters (ANSI escapes, newlines, bidi overrides) are replaced by their
     ``\\x`` escapes and the text is cut to ``limit`` characters.
     """
-    text = str(value)
+    # A decoded JSON value can be nested hundreds deep: show it shortened, never recursing.
+    # Bounded depth and length for containers; a huge int has no str().
+    text = _SHORT.repr(value) if isinstance(value, list | dict | tuple | int) else str(value)
     out: list[str] = []
     for char in text[: limit + 1]:
         code = ord(char)
@@ -194,7 +217,28 @@ class RetryLimitError(AcmeError):
 
 
 class PollTimeoutError(RetryLimitError):
-    """An order or authorization stayed pending/processing past the allowed time."""
+    """An order or authorization stayed pending/processing past the allowed time.
+
+    ``url`` is the polled resource (the order URL, to resume it later); ``retry_after``
+    is the CA's last Retry-After in seconds, already clamped to :data:`MAX_RETRY_AFTER`,
+    or None when it sent none.
+    """
+
+    def __init__(self, message: str, *, url: str = "", retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.url = url
+        self.retry_after = retry_after
+
+
+class DeadlineExceededError(RetryLimitError):
+    """A request, or a command given a deadline, ran past it; nothing more was sent.
+
+    ``seconds`` is the deadline that ran out.
+    """
+
+    def __init__(self, message: str, *, seconds: float | None = None) -> None:
+        super().__init__(message)
+        self.seconds = seconds
 
 
 class OrderFailedError(AcmeError):
@@ -234,30 +278,40 @@ class Problem:
         return self.type
 
     @classmethod
-    def from_json(cls, data: Any) -> Problem:
-        """Build from a decoded JSON body; tolerant of missing or mistyped fields."""
+    def from_json(cls, data: Any, *, depth: int = 0) -> Problem:
+        """Build from a decoded JSON body; tolerant of missing or mistyped fields.
+
+        Text fields that are not strings become their short, escaped form; a status
+        that is not an HTTP status is dropped; subproblems (§6.7.1) are read one level
+        deep and at most :data:`MAX_SUBPROBLEMS` of them, so no CA document can make
+        this recurse or grow without bound.
+        """
         if not isinstance(data, dict):
             return cls(type="about:blank", detail=safe_text(data, 200))
         identifier = data.get("identifier")
         ident: dict[str, str] | None = None
         if isinstance(identifier, dict):
             ident = {
-                "type": str(identifier.get("type", "")),
-                "value": str(identifier.get("value", "")),
+                "type": _text(identifier.get("type")),
+                "value": _text(identifier.get("value")),
             }
         raw_subs = data.get("subproblems")
-        subs = tuple(cls.from_json(s) for s in raw_subs) if isinstance(raw_subs, list) else ()
+        subs: tuple[Problem, ...] = ()
+        if isinstance(raw_subs, list) and depth < 1:
+            subs = tuple(cls.from_json(s, depth=depth + 1) for s in raw_subs[:MAX_SUBPROBLEMS])
         status = data.get("status")
         algorithms = data.get("algorithms")
         return cls(
-            type=str(data.get("type") or "about:blank"),
-            detail=str(data.get("detail") or ""),
-            status=status if isinstance(status, int) else None,
-            title=str(data.get("title") or ""),
-            instance=str(data.get("instance") or ""),
+            type=_text(data.get("type")) or "about:blank",
+            detail=_text(data.get("detail")),
+            status=status if _is_http_status(status) else None,
+            title=_text(data.get("title")),
+            instance=_text(data.get("instance")),
             identifier=ident,
             subproblems=subs,
-            algorithms=tuple(str(a) for a in algorithms) if isinstance(algorithms, list) else (),
+            algorithms=tuple(_text(a) for a in algorithms[:50])
+            if isinstance(algorithms, list)
+            else (),
         )
 
     def describe(self) -> str:
@@ -271,6 +325,19 @@ class Problem:
         for sub in self.subproblems:
             text += f"; [{sub.describe()}]"
         return safe_text(text, 1000)
+
+
+def _text(value: object) -> str:
+    """A CA-sent field as text: a string as is, anything else in its short form; None is ""."""
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value[:10_000]
+    return safe_text(value, 200)
+
+
+def _is_http_status(value: object) -> bool:
+    return type(value) is int and 100 <= value <= 599
 
 
 class ProblemError(AcmeError):
@@ -435,7 +502,7 @@ class RateLimitedError(ProblemError):
     def retry_at(self) -> _dt.timedelta | None:
         if self.retry_after is None:
             return None
-        return _dt.timedelta(seconds=min(self.retry_after, 10 * 365 * 86400.0))
+        return _dt.timedelta(seconds=min(max(self.retry_after, 0.0), MAX_RETRY_AFTER))
 
 
 class RejectedIdentifierError(ProblemError):

@@ -1,5 +1,8 @@
 """Test doubles for the unit tests: a fake clock and a scripted, hostile ACME server.
 
+``trickle()`` is a body that a CA sends one byte at a time, slowly, for ever: each read
+is quick, so only an overall deadline on the request ends it (issue 9 item 5).
+
 ``FakeClock`` is a :class:`certherd.acme.retry.Clock` whose time moves only when the
 code under test sleeps, so retry and poll schedules run in microseconds and every wait
 is recorded.
@@ -19,7 +22,7 @@ import asyncio
 import base64
 import datetime as dt
 import json
-from collections.abc import AsyncIterable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,7 +31,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding
-from cryptography.x509.oid import NameOID
+from cryptography.x509.oid import NameOID, ObjectIdentifier
 
 from certherd.acme import AcmeClient, PollPolicy, RetryPolicy
 from certherd.crypto.keys import PrivateKey, PublicKey
@@ -154,6 +157,19 @@ def always(reply: Reply) -> Hook:
     return lambda seen: reply
 
 
+async def trickle(
+    data: bytes = b'{"newNonce": "', interval: float = 0.05, forever: bytes = b" "
+) -> AsyncIterator[bytes]:
+    """A streamed body: ``data`` one byte every ``interval`` real seconds, then ``forever``
+    repeated at the same pace, never ending."""
+    for byte in data:
+        await asyncio.sleep(interval)
+        yield bytes([byte])
+    while True:
+        await asyncio.sleep(interval)
+        yield forever
+
+
 # -- a test CA ----------------------------------------------------------------------------
 
 
@@ -203,6 +219,9 @@ class TestCA:
         if names:
             builder = builder.add_extension(
                 x509.SubjectAlternativeName([x509.DNSName(n) for n in names]), critical=False
+            ).add_extension(  # RFC 9773 §4.1: the ARI certificate id needs the AKI
+                x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_key.public_key()),  # type: ignore[arg-type]
+                critical=False,
             )
         return builder.sign(issuer_key, hashes.SHA256())
 
@@ -233,9 +252,58 @@ class TestCA:
             chain.append(self.intermediate)
         return b"".join(c.public_bytes(Encoding.PEM) for c in chain)
 
+    def leaf_with_duplicate_extension(self, public_key: PublicKey, names: Sequence[str]) -> bytes:
+        """The DER of a leaf carrying two subjectAltName extensions, validly signed.
+
+        RFC 5280 §4.2 forbids it and cryptography's builder refuses it, so the builder
+        makes a leaf with an unrecognised extension 2.5.29.99 holding the same value,
+        the OID is rewritten to 2.5.29.17 (same length) and the TBS is signed again.
+        """
+        san = x509.SubjectAlternativeName([x509.DNSName(n) for n in names])
+        builder = (
+            x509.CertificateBuilder()
+            .subject_name(_name(names[0]))
+            .issuer_name(self.intermediate.subject)
+            .public_key(public_key)
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(START - dt.timedelta(hours=1))
+            .not_valid_after(START + dt.timedelta(days=90))
+            .add_extension(san, critical=False)
+            .add_extension(
+                x509.UnrecognizedExtension(ObjectIdentifier("2.5.29.99"), san.public_bytes()),
+                critical=False,
+            )
+        )
+        leaf = builder.sign(self.intermediate_key, hashes.SHA256())
+        unknown, subject_alt_name = bytes.fromhex("0603551d63"), bytes.fromhex("0603551d11")
+        tbs = leaf.tbs_certificate_bytes
+        assert tbs.count(unknown) == 1
+        tbs = tbs.replace(unknown, subject_alt_name)
+        signature = self.intermediate_key.sign(tbs, ec.ECDSA(hashes.SHA256()))
+        ecdsa_with_sha256 = bytes.fromhex("300a06082a8648ce3d040302")
+        return _der(0x30, tbs + ecdsa_with_sha256 + _der(0x03, b"\x00" + signature))
+
     def issue(self, csr: x509.CertificateSigningRequest) -> bytes:
         """What an honest CA returns: a leaf for the CSR's key and names, then the intermediate."""
         return self.pem(self.leaf(csr.public_key(), csr_names(csr)))
+
+
+def _der(tag: int, content: bytes) -> bytes:
+    """One DER TLV (X.690 §8.1): tag, definite length, content."""
+    size = len(content)
+    if size < 0x80:
+        return bytes([tag, size]) + content
+    length = size.to_bytes((size.bit_length() + 7) // 8, "big")
+    return bytes([tag, 0x80 | len(length)]) + length + content
+
+
+def pem_of_der(der: bytes) -> bytes:
+    """One PEM CERTIFICATE block around ``der``."""
+    text = base64.encodebytes(der).decode("ascii").replace("\n", "")
+    lines = [text[i : i + 64] for i in range(0, len(text), 64)]
+    return (
+        "-----BEGIN CERTIFICATE-----\n" + "\n".join(lines) + "\n-----END CERTIFICATE-----\n"
+    ).encode()
 
 
 def csr_names(csr: x509.CertificateSigningRequest) -> list[str]:
@@ -305,13 +373,18 @@ class HostileAcmeServer:
         account_key: PrivateKey | None = None,
         allow_http: bool = False,
         account_url: str | None = "/acct/1",
+        **options: Any,
     ) -> AcmeClient:
-        """An AcmeClient talking to this server; by default it already has an account."""
+        """An AcmeClient talking to this server; by default it already has an account.
+
+        ``options`` go to AcmeClient as they are (``request_timeout=``...).
+        """
         return AcmeClient(
             self.url("/directory"),
             account_key or ec.generate_private_key(ec.SECP256R1()),
             account_url=self.url(account_url) if account_url else None,
             allow_http=allow_http,
+            **options,
             retry=retry,
             poll=poll,
             clock=clock or FakeClock(),

@@ -31,8 +31,16 @@ from certherd.acme.messages import (
     format_time,
     identifiers_from,
 )
-from certherd.acme.retry import Clock, PollPolicy, RetryPolicy, SystemClock, parse_retry_after
-from certherd.acme.transport import Response, Transport
+from certherd.acme.retry import (
+    Clock,
+    CommandDeadline,
+    PollPolicy,
+    RetryPolicy,
+    SystemClock,
+    check_wait,
+    parse_retry_after,
+)
+from certherd.acme.transport import REQUEST_TIMEOUT, Response, Transport
 from certherd.crypto.ari import certificate_id
 from certherd.crypto.certs import load_pem_chain, verify_issued
 from certherd.crypto.encoding import b64url
@@ -55,6 +63,8 @@ T = TypeVar("T")
 PEM_CHAIN = "application/pem-certificate-chain"
 NOT_READY_GRACE = 10.0  # seconds to let a CA move an order to "ready" after orderNotReady
 MAX_ORDER_PAGES = 1000
+MAX_CHAIN = 32  # certificates in one downloaded chain; real ones have two to four
+MAX_ALTERNATES = 10  # alternate chains downloaded; Let's Encrypt offers one or two
 
 
 class AcmeClient:
@@ -63,6 +73,16 @@ class AcmeClient:
     Use as ``async with AcmeClient(url, key) as client:``. Safe for many concurrent
     tasks on one event loop (they share the connection pool and the nonce pool).
     ``account_url`` is the account's ``kid``; pass a stored one to skip ``newAccount``.
+
+    Time limits: ``timeout`` bounds each network read (httpx); ``request_timeout``
+    bounds one whole HTTP exchange, body included, so a CA that trickles its answer
+    ends in DeadlineExceededError; ``retry.total_budget`` bounds one request with its
+    retries; ``poll.timeout`` one wait for an order or authorization; and
+    ``async with client.deadline(seconds):`` bounds a whole command.
+
+    Everything the CA sends is parsed into certherd's own types or refused with an
+    :class:`~certherd.errors.AcmeError`: no exception of the libraries underneath
+    escapes on hostile input.
     """
 
     def __init__(
@@ -73,6 +93,7 @@ class AcmeClient:
         account_url: str | None = None,
         ca_bundle: str | None = None,
         timeout: float = 30.0,
+        request_timeout: float = REQUEST_TIMEOUT,
         allow_http: bool = False,
         retry: RetryPolicy | None = None,
         poll: PollPolicy | None = None,
@@ -99,6 +120,7 @@ class AcmeClient:
             retry=retry,
             clock=self.clock,
             http_client=http_client,
+            request_timeout=request_timeout,
         )
         self._directory: Directory | None = None
         self._directory_lock = asyncio.Lock()
@@ -112,6 +134,16 @@ class AcmeClient:
     async def aclose(self) -> None:
         """Close the connection pool."""
         await self.transport.aclose()
+
+    def deadline(self, seconds: float) -> CommandDeadline:
+        """``async with client.deadline(600):`` ends everything inside within ``seconds``.
+
+        Requests get at most the time left, a Retry-After or poll wait that would pass
+        the deadline ends at once, and any other await inside is cancelled when it
+        passes: each ends in DeadlineExceededError. Task-local; nested ones keep the
+        earliest. Measured on this client's clock.
+        """
+        return CommandDeadline(seconds, self.clock)
 
     # -- directory and requests -------------------------------------------------------
 
@@ -427,9 +459,14 @@ class AcmeClient:
             raise UnsafeResponseError(
                 f"the CA's certificate from {safe_text(url, 200)} is unreadable: {exc}"
             ) from None
-        alternates = tuple(
-            self.urls.check(u, "alternate chain") for u in response.links("alternate")
-        )
+        if len(certificates) > MAX_CHAIN:
+            raise UnsafeResponseError(
+                f"the CA's certificate from {safe_text(url, 200)} is a chain of "
+                f"{len(certificates)} certificates, more than the {MAX_CHAIN} certherd reads"
+            )
+        # RFC 8555 §7.4.2: 'Link: <...>;rel="alternate"'; the first MAX_ALTERNATES are kept.
+        links = response.links("alternate")[:MAX_ALTERNATES]
+        alternates = tuple(self.urls.check(u, "alternate chain") for u in links)
         return CertificateChain(
             url=url, pem=response.content, certificates=certificates, alternates=alternates
         )
@@ -524,8 +561,11 @@ class AcmeClient:
                 status = getattr(value, "status", "?")
                 raise PollTimeoutError(
                     f"the {label} at {safe_text(url, 200)} is still {status} after "
-                    f"{limit:.0f}s: the CA is not making progress, try again later"
+                    f"{limit:.0f}s: the CA is not making progress, try again later",
+                    url=url,
+                    retry_after=retry_after,
                 )
+            check_wait(delay, f"polling the {label} at {url}")
             await self.clock.sleep(delay)
 
 

@@ -33,6 +33,10 @@ __all__ = [
 ]
 
 MAX_URL_LENGTH = 2048
+MAX_LIST = 1000  # items kept of a list of text (contacts, CAA identities) from the CA
+EARLIEST = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+LATEST = dt.datetime(9000, 1, 1, tzinfo=dt.UTC)
+"""CA timestamps outside [EARLIEST, LATEST] are refused: arithmetic on them must not overflow."""
 
 
 class Status(enum.StrEnum):
@@ -50,7 +54,9 @@ class Status(enum.StrEnum):
     @classmethod
     def parse(cls, value: object, what: str) -> Status:
         try:
-            return cls(str(value))
+            if not isinstance(value, str):
+                raise ValueError(value)
+            return cls(value)
         except ValueError:
             raise UnsafeResponseError(
                 f"the CA sent an unknown {what} status {safe_text(value, 40)!r}"
@@ -72,9 +78,15 @@ class UrlPolicy:
             raise UnsafeResponseError(f"the CA sent no usable URL for {what}")
         if _CONTROL_OR_SPACE.search(value):
             raise UnsafeResponseError(f"the CA sent a URL with control characters for {what}")
-        parts = urlsplit(value)
+        try:
+            parts = urlsplit(value)
+            hostname = parts.hostname
+            _ = parts.port  # a port out of range or not a number raises
+        except ValueError:  # an unclosed IPv6 literal, a bad netloc
+            hostname = None
+            parts = urlsplit("")
         allowed = ("https", "http") if self.allow_http else ("https",)
-        if parts.scheme not in allowed or not parts.hostname:
+        if parts.scheme not in allowed or not hostname:
             hint = "" if self.allow_http else " (only https is accepted)"
             raise UnsafeResponseError(
                 f"the CA sent an unacceptable URL for {what}: {safe_text(value, 200)}{hint}"
@@ -92,6 +104,13 @@ def _str(data: Mapping[str, Any], key: str, what: str, default: str | None = Non
     return value
 
 
+def _texts(value: object) -> tuple[str, ...]:
+    """A JSON list of strings as a tuple; other items in their short escaped form."""
+    if not isinstance(value, list):
+        return ()
+    return tuple(v if isinstance(v, str) else safe_text(v, 200) for v in value[:MAX_LIST])
+
+
 def _object(data: object, what: str) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise UnsafeResponseError(f"the CA sent a {what} that is not a JSON object")
@@ -99,10 +118,15 @@ def _object(data: object, what: str) -> dict[str, Any]:
 
 
 def parse_time(value: object, what: str) -> dt.datetime | None:
-    """An RFC 3339 timestamp (§7.1 "expires" and friends), returned in UTC."""
+    """An RFC 3339 timestamp (§7.1 "expires" and friends), returned in UTC.
+
+    A time before :data:`EARLIEST` or after :data:`LATEST` is clamped to that bound (Go's
+    zero time ``0001-01-01T00:00:00Z`` becomes 1970), so adding a day or a year to any
+    parsed time cannot overflow.
+    """
     if value is None:
         return None
-    if not isinstance(value, str):
+    if not isinstance(value, str) or len(value) > 64:
         raise UnsafeResponseError(f"the CA sent a non-string timestamp for {what}")
     text = value.strip()
     if text.endswith(("Z", "z")):
@@ -111,7 +135,7 @@ def parse_time(value: object, what: str) -> dt.datetime | None:
         parsed = dt.datetime.fromisoformat(text)
         if parsed.tzinfo is None:
             parsed = parsed.replace(tzinfo=dt.UTC)
-        return parsed.astimezone(dt.UTC)
+        return min(max(parsed.astimezone(dt.UTC), EARLIEST), LATEST)
     except (ValueError, OverflowError):
         raise UnsafeResponseError(
             f"the CA sent an unreadable timestamp for {what}: {safe_text(value, 60)}"
@@ -199,15 +223,15 @@ class Directory:
         meta_obj: dict[str, Any] = raw_meta if isinstance(raw_meta, dict) else {}
         profiles_raw = meta_obj.get("profiles")
         profiles = (
-            {str(k): safe_text(v, 500) for k, v in profiles_raw.items()}
+            {str(k)[:200]: safe_text(v, 500) for k, v in list(profiles_raw.items())[:MAX_LIST]}
             if isinstance(profiles_raw, dict)
             else {}
         )
-        caa = meta_obj.get("caaIdentities")
+        caa = meta_obj.get("caaIdentities")  # §7.1.1: array of strings
         meta = DirectoryMeta(
             terms_of_service=_optional_str(meta_obj.get("termsOfService")),
             website=_optional_str(meta_obj.get("website")),
-            caa_identities=tuple(str(c) for c in caa) if isinstance(caa, list) else (),
+            caa_identities=_texts(caa),
             external_account_required=meta_obj.get("externalAccountRequired") is True,
             profiles=profiles,
             raw=meta_obj,
@@ -250,7 +274,7 @@ class Account:
         return cls(
             url=url,
             status=Status.parse(obj.get("status", "valid"), "account"),
-            contact=tuple(str(c) for c in contact) if isinstance(contact, list) else (),
+            contact=_texts(contact),
             orders=urls.optional(obj.get("orders"), "account orders"),
             terms_of_service_agreed=agreed if isinstance(agreed, bool) else None,
             raw=obj,
@@ -395,6 +419,11 @@ class RenewalInfo:
         if start is None or end is None or end < start:
             # RFC 9773 §4.2: a window whose end precedes its start is invalid.
             raise UnsafeResponseError("the CA sent an invalid renewalInfo suggestedWindow")
+        if start <= EARLIEST or end >= LATEST:
+            raise UnsafeResponseError(
+                "the CA sent a renewalInfo suggestedWindow outside the years 1970 to 9000: "
+                f"{start.isoformat()} to {end.isoformat()}"
+            )
         explanation = obj.get("explanationURL")
         return cls(
             start=start,

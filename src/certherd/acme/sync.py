@@ -8,12 +8,14 @@ example :func:`certherd.manager.obtain_certificate`) on that same loop.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterator
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from certherd.acme.client import AcmeClient
 from certherd.crypto.keys import PrivateKey
+from certherd.errors import DeadlineExceededError
 
 __all__ = ["SyncAcmeClient"]
 
@@ -44,6 +46,7 @@ class SyncAcmeClient:
             target=self._loop.run_forever, name="certherd-acme", daemon=True
         )
         self._thread.start()
+        self._local = threading.local()  # the deadline stack of each calling thread
 
         async def make() -> AcmeClient:
             return AcmeClient(directory_url, account_key, **options)
@@ -55,8 +58,41 @@ class SyncAcmeClient:
             raise
 
     def run(self, coroutine: Coroutine[Any, Any, R]) -> R:
-        """Run ``coroutine`` on the client's loop and wait for its result."""
+        """Run ``coroutine`` on the client's loop and wait for its result.
+
+        Inside ``with client.deadline(seconds):`` it runs under the time left.
+        """
+        deadlines: list[tuple[float, float]] = getattr(self._local, "deadlines", [])
+        if deadlines:
+            until, seconds = min(deadlines)
+            remaining = until - self.async_client.clock.monotonic()
+            if remaining <= 0:
+                coroutine.close()
+                raise DeadlineExceededError(
+                    f"the call was not started: the {seconds:g}s deadline given has passed",
+                    seconds=seconds,
+                )
+            coroutine = self._bounded(coroutine, remaining)
         return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result()
+
+    @contextlib.contextmanager
+    def deadline(self, seconds: float) -> Iterator[None]:
+        """``with client.deadline(600):`` every call inside ends within ``seconds`` in all.
+
+        See :meth:`AcmeClient.deadline`; per calling thread.
+        """
+        if not seconds > 0:
+            raise ValueError("a deadline needs a positive number of seconds")
+        stack: list[tuple[float, float]] = self._local.__dict__.setdefault("deadlines", [])
+        stack.append((self.async_client.clock.monotonic() + seconds, seconds))
+        try:
+            yield
+        finally:
+            stack.pop()
+
+    async def _bounded(self, inner: Coroutine[Any, Any, R], seconds: float) -> R:
+        async with self.async_client.deadline(seconds):
+            return await inner
 
     def close(self) -> None:
         """Close the connection pool and stop the background loop."""

@@ -8,6 +8,7 @@ Redirects are refused and bodies are size-capped: everything from the CA is untr
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import json
 import re
@@ -21,10 +22,18 @@ import httpx
 
 from certherd import __version__
 from certherd.acme.messages import UrlPolicy
-from certherd.acme.retry import Clock, RetryPolicy, SystemClock, parse_retry_after
+from certherd.acme.retry import (
+    Clock,
+    RetryPolicy,
+    SystemClock,
+    check_wait,
+    current_deadline,
+    parse_retry_after,
+)
 from certherd.errors import (
     BadNonceError,
     ConfigError,
+    DeadlineExceededError,
     Problem,
     ProblemError,
     RateLimitedError,
@@ -34,13 +43,18 @@ from certherd.errors import (
     safe_text,
 )
 
-__all__ = ["USER_AGENT", "Response", "Transport"]
+__all__ = ["REQUEST_TIMEOUT", "USER_AGENT", "Response", "Transport"]
 
 USER_AGENT = f"certherd/{__version__}"
 MAX_BODY = 1 << 20  # 1 MiB: far above any real ACME response, certificate chains included
 MAX_NONCES = 64
+MAX_LINKS = 100  # Link targets read from one response; a real CA sends one to three
+REQUEST_TIMEOUT = 60.0
+"""Seconds one HTTP exchange may take in all (connect, send, the whole body)."""
 _NONCE = re.compile(r"^[A-Za-z0-9_-]{1,256}$")  # RFC 8555 §6.5.1: base64url
-_LINK = re.compile(r"<([^>]*)>\s*((?:;\s*[^;,]+)*)")
+# RFC 8288 §3: link-value = "<" URI-Reference ">" *( OWS ";" OWS link-param ). Neither
+# pattern can backtrack over what it has read, so a 100 KB header costs linear time.
+_LINK = re.compile(r"<([^<>]*)>((?:\s*;[^;,<]*)*)")
 _REL = re.compile(r'rel\s*=\s*"?([^";,]+)"?')
 
 Signer = Callable[[str], Mapping[str, str]]
@@ -66,18 +80,33 @@ class Response:
 
     @property
     def location(self) -> str | None:
+        """RFC 9110 §10.2.2 ``Location``, resolved against the request URL; None if absent."""
         value = self.headers.get("location")
-        return urljoin(self.url, value) if value else None
+        return self._resolve(value, "Location") if value else None
 
     def links(self, rel: str) -> list[str]:
-        """The targets of ``Link: <...>;rel="rel"`` headers (RFC 8288), resolved to absolute."""
+        """The targets of ``Link: <...>;rel="rel"`` headers (RFC 8288), resolved to absolute.
+
+        At most :data:`MAX_LINKS` are returned. A target that is not a URL reference
+        raises UnsafeResponseError; whether it is an acceptable URL is the caller's check.
+        """
         found: list[str] = []
         for header in self.headers.get_list("link"):
             for target, params in _LINK.findall(header):
                 rels = _REL.findall(params)
                 if any(rel in r.split() for r in rels):
-                    found.append(urljoin(self.url, target.strip()))
+                    found.append(self._resolve(target.strip(), f'Link rel="{rel}"'))
+                    if len(found) >= MAX_LINKS:
+                        return found
         return found
+
+    def _resolve(self, reference: str, what: str) -> str:
+        try:
+            return urljoin(self.url, reference)
+        except ValueError:  # e.g. "https://[::1/": an unclosed IPv6 literal
+            raise UnsafeResponseError(
+                f"the CA sent an unreadable {what} URL: {safe_text(reference, 200)}"
+            ) from None
 
 
 def _is_problem(response: httpx.Response | Response) -> bool:
@@ -102,11 +131,15 @@ class Transport:
         clock: Clock | None = None,
         http_client: httpx.AsyncClient | None = None,
         max_body: int = MAX_BODY,
+        request_timeout: float = REQUEST_TIMEOUT,
     ) -> None:
+        if not request_timeout > 0:
+            raise ConfigError("the request timeout must be a positive number of seconds")
         self.urls = urls
         self.retry = retry or RetryPolicy()
         self.clock = clock or SystemClock()
         self.max_body = max_body
+        self.request_timeout = request_timeout
         self.new_nonce_url: str | None = None
         self.trace: collections.deque[tuple[str, str]] = collections.deque(maxlen=100_000)
         self._nonces: collections.deque[str] = collections.deque(maxlen=MAX_NONCES)
@@ -140,30 +173,38 @@ class Transport:
         content: bytes | None = None,
         headers: Mapping[str, str] | None = None,
     ) -> Response:
+        """One HTTP request and its whole body, within the request timeout (and deadline).
+
+        httpx's timeouts bound each read, so a CA sending one byte every few seconds
+        would keep the request open for ever: the whole exchange runs under one
+        ``asyncio.timeout``, at most ``request_timeout`` or the command's time left.
+        """
         self.urls.check(url, label)
+        limit = self.request_timeout
+        deadline = current_deadline()
+        if deadline is not None:
+            remaining = deadline.remaining()
+            if remaining <= 0:
+                raise deadline.exceeded(f"{label} to {safe_text(url, 200)} was not sent")
+            limit = min(limit, remaining)
         self.trace.append((method, label))
         request_headers = {"User-Agent": USER_AGENT, **(headers or {})}
-        async with self._http.stream(method, url, content=content, headers=request_headers) as raw:
-            declared = raw.headers.get("content-length")
-            if (
-                declared
-                and declared.isascii()
-                and declared.isdigit()
-                and int(declared) > self.max_body
-            ):
-                raise UnsafeResponseError(
-                    f"the CA's answer to {label} is {declared} bytes, over the {self.max_body} cap"
-                )
-            body = bytearray()
-            async for chunk in raw.aiter_bytes():
-                body += chunk
-                if len(body) > self.max_body:
-                    raise UnsafeResponseError(
-                        f"the CA's answer to {label} exceeds the {self.max_body}-byte cap"
-                    )
-            response = Response(
-                url=url, status=raw.status_code, headers=raw.headers, content=bytes(body)
-            )
+        scope = asyncio.timeout(limit)
+        try:
+            async with scope:
+                response = await self._read(method, url, label, content, request_headers)
+        except TimeoutError:
+            if not scope.expired():
+                raise
+            if deadline is not None and limit < self.request_timeout:
+                raise deadline.exceeded(
+                    f"{label} to {safe_text(url, 200)} got no complete answer in time"
+                ) from None
+            raise DeadlineExceededError(
+                f"{label} to {safe_text(url, 200)} got no complete answer within "
+                f"{limit:g}s: the CA is too slow or stalls mid-answer; try again later",
+                seconds=limit,
+            ) from None
         self._keep_nonce(response)
         if 300 <= response.status < 400:
             raise UnsafeResponseError(
@@ -171,6 +212,52 @@ class Transport:
                 f"to {safe_text(response.headers.get('location', '?'), 200)}: redirects are refused"
             )
         return response
+
+    async def _read(
+        self,
+        method: str,
+        url: str,
+        label: str,
+        content: bytes | None,
+        headers: Mapping[str, str],
+    ) -> Response:
+        """Send, then read the body up to ``max_body``; httpx's own failures are converted.
+
+        ``httpx.TransportError`` passes through (the retry loop decides); every other
+        failure of reading what the CA sent becomes UnsafeResponseError.
+        """
+        try:
+            async with self._http.stream(method, url, content=content, headers=headers) as raw:
+                declared = raw.headers.get("content-length", "").strip()
+                # Compare lengths first: int() refuses more than 4300 digits.
+                if (
+                    declared.isascii()
+                    and declared.isdigit()
+                    and (len(declared) > 18 or int(declared) > self.max_body)
+                ):
+                    raise UnsafeResponseError(
+                        f"the CA's answer to {label} is {safe_text(declared, 40)} bytes, "
+                        f"over the {self.max_body} cap"
+                    )
+                body = bytearray()
+                async for chunk in raw.aiter_bytes():
+                    body += chunk
+                    if len(body) > self.max_body:
+                        raise UnsafeResponseError(
+                            f"the CA's answer to {label} exceeds the {self.max_body}-byte cap"
+                        )
+                return Response(
+                    url=url, status=raw.status_code, headers=raw.headers, content=bytes(body)
+                )
+        except httpx.TransportError:
+            raise
+        except (httpx.HTTPError, httpx.InvalidURL, ValueError, UnicodeError) as exc:
+            # A body that does not decode (Content-Encoding), a URL httpx cannot send to,
+            # a header h11 cannot read: the CA's data is at fault, not the network.
+            raise UnsafeResponseError(
+                f"the CA's answer to {label} ({safe_text(url, 200)}) is unreadable: "
+                f"{type(exc).__name__}: {safe_text(exc, 200)}"
+            ) from None
 
     def _keep_nonce(self, response: Response) -> None:
         nonce = response.headers.get("replay-nonce")
@@ -220,6 +307,8 @@ class Transport:
                 response = await self._exchange(
                     method, url, label, content=content, headers=headers
                 )
+            except DeadlineExceededError:
+                raise  # not retried: a CA that stalled once for the whole limit stalls again
             except httpx.TransportError as exc:
                 connection_errors += 1
                 sent = not isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout)
@@ -286,6 +375,7 @@ class Transport:
                 f"{label} to {safe_text(url, 200)} did not succeed within "
                 f"{self.retry.total_budget:.0f}s of retries"
             ) from cause
+        check_wait(delay, f"retrying {label} to {url}")
         await self.clock.sleep(delay)
 
     # -- the public calls -------------------------------------------------------------

@@ -29,16 +29,51 @@ __all__ = [
 _IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
+# What cryptography raises for a certificate it cannot read: its parser is lazy, so these
+# come from attribute access (``extensions``, ``public_key()``...), long after loading.
+PARSE_ERRORS: tuple[type[Exception], ...] = (
+    ValueError,  # UnicodeError included
+    TypeError,
+    UnsupportedAlgorithm,
+    x509.DuplicateExtension,
+    x509.UnsupportedGeneralNameType,
+    x509.InvalidVersion,
+)
+
+
 def load_pem_chain(data: bytes) -> list[x509.Certificate]:
     """All certificates of a PEM bundle, in file order (leaf first for an ACME chain).
 
     RFC 8555 §7.4.2: the certificate resource is ``application/pem-certificate-chain``.
-    No certificate, or a block that does not parse, raises :class:`CryptoError`.
+    No certificate, a block that does not parse, or a certificate any part of which
+    certherd reads later cannot be read (a duplicate extension, RFC 5280 §4.2: "MUST NOT
+    include more than one instance of a particular extension"; an unknown key type; a
+    malformed name) raises :class:`CryptoError` here, so that every certificate this
+    returns can be described and verified without an exception from cryptography.
     """
     try:
-        return x509.load_pem_x509_certificates(data)
-    except ValueError:
+        certificates = x509.load_pem_x509_certificates(data)
+    except PARSE_ERRORS:
         raise CryptoError("not a PEM certificate chain: no readable certificate found") from None
+    for position, cert in enumerate(certificates, start=1):
+        try:
+            _read_everything(cert)
+        except PARSE_ERRORS as exc:
+            raise CryptoError(
+                f"certificate {position} of the chain cannot be read: {safe_text(exc, 200)}"
+            ) from None
+    return certificates
+
+
+def _read_everything(cert: x509.Certificate) -> None:
+    """Touch every part of ``cert`` that certherd uses, so the lazy parser fails now."""
+    for extension in cert.extensions:
+        _ = extension.value
+    describe_certificate(cert)
+    cert.subject.rfc4514_string()
+    cert.issuer.rfc4514_string()
+    cert.public_key()
+    _ = cert.signature_algorithm_oid
 
 
 @dataclass(frozen=True)
