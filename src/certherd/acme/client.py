@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import logging
 import re
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any, TypeVar
@@ -58,6 +59,8 @@ from certherd.errors import (
 )
 
 __all__ = ["AcmeClient", "CertificateChain", "RevocationReason"]
+
+log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 PEM_CHAIN = "application/pem-certificate-chain"
@@ -556,6 +559,13 @@ class AcmeClient:
             attempt += 1
             retry_after = parse_retry_after(response.headers.get("retry-after"), self.clock.now())
             delay = self.poll.interval(attempt, retry_after)
+            log.info(
+                "%s %s is %s: asking again in %.2f s",
+                label,
+                url,
+                getattr(getattr(value, "status", None), "value", "?"),
+                delay,
+            )
             limit = self.poll.timeout if timeout is None else timeout
             if self.clock.monotonic() - started + delay > limit:
                 status = getattr(value, "status", "?")

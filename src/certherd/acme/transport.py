@@ -9,10 +9,13 @@ Redirects are refused and bodies are size-capped: everything from the CA is untr
 from __future__ import annotations
 
 import asyncio
+import base64
 import collections
 import json
+import logging
 import re
 import ssl
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -43,7 +46,9 @@ from certherd.errors import (
     safe_text,
 )
 
-__all__ = ["REQUEST_TIMEOUT", "USER_AGENT", "Response", "Transport"]
+__all__ = ["REQUEST_TIMEOUT", "USER_AGENT", "Response", "Transport", "redact_headers"]
+
+log = logging.getLogger(__name__)
 
 USER_AGENT = f"certherd/{__version__}"
 MAX_BODY = 1 << 20  # 1 MiB: far above any real ACME response, certificate chains included
@@ -59,6 +64,41 @@ _REL = re.compile(r'rel\s*=\s*"?([^";,]+)"?')
 
 Signer = Callable[[str], Mapping[str, str]]
 """Builds the JWS body for one attempt, given a fresh nonce."""
+
+# Header names whose values are credentials or session secrets: never logged. ACME
+# itself carries none in headers (RFC 8555 §6.2: the JWS body authenticates), but a
+# proxy or a CA's gateway may; Replay-Nonce is single-use and public (§6.5).
+_SECRET_HEADER = re.compile(
+    r"authorization|cookie|token|secret|key|session|password|credential|signature", re.I
+)
+
+
+def redact_headers(headers: Mapping[str, str] | httpx.Headers) -> str:
+    """``name: value`` pairs for a debug log, with credential-like values replaced."""
+    items = headers.multi_items() if isinstance(headers, httpx.Headers) else headers.items()
+    return "; ".join(
+        f"{name}: {'<redacted>' if _SECRET_HEADER.search(name) else safe_text(value, 300)}"
+        for name, value in items
+    )
+
+
+def _describe_jws(content: bytes) -> str:
+    """The protected header of a JWS body (alg, kid or jwk, nonce, url) for a debug log.
+
+    The payload and signature are never logged: the payload may carry an External
+    Account Binding or a key change, and neither is of use to a reader of the log.
+    """
+    try:
+        protected = json.loads(content)["protected"]
+        header = json.loads(base64.urlsafe_b64decode(protected + "=" * (-len(protected) % 4)))
+        shown = {
+            k: (f"<{header[k].get('kty', '?')} public key>" if k == "jwk" else header[k])
+            for k in ("alg", "kid", "jwk", "nonce", "url")
+            if k in header
+        }
+    except (KeyError, TypeError, ValueError, AttributeError):
+        return f"body {len(content)} bytes"
+    return f"JWS protected {json.dumps(shown)}; payload and signature <redacted>"
 
 
 @dataclass(frozen=True)
@@ -189,6 +229,10 @@ class Transport:
             limit = min(limit, remaining)
         self.trace.append((method, label))
         request_headers = {"User-Agent": USER_AGENT, **(headers or {})}
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("%s %s request headers: %s", method, label, redact_headers(request_headers))
+            if content:
+                log.debug("%s %s %s", method, label, _describe_jws(content))
         scope = asyncio.timeout(limit)
         try:
             async with scope:
@@ -206,6 +250,8 @@ class Transport:
                 seconds=limit,
             ) from None
         self._keep_nonce(response)
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("%s %s response headers: %s", method, label, redact_headers(response.headers))
         if 300 <= response.status < 400:
             raise UnsafeResponseError(
                 f"the CA answered {label} ({safe_text(url, 200)}) with a redirect "
@@ -303,6 +349,7 @@ class Transport:
                 nonce = await self._nonce()
                 content = json.dumps(body(nonce), separators=(",", ":")).encode()
                 headers["Content-Type"] = "application/jose+json"
+            sent_at = time.perf_counter()
             try:
                 response = await self._exchange(
                     method, url, label, content=content, headers=headers
@@ -310,6 +357,15 @@ class Transport:
             except DeadlineExceededError:
                 raise  # not retried: a CA that stalled once for the whole limit stalls again
             except httpx.TransportError as exc:
+                log.info(
+                    "%s %s %s -> %s: %s (%.0f ms)",
+                    method,
+                    label,
+                    url,
+                    type(exc).__name__,
+                    exc,
+                    (time.perf_counter() - sent_at) * 1000,
+                )
                 connection_errors += 1
                 sent = not isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout)
                 verify_failure = _certificate_failure(exc)
@@ -325,11 +381,24 @@ class Transport:
                     ) from None
                 await self._wait(policy.backoff(connection_errors), started, label, url)
                 continue
+            elapsed_ms = (time.perf_counter() - sent_at) * 1000
             if response.status < 400:
+                status = response.status
+                log.info("%s %s %s -> %d (%.0f ms)", method, label, url, status, elapsed_ms)
                 return response
             now = self.clock.now()
             retry_after = parse_retry_after(response.headers.get("retry-after"), now)
             problem = _problem_of(response)
+            log.info(
+                "%s %s %s -> %d %s: %s (%.0f ms)",
+                method,
+                label,
+                url,
+                response.status,
+                problem.type,
+                problem.detail,
+                elapsed_ms,
+            )
             error = ProblemError.from_problem(problem, url=url, retry_after=retry_after)
             if isinstance(error, BadNonceError) and body is not None:
                 # RFC 8555 §6.5: retry with the nonce the error response carried (kept above).
@@ -376,6 +445,7 @@ class Transport:
                 f"{self.retry.total_budget:.0f}s of retries"
             ) from cause
         check_wait(delay, f"retrying {label} to {url}")
+        log.info("%s: retrying in %.1f s", label, delay)
         await self.clock.sleep(delay)
 
     # -- the public calls -------------------------------------------------------------

@@ -17,6 +17,7 @@ zone's negative TTL (RFC 2308 §5) after the value was added: prefer an authorit
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -41,6 +42,8 @@ __all__ = [
     "UdpTcpTransport",
     "normalize_name",
 ]
+
+log = logging.getLogger(__name__)
 
 ProgressCallback = Callable[[str, int, int], None]
 """``on_progress(name, servers_ok, servers_total)``, called after every round of queries."""
@@ -171,8 +174,12 @@ class PropagationChecker:
             if not servers:
                 try:
                     servers = await self.servers_for(fqdn)
+                    log.info(
+                        "propagation of TXT %s: checking %s", fqdn, ", ".join(map(str, servers))
+                    )
                 except SolverError as err:
                     discovery_error = str(err)
+                    log.info("propagation of TXT %s: %s", fqdn, err)
             pending = [server for server in servers if server not in served]
             checks = await asyncio.gather(*(self._check(s, fqdn, value) for s in pending))
             for server, check in zip(pending, checks, strict=True):
@@ -183,6 +190,13 @@ class PropagationChecker:
                     reasons[server] = check.reason
             if self.on_progress is not None:
                 self.on_progress(fqdn, len(served), len(servers))
+            log.info(
+                "propagation of TXT %s: served by %d of %d name server(s)%s",
+                fqdn,
+                len(served),
+                len(servers),
+                "".join(f"; {server}: {why}" for server, why in reasons.items()),
+            )
             if servers and len(served) == len(servers):
                 return
             remaining = deadline - self.clock.monotonic()

@@ -48,6 +48,9 @@ class Context:
         self.json = self.json or json_output
         self.quiet = self.quiet or quiet
         self.verbose += verbose
+        from certherd.cli.logs import configure_logging
+
+        configure_logging(self.verbose, self.quiet)
 
     def storage(self) -> Any:
         from certherd.storage.filesystem import FilesystemStorage

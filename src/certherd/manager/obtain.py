@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import logging
 from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -23,6 +24,8 @@ from certherd.crypto.keys import KeyType, PrivateKey, generate_key
 from certherd.errors import CertherdError, ConfigError, OrderFailedError
 
 __all__ = ["IssuedCertificate", "obtain_certificate", "select_chain"]
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -73,6 +76,13 @@ async def _prove(
                 f"certherd was given {usable} (wildcards need dns-01)"
             )
         solver, task = chosen
+        log.info(
+            "%s: the CA offers %s; answering %s with %s",
+            authorization.full_identifier,
+            ", ".join(c.type for c in authorization.challenges) or "nothing",
+            task.challenge.type,
+            type(solver).__name__,
+        )
         key_auth = client.key_authorization(check_token(task.challenge.token))
         tasks.append((solver, ChallengeTask(task.identifier, task.challenge, key_auth)))
 
@@ -83,6 +93,7 @@ async def _prove(
 
     async def present(solver: Solver, task: ChallengeTask) -> None:
         presented.append((solver, await solver.present(task)))
+        log.info("%s: %s presented", task.identifier, task.challenge.type)
 
     try:
         results = await asyncio.gather(
@@ -94,9 +105,10 @@ async def _prove(
 
         async def answer(task: ChallengeTask, url: str) -> None:
             challenge = await client.respond_challenge(task.challenge)
-            if challenge.status is Status.VALID:
-                return  # already valid: the authorization is too, no poll needed
-            await client.wait_authorization(url)
+            log.info("%s: the CA was told %s is ready", task.identifier, task.challenge.type)
+            if challenge.status is not Status.VALID:  # else the authorization is valid too
+                await client.wait_authorization(url)
+            log.info("%s: authorization valid", task.identifier)
 
         await _all_or_cancel(
             [
@@ -133,6 +145,7 @@ async def _cleanup(presented: Sequence[tuple[Solver, object]]) -> None:
         *(solver.cleanup(handle) for solver, handle in presented), return_exceptions=True
     )
     errors = [r for r in results if isinstance(r, BaseException)]
+    log.info("cleaned up %d challenge(s), %d error(s)", len(presented), len(errors))
     if errors and not isinstance(errors[0], CertherdError | OSError):
         raise errors[0]
 
@@ -159,6 +172,9 @@ async def obtain_certificate(
         *(client.fetch_authorization(url) for url in order.authorizations)
     )
     pending = [a for a in authorizations if a.status is Status.PENDING]
+    log.info(
+        "order %s: %d authorization(s), %d to prove", order.url, len(authorizations), len(pending)
+    )
     failed = [a for a in authorizations if a.status not in (Status.PENDING, Status.VALID)]
     if failed:
         raise OrderFailedError(
@@ -173,6 +189,7 @@ async def obtain_certificate(
         dns_names=[i.value for i in identifiers if i.type == "dns"],
         ip_addresses=[i.value for i in identifiers if i.type == "ip"],
     )
+    log.info("order %s: finalizing", order.url)
     order = await client.finalize(order, csr)
     if preferred_chain:
         chains = await client.download_chains(order)
@@ -181,6 +198,12 @@ async def obtain_certificate(
             raise OrderFailedError(f"order {order.url} is valid but has no certificate URL")
         chains = [await client.download_certificate(order.certificate)]
     chain = select_chain(chains, preferred_chain)
+    log.info(
+        "order %s: downloaded %d chain(s); using the one issued by %s",
+        order.url,
+        len(chains),
+        ", ".join(chain.issuer_names()) or "?",
+    )
     client.verify_chain(chain, certificate_key.public_key(), identifiers)
     return IssuedCertificate(
         order=order,

@@ -15,6 +15,7 @@ import contextlib
 import errno
 import fcntl
 import functools
+import logging
 import os
 import re
 import time
@@ -27,6 +28,8 @@ from certherd.errors import ConfigError, LockTimeoutError, NotFoundError, Storag
 from certherd.storage.layout import FILES, check_name
 
 __all__ = ["FilesystemStorage"]
+
+log = logging.getLogger(__name__)
 
 _PRIVATE_TOPS = ("accounts", "archive", "locks")
 _AT_FDCWD = -100
@@ -198,18 +201,31 @@ class FilesystemStorage:
         except OSError as exc:
             raise StorageError(f"cannot open lock {path}: {_explain(exc)}") from None
         try:
-            deadline = time.monotonic() + timeout
+            started = time.monotonic()
+            deadline = started + timeout
+            waited = False
             while True:
                 try:
                     fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                     break
                 except BlockingIOError:
+                    if not waited:
+                        waited = True
+                        log.warning(
+                            "waiting for the lock of %s (%s): another certherd is working on "
+                            "it (up to %.0f s)",
+                            name,
+                            path,
+                            timeout,
+                        )
                     if time.monotonic() >= deadline:
                         raise LockTimeoutError(
                             f"another certherd holds {name} (lock {path}) for more than "
                             f"{timeout:.0f}s: wait for it to finish, or check for a stuck process"
                         ) from None
                     await asyncio.sleep(_LOCK_POLL)
+            if waited:
+                log.warning("got the lock of %s after %.1f s", name, time.monotonic() - started)
             try:
                 yield
             finally:
