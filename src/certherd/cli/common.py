@@ -217,7 +217,12 @@ def unusable_config_dir(config_dir: Path, error: BaseException) -> None:
         except OSError as exc:
             if exc.errno in (errno.ENOSPC, errno.EIO, errno.EDQUOT):
                 return  # the machine's trouble, not a wrong option
-            why = f"cannot create anything in {probe} ({exc.strerror})"
+            reason = {
+                errno.EROFS: "the file system is read-only",
+                errno.EACCES: "permission denied",
+                errno.EPERM: "permission denied",
+            }.get(exc.errno or 0, exc.strerror)
+            why = f"cannot create anything in {probe} ({reason})"
     else:
         why = f"{probe} is not a directory"
     raise ConfigError(
