@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import re
+import resource
+import socket
 import time
 from collections.abc import Callable, Iterable
 
@@ -12,6 +15,7 @@ import httpx
 import pytest
 
 from certherd.errors import ConfigError
+from certherd.manager.daemon import raise_open_file_limit
 from certherd.manager.metrics import (
     CONTENT_TYPE,
     MAX_REQUEST_HEAD,
@@ -263,3 +267,84 @@ async def test_a_busy_port_is_a_config_error() -> None:
             ConfigError, match=rf"cannot serve metrics on 127\.0\.0\.1:{first.port}"
         ):
             await second.start()
+
+
+# -- bounds: no client can hold the daemon's descriptors (issue 9, item 8) ----------------
+
+
+async def test_connections_over_the_cap_are_refused_at_once() -> None:
+    async with start(max_connections=2) as server, client(server) as http:
+        idle = [await asyncio.open_connection("127.0.0.1", server.port) for _ in range(2)]
+        await asyncio.sleep(0.05)  # both accepted and waiting for a request head
+        answer = await raw_exchange(server, b"", within=2.0)
+        assert answer.startswith(b"HTTP/1.1 503 ")
+        assert b"Retry-After: 1\r\n" in answer
+        assert server.refused == 1
+        # One idle client goes away: its slot is free for the next scrape at once.
+        idle[0][1].close()
+        await idle[0][1].wait_closed()
+        await asyncio.sleep(0.05)
+        assert (await http.get("/metrics")).status_code == 200
+        idle[1][1].close()
+        await idle[1][1].wait_closed()
+
+
+async def test_a_trickled_head_is_cut_at_the_head_deadline() -> None:
+    """The timeout covers the whole head, not each read: one byte every 0.1 s is dropped."""
+    async with start(read_timeout=0.5) as server:
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+        started = time.monotonic()
+        with contextlib.suppress(ConnectionError):
+            for byte in b"GET /metrics HTTP/1.1\r\nX-Slow: " + b"a" * 100:
+                writer.write(bytes([byte]))
+                await writer.drain()
+                await asyncio.sleep(0.1)
+                if reader.at_eof():
+                    break
+        assert await asyncio.wait_for(reader.read(), 5) == b""
+        assert time.monotonic() - started < 5
+        writer.close()
+
+
+async def test_a_client_that_never_reads_is_aborted_and_frees_its_slot() -> None:
+    many = [LineageMetrics(f"{n:06d}.example", NOT_AFTER, NEXT, 0, SUCCESS) for n in range(30000)]
+    options = {"max_connections": 1, "write_timeout": 0.3}
+    async with start(lambda: many, **options) as server, client(server) as http:
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # its window stays small
+        sock.connect(("127.0.0.1", server.port))
+        stalled_reader, stalled = await asyncio.open_connection(sock=sock)
+        stalled.transport.pause_reading()  # and it never reads: the answer cannot all go
+        stalled.write(b"GET /metrics HTTP/1.1\r\n\r\n")
+        await stalled.drain()
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            response = await http.get("/health")
+            if response.status_code == 200:
+                break
+            await asyncio.sleep(0.1)
+        assert response.status_code == 200, "the stalled client still holds the only slot"
+
+        # The server gave up on it: what it finally reads is cut short (or reset).
+        stalled.transport.resume_reading()
+        received = b""
+        with contextlib.suppress(ConnectionError):
+            while chunk := await asyncio.wait_for(stalled_reader.read(1 << 20), 5):
+                received += chunk
+        head, _, body = received.partition(b"\r\n\r\n")
+        length = re.search(rb"Content-Length: (\d+)", head)
+        assert length is None or len(body) < int(length.group(1))
+        stalled.close()
+
+
+def test_the_soft_open_file_limit_is_raised_to_the_hard_one() -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (256, hard))
+        before, after = raise_open_file_limit(cap=4096)
+        expected = 4096 if hard == resource.RLIM_INFINITY else min(hard, 4096)
+        assert (before, after) == (256, expected)
+        assert resource.getrlimit(resource.RLIMIT_NOFILE) == (expected, hard)
+        assert raise_open_file_limit(cap=300) == (expected, expected)  # never lowered
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))

@@ -61,10 +61,13 @@ async def _run(
     from certherd.challenges.http01 import parse_listen_address
     from certherd.config import CONFIG_FILE, load_config_file
     from certherd.manager.apply import ca_options, sync_settings
-    from certherd.manager.daemon import Daemon
+    from certherd.manager.daemon import Daemon, raise_open_file_limit
     from certherd.manager.metrics import MetricsServer
     from certherd.manager.service import Manager, Outcome
 
+    before, after = raise_open_file_limit()
+    if after != before:
+        ctx.say(f"open file limit raised from {before} to {after}")
     manager = Manager(
         ctx.storage(),
         solvers=ctx.solver_pool(),

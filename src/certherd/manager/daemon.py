@@ -25,9 +25,34 @@ from certherd.manager.metrics import LineageMetrics
 from certherd.manager.outcome import describe_failure
 from certherd.manager.service import Manager, Outcome
 
-__all__ = ["Daemon", "DaemonStatus"]
+__all__ = ["Daemon", "DaemonStatus", "raise_open_file_limit"]
 
 FAILED_CYCLE_RETRY = 300.0
+OPEN_FILE_LIMIT = 65536
+"""The most descriptors the daemon asks for (when the hard limit allows it)."""
+
+
+def raise_open_file_limit(cap: int = OPEN_FILE_LIMIT) -> tuple[int, int]:
+    """Raise the soft ``RLIMIT_NOFILE`` to the hard limit (at most ``cap``); (before, after).
+
+    A service gets a soft limit of 1024 by default (systemd, most shells), which a burst
+    of connections to the metrics port, a fleet's CA connections and hooks can use up;
+    systemd.exec(5) asks programs that need more to raise it themselves. asyncio waits
+    with epoll, so descriptors above 1024 are fine here. Never lowers the limit; a
+    refusal (a hard limit set lower meanwhile) leaves it as it was.
+    """
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = cap if hard == resource.RLIM_INFINITY else min(hard, cap)
+    if soft == resource.RLIM_INFINITY or soft >= target:
+        return soft, soft
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    except (ValueError, OSError):
+        return soft, soft
+    return soft, target
+
 
 log = logging.getLogger(__name__)
 

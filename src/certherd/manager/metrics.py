@@ -9,9 +9,22 @@ only one who notices a renewal that keeps failing; these metrics let an alert fi
     certherd_last_renewal_success_timestamp_seconds{lineage="example.com"}
     certherd_up
 
-The body is the Prometheus text exposition format, version 0.0.4. The server reads at most
-8 KiB of request head within a read timeout, answers one request per connection and
-closes it, and knows only ``GET`` and ``HEAD``.
+The body is the Prometheus text exposition format, version 0.0.4. The server knows only
+``GET`` and ``HEAD``, answers one request per connection and closes it, and is bounded so
+that no client can starve the daemon it runs in (of descriptors, memory or time):
+
+- at most :data:`MAX_CONNECTIONS` connections are served at once; one more is answered
+  ``503`` (``Retry-After: 1``) and closed at once, without reading it;
+- the whole request head (request line and headers) must arrive within
+  :data:`HEAD_TIMEOUT` seconds of the connection, however it trickles in, and be at most
+  :data:`MAX_REQUEST_HEAD` bytes (else ``431``); a request body is never read;
+- the answer must be taken by the client within :data:`WRITE_TIMEOUT` seconds, else the
+  connection is aborted (its buffer dropped, its descriptor freed).
+
+Why hand-written rather than aiohttp or uvicorn: neither bounds the time to receive a
+request head nor the number of connections (both are the point of this server), so
+either would need the same code wrapped around its protocol classes; this server is
+small, has no dependency and is only imported by the daemon.
 """
 
 from __future__ import annotations
@@ -36,7 +49,19 @@ __all__ = [
 
 CONTENT_TYPE: Final = "text/plain; version=0.0.4; charset=utf-8"
 MAX_REQUEST_HEAD: Final = 8192
-READ_TIMEOUT: Final = 10.0
+"""Bytes of request line and headers accepted (a scrape sends about 200)."""
+MAX_CONNECTIONS: Final = 64
+"""Connections served at once; more are refused with 503 (Prometheus scrapes one at a time)."""
+HEAD_TIMEOUT: Final = 5.0
+"""Seconds from accepting a connection to the end of its request head."""
+READ_TIMEOUT: Final = HEAD_TIMEOUT
+"""The old name of :data:`HEAD_TIMEOUT`."""
+WRITE_TIMEOUT: Final = 10.0
+"""Seconds the client has to take the whole answer."""
+_BUSY: Final = (
+    b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\n"
+    b"Content-Length: 17\r\nRetry-After: 1\r\nConnection: close\r\n\r\ntoo many clients\n"
+)
 
 HealthCheck = Callable[[], str | None]
 """Returns None when healthy, else the reason (the body of a 503 answer)."""
@@ -150,6 +175,9 @@ class MetricsServer:
     ``collect`` is called once per scrape on the event loop: it MUST be quick and MUST NOT
     block (read state kept in memory). ``health`` (optional) returns None when healthy or
     the reason for a 503. An exception in either is answered with 500 / 503, never raised.
+    ``max_connections``, ``read_timeout`` (for the whole request head) and
+    ``write_timeout`` bound what clients can hold (see the module docstring);
+    :attr:`refused` counts connections turned away at the cap.
     Port 0 picks a free port; :attr:`port` tells which once started. Not reentrant:
     :meth:`start` once, :meth:`stop` any number of times.
     """
@@ -161,15 +189,22 @@ class MetricsServer:
         collect: Callable[[], Iterable[LineageMetrics]],
         *,
         health: HealthCheck | None = None,
-        read_timeout: float = READ_TIMEOUT,
+        read_timeout: float = HEAD_TIMEOUT,
+        write_timeout: float = WRITE_TIMEOUT,
+        max_connections: int = MAX_CONNECTIONS,
     ) -> None:
+        if max_connections < 1:
+            raise ValueError("max_connections must be at least 1")
         self.host = host
         self._requested_port = port
         self._collect = collect
         self._health = health
         self._read_timeout = read_timeout
+        self._write_timeout = write_timeout
+        self._max_connections = max_connections
         self._server: asyncio.Server | None = None
         self._connections: set[asyncio.Task[None]] = set()
+        self.refused = 0
 
     @property
     def port(self) -> int:
@@ -219,19 +254,30 @@ class MetricsServer:
         await self.stop()
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if len(self._connections) >= self._max_connections:
+            # Refused at once, before reading: its descriptor is freed in this loop pass.
+            self.refused += 1
+            with contextlib.suppress(Exception):
+                writer.write(_BUSY)  # fits the socket buffer: sent without waiting
+            writer.transport.abort()
+            return
         task = asyncio.current_task()
         if task is not None:
             self._connections.add(task)
+        clean = False
         try:
             await self._answer(reader, writer)
-        except (ConnectionError, asyncio.CancelledError):
+            clean = True
+        except (ConnectionError, TimeoutError, asyncio.CancelledError):
             pass
         finally:
             if task is not None:
                 self._connections.discard(task)
-            writer.close()
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(writer.wait_closed(), 1)
+            if clean:  # let the end of the answer go out, within the write timeout
+                writer.close()
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(writer.wait_closed(), self._write_timeout)
+            writer.transport.abort()  # then (or after a timeout) nothing more is waited for
 
     async def _answer(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
@@ -273,8 +319,8 @@ class MetricsServer:
         else:
             await self._send(writer, "404 Not Found", "not found\n", body_wanted)
 
-    @staticmethod
     async def _send(
+        self,
         writer: asyncio.StreamWriter,
         status: str,
         text: str,
@@ -289,4 +335,4 @@ class MetricsServer:
             f"Content-Length: {len(body)}\r\n{extra}Connection: close\r\n\r\n"
         ).encode("ascii")
         writer.write(header + (body if body_wanted else b""))
-        await writer.drain()
+        await asyncio.wait_for(writer.drain(), self._write_timeout)
