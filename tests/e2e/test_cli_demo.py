@@ -16,6 +16,7 @@ import stat
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 
 import pytest
@@ -28,18 +29,27 @@ DEMO_TIMEOUT = 120.0
 DEFAULT_NAMES = ["demo.certherd.test", "www.demo.certherd.test"]
 
 
-def _pebble_pids() -> set[int]:
-    """Processes named pebble or pebble-challtestsrv (comm is cut at 15 characters)."""
+def _pebble_pids(token: str | None = None) -> set[int]:
+    """Processes named pebble or pebble-challtestsrv (comm is cut at 15 characters).
+
+    With ``token``, only those started by a demo run with ``DEMO_TEST_TOKEN=token`` in its
+    environment (Pebble inherits it): other test runs on the machine start Pebbles too.
+    """
     found = set()
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         try:
             comm = (entry / "comm").read_text().strip()
+            if comm not in ("pebble", "pebble-challtes"):
+                continue
+            if token is not None:
+                environ = (entry / "environ").read_bytes().split(b"\0")
+                if f"DEMO_TEST_TOKEN={token}".encode() not in environ:
+                    continue
         except OSError:
             continue
-        if comm in ("pebble", "pebble-challtes"):
-            found.add(int(entry.name))
+        found.add(int(entry.name))
     return found
 
 
@@ -76,9 +86,9 @@ def _leftovers(folder: Path) -> list[str]:
 
 
 def test_demo_issues_a_certificate_and_stops_pebble(tmp_path: Path) -> None:
-    before = _pebble_pids()
+    token = uuid.uuid4().hex
     out = tmp_path / "demo-out"
-    result = _run_demo("--json", "demo", "--out", str(out))
+    result = _run_demo("--json", "demo", "--out", str(out), DEMO_TEST_TOKEN=token)
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
     assert sorted(report["names"]) == sorted(DEFAULT_NAMES)
@@ -111,7 +121,7 @@ def test_demo_issues_a_certificate_and_stops_pebble(tmp_path: Path) -> None:
         f"certherd --config-dir {out} renew --dry-run",
     ]
 
-    assert _wait_gone(_pebble_pids() - before) == set(), "demo left Pebble running"
+    assert _wait_gone(_pebble_pids(token)) == set(), "demo left Pebble running"
     assert _leftovers(tmp_path) == []
 
 
@@ -140,13 +150,13 @@ def _next_commands(stdout: str) -> list[list[str]]:
 
 def test_demo_is_a_lineage_the_printed_commands_work_on(tmp_path: Path) -> None:
     """Issue 10.12: `certherd list` after the demo used to say "no lineages"."""
-    before = _pebble_pids()
-    result = _run_demo("demo", cwd=tmp_path)
+    token = uuid.uuid4().hex
+    result = _run_demo("demo", cwd=tmp_path, DEMO_TEST_TOKEN=token)
     assert result.returncode == 0, result.stderr
     folder = tmp_path / "certherd-demo"
     assert f"to {folder}," in result.stdout
     assert sorted(p.name for p in tmp_path.iterdir()) == ["certherd-demo"]
-    assert _wait_gone(_pebble_pids() - before) == set()  # the commands run without the CA
+    assert _wait_gone(_pebble_pids(token)) == set()  # the commands run without the CA
 
     listed, shown, renewed = (
         _run_demo(*command[1:], cwd=tmp_path) for command in _next_commands(result.stdout)
