@@ -23,6 +23,7 @@ them is one line that names what is wrong (and, where we know it, how to fix it)
         │   └── CertificateMismatchError   issued certificate does not match the order
         ├── RetryLimitError            retries or the time budget ran out
         │   ├── PollTimeoutError       an order/authorization never left a pending state
+        │   │   └── PollDeferredError  the CA asked to be polled after this run may wait
         │   └── DeadlineExceededError  a request or a command ran past its deadline
         ├── OrderFailedError           an order or authorization ended "invalid"
         ├── FeatureUnsupportedError    the CA does not offer what was asked (no ARI, ...)
@@ -78,6 +79,7 @@ __all__ = [
     "NotFoundError",
     "OrderFailedError",
     "OrderNotReadyError",
+    "PollDeferredError",
     "PollTimeoutError",
     "Problem",
     "ProblemError",
@@ -239,6 +241,23 @@ class DeadlineExceededError(RetryLimitError):
     def __init__(self, message: str, *, seconds: float | None = None) -> None:
         super().__init__(message)
         self.seconds = seconds
+
+
+class PollDeferredError(PollTimeoutError):
+    """The CA asked (Retry-After) not to be polled again before ``retry_at``, later than
+    this run may wait: the order or authorization at ``url`` stays open at the CA and
+    is resumed from ``retry_at`` on, rather than replaced by a new one."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        url: str,
+        retry_at: _dt.datetime,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message, url=url, retry_after=retry_after)
+        self.retry_at = retry_at
 
 
 class OrderFailedError(AcmeError):

@@ -25,7 +25,8 @@ under CERTHERD_E2E_ROOT (a rename, replace, symlink, mkdir, unlink or rmdir by p
 whose first folder is WHERE (archive, live, state) or, for ``any``, anything but locks.
 With CERTHERD_E2E_AFTER=FOLDER, counting starts once FOLDER was first changed. ACTION
 ``kill``: SIGKILL this process. ``pause``: create ``reached`` in CERTHERD_E2E_SYNC and
-wait (at most 60 s) for ``release`` there, then go on. Changes made another way (such as
+wait (at most 60 s) for ``release`` there, then go on. ``fail``: that one change fails
+with OSError(EIO), as a failing disk would. Changes made another way (such as
 renameat2 through ctypes) are not seen; the steps around them are.
 """
 import os
@@ -77,6 +78,8 @@ def _install():
             return
         if action == "kill":
             os.kill(os.getpid(), signal.SIGKILL)
+        if action == "fail":
+            raise OSError(5, "Input/output error (injected)", os.fspath(path))
         pause()
 
     def wrap(name, position):

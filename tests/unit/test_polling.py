@@ -5,16 +5,26 @@ Every wait goes through a FakeClock, so a five-minute timeout runs in millisecon
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 import pytest
-from fakes import ACME_URN, FakeClock, HostileAcmeServer, Reply, always, order_body, script
+from fakes import (
+    ACME_URN,
+    START,
+    FakeClock,
+    HostileAcmeServer,
+    Reply,
+    always,
+    order_body,
+    script,
+)
 
 from certherd.acme import PollPolicy
 from certherd.acme.messages import Status
 from certherd.crypto.csr import build_csr
 from certherd.crypto.keys import generate_key
-from certherd.errors import OrderFailedError, PollTimeoutError
+from certherd.errors import OrderFailedError, PollDeferredError, PollTimeoutError
 
 
 @pytest.fixture
@@ -99,7 +109,7 @@ async def test_retry_after_replaces_the_interval_and_is_capped(
 ) -> None:
     server.hooks["/order/1"] = script(
         order_reply(server, "processing", **{"Retry-After": "7"}),
-        order_reply(server, "processing", **{"Retry-After": "1000"}),
+        order_reply(server, "processing", **{"Retry-After": "100"}),
         order_reply(server, "processing"),
         order_reply(server, "valid"),
     )
@@ -107,6 +117,24 @@ async def test_retry_after_replaces_the_interval_and_is_capped(
     async with server.client(clock=clock, poll=policy) as client:
         await client.wait_order(server.url("/order/1"))
     assert clock.sleeps == pytest.approx([7.0, 30.0, policy.interval(3, None)])
+
+
+async def test_a_retry_after_past_the_time_left_ends_the_wait_at_once(
+    server: HostileAcmeServer, clock: FakeClock
+) -> None:
+    """Issue 9.4: the CA asks to be asked again in ten years; waiting out the 300 s poll
+    timeout first helps nobody. The error says when, and carries it for a later run."""
+    server.hooks["/order/1"] = script(
+        order_reply(server, "processing", **{"Retry-After": "5"}),
+        order_reply(server, "processing", **{"Retry-After": "315360000"}),
+    )
+    async with server.client(clock=clock, poll=PollPolicy(timeout=300.0)) as client:
+        with pytest.raises(PollDeferredError) as caught:
+            await client.wait_order(server.url("/order/1"))
+    assert clock.sleeps == [5.0]
+    assert caught.value.url == server.url("/order/1")
+    assert caught.value.retry_at == START + dt.timedelta(seconds=5 + 315360000)
+    assert "asked to be asked again at 2035-05-30 12:00:05 UTC" in str(caught.value)
 
 
 async def test_authorization_turning_invalid_carries_the_challenge_problem(

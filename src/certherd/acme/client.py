@@ -52,6 +52,7 @@ from certherd.errors import (
     FeatureUnsupportedError,
     OrderFailedError,
     OrderNotReadyError,
+    PollDeferredError,
     PollTimeoutError,
     ProblemError,
     UnsafeResponseError,
@@ -422,6 +423,8 @@ class AcmeClient:
                     until=(Status.READY, Status.PROCESSING, Status.VALID),
                     timeout=min(self.poll.timeout, NOT_READY_GRACE),
                 )
+            except PollDeferredError:
+                raise  # the CA said when to ask again: resumable, not "not ready"
             except PollTimeoutError:
                 raise not_ready from None
             if current.status is Status.READY:
@@ -567,7 +570,23 @@ class AcmeClient:
                 delay,
             )
             limit = self.poll.timeout if timeout is None else timeout
-            if self.clock.monotonic() - started + delay > limit:
+            elapsed = self.clock.monotonic() - started
+            if retry_after is not None and elapsed + retry_after > limit:
+                # RFC 8555 §7.4 / RFC 9110 §10.2.3: the CA said when to ask again, and it
+                # is past what this run waits. Stop now, not after `limit`: the resource
+                # stays open at the CA for a later run to resume.
+                status = getattr(value, "status", "?")
+                status = getattr(status, "value", status)
+                retry_at = _moment_after(self.clock.now(), retry_after)
+                raise PollDeferredError(
+                    f"the {label} at {safe_text(url, 200)} is still {status}"
+                    f" and the CA asked to be asked again at {retry_at:%Y-%m-%d %H:%M:%S} UTC"
+                    f" (Retry-After {retry_after:.0f} s), past the {limit:.0f} s this run waits",
+                    url=url,
+                    retry_at=retry_at,
+                    retry_after=retry_after,
+                )
+            if elapsed + delay > limit:
                 status = getattr(value, "status", "?")
                 raise PollTimeoutError(
                     f"the {label} at {safe_text(url, 200)} is still {status} after "
@@ -577,6 +596,12 @@ class AcmeClient:
                 )
             check_wait(delay, f"polling the {label} at {url}")
             await self.clock.sleep(delay)
+
+
+def _moment_after(now: dt.datetime, seconds: float) -> dt.datetime:
+    """``now`` plus ``seconds`` (a CA's number), clamped so no date overflows."""
+    room = (dt.datetime.max.replace(tzinfo=dt.UTC) - now).total_seconds() - 86400
+    return now + dt.timedelta(seconds=max(0.0, min(seconds, room)))
 
 
 # One address, NAME@DOMAIN: no spaces, no second "@", no list separators.

@@ -140,6 +140,18 @@ class LineageState:
     deploy_owed: bool = False
     """The live version's deploy hooks have not all succeeded yet (one failed, or a crash
     came between saving the version and them): the next run runs them again."""
+    order_url: str | None = None
+    """An order placed and not yet turned into a stored version (its key waits in
+    ``archive/<name>/pending-privkey.pem``): the next attempt resumes it instead of
+    placing another, after a crash or a CA that asked to be asked later (issue 9.4)."""
+    order_names: tuple[str, ...] = ()
+    """The names ``order_url`` was placed for: resumed only while the settings agree."""
+    order_retry_at: dt.datetime | None = None
+    """The CA asked (Retry-After) not to be asked about the order before this moment:
+    the lineage is waiting on the CA until then, which is not a failure."""
+    stored_version: int | None = None
+    """A version stored in the archive after issuance but not made live (a later step
+    failed): the next attempt makes it live instead of ordering again (issue 10.2)."""
 
     _TIMES = (
         "not_before",
@@ -151,6 +163,7 @@ class LineageState:
         "last_failure",
         "last_success",
         "next_check",
+        "order_retry_at",
     )
 
     def to_json(self) -> bytes:
@@ -159,6 +172,7 @@ class LineageState:
             value = getattr(self, item.name)
             data[item.name] = _iso(value) if item.name in self._TIMES else value
         data["names"] = list(self.names)
+        data["order_names"] = list(self.order_names)
         data["schema"] = SCHEMA
         return json.dumps(data, indent=2, sort_keys=True).encode() + b"\n"
 
@@ -173,6 +187,7 @@ class LineageState:
                 value = data[item.name]
                 values[item.name] = _time(value) if item.name in cls._TIMES else value
             values["names"] = tuple(values.get("names", ()))
+            values["order_names"] = tuple(values.get("order_names", ()))
             return cls(**values)
         except (ValueError, TypeError) as exc:
             raise StorageError(f"{where} is damaged ({exc}): delete it to rebuild") from None

@@ -21,9 +21,15 @@ from certherd.challenges.base import ChallengeTask, Solver, check_token
 from certherd.challenges.selection import SolverChoice
 from certherd.crypto.csr import build_csr
 from certherd.crypto.keys import KeyType, PrivateKey, generate_key
-from certherd.errors import CertherdError, ConfigError, OrderFailedError
+from certherd.errors import CertherdError, ConfigError, OrderFailedError, ProblemError
 
-__all__ = ["IssuedCertificate", "obtain_certificate", "select_chain"]
+__all__ = [
+    "IssuedCertificate",
+    "complete_order",
+    "obtain_certificate",
+    "open_order",
+    "select_chain",
+]
 
 log = logging.getLogger(__name__)
 
@@ -150,6 +156,85 @@ async def _cleanup(presented: Sequence[tuple[Solver, object]]) -> None:
         raise errors[0]
 
 
+async def open_order(
+    client: AcmeClient, url: str, identifiers: Sequence[Identifier], now: dt.datetime
+) -> Order | None:
+    """The order at ``url`` (placed by an earlier run), if it can still lead to a
+    certificate for ``identifiers``; None if it cannot (the caller places a new one).
+
+    An order that is ``invalid``, past its ``expires`` (RFC 8555 §7.1.3: "the server
+    will consider this order invalid" after it), for other identifiers, or that the CA
+    no longer knows (a 4xx problem) is never resumed: resuming it again and again would
+    keep a lineage from ever renewing.
+    """
+    try:
+        order = await client.fetch_order(url)
+    except ProblemError as exc:
+        if exc.status is not None and 400 <= exc.status < 500:
+            return None
+        raise
+    if order.status is Status.INVALID:
+        return None
+    if order.expires is not None and order.expires <= now and order.status is not Status.VALID:
+        return None
+    if {(i.type, i.value) for i in order.identifiers} != {(i.type, i.value) for i in identifiers}:
+        return None
+    return order
+
+
+async def complete_order(
+    client: AcmeClient,
+    order: Order,
+    identifiers: Sequence[Identifier],
+    solvers: Sequence[Solver] | SolverChoice,
+    key: PrivateKey,
+) -> tuple[Order, int]:
+    """Take ``order`` from whatever status it is in to ``valid`` (RFC 8555 §7.4): prove
+    the pending authorizations, finalize with a CSR for ``key``, wait while processing.
+
+    Returns the valid order and how many authorizations were valid already. A wait the
+    CA asks to be longer than this run allows ends in PollDeferredError (from the
+    client): the order stays open at the CA and can be resumed later.
+    """
+    reused = len(order.authorizations) if order.status is Status.READY else 0
+    if order.status is Status.PENDING:
+        authorizations = await asyncio.gather(
+            *(client.fetch_authorization(url) for url in order.authorizations)
+        )
+        pending = [a for a in authorizations if a.status is Status.PENDING]
+        failed = [a for a in authorizations if a.status not in (Status.PENDING, Status.VALID)]
+        if failed:
+            raise OrderFailedError(
+                f"authorization for {failed[0].identifier} is {failed[0].status.value}; "
+                "start a new order"
+            )
+        reused = len(authorizations) - len(pending)
+        log.info(
+            "order %s: %d authorization(s), %d to prove",
+            order.url,
+            len(authorizations),
+            len(pending),
+        )
+        if pending:
+            await _prove(client, pending, SolverChoice.of(solvers))
+    if order.status in (Status.PENDING, Status.READY):
+        csr = build_csr(
+            key,
+            dns_names=[i.value for i in identifiers if i.type == "dns"],
+            ip_addresses=[i.value for i in identifiers if i.type == "ip"],
+        )
+        log.info("order %s: finalizing", order.url)
+        order = await client.finalize(order, csr)
+    elif order.status is Status.PROCESSING:
+        order = await client.wait_order(order.url)
+    if order.status is not Status.VALID:
+        why = f": {order.error.describe()}" if order.error else ""
+        raise OrderFailedError(f"order {order.url} ended {order.status.value}{why}", order.error)
+    if order.certificate is None:
+        raise OrderFailedError(f"order {order.url} is valid but has no certificate URL")
+    return order, reused
+
+
 async def obtain_certificate(
     client: AcmeClient,
     names: Sequence[str | Identifier],
@@ -168,34 +253,11 @@ async def obtain_certificate(
     order = await client.new_order(
         identifiers, profile=profile, replaces=replaces, not_after=not_after
     )
-    authorizations = await asyncio.gather(
-        *(client.fetch_authorization(url) for url in order.authorizations)
-    )
-    pending = [a for a in authorizations if a.status is Status.PENDING]
-    log.info(
-        "order %s: %d authorization(s), %d to prove", order.url, len(authorizations), len(pending)
-    )
-    failed = [a for a in authorizations if a.status not in (Status.PENDING, Status.VALID)]
-    if failed:
-        raise OrderFailedError(
-            f"authorization for {failed[0].identifier} is {failed[0].status.value}; "
-            "start a new order"
-        )
-    if pending:
-        await _prove(client, pending, SolverChoice.of(solvers))
-
-    csr = build_csr(
-        certificate_key,
-        dns_names=[i.value for i in identifiers if i.type == "dns"],
-        ip_addresses=[i.value for i in identifiers if i.type == "ip"],
-    )
-    log.info("order %s: finalizing", order.url)
-    order = await client.finalize(order, csr)
+    order, reused = await complete_order(client, order, identifiers, solvers, certificate_key)
     if preferred_chain:
         chains = await client.download_chains(order)
     else:
-        if order.certificate is None:
-            raise OrderFailedError(f"order {order.url} is valid but has no certificate URL")
+        assert order.certificate is not None  # checked by complete_order
         chains = [await client.download_certificate(order.certificate)]
     chain = select_chain(chains, preferred_chain)
     log.info(
@@ -210,5 +272,5 @@ async def obtain_certificate(
         chain=chain,
         chains=tuple(chains),
         key=certificate_key,
-        reused_authorizations=len(authorizations) - len(pending),
+        reused_authorizations=reused,
     )

@@ -11,8 +11,18 @@ from certherd.errors import CertherdError, safe_text
 __all__ = ["Action", "Outcome", "describe_failure"]
 
 Action = Literal[
-    "issued", "renewed", "deployed", "not-due", "failed", "would-renew", "would-deploy", "skipped"
+    "issued",
+    "renewed",
+    "deployed",
+    "not-due",
+    "failed",
+    "would-renew",
+    "would-deploy",
+    "skipped",
+    "waiting",
 ]
+"""``waiting``: an order is open at the CA, which asked to be asked again later (the
+reason says when); not a failure: no backoff, no failure hook."""
 
 
 @dataclass(frozen=True)

@@ -13,35 +13,37 @@ import asyncio
 import contextlib
 import datetime as dt
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
 from typing import Any
-
-from cryptography import x509
 
 from certherd.acme.client import AcmeClient, RevocationReason
 from certherd.acme.retry import Clock, SystemClock
 from certherd.challenges.factory import SolverPool
 from certherd.crypto.ari import pick_in_window
 from certherd.crypto.certs import load_pem_chain
-from certherd.crypto.keys import generate_key, load_private_key, private_key_to_pem
 from certherd.errors import (
     CertherdError,
     FeatureUnsupportedError,
     LockTimeoutError,
     NotFoundError,
     StorageError,
+    safe_text,
 )
 from certherd.manager.accounts import CaOptions, open_client
 from certherd.manager.hooks import run_lineage_hooks
 from certherd.manager.index import plan_renewal
+from certherd.manager.issuance import Issuer
 from certherd.manager.lineage import LineageSettings, LineageState
-from certherd.manager.obtain import IssuedCertificate, obtain_certificate
 from certherd.manager.outcome import Action, Outcome, describe_failure
 from certherd.manager.policy import RenewalDecision, needs_renewal
 from certherd.manager.tasks import finish_all
 from certherd.storage.base import Storage
-from certherd.storage.layout import FILES, archive_file, renewal_settings, state_file
+from certherd.storage.layout import (
+    archive_file,
+    renewal_settings,
+    state_file,
+)
 
 __all__ = ["Manager", "Outcome"]
 
@@ -58,7 +60,7 @@ def _note_unexpected(name: str, error: BaseException) -> None:
         log.debug("lineage %s: unexpected error", name, exc_info=error)
 
 
-class Manager:
+class Manager(Issuer):
     """Works on the lineages in one storage; safe for concurrent tasks on one loop."""
 
     def __init__(
@@ -69,7 +71,10 @@ class Manager:
         concurrency: int = 10,
         solvers: SolverPool | None = None,
         on_event: Callable[[str, str], None] | None = None,
+        client_factory: Callable[[Storage, CaOptions], Awaitable[AcmeClient]] | None = None,
     ) -> None:
+        """``client_factory`` opens the ACME client of a CA and account (default:
+        :func:`~certherd.manager.accounts.open_client`, from the stored account)."""
         self.storage = storage
         self.clock = clock or SystemClock()
         self.solvers = solvers or SolverPool()
@@ -77,6 +82,7 @@ class Manager:
         self._clients: dict[tuple[str, str], AcmeClient] = {}
         self._client_lock = asyncio.Lock()
         self._on_event = on_event
+        self._open_client = client_factory or open_client
         self.known_cas: dict[tuple[str, str], CaOptions] = {}
 
     def ca_for(self, settings: LineageSettings) -> CaOptions:
@@ -108,7 +114,7 @@ class Manager:
         async with self._client_lock:
             client = self._clients.get(key)
             if client is None:
-                client = await open_client(self.storage, ca)
+                client = await self._open_client(self.storage, ca)
                 self._clients[key] = client
             return client
 
@@ -159,73 +165,14 @@ class Manager:
                 # Any exception, not only ours (issue 9.3): the failure is remembered and
                 # told; the caller gets a certherd error, never a traceback.
                 _note_unexpected(settings.name, exc)
-                if state.version is not None:  # a lineage that exists: remember the failure
+                if await self.storage.exists(state_file(settings.name)):
+                    # A lineage (or an order of one) that exists: remember the failure.
                     state = await self._record_failure(state, exc)
                 for problem in await self._tell_failure(settings, state, exc):
                     self._say(settings.name, f"failure hook failed: {problem}")
                 if isinstance(exc, CertherdError):
                     raise
                 raise CertherdError(describe_failure(exc)) from exc
-
-    async def _obtain(
-        self,
-        settings: LineageSettings,
-        ca: CaOptions,
-        state: LineageState,
-        action: Action,
-        reason: str,
-        *,
-        save_settings: bool = False,
-    ) -> Outcome:
-        client = await self.client(ca)
-        key = None
-        if settings.reuse_key and state.version is not None:
-            raw = await self.storage.read(archive_file(settings.name, "privkey.pem", state.version))
-            key = load_private_key(raw)
-        hook_errors = list(await run_lineage_hooks("pre", settings, self.storage, None))
-        try:
-            solvers = self.solvers.choice(settings.solvers)
-            solvers.preflight()  # after the pre hooks: they may mount or create a webroot
-            self._say(settings.name, f"ordering a certificate for {', '.join(settings.names)}")
-            issued = await obtain_certificate(
-                client,
-                settings.names,
-                solvers,
-                key=key or generate_key(settings.key_type),
-                profile=settings.profile,
-                replaces=state.certificate_id if state.version is not None else None,
-                preferred_chain=settings.preferred_chain,
-            )
-            version = await self._save_version(settings.name, issued)
-            # State (and, for a new lineage, its settings) right after the switch, before
-            # any hook: a crash in a hook must not leave a live certificate nobody renews.
-            new_state = replace(
-                self._state_after(settings.name, issued, version),
-                deploy_owed=bool(settings.hooks.deploy),
-            )
-            await new_state.save(self.storage)
-            if save_settings:
-                await settings.save(self.storage)
-            self._say(settings.name, f"saved version {version}")
-        finally:
-            hook_errors += await run_lineage_hooks("post", settings, self.storage, None)
-        hook_errors += await self._deploy(settings, new_state)
-        return Outcome(
-            settings.name,
-            action,
-            reason,
-            version,
-            new_state.not_after,
-            hook_errors=tuple(hook_errors),
-        )
-
-    async def _deploy(self, settings: LineageSettings, state: LineageState) -> list[str]:
-        """Run the deploy hooks for the live ``state`` (under the lineage lock); once all
-        succeed, remember it, so a failed or interrupted deploy is run again next time."""
-        errors = await run_lineage_hooks("deploy", settings, self.storage, state.version)
-        if not errors and state.deploy_owed:
-            await replace(state, deploy_owed=False).save(self.storage)
-        return errors
 
     async def _deploy_owed(self, settings: LineageSettings, state: LineageState) -> Outcome:
         """Deploy hooks still owed for the live version: run them now."""
@@ -250,36 +197,6 @@ class Manager:
             hook_errors=tuple(errors),
         )
 
-    async def _save_version(self, name: str, issued: IssuedCertificate) -> int:
-        existing = await self.storage.list(f"archive/{name}")
-        used = [0]
-        for key in existing:
-            stem = key.rsplit("/", 1)[-1]
-            digits = "".join(ch for ch in stem if ch.isdigit())
-            if digits:
-                used.append(int(digits))
-        version = max(used) + 1
-        chain = issued.chain
-        contents = {
-            "cert.pem": chain.leaf_pem,
-            "chain.pem": chain.issuers_pem,
-            "fullchain.pem": chain.leaf_pem + chain.issuers_pem,
-            "privkey.pem": private_key_to_pem(issued.key),
-        }
-        for file, data in contents.items():
-            await self.storage.write(
-                archive_file(name, file, version), data, private=file == "privkey.pem"
-            )
-        await self.storage.publish(name, version, FILES)
-        return version
-
-    def _state_after(self, name: str, issued: IssuedCertificate, version: int) -> LineageState:
-        return self._state_from(name, issued.chain.leaf, version)
-
-    def _state_from(self, name: str, leaf: x509.Certificate, version: int) -> LineageState:
-        now = self.clock.now()
-        return LineageState.of_certificate(name, leaf, version, now, last_success=now)
-
     async def _tell_failure(
         self, settings: LineageSettings, state: LineageState, error: BaseException
     ) -> list[str]:
@@ -295,6 +212,12 @@ class Manager:
         return await run_lineage_hooks("failure", settings, self.storage, state.version, extra)
 
     async def _record_failure(self, state: LineageState, error: BaseException) -> LineageState:
+        """Count the failure on the stored state (under the lineage lock): it may hold
+        more than ``state`` does now (an open order, a version stored meanwhile)."""
+        with contextlib.suppress(CertherdError):
+            stored = await LineageState.load(self.storage, state.name)
+            if stored.version == state.version:
+                state = stored
         failed = state.with_failure(describe_failure(error), self.clock.now())
         if failed.not_before and failed.not_after:
             decision = needs_renewal(
@@ -305,6 +228,10 @@ class Manager:
                 last_failure=failed.last_failure,
             )
             failed = replace(failed, next_check=decision.next_check)
+        if failed.stored_version is not None and failed.stored_version != failed.version:
+            # An issued certificate waits in the archive: making it live needs no CA,
+            # so the next run does it at once (issue 10.2).
+            failed = replace(failed, next_check=self.clock.now())
         with contextlib.suppress(StorageError):
             await failed.save(self.storage)
         return failed
@@ -332,6 +259,23 @@ class Manager:
         self, settings: LineageSettings, state: LineageState, *, force: bool
     ) -> RenewalDecision:
         now = self.clock.now()
+        same_order = state.order_url is not None and set(state.order_names) == set(settings.names)
+        if same_order and state.order_retry_at is not None and now < state.order_retry_at:
+            # The CA's requested time is respected even by --force: asking before it is
+            # what it asked us not to do, and a new order could issue twice.
+            when = state.order_retry_at.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+            return RenewalDecision(
+                False,
+                f"waiting on the CA until {when}: it asked to be asked again about "
+                f"order {safe_text(state.order_url, 200)} then",
+                state.order_retry_at,
+            )
+        if state.stored_version is not None and state.stored_version != state.version:
+            return RenewalDecision(
+                True, f"version {state.stored_version} was issued but not made live", now
+            )
+        if same_order and state.failures == 0:
+            return RenewalDecision(True, "an order placed earlier is still open: resuming it", now)
         if state.version is None or state.not_before is None or state.not_after is None:
             return RenewalDecision(True, "no certificate yet", now)
         if state.names and {n.lower() for n in state.names} != {n.lower() for n in settings.names}:
@@ -380,7 +324,9 @@ class Manager:
                     reason = f"the deploy hooks of version {state.version} had not succeeded"
                     return Outcome(name, "would-deploy", reason, state.version, state.not_after)
                 return await self._deploy_owed(settings, state)
-            return Outcome(name, "not-due", decision.reason, state.version, state.not_after)
+            waiting = state.order_retry_at is not None and state.order_retry_at > self.clock.now()
+            action: Action = "waiting" if waiting else "not-due"
+            return Outcome(name, action, decision.reason, state.version, state.not_after)
         if dry_run:
             self.solvers.choice(settings.solvers)  # the solvers must at least be buildable
             return Outcome(name, "would-renew", decision.reason, state.version, state.not_after)

@@ -6,6 +6,7 @@
     accounts/<ca>/<account>/account.json  account URL, contact, directory URL
     archive/<lineage>/cert<N>.pem         every version ever issued (chain, fullchain,
                                           privkey<N>.pem too; privkey private)
+    archive/<lineage>/pending-privkey.pem the key of an order not yet stored (private)
     live/<lineage>/cert.pem ...           the published version (symlinks on a filesystem)
     renewal/<lineage>.json                how the lineage is obtained (names, solver, ...)
     state/<lineage>.json                  what we know of it (expiry, ARI window, failures)
@@ -33,6 +34,7 @@ __all__ = [
     "ca_id",
     "check_name",
     "lineage_for",
+    "pending_key",
     "renewal_settings",
     "state_file",
 ]
@@ -97,6 +99,11 @@ def archive_file(lineage: str, file: str, version: int) -> str:
         raise ValueError(f"bad archive file {file!r} version {version}")
     stem = file.removesuffix(".pem")
     return f"archive/{check_name(lineage)}/{stem}{version}.pem"
+
+
+def pending_key(lineage: str) -> str:
+    """The private key of an order placed but not yet stored as a version (private)."""
+    return f"archive/{check_name(lineage)}/pending-privkey.pem"
 
 
 def renewal_settings(lineage: str) -> str:

@@ -1,0 +1,248 @@
+"""Obtaining a lineage's next version: resume or place the order, store, switch, deploy.
+
+The part of :class:`~certherd.manager.service.Manager` that turns an order into a live
+version, in an order chosen so nothing the CA issued is lost:
+
+1. the order's URL and key are saved when it is placed, so a crash, or a CA whose
+   Retry-After reaches past what this run waits, resumes that order instead of placing
+   another (issue 9.4); an order that turned invalid or expired is dropped;
+2. the downloaded, verified certificate is stored as an archive version before anything
+   that can still fail (an alternate chain, ``live/``, the state, hooks) (issue 10.2);
+3. a version stored but never made live is made live by the next attempt, no order.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from dataclasses import replace
+
+from cryptography import x509
+
+from certherd.acme.client import AcmeClient, CertificateChain
+from certherd.acme.messages import Identifier, Order, identifiers_from
+from certherd.acme.retry import Clock
+from certherd.challenges.factory import SolverPool
+from certherd.crypto.certs import load_pem_chain
+from certherd.crypto.keys import PrivateKey, generate_key, load_private_key, private_key_to_pem
+from certherd.errors import CertherdError, PollDeferredError, safe_text
+from certherd.manager.accounts import CaOptions
+from certherd.manager.hooks import run_lineage_hooks
+from certherd.manager.lineage import LineageSettings, LineageState
+from certherd.manager.obtain import complete_order, open_order, select_chain
+from certherd.manager.outcome import Action, Outcome
+from certherd.manager.versions import find_stored_version, next_version, write_version
+from certherd.storage.base import Storage
+from certherd.storage.layout import FILES, archive_file, pending_key
+
+__all__ = ["Issuer"]
+
+
+class Issuer:
+    """Obtains and switches versions; the Manager supplies storage, clock and clients."""
+
+    storage: Storage
+    clock: Clock
+    solvers: SolverPool
+
+    async def client(self, ca: CaOptions) -> AcmeClient:
+        raise NotImplementedError
+
+    def _say(self, lineage: str, text: str) -> None:
+        raise NotImplementedError
+
+    async def _obtain(
+        self,
+        settings: LineageSettings,
+        ca: CaOptions,
+        state: LineageState,
+        action: Action,
+        reason: str,
+        *,
+        save_settings: bool = False,
+    ) -> Outcome:
+        """Make a new version live: one stored earlier if there is one, else the
+        certificate of the open order (resumed) or of a new order.
+
+        Steps, each saved before the next can fail: the order's URL and key (so a crash
+        or a CA that says "later" resumes it), the downloaded and verified certificate
+        as an archive version (so it is never lost), ``live/``, the state, the hooks.
+        """
+        name = settings.name
+        stored = await find_stored_version(
+            self.storage, name, state.version, settings.names, self.clock.now()
+        )
+        if stored is not None:
+            return await self._promote(settings, stored.version, action, save_settings)
+        client = await self.client(ca)
+        hook_errors = list(await run_lineage_hooks("pre", settings, self.storage, None))
+        try:
+            solvers = self.solvers.choice(settings.solvers)
+            solvers.preflight()  # after the pre hooks: they may mount or create a webroot
+            identifiers = identifiers_from(settings.names)
+            order, key, state = await self._open_or_place(client, settings, state, identifiers)
+            try:
+                order, _ = await complete_order(client, order, identifiers, solvers, key)
+            except PollDeferredError as deferred:
+                return await self._wait_on_ca(settings, state, deferred, save_settings)
+            assert order.certificate is not None  # complete_order checked it
+            chain = await client.download_certificate(order.certificate)
+            client.verify_chain(chain, key.public_key(), identifiers)
+            # Issued: store it before anything else can fail (issue 10.2).
+            version = await next_version(self.storage, name)
+            await write_version(self.storage, name, version, chain, key)
+            state = replace(
+                state, order_url=None, order_names=(), order_retry_at=None, stored_version=version
+            )
+            await state.save(self.storage)
+            await self.storage.delete(pending_key(name))
+            if settings.preferred_chain:
+                chosen = await self._preferred_chain(client, order, chain, settings, key)
+                if chosen is not chain:
+                    await write_version(self.storage, name, version, chosen, key)
+            await self.storage.publish(name, version, FILES)
+            # State (and, for a new lineage, its settings) right after the switch, before
+            # any hook: a crash in a hook must not leave a live certificate nobody renews.
+            new_state = replace(
+                self._state_from(name, chain.leaf, version),
+                deploy_owed=bool(settings.hooks.deploy),
+            )
+            await new_state.save(self.storage)
+            if save_settings:
+                await settings.save(self.storage)
+            self._say(name, f"saved version {version}")
+        finally:
+            hook_errors += await run_lineage_hooks("post", settings, self.storage, None)
+        hook_errors += await self._deploy(settings, new_state)
+        return Outcome(
+            name, action, reason, version, new_state.not_after, hook_errors=tuple(hook_errors)
+        )
+
+    async def _open_or_place(
+        self,
+        client: AcmeClient,
+        settings: LineageSettings,
+        state: LineageState,
+        identifiers: Sequence[Identifier],
+    ) -> tuple[Order, PrivateKey, LineageState]:
+        """The lineage's open order (resumed, with its stored key) if it can still lead
+        to a certificate for these names; else a new order, whose URL and key are saved
+        before anything is asked of the solvers."""
+        name = settings.name
+        if state.order_url is not None and set(state.order_names) == set(settings.names):
+            try:
+                key: PrivateKey | None = load_private_key(
+                    await self.storage.read(pending_key(name))
+                )
+            except CertherdError:
+                key = None  # lost or damaged: the order cannot be finalized with it
+            if key is not None:
+                order = await open_order(client, state.order_url, identifiers, self.clock.now())
+                if order is not None:
+                    self._say(name, f"resuming order {order.url} ({order.status.value})")
+                    return order, key, state
+            self._say(name, f"order {state.order_url} cannot be resumed: placing a new one")
+        key = None
+        if settings.reuse_key and state.version is not None:
+            raw = await self.storage.read(archive_file(name, "privkey.pem", state.version))
+            key = load_private_key(raw)
+        key = key or generate_key(settings.key_type)
+        self._say(name, f"ordering a certificate for {', '.join(settings.names)}")
+        order = await client.new_order(
+            identifiers,
+            profile=settings.profile,
+            replaces=state.certificate_id if state.version is not None else None,
+        )
+        await self.storage.write(pending_key(name), private_key_to_pem(key), private=True)
+        state = replace(
+            state,
+            order_url=order.url,
+            order_names=settings.names,
+            order_retry_at=None,
+            next_check=self.clock.now(),  # a crash from here on: resume at the next run
+        )
+        await state.save(self.storage)
+        return order, key, state
+
+    async def _wait_on_ca(
+        self,
+        settings: LineageSettings,
+        state: LineageState,
+        deferred: PollDeferredError,
+        save_settings: bool,
+    ) -> Outcome:
+        """The CA asked to be asked again later than this run waits: remember when, and
+        resume the same order then. Not a failure: no backoff, no failure hook."""
+        retry_at = deferred.retry_at
+        waiting = replace(state, order_retry_at=retry_at, next_check=retry_at)
+        await waiting.save(self.storage)
+        if save_settings:
+            await settings.save(self.storage)  # so `renew` and the daemon resume it
+        when = retry_at.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+        self._say(settings.name, f"waiting on the CA until {when}: {deferred}")
+        return Outcome(
+            settings.name,
+            "waiting",
+            f"waiting on the CA until {when}: it asked to be asked again about order "
+            f"{safe_text(state.order_url, 200)} then; certherd resumes that order",
+            state.version,
+            state.not_after,
+        )
+
+    async def _preferred_chain(
+        self,
+        client: AcmeClient,
+        order: Order,
+        default: CertificateChain,
+        settings: LineageSettings,
+        key: PrivateKey,
+    ) -> CertificateChain:
+        """The chain named by ``preferred_chain`` among the CA's alternates (§7.4.2),
+        verified like the default; the default when none matches."""
+        chains = [default]
+        for url in default.alternates:
+            chains.append(await client.download_certificate(url))
+        chosen = select_chain(chains, settings.preferred_chain)
+        if chosen is not default:
+            client.verify_chain(chosen, key.public_key(), identifiers_from(settings.names))
+        return chosen
+
+    async def _promote(
+        self, settings: LineageSettings, version: int, action: Action, save_settings: bool
+    ) -> Outcome:
+        """Make ``version``, stored after an earlier issuance but never made live, the
+        live one: no new order (issue 10.2)."""
+        name = settings.name
+        self._say(name, f"version {version} was stored but not made live: making it live")
+        pem = await self.storage.read(archive_file(name, "cert.pem", version))
+        await self.storage.publish(name, version, FILES)
+        await self.storage.delete(pending_key(name))
+        new_state = replace(
+            self._state_from(name, load_pem_chain(pem)[0], version),
+            deploy_owed=bool(settings.hooks.deploy),
+        )
+        await new_state.save(self.storage)
+        if save_settings:
+            await settings.save(self.storage)
+        hook_errors = await self._deploy(settings, new_state)
+        return Outcome(
+            name,
+            action,
+            f"version {version} was issued and stored earlier but not made live: made live "
+            "now, no new order",
+            version,
+            new_state.not_after,
+            hook_errors=tuple(hook_errors),
+        )
+
+    async def _deploy(self, settings: LineageSettings, state: LineageState) -> list[str]:
+        """Run the deploy hooks for the live ``state`` (under the lineage lock); once all
+        succeed, remember it, so a failed or interrupted deploy is run again next time."""
+        errors = await run_lineage_hooks("deploy", settings, self.storage, state.version)
+        if not errors and state.deploy_owed:
+            await replace(state, deploy_owed=False).save(self.storage)
+        return errors
+
+    def _state_from(self, name: str, leaf: x509.Certificate, version: int) -> LineageState:
+        now = self.clock.now()
+        return LineageState.of_certificate(name, leaf, version, now, last_success=now)
