@@ -32,18 +32,16 @@ def apply(ctx: Context, config_path: Path | None, concurrency: int) -> None:
 
 
 async def _apply(ctx: Context, config: Any, concurrency: int) -> Any:
+    from certherd.cli.progress import tracked_manager
     from certherd.cli.render import outcome_document, print_outcomes
     from certherd.manager.apply import apply_config
-    from certherd.manager.service import Manager
 
-    manager = Manager(
-        ctx.storage(),
-        solvers=ctx.solver_pool(),
-        concurrency=concurrency,
-        on_event=lambda lineage, text: ctx.say(f"{lineage}: {text}") if ctx.verbose else None,
+    manager, progress = tracked_manager(
+        ctx, ctx.storage(), concurrency, total=len(config.certificates)
     )
     try:
-        outcomes = await apply_config(manager, config)
+        with progress:
+            outcomes = await apply_config(manager, config)
     finally:
         await manager.aclose()
     ctx.emit(

@@ -56,20 +56,16 @@ async def _renew(
         await plan.index.save()
         outcomes = plan.not_due
     else:
-        from certherd.manager.service import Manager
+        from certherd.cli.progress import tracked_manager
 
-        manager = Manager(
-            storage,
-            solvers=ctx.solver_pool(),
-            concurrency=concurrency,
-            on_event=lambda lineage, text: ctx.say(f"{lineage}: {text}") if ctx.verbose else None,
-        )
+        manager, progress = tracked_manager(ctx, storage, concurrency, total=len(plan.to_check))
         if config is not None:
             from certherd.manager.apply import ca_options
 
             manager.known_cas.update(ca_options(config))  # the file's email, terms, EAB
         try:
-            outcomes = await manager.renew(names or None, force=force, dry_run=dry_run)
+            with progress:
+                outcomes = await manager.renew(names or None, force=force, dry_run=dry_run)
         finally:
             await manager.aclose()
     ctx.emit(
