@@ -17,7 +17,7 @@ import sys
 
 __all__ = ["configure_logging", "level_for"]
 
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029]")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 _PRIVATE_KEY = re.compile(
     r"-----BEGIN ([A-Z0-9 ]*)PRIVATE KEY-----.*?(?:-----END [A-Z0-9 ]*PRIVATE KEY-----|\Z)",
     re.DOTALL,
@@ -38,15 +38,17 @@ class _Formatter(logging.Formatter):
         super().__init__(datefmt="%H:%M:%S")
         self.verbose = verbose
 
-    def format(self, record: logging.LogRecord) -> str:
-        text = super().format(record)
-        text = _PRIVATE_KEY.sub(r"<\1private key redacted>", text)
-        text = _CONTROL.sub("?", text)
+    def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802 (logging's name)
+        text = _CONTROL.sub("?", _PRIVATE_KEY.sub(r"<\1private key redacted>", record.message))
         if self.verbose:
             name = record.name.removeprefix("certherd.")
             stamp = f"{self.formatTime(record, self.datefmt)}.{int(record.msecs):03d}"
             return f"{stamp} {name}: {text}"
         return f"certherd: {record.levelname.lower()}: {text}"
+
+    def format(self, record: logging.LogRecord) -> str:
+        # The message is one line (above); a traceback that follows keeps its lines.
+        return _PRIVATE_KEY.sub(r"<\1private key redacted>", super().format(record))
 
 
 class _StderrHandler(logging.Handler):
