@@ -1,22 +1,31 @@
-"""Typed configuration independent of the CLI: CA presets and the config-dir default."""
+"""Typed configuration independent of the CLI: CA presets, the config-dir default, and
+certherd.toml, checked on load against one schema (:class:`ConfigDocument`, msgspec)."""
 
 from __future__ import annotations
 
 import os
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, TypeVar
 
-from certherd.challenges.spec import SolverSpec
+import msgspec
+
+from certherd.challenges.options import solver_spec
+from certherd.challenges.spec import SecretRef, SolverSpec
 from certherd.errors import ConfigError
+from certherd.schema import SchemaError, convert, dotted
 
 __all__ = [
     "CA_PRESETS",
     "CONFIG_FILE",
     "CaPreset",
     "CertificateConfig",
+    "CertificateTable",
+    "ConfigDocument",
     "ConfigFile",
+    "DefaultsTable",
     "default_config_dir",
     "load_config_file",
     "resolve_directory_url",
@@ -79,42 +88,59 @@ def default_config_dir() -> Path:
 # -- certherd.toml ----------------------------------------------------------------------
 
 CONFIG_FILE = "certherd.toml"
-_CERT_KEYS = {
-    "name",
-    "domains",
-    "solver",
-    "solver_options",
-    "solvers",
-    "key_type",
-    "profile",
-    "preferred_chain",
-    "reuse_key",
-    "pre_hooks",
-    "post_hooks",
-    "deploy_hooks",
-    "failure_hooks",
-    "ca",
-    "server",
-    "ca_bundle",
-    "email",
-    "account",
-}
-_DEFAULT_KEYS = {
-    "ca",
-    "server",
-    "ca_bundle",
-    "email",
-    "agree_tos",
-    "key_type",
-    "account",
-    "solver",
-    "solver_options",
-    "deploy_hooks",
-    "failure_hooks",
-    "eab_kid",
-    "eab_hmac_key_file",
-}
-_KEY_TYPES = ("ec256", "ec384", "rsa2048", "rsa3072", "rsa4096")
+
+Strings = str | list[str]
+KeyType = Literal["ec256", "ec384", "rsa2048", "rsa3072", "rsa4096"]
+Options = dict[str, Any]
+
+
+class DefaultsTable(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """``[defaults]``: what every certificate gets unless it says otherwise."""
+
+    ca: str | None = None
+    server: str | None = None
+    ca_bundle: str | None = None
+    email: str | None = None
+    agree_tos: bool = False
+    key_type: KeyType | None = None
+    account: str | None = None
+    solver: str | None = None
+    solver_options: Options | None = None
+    deploy_hooks: Strings | None = None
+    failure_hooks: Strings | None = None
+    eab_kid: str | None = None
+    eab_hmac_key_file: str | None = None
+
+
+class CertificateTable(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """One ``[[certificate]]``; a setting left out (None) comes from ``[defaults]``."""
+
+    domains: Strings
+    name: str | None = None
+    solver: str | None = None
+    solver_options: Options | None = None
+    solvers: list[Options] | None = None
+    key_type: KeyType | None = None
+    profile: str | None = None
+    preferred_chain: str | None = None
+    reuse_key: bool = False
+    pre_hooks: Strings | None = None
+    post_hooks: Strings | None = None
+    deploy_hooks: Strings | None = None
+    failure_hooks: Strings | None = None
+    ca: str | None = None
+    server: str | None = None
+    ca_bundle: str | None = None
+    email: str | None = None
+    account: str | None = None
+
+
+class ConfigDocument(msgspec.Struct, forbid_unknown_fields=True):
+    """The whole of certherd.toml: the one schema it is checked against on load (each
+    solver's options are then checked against their kind's schema)."""
+
+    defaults: DefaultsTable = msgspec.field(default_factory=DefaultsTable)
+    certificate: list[CertificateTable] = msgspec.field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -140,13 +166,16 @@ class CertificateConfig:
 
 @dataclass(frozen=True)
 class ConfigFile:
-    """certherd.toml: defaults for the CA and account, and the certificates wanted."""
+    """certherd.toml: defaults for the CA and account, and the certificates wanted.
+
+    ``warnings`` are for the user (secrets in a file other users can read)."""
 
     path: Path
     certificates: tuple[CertificateConfig, ...]
     agree_tos: bool = False
     eab_kid: str | None = None
     eab_hmac_key_file: str | None = None
+    warnings: tuple[str, ...] = ()
 
 
 class _Where:
@@ -166,7 +195,7 @@ class _Where:
         """The line of the ``occurrence``-th ``[name]`` or ``[[name]]`` header."""
         found = self._headers.get(name)
         if found is None:  # one scan per table name, not per lookup: files of 10,000 blocks
-            pattern = re.compile(rf"^\s*\[\[?\s*[\"']?{re.escape(name)}[\"']?\s*[\].]")
+            pattern = re.compile(rf"^\s*\[\[?\s*[\"']?{re.escape(name)}[\"']?\s*\]")
             found = [n for n, line in enumerate(self.lines, 1) if pattern.match(line)]
             self._headers[name] = found
         return found[occurrence] if occurrence < len(found) else None
@@ -190,9 +219,55 @@ class _Where:
             self._keys[start] = keys
         return keys.get(key) or start or None
 
+    def line(self, path: tuple[str | int, ...]) -> int | None:
+        """The line of the value at a key path (``certificate[3].solvers[1].listen``):
+        the line of its key in its table, or of the nearest enclosing key found."""
+        if not path:
+            return None
+        head = path[0]
+        if head == "certificate" and len(path) > 1 and isinstance(path[1], int):
+            table, occurrence, rest = "certificate", path[1], path[2:]
+        elif head == "defaults" and len(path) > 1:
+            table, occurrence, rest = "defaults", 0, path[1:]
+        else:
+            return self.header(str(head)) or self.key(str(head))
+        if not rest:
+            return self.header(table, occurrence)
+        line = self.key(str(rest[0]), table, occurrence)
+        inner = [part for part in rest[1:] if isinstance(part, str)]
+        if line and inner:  # a key inside an inline table or array: the first line naming it
+            pattern = re.compile(rf"(^|[{{,\s]){re.escape(inner[-1])}\s*=")
+            for number in range(line, len(self.lines) + 1):
+                text = self.lines[number - 1]
+                if number > line and _TABLE_HEADER.match(text):
+                    break
+                if pattern.search(text):
+                    return number
+        return line
+
     def error(self, message: str, line: int | None) -> ConfigError:
         where = f"{self.path}:{line}" if line else str(self.path)
         return ConfigError(f"{where}: {message}")
+
+    def schema_error(self, err: SchemaError) -> ConfigError:
+        """A schema mistake as one line: file, line, key path, what and how to fix."""
+        path = err.path
+        if path == ("certificate",):
+            message = "write certificates as [[certificate]] blocks (two brackets)"
+        elif path == ("defaults",):
+            message = "defaults must be a table: write a [defaults] section"
+        elif len(path) == 1 and err.reason.startswith("unknown setting"):
+            message = f"unknown section {path[0]!r}: use [defaults] and [[certificate]]"
+        elif path[-1:] == ("domains",) and err.reason.startswith("is required"):
+            message = 'a certificate needs domains = ["example.com", ...]'
+        elif err.reason.startswith("unknown setting") and len(path) == (
+            2 if path[0] == "defaults" else 3
+        ):
+            table = "[defaults]" if path[0] == "defaults" else "[[certificate]]"
+            message = str(SchemaError(path, err.reason.replace(":", f" in {table}:", 1)))
+        else:
+            message = str(err)
+        return self.error(message, self.line(path))
 
 
 _TABLE_HEADER = re.compile(r"^\s*\[")
@@ -214,207 +289,235 @@ def _syntax_error(path: Path, text: str, exc: Exception) -> ConfigError:
     )
 
 
-def _strings(value: Any, key: str, line: int | None, where: _Where) -> tuple[str, ...]:
-    if isinstance(value, str):
-        return (value,)
-    if isinstance(value, list) and all(isinstance(v, str) for v in value):
-        return tuple(value)
-    raise where.error(f'{key} must be a string or a list of strings, like ["..."]', line)
+def _read_text(path: Path) -> str:
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc.strerror}") from None
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        column = exc.start - raw.rfind(b"\n", 0, exc.start)
+        raise ConfigError(
+            f"{path}:{line}: not UTF-8 text (byte 0x{raw[exc.start]:02x} at column {column}): "
+            "save the file as UTF-8"
+        ) from None
 
 
-def _setting(
-    key: str, entry: dict[str, Any], defaults: dict[str, Any], where: _Where, block: int
-) -> tuple[Any, int | None]:
-    """The value of ``key`` for this certificate (its own, else the default) and its line."""
-    if key in entry:
-        return entry[key], where.key(key, "certificate", block)
-    return defaults.get(key), where.key(key, "defaults")
+def _tuple(value: str | Sequence[str] | None) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    return (value,) if isinstance(value, str) else tuple(value)
 
 
-def _solvers(
-    entry: dict[str, Any], defaults: dict[str, Any], where: _Where, block: int
-) -> tuple[SolverSpec, ...]:
-    if "solvers" in entry:
-        raw = entry["solvers"]
-        line = where.key("solvers", "certificate", block)
-        if not isinstance(raw, list) or not all(isinstance(r, dict) for r in raw):
-            raise where.error('solvers must be a list of tables like {kind = "http"}', line)
-        specs = []
-        for item in raw:
-            kind = item.get("kind")
-            if not isinstance(kind, str):
-                raise where.error(
-                    'every solver needs kind = "http" (or webroot, tls-alpn, dns, hook)', line
+class _Loader:
+    """Turns the checked document into :class:`CertificateConfig` values."""
+
+    def __init__(self, path: Path, where: _Where, document: ConfigDocument) -> None:
+        self.where = where
+        self.defaults = document.defaults
+        self.inline = SecretRef("config", str(path))
+        self._default_solvers: tuple[SolverSpec, ...] | None = None
+        self.secret_paths: list[str] = []
+
+    def fail(self, message: str, path: tuple[str | int, ...]) -> ConfigError:
+        return self.where.error(message, self.where.line(path))
+
+    def spec(
+        self,
+        kind: str,
+        options: dict[str, Any],
+        names: tuple[str, ...],
+        kind_path: tuple[str | int, ...],
+        options_path: tuple[str | int, ...],
+    ) -> SolverSpec:
+        try:
+            spec = solver_spec(kind, options, names, strict=True, inline=self.inline)
+        except SchemaError as err:
+            located = SchemaError(kind_path, err.reason) if err.path == ("kind",) else None
+            raise self.where.schema_error(located or err.below(options_path)) from None
+        self.secret_paths += [
+            dotted((*options_path, key))
+            for key, ref in spec.secrets.items()
+            if ref.source == "config"
+        ]
+        return spec
+
+    def solvers(self, entry: CertificateTable, block: int) -> tuple[SolverSpec, ...]:
+        at: tuple[str | int, ...] = ("certificate", block)
+        if entry.solvers is not None:
+            specs = []
+            for index, item in enumerate(entry.solvers):
+                item_at = (*at, "solvers", index)
+                kind = item.get("kind")
+                if not isinstance(kind, str):
+                    raise self.fail(
+                        'every solver needs kind = "http" (or webroot, tls-alpn, dns, hook)',
+                        (*at, "solvers"),
+                    )
+                names = item.get("names", [])
+                names = [names] if isinstance(names, str) else names
+                if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+                    raise self.fail(
+                        f"{dotted((*item_at, 'names'))} must be a list of names, like "
+                        '["*.example.com"]',
+                        (*item_at, "names"),
+                    )
+                own = {k: v for k, v in item.items() if k not in ("kind", "names")}
+                specs.append(self.spec(kind, own, tuple(names), (*item_at, "kind"), item_at))
+            return tuple(specs)
+        if entry.solver is None and entry.solver_options is None:
+            if self._default_solvers is None:  # checked once for every block that inherits
+                self._default_solvers = self.default_solvers(block)
+            return self._default_solvers
+        kind, kind_at = entry.solver, (*at, "solver")
+        if kind is None:
+            kind, kind_at = self.defaults.solver, ("defaults", "solver")
+        if kind is None:
+            raise self.fail(
+                'say how to prove the names: add solver = "http" (or webroot, tls-alpn, dns, hook)',
+                at,
+            )
+        options: Options | None = entry.solver_options
+        options_at = (*at, "solver_options")
+        if options is None:
+            options, options_at = self.defaults.solver_options, ("defaults", "solver_options")
+        return (self.spec(kind, options or {}, (), kind_at, options_at),)
+
+    def default_solvers(self, block: int) -> tuple[SolverSpec, ...]:
+        if self.defaults.solver is None:
+            raise self.fail(
+                'say how to prove the names: add solver = "http" (or webroot, tls-alpn, dns, hook)',
+                ("certificate", block),
+            )
+        options = self.defaults.solver_options or {}
+        return (
+            self.spec(
+                self.defaults.solver,
+                options,
+                (),
+                ("defaults", "solver"),
+                ("defaults", "solver_options"),
+            ),
+        )
+
+    def directory_url(self, entry: CertificateTable, block: int) -> str:
+        """``server`` wins over ``ca``; a certificate's own choice wins over the defaults."""
+        tables: tuple[tuple[CertificateTable | DefaultsTable, tuple[str | int, ...]], ...] = (
+            (entry, ("certificate", block)),
+            (self.defaults, ("defaults",)),
+        )
+        for values, at in tables:
+            if values.server is not None and values.ca is not None:
+                raise self.fail(
+                    'give either server = "URL" or ca = "NAME", not both: remove one',
+                    (*at, "server"),
                 )
-            names = _strings(item.get("names", []), "names", line, where)
-            options = {str(k): str(v) for k, v in item.items() if k not in ("kind", "names")}
-            specs.append(SolverSpec(kind, options, names))
-        return tuple(specs)
-    kind, _ = _setting("solver", entry, defaults, where, block)
-    if not isinstance(kind, str):
-        raise where.error(
-            'say how to prove the names: add solver = "http" (or webroot, tls-alpn, dns, hook)',
-            where.header("certificate", block),
-        )
-    options, line = _setting("solver_options", entry, defaults, where, block)
-    if options is None:
-        options = {}
-    if not isinstance(options, dict):
-        raise where.error('solver_options must be a table, like { root = "/var/www" }', line)
-    return (SolverSpec(kind, {str(k): str(v) for k, v in options.items()}),)
-
-
-def _directory_url(
-    entry: dict[str, Any], defaults: dict[str, Any], where: _Where, block: int
-) -> str:
-    """``server`` wins over ``ca``; a certificate's own choice wins over the defaults."""
-    for table, values, occurrence in (("certificate", entry, block), ("defaults", defaults, 0)):
-        if "server" in values and "ca" in values:
-            raise where.error(
-                'give either server = "URL" or ca = "NAME", not both: remove one',
-                where.key("server", table, occurrence),
+        own = entry.server is not None or entry.ca is not None
+        values, at = tables[0] if own else tables[1]
+        if values.server is not None:
+            if not values.server:
+                raise self.fail(
+                    'server must be a directory URL, like "https://acme.example/directory"',
+                    (*at, "server"),
+                )
+            return values.server
+        name = values.ca if values.ca is not None else DEFAULT_CA
+        preset = CA_PRESETS.get(name.lower())
+        if preset is None:
+            raise self.fail(
+                f"unknown CA {name!r}: use one of {', '.join(CA_PRESETS)}, "
+                'or server = "URL" for another CA',
+                (*at, "ca"),
             )
-    own = "server" in entry or "ca" in entry
-    values, table, occurrence = (entry, "certificate", block) if own else (defaults, "defaults", 0)
-    if "server" in values:
-        server = values["server"]
-        if not isinstance(server, str) or not server:
-            raise where.error(
-                'server must be a directory URL, like "https://acme.example/directory"',
-                where.key("server", table, occurrence),
-            )
-        return server
-    name = values.get("ca", DEFAULT_CA)
-    preset = CA_PRESETS.get(name.lower()) if isinstance(name, str) else None
-    if preset is None:
-        raise where.error(
-            f"unknown CA {name!r}: use one of {', '.join(CA_PRESETS)}, "
-            'or server = "URL" for another CA',
-            where.key("ca", table, occurrence),
-        )
-    return preset.directory_url
+        return preset.directory_url
 
 
 def load_config_file(path: Path) -> ConfigFile:
-    """Read and check certherd.toml; every error names the file, the line and the fix."""
+    """Read and check certherd.toml against :class:`ConfigDocument` and each solver's
+    schema; every error is one line naming the file, the line, the key path and the fix."""
     import tomllib
 
     from certherd.storage.layout import check_name, lineage_for
 
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise ConfigError(f"cannot read {path}: {exc.strerror}") from None
+    text = _read_text(path)
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise _syntax_error(path, text, exc) from None
     where = _Where(path, text)
-    unknown_top = set(data) - {"defaults", "certificate"}
-    if unknown_top:
-        name = sorted(unknown_top)[0]
-        raise where.error(
-            f"unknown section {name!r}: use [defaults] and [[certificate]]",
-            where.header(name) or where.key(name),
-        )
-    defaults = data.get("defaults", {})
-    if not isinstance(defaults, dict):
-        raise where.error(
-            "defaults must be a table: write a [defaults] section", where.key("defaults")
-        )
-    for key in defaults:
-        if key not in _DEFAULT_KEYS:
-            raise where.error(
-                f"unknown setting {key!r} in [defaults]: use one of "
-                f"{', '.join(sorted(_DEFAULT_KEYS))}",
-                where.key(key, "defaults"),
-            )
-    entries = data.get("certificate", [])
-    if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
-        raise where.error(
-            "write certificates as [[certificate]] blocks (two brackets)",
-            where.header("certificate") or where.key("certificate"),
-        )
+    try:
+        document = convert(data, ConfigDocument, strict=True)
+    except SchemaError as err:
+        raise where.schema_error(err) from None
+    loader = _Loader(path, where, document)
+    defaults = document.defaults
     certificates: list[CertificateConfig] = []
     seen: set[str] = set()
-    for block, entry in enumerate(entries):
-
-        def line(key: str, block: int = block) -> int | None:
-            return where.key(key, "certificate", block)
-
-        for key in entry:
-            if key not in _CERT_KEYS:
-                raise where.error(
-                    f"unknown setting {key!r} in [[certificate]]: use one of "
-                    f"{', '.join(sorted(_CERT_KEYS))}",
-                    line(key),
-                )
-        if "domains" not in entry:
-            raise where.error(
-                'a certificate needs domains = ["example.com", ...]',
-                where.header("certificate", block),
-            )
-        domains = tuple(
-            d.strip().lower() for d in _strings(entry["domains"], "domains", line("domains"), where)
-        )
+    for block, entry in enumerate(document.certificate):
+        at: tuple[str | int, ...] = ("certificate", block)
+        domains = tuple(d.strip().lower() for d in _tuple(entry.domains))
         if not domains:
-            raise where.error("domains is empty: list at least one name", line("domains"))
-        named = "name" in entry
+            raise loader.fail("domains is empty: list at least one name", (*at, "domains"))
         try:
-            lineage = check_name(str(entry["name"])) if named else lineage_for(domains[0])
+            lineage = check_name(entry.name) if entry.name is not None else lineage_for(domains[0])
         except ConfigError as exc:
-            raise where.error(str(exc), line("name" if named else "domains")) from None
+            named = "name" if entry.name is not None else "domains"
+            raise loader.fail(str(exc), (*at, named)) from None
         if lineage in seen:
-            raise where.error(
-                f'two certificates are named {lineage!r}: give one a name = "..."',
-                where.header("certificate", block),
+            raise loader.fail(
+                f'two certificates are named {lineage!r}: give one a name = "..."', at
             )
         seen.add(lineage)
-        key_type, key_type_line = _setting("key_type", entry, defaults, where, block)
-        key_type = "ec256" if key_type is None else key_type
-        if key_type not in _KEY_TYPES:
-            raise where.error(
-                f"key_type {key_type!r}: use one of {', '.join(_KEY_TYPES)}", key_type_line
-            )
-        deploy_hooks, deploy_line = _setting("deploy_hooks", entry, defaults, where, block)
-        failure_hooks, failure_line = _setting("failure_hooks", entry, defaults, where, block)
         certificates.append(
             CertificateConfig(
                 lineage=lineage,
                 domains=domains,
-                directory_url=_directory_url(entry, defaults, where, block),
-                solvers=_solvers(entry, defaults, where, block),
-                key_type=str(key_type),
-                profile=entry.get("profile"),
-                preferred_chain=entry.get("preferred_chain"),
-                reuse_key=bool(entry.get("reuse_key", False)),
-                ca_bundle=entry.get("ca_bundle", defaults.get("ca_bundle")),
-                email=entry.get("email", defaults.get("email")),
-                account=str(entry.get("account", defaults.get("account", "default"))),
-                pre_hooks=_strings(
-                    entry.get("pre_hooks", []), "pre_hooks", line("pre_hooks"), where
-                ),
-                post_hooks=_strings(
-                    entry.get("post_hooks", []), "post_hooks", line("post_hooks"), where
-                ),
-                deploy_hooks=_strings(
-                    [] if deploy_hooks is None else deploy_hooks,
-                    "deploy_hooks",
-                    deploy_line,
-                    where,
-                ),
-                failure_hooks=_strings(
-                    [] if failure_hooks is None else failure_hooks,
-                    "failure_hooks",
-                    failure_line,
-                    where,
-                ),
+                directory_url=loader.directory_url(entry, block),
+                solvers=loader.solvers(entry, block),
+                key_type=entry.key_type or defaults.key_type or "ec256",
+                profile=entry.profile,
+                preferred_chain=entry.preferred_chain,
+                reuse_key=entry.reuse_key,
+                ca_bundle=_first(entry.ca_bundle, defaults.ca_bundle),
+                email=_first(entry.email, defaults.email),
+                account=_first(entry.account, defaults.account) or "default",
+                pre_hooks=_tuple(entry.pre_hooks),
+                post_hooks=_tuple(entry.post_hooks),
+                deploy_hooks=_tuple(_first(entry.deploy_hooks, defaults.deploy_hooks)),
+                failure_hooks=_tuple(_first(entry.failure_hooks, defaults.failure_hooks)),
             )
         )
     return ConfigFile(
         path=path,
         certificates=tuple(certificates),
-        agree_tos=bool(defaults.get("agree_tos", False)),
-        eab_kid=defaults.get("eab_kid"),
-        eab_hmac_key_file=defaults.get("eab_hmac_key_file"),
+        agree_tos=defaults.agree_tos,
+        eab_kid=defaults.eab_kid,
+        eab_hmac_key_file=defaults.eab_hmac_key_file,
+        warnings=_exposure(path, sorted(set(loader.secret_paths))),
+    )
+
+
+V = TypeVar("V")
+
+
+def _first(own: V | None, default: V | None) -> V | None:
+    return own if own is not None else default
+
+
+def _exposure(path: Path, secret_paths: list[str]) -> tuple[str, ...]:
+    """A warning when the file holds secrets and users other than its owner can read it."""
+    if not secret_paths:
+        return ()
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return ()
+    if not mode & 0o077:
+        return ()
+    shown = ", ".join(secret_paths[:3]) + (" ..." if len(secret_paths) > 3 else "")
+    return (
+        f"{path} holds secrets ({shown}) and other users can read it: chmod 600 it, or "
+        'give them as { file = "/path" } or { env = "NAME" }',
     )

@@ -20,7 +20,7 @@ email = "ops@example.com"
 agree_tos = true
 ca = "letsencrypt-staging"
 solver = "webroot"
-solver_options = { root = "/var/www/html" }
+solver_options = { path = "/var/www/html" }
 deploy_hooks = ["systemctl reload nginx"]
 failure_hooks = ["/usr/local/bin/page-oncall"]
 
@@ -36,7 +36,7 @@ reuse_key = true
 pre_hooks = "echo pre"
 solvers = [
   { kind = "dns", provider = "rfc2136", names = ["*.api.example.com"] },
-  { kind = "http", port = 8080 },
+  { kind = "http", listen = 8080 },
 ]
 
 [[certificate]]
@@ -94,7 +94,7 @@ def test_a_good_file_is_read_with_its_defaults(tmp_path: Path) -> None:
         lineage="example.com",
         domains=("example.com", "www.example.com"),
         directory_url=CA_PRESETS["letsencrypt-staging"].directory_url,
-        solvers=(SolverSpec("webroot", {"root": "/var/www/html"}),),
+        solvers=(SolverSpec("webroot", {"path": "/var/www/html"}),),
         email="ops@example.com",
         deploy_hooks=("systemctl reload nginx",),
         failure_hooks=("/usr/local/bin/page-oncall",),
@@ -108,7 +108,7 @@ def test_a_good_file_is_read_with_its_defaults(tmp_path: Path) -> None:
     assert api.pre_hooks == ("echo pre",)
     assert api.solvers == (
         SolverSpec("dns", {"provider": "rfc2136"}, ("*.api.example.com",)),
-        SolverSpec("http", {"port": "8080"}),
+        SolverSpec("http", {"listen": "8080"}),
     )
     assert shop.lineage == "shop.example"
     assert shop.directory_url == CA_PRESETS["letsencrypt"].directory_url

@@ -20,15 +20,20 @@ from pathlib import Path
 from typing import Any
 
 from certherd.challenges.base import Solver
-from certherd.challenges.http01 import Http01StandaloneSolver, parse_listen_address
+from certherd.challenges.http01 import Http01StandaloneSolver
+from certherd.challenges.options import (
+    DNS_OWN,
+    KINDS,
+    parse_listen_address,
+    parse_resolver,
+    solver_spec,
+)
 from certherd.challenges.selection import SolverChoice
 from certherd.challenges.spec import SolverSpec
 from certherd.errors import ConfigError
 
 __all__ = ["KINDS", "SolverPool", "parse_resolver"]
 
-KINDS = ("http", "webroot", "tls-alpn", "dns", "hook")
-_DNS_OWN = {"provider", "propagation_timeout", "propagation_interval", "resolver"}
 ProgressCallback = Callable[[str, int, int], None]
 
 
@@ -40,16 +45,6 @@ def _number(options: Mapping[str, str], key: str, default: float) -> float:
         return float(value)
     except ValueError:
         raise ConfigError(f"solver option {key}={value!r} is not a number") from None
-
-
-def parse_resolver(text: str) -> tuple[str, int]:
-    """``ADDR``, ``ADDR:PORT`` or ``[V6]:PORT`` to (address, port); port 53 by default."""
-    value = text.strip()
-    if value.count(":") > 1 and not value.startswith("["):
-        return value, 53  # a bare IPv6 address
-    if ":" not in value:
-        return value, 53
-    return parse_listen_address(value)
 
 
 class SolverPool:
@@ -81,7 +76,9 @@ class SolverPool:
         return SolverChoice(rules)
 
     def solver(self, spec: SolverSpec) -> Solver:
-        """The (shared) solver for ``spec``."""
+        """The (shared) solver for ``spec``, whose secrets are read from where they come
+        from (environment variables: this pool's ``environ``) if not already resolved."""
+        spec = spec.resolve(self.environ)
         key = (spec.kind, tuple(sorted(spec.options.items())))
         existing = self._solvers.get(key)
         if existing is None:
@@ -90,6 +87,9 @@ class SolverPool:
         return existing
 
     def _build(self, spec: SolverSpec) -> Solver:
+        # The schema again: a spec may come from a settings file written by hand or by
+        # an older certherd. Secrets are already values here.
+        solver_spec(spec.kind, spec.options, spec.names, strict=False)
         options = spec.options
         if spec.kind == "http":
             host, port = parse_listen_address(options.get("listen", "80"))
@@ -130,7 +130,7 @@ class SolverPool:
         name = options.get("provider")
         if not name:
             raise ConfigError("dns solver needs a provider: --dns PROVIDER")
-        settings = {k: v for k, v in options.items() if k not in _DNS_OWN}
+        settings = {k: v for k, v in options.items() if k not in DNS_OWN}
         provider = create_provider(name, settings, self.environ)
         resolver: tuple[str, int] | None = None
         if options.get("resolver"):

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from certherd.acme.messages import Identifier
 from certherd.challenges.base import ChallengeTask, check_token
+from certherd.challenges.options import parse_listen_address
 from certherd.errors import ConfigError
 
 __all__ = ["Http01StandaloneSolver", "parse_listen_address"]
@@ -21,23 +22,6 @@ __all__ = ["Http01StandaloneSolver", "parse_listen_address"]
 PREFIX = "/.well-known/acme-challenge/"
 MAX_REQUEST_HEAD = 8192
 READ_TIMEOUT = 10.0
-
-
-def parse_listen_address(text: str, default_host: str = "") -> tuple[str, int]:
-    """``PORT``, ``ADDR:PORT`` or ``[V6]:PORT`` to (host, port); '' host means all."""
-    value = text.strip()
-    host = default_host
-    port_text = value
-    if value.startswith("["):
-        end = value.find("]")
-        if end < 0 or not value[end + 1 :].startswith(":"):
-            raise ConfigError(f"listen address {text!r}: write an IPv6 address as [ADDR]:PORT")
-        host, port_text = value[1:end], value[end + 2 :]
-    elif ":" in value:
-        host, port_text = value.rsplit(":", 1)
-    if not port_text.isdigit() or not 0 < int(port_text) < 65536:
-        raise ConfigError(f"listen address {text!r}: the port must be a number from 1 to 65535")
-    return host, int(port_text)
 
 
 @dataclass(frozen=True)

@@ -27,6 +27,7 @@ def apply(ctx: Context, config_path: Path | None, concurrency: int) -> None:
 
     path = config_path or ctx.config_dir / CONFIG_FILE
     config = load_config_file(path)
+    ctx.warn(config.warnings)
     outcomes = run_async(_apply(ctx, config, concurrency))
     exit_for(any(o.failed or o.hook_errors for o in outcomes))
 

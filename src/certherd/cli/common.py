@@ -73,6 +73,12 @@ class Context:
         if not self.quiet:
             click.echo(text)
 
+    def warn(self, warnings: Sequence[str]) -> None:
+        """Warnings on stderr (also with --json: stdout stays one document); not with -q."""
+        if not self.quiet:
+            for warning in warnings:
+                click.echo(f"certherd: warning: {warning}", err=True)
+
     def emit(self, document: Any, human: Callable[[], None] | None = None) -> None:
         """The command's result: one JSON document, or the human rendering.
 

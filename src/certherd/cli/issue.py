@@ -69,7 +69,9 @@ def solver_options(command: Any) -> Any:
             "dns_opts",
             metavar="KEY=VALUE",
             multiple=True,
-            help="A DNS provider setting (secrets: use the environment instead).",
+            help="A DNS provider setting. A secret by reference: KEY:file=PATH (a file "
+            "holding it) or KEY:env=NAME (an environment variable); a secret given as a "
+            "value is visible to other users while certherd runs.",
         ),
         click.option(
             "--dns-propagation-timeout",
@@ -107,20 +109,77 @@ def _pairs(values: tuple[str, ...], flag: str) -> list[tuple[str, str]]:
     return pairs
 
 
+def _dns_settings(values: tuple[str, ...]) -> dict[str, Any]:
+    """``--dns-opt`` values: ``KEY=VALUE``, or a secret by reference ``KEY:file=PATH`` /
+    ``KEY:env=NAME`` (as ``{"file": PATH}`` / ``{"env": NAME}``)."""
+    from certherd.errors import ConfigError
+
+    settings: dict[str, Any] = {}
+    for key, value in _pairs(values, "--dns-opt"):
+        name, colon, source = key.partition(":")
+        if colon:
+            if source not in ("file", "env") or not value:
+                raise ConfigError(
+                    f"--dns-opt {key}=...: write KEY=VALUE, KEY:file=PATH or KEY:env=NAME"
+                )
+            settings[name] = {source: value}
+        else:
+            settings[key] = value
+    return settings
+
+
+def _spec(kind: str, options: dict[str, Any], names: tuple[str, ...] = ()) -> Any:
+    """A spec checked against its kind's schema; a flag names its mistakes as flags."""
+    from certherd.challenges.options import solver_spec
+    from certherd.challenges.spec import SecretRef
+    from certherd.errors import ConfigError
+    from certherd.schema import SchemaError
+
+    try:
+        return solver_spec(kind, options, names, strict=False, inline=SecretRef("value"))
+    except SchemaError as err:
+        if kind != "dns":
+            flag = {"http": "--http", "webroot": "--webroot", "tls-alpn": "--tls-alpn"}
+            raise ConfigError(f"{flag.get(kind, '--solver-hook')}: {err}") from None
+        own = {
+            "provider": "--dns",
+            "propagation_timeout": "--dns-propagation-timeout",
+            "resolver": "--dns-resolver",
+        }
+        flag = own.get(str(err.path[0])) if err.path else "--dns"
+        if flag:
+            raise ConfigError(f"{flag}: {err}") from None
+        raise ConfigError(f"--dns-opt {err}") from None
+
+
+def exposed_secrets(specs: Any) -> list[str]:
+    """Warnings for the secrets given as values on the command line."""
+    return [
+        f"--dns-opt {key}=... is visible to other users of this machine while certherd "
+        f"runs (ps, /proc): give it as {key}:file=PATH or {key}:env=NAME; it is kept in "
+        "the lineage's settings file, readable only by its owner"
+        for spec in specs
+        for key, ref in spec.secrets.items()
+        if ref.source == "value"
+    ]
+
+
 def solver_specs(params: dict[str, Any], names: tuple[str, ...]) -> tuple[Any, ...]:
     """SolverSpecs from the solver flags (popped from ``params``): http, webroot and
-    tls-alpn first, so plain names use them; dns last (and for wildcards)."""
+    tls-alpn first, so plain names use them; dns last (and for wildcards). Each is
+    checked against its kind's schema (and its DNS provider's): a mistake is a usage
+    error before any CA is contacted."""
     from certherd.challenges.spec import SolverSpec
     from certherd.errors import ConfigError
 
     specs: list[SolverSpec] = []
     http = params.pop("http", None)
     if http:
-        specs.append(SolverSpec("http", {"listen": http}))
+        specs.append(_spec("http", {"listen": http}))
     webroots: tuple[str, ...] = params.pop("webroots", ())
     plain = [n for n in names if not n.startswith("*.")]
     if len(webroots) == 1:
-        specs.append(SolverSpec("webroot", {"path": webroots[0]}))
+        specs.append(_spec("webroot", {"path": webroots[0]}))
     elif webroots:
         if len(webroots) != len(plain):
             raise ConfigError(
@@ -128,16 +187,16 @@ def solver_specs(params: dict[str, Any], names: tuple[str, ...]) -> tuple[Any, .
                 "one per -d name in order, or use --webroot-map NAME=DIR"
             )
         for name, root in zip(plain, webroots, strict=True):
-            specs.append(SolverSpec("webroot", {"path": root}, (name,)))
+            specs.append(_spec("webroot", {"path": root}, (name,)))
     for name, root in _pairs(params.pop("webroot_map", ()), "--webroot-map"):
-        specs.append(SolverSpec("webroot", {"path": root}, (name,)))
+        specs.append(_spec("webroot", {"path": root}, (name,)))
     tls_alpn = params.pop("tls_alpn", None)
     if tls_alpn:
-        specs.append(SolverSpec("tls-alpn", {"listen": tls_alpn}))
+        specs.append(_spec("tls-alpn", {"listen": tls_alpn}))
     for kind, program in _pairs(params.pop("solver_hooks", ()), "--solver-hook"):
-        specs.append(SolverSpec("hook", {"challenge": kind, "command": program}))
+        specs.append(_spec("hook", {"challenge": kind, "command": program}))
     dns = params.pop("dns", None)
-    dns_opts = dict(_pairs(params.pop("dns_opts", ()), "--dns-opt"))
+    dns_opts = _dns_settings(params.pop("dns_opts", ()))
     timeout = params.pop("dns_propagation_timeout", None)
     resolver = params.pop("dns_resolver", None)
     if dns:
@@ -146,7 +205,7 @@ def solver_specs(params: dict[str, Any], names: tuple[str, ...]) -> tuple[Any, .
             options["propagation_timeout"] = str(timeout)
         if resolver:
             options["resolver"] = resolver
-        specs.append(SolverSpec("dns", options))
+        specs.append(_spec("dns", options))
     elif dns_opts or timeout is not None or resolver:
         raise ConfigError("--dns-opt, --dns-propagation-timeout and --dns-resolver need --dns")
     if not specs:
@@ -216,6 +275,7 @@ def issue(ctx: Context, /, **params: Any) -> None:
             failure=params.pop("failure_hooks"),
         ),
     )
+    ctx.warn(exposed_secrets(settings.solvers))
     check_solvers(ctx, settings.solvers, preflight=not settings.hooks.pre)
     outcome = run_async(_issue(ctx, settings, ca))
     exit_for(bool(outcome.hook_errors))

@@ -48,6 +48,7 @@ async def _renew(
     if config is not None:
         from certherd.manager.apply import sync_settings
 
+        ctx.warn(config.warnings)
         await sync_settings(storage, config)
     # The index answers "nothing due" without loading the ACME client at all.
     plan = await plan_renewal(storage, names or None, force=force, now=dt.datetime.now(dt.UTC))
@@ -60,9 +61,10 @@ async def _renew(
 
         manager, progress = tracked_manager(ctx, storage, concurrency, total=len(plan.to_check))
         if config is not None:
-            from certherd.manager.apply import ca_options
+            from certherd.manager.apply import ca_options, settings_for
 
             manager.known_cas.update(ca_options(config))  # the file's email, terms, EAB
+            manager.configured.update((e.lineage, settings_for(e)) for e in config.certificates)
         try:
             with progress:
                 outcomes = await manager.renew(names or None, force=force, dry_run=dry_run)

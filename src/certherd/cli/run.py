@@ -58,9 +58,9 @@ async def _run(
     max_interval: float,
     concurrency: int,
 ) -> None:
-    from certherd.challenges.http01 import parse_listen_address
+    from certherd.challenges.options import parse_listen_address
     from certherd.config import CONFIG_FILE, load_config_file
-    from certherd.manager.apply import ca_options, sync_settings
+    from certherd.manager.apply import follow_config
     from certherd.manager.daemon import Daemon, raise_open_file_limit
     from certherd.manager.metrics import MetricsServer
     from certherd.manager.service import Manager, Outcome
@@ -79,8 +79,8 @@ async def _run(
     async def before_cycle() -> None:
         if config_path.exists():
             config = load_config_file(config_path)
-            await sync_settings(manager.storage, config)
-            manager.known_cas.update(ca_options(config))
+            ctx.warn(config.warnings)
+            await follow_config(manager, config)
 
     def report(outcomes: list[Outcome]) -> None:
         for o in outcomes:

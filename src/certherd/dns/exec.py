@@ -23,11 +23,14 @@ import shutil
 import signal
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Annotated
+
+import msgspec
 
 from certherd.dns.base import ProviderInfo, TxtRecord
 from certherd.errors import ConfigError, DnsProviderError, HookError, safe_text
 
-__all__ = ["ExecConfig", "ExecProvider"]
+__all__ = ["ExecConfig", "ExecOptions", "ExecProvider"]
 
 ENV_PREFIX = "CERTHERD_EXEC_"
 INHERITED = ("PATH", "HOME", "LANG")
@@ -45,6 +48,14 @@ INFO = ProviderInfo(
         "pass_env": "comma-separated names of more variables to hand to the program",
     },
 )
+
+
+class ExecOptions(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """The schema of the settings (see `INFO`); ``CERTHERD_EXEC_*`` may give them too."""
+
+    command: str | None = None
+    timeout: Annotated[float, msgspec.Meta(gt=0)] | None = None
+    pass_env: str | None = None
 
 
 @dataclass(frozen=True)
@@ -74,6 +85,7 @@ class ExecProvider:
     """
 
     info = INFO
+    options = ExecOptions
 
     def __init__(self, config: ExecConfig, environ: Mapping[str, str] | None = None) -> None:
         source = os.environ if environ is None else environ

@@ -28,13 +28,11 @@ import argparse
 import asyncio
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
-
-import dns.asyncresolver
-import dns.exception
+from typing import TYPE_CHECKING, Any
 
 from certherd.dns.base import ProviderInfo, TxtRecord
 from certherd.errors import ConfigError, DnsProviderError, safe_text
+from certherd.schema import SchemaError, looks_secret
 
 if TYPE_CHECKING:
     from lexicon.interfaces import Provider as LexiconApi
@@ -140,6 +138,47 @@ class LexiconProvider:
             )
         )
 
+    @classmethod
+    def check_settings(cls, settings: Mapping[str, Any], *, strict: bool) -> frozenset[str]:
+        """Check settings without building anything; return the names of the secret ones.
+
+        Lexicon's option names depend on its provider: when lexicon can list them, an
+        unknown one is an error; credentials (``auth_*``, tokens, passwords, and options
+        lexicon describes so) are secrets.
+        """
+        for key, value in settings.items():
+            if isinstance(value, bool) or not isinstance(value, str | int | float):
+                raise SchemaError((key,), 'must be a string in quotes, like "..."')
+            if strict and key in RESERVED and key != "concurrency" and not isinstance(value, str):
+                raise SchemaError((key,), 'must be a string in quotes, like "..."')
+        concurrency = str(settings.get("concurrency", "1"))
+        if not concurrency.isdigit() or int(concurrency) < 1:
+            raise SchemaError(("concurrency",), "must be a whole number, at least 1")
+        if settings.get("resolver"):
+            try:
+                _address(str(settings["resolver"]))
+            except ConfigError as err:
+                raise SchemaError(("resolver",), str(err)) from None
+        provider = str(settings.get("provider") or "")
+        options = {k for k in settings if k not in RESERVED}
+        if not provider:  # it may come from CERTHERD_LEXICON_PROVIDER: checked when built
+            return frozenset(k for k in options if looks_secret(k))
+        try:
+            api_class = _provider_class(provider)
+        except ConfigError as err:
+            raise SchemaError(("provider",), str(err)) from None
+        described = _described_options(api_class)
+        unknown = sorted(options - set(described)) if described else []
+        if unknown:
+            raise SchemaError(
+                (unknown[0],),
+                f"unknown setting of lexicon provider {provider}: use one of "
+                f"{', '.join(sorted(described)) or 'none'}",
+            )
+        return frozenset(
+            k for k in options if looks_secret(k) or looks_secret(described.get(k, ""))
+        )
+
     async def add_txt(self, record: TxtRecord) -> None:
         zone = await self._zone_of(record.name)
 
@@ -211,6 +250,9 @@ class LexiconProvider:
         cached = self._zones.get(name)
         if cached is not None:
             return cached
+        import dns.asyncresolver
+        import dns.exception
+
         resolver = dns.asyncresolver.Resolver(configure=self.config.resolver is None)
         if self.config.resolver is not None:
             resolver.nameservers = [self.config.resolver[0]]
@@ -265,12 +307,17 @@ def _provider_class(name: str) -> type[LexiconApi]:
 
 def _known_options(api_class: type[LexiconApi]) -> set[str]:
     """The option names (argparse dests) the provider declares; empty if it cannot say."""
+    return set(_described_options(api_class))
+
+
+def _described_options(api_class: type[LexiconApi]) -> dict[str, str]:
+    """Option name -> its help text, as the provider declares them; empty if it cannot say."""
     parser = argparse.ArgumentParser(add_help=False)
     try:
         api_class.configure_parser(parser)
     except Exception:
-        return set()
-    return {action.dest for action in parser._actions}
+        return {}
+    return {action.dest: str(action.help or "") for action in parser._actions}
 
 
 def _address(text: str) -> tuple[str, int]:

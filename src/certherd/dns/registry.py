@@ -16,6 +16,12 @@ The constructor convention, for built-ins and plugins alike: the provider class 
 
 - ``info``: a :class:`~certherd.dns.base.ProviderInfo` (its settings are also the suffixes of
   its ``CERTHERD_<NAME>_<SETTING>`` environment variables);
+- ``options``: the schema of its settings, a :class:`msgspec.Struct` with
+  ``forbid_unknown_fields`` whose secret fields are typed :data:`certherd.schema.Secret`
+  (or, for settings known only at run time, a ``check_settings(settings, strict)``
+  classmethod returning the names of the secret ones); checked when certherd.toml is
+  loaded and when flags are read, before any CA is contacted. A plugin without either
+  gets its settings as strings, and those named like secrets are treated as secrets;
 - ``from_settings(settings, environ)``, a classmethod: *settings* are the user's settings for
   this provider (strings, as read from the config file), *environ* a mapping of environment
   variables to read the remaining settings from (never ``os.environ`` implicitly: the caller
@@ -30,17 +36,23 @@ from __future__ import annotations
 import functools
 import importlib
 from collections.abc import Callable, Mapping
-from importlib.metadata import EntryPoint, entry_points
-from typing import Protocol, cast
+from typing import TYPE_CHECKING, Any, Protocol, cast
+
+import msgspec
 
 from certherd.dns.base import DnsProvider, ProviderInfo
 from certherd.errors import ConfigError, safe_text
+from certherd.schema import SchemaError, convert, looks_secret, secret_fields
+
+if TYPE_CHECKING:
+    from importlib.metadata import EntryPoint
 
 __all__ = [
     "BUILTIN_PROVIDERS",
     "ENTRY_POINT_GROUP",
     "ProviderFactory",
     "available_providers",
+    "check_settings",
     "create_provider",
 ]
 
@@ -92,6 +104,72 @@ def create_provider(
             f"DNS provider {name!r} is neither built in nor a plugin, and as "
             f"lexicon:{name}: {err}; {_choices()}"
         ) from None
+
+
+def check_settings(name: str, settings: Mapping[str, Any], *, strict: bool) -> frozenset[str]:
+    """Check *settings* against the schema of provider *name*; return which are secret.
+
+    Raises :class:`~certherd.schema.SchemaError`: ``("provider",)`` for a provider that
+    does not exist or cannot be loaded, else the path of the setting at fault.
+    """
+    name = name.strip()
+    try:
+        factory, extra = _factory(name)
+    except ConfigError as err:
+        raise SchemaError(("provider",), str(err)) from None
+    check = getattr(factory, "check_settings", None)
+    if callable(check):
+        return cast(frozenset[str], check({**settings, **extra}, strict=strict))
+    schema = getattr(factory, "options", None)
+    if isinstance(schema, type) and issubclass(schema, msgspec.Struct):
+        convert(dict(settings), schema, strict=strict, what=f"the {name} DNS provider")
+        return secret_fields(schema)
+    for key, value in settings.items():  # a plugin without a schema: strings only
+        if not isinstance(value, str | int | float) or isinstance(value, bool):
+            raise SchemaError((key,), 'must be a string in quotes, like "..."')
+    return frozenset(key for key in settings if looks_secret(key))
+
+
+def _factory(name: str) -> tuple[ProviderFactory, dict[str, str]]:
+    """The provider class for *name*, and settings the name implies (lexicon's provider)."""
+    if name in BUILTIN_PROVIDERS:
+        return _import(name, BUILTIN_PROVIDERS[name]), {}
+    if name.startswith(_LEXICON + ":"):
+        provider = name.partition(":")[2].strip()
+        if not provider:
+            raise ConfigError("DNS provider 'lexicon:' needs lexicon's provider name")
+        return _import(_LEXICON, BUILTIN_PROVIDERS[_LEXICON]), {"provider": provider}
+    plugin = _plugins().get(name)
+    if plugin is not None:
+        return _load_plugin(plugin), {}
+    if not name or not name.replace("_", "").replace("-", "").isalnum():
+        raise ConfigError(f"unknown DNS provider {safe_text(name, 60)!r}; {_choices()}")
+    return _GuessedLexicon(name), {"provider": name}
+
+
+class _GuessedLexicon:
+    """A name that is neither built in nor a plugin, checked as ``lexicon:<name>``."""
+
+    info = ProviderInfo(name="lexicon", description="", settings={})
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def check_settings(self, settings: Mapping[str, Any], *, strict: bool) -> frozenset[str]:
+        factory = _import(_LEXICON, BUILTIN_PROVIDERS[_LEXICON])
+        try:
+            return cast(frozenset[str], factory.check_settings(settings, strict=strict))  # type: ignore[attr-defined]
+        except SchemaError as err:
+            if err.path != ("provider",):
+                raise
+            raise SchemaError(
+                ("provider",),
+                f"DNS provider {self.name!r} is neither built in nor a plugin, and as "
+                f"lexicon:{self.name}: {err.reason}; {_choices()}",
+            ) from None
+
+    def from_settings(self, settings: Mapping[str, str], environ: Mapping[str, str]) -> Any:
+        raise NotImplementedError  # only checked, never built: create_provider builds
 
 
 def available_providers() -> list[ProviderInfo]:
@@ -150,6 +228,8 @@ def _import(name: str, target: str) -> ProviderFactory:
 
 def _plugins() -> dict[str, EntryPoint]:
     """Plugin name -> entry point; names of built-ins are left out (built-ins win)."""
+    from importlib.metadata import entry_points  # only when a name is not built in
+
     return {
         entry_point.name: entry_point
         for entry_point in entry_points(group=ENTRY_POINT_GROUP)

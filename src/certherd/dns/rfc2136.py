@@ -26,10 +26,13 @@ import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Annotated
+
+import msgspec
 
 from certherd.dns.base import ProviderInfo, TxtRecord
 from certherd.errors import ConfigError, DnsProviderError, UnavailableError, safe_text
+from certherd.schema import Secret
 
 if TYPE_CHECKING:
     import dns.message
@@ -38,7 +41,14 @@ if TYPE_CHECKING:
     import dns.rdata
     import dns.update
 
-__all__ = ["ALGORITHMS", "ENV_PREFIX", "SETTINGS", "Rfc2136Config", "Rfc2136Provider"]
+__all__ = [
+    "ALGORITHMS",
+    "ENV_PREFIX",
+    "SETTINGS",
+    "Rfc2136Config",
+    "Rfc2136Options",
+    "Rfc2136Provider",
+]
 
 ENV_PREFIX = "CERTHERD_RFC2136_"
 """Environment variables ``CERTHERD_RFC2136_<SETTING>`` (upper case) give the settings."""
@@ -64,6 +74,29 @@ _MAX_TTL = 2**31 - 1  # RFC 2181 §8
 _KEY_CLAUSE = re.compile(r'\bkey\s+"?([^"\s{]+)"?\s*\{(.*?)\}\s*;', re.DOTALL)
 _KEY_ALGORITHM = re.compile(r'\balgorithm\s+"?([\w.-]+)"?\s*;')
 _KEY_SECRET = re.compile(r'\bsecret\s+"([^"]*)"\s*;')
+
+
+class Rfc2136Options(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """The schema of the settings (see `SETTINGS`); each may also come from the
+    environment, so none is required here. ``key_secret`` is a secret: prefer
+    ``key_file``, or give it as ``{ file = ... }`` / ``{ env = ... }``."""
+
+    server: str | None = None
+    port: Annotated[int, msgspec.Meta(ge=1, le=65535)] | None = None
+    key_name: str | None = None
+    key_secret: Secret | None = None
+    key_file: str | None = None
+    algorithm: str | None = None
+    zone: str | None = None
+    timeout: Annotated[float, msgspec.Meta(gt=0)] | None = None
+    ttl: Annotated[int, msgspec.Meta(ge=0, le=2**31 - 1)] | None = None
+
+    def __post_init__(self) -> None:
+        if self.algorithm is not None:
+            try:
+                _canonical_algorithm(self.algorithm)
+            except ConfigError as err:
+                raise ValueError(str(err)) from None
 
 
 def _invalid(setting: str, problem: str) -> ConfigError:
@@ -203,6 +236,7 @@ class Rfc2136Provider:
     Cancellation abandons the exchange; the update may or may not have been applied.
     """
 
+    options = Rfc2136Options
     info = ProviderInfo(
         name="rfc2136",
         description="Dynamic DNS updates (RFC 2136) signed with a TSIG key: BIND9, Knot, "

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from certherd.manager.accounts import CaOptions
     from certherd.manager.service import Manager
 
-__all__ = ["apply_config", "ca_options", "settings_for", "sync_settings"]
+__all__ = ["apply_config", "ca_options", "follow_config", "settings_for", "sync_settings"]
 
 
 def settings_for(entry: CertificateConfig) -> LineageSettings:
@@ -96,6 +96,7 @@ async def apply_config(manager: Manager, config: ConfigFile) -> list[Outcome]:
     from certherd.manager.accounts import CaOptions
 
     eab = _eab(config)
+    manager.configured.update((e.lineage, settings_for(e)) for e in config.certificates)
 
     async def one(entry: CertificateConfig) -> Outcome:
         wanted = settings_for(entry)
@@ -156,3 +157,11 @@ async def sync_settings(storage: Storage, config: ConfigFile) -> None:
             stored = None
         if stored != wanted:
             await wanted.save(storage)
+
+
+async def follow_config(manager: Manager, config: ConfigFile) -> None:
+    """What ``renew`` and the daemon do with certherd.toml before a run: write the settings
+    it gives, and let ``manager`` use its CA options and its secrets."""
+    await sync_settings(manager.storage, config)
+    manager.known_cas.update(ca_options(config))
+    manager.configured.update((e.lineage, settings_for(e)) for e in config.certificates)

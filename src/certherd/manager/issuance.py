@@ -23,6 +23,7 @@ from certherd.acme.client import AcmeClient, CertificateChain
 from certherd.acme.messages import Identifier, Order, identifiers_from
 from certherd.acme.retry import Clock
 from certherd.challenges.factory import SolverPool
+from certherd.challenges.spec import SolverSpec
 from certherd.crypto.certs import load_pem_chain
 from certherd.crypto.keys import PrivateKey, generate_key, load_private_key, private_key_to_pem
 from certherd.errors import CertherdError, PollDeferredError, safe_text
@@ -51,6 +52,9 @@ class Issuer:
     def _say(self, lineage: str, text: str) -> None:
         raise NotImplementedError
 
+    def solver_specs(self, settings: LineageSettings) -> tuple[SolverSpec, ...]:
+        raise NotImplementedError
+
     async def _obtain(
         self,
         settings: LineageSettings,
@@ -77,7 +81,7 @@ class Issuer:
         client = await self.client(ca)
         hook_errors = list(await run_lineage_hooks("pre", settings, self.storage, None))
         try:
-            solvers = self.solvers.choice(settings.solvers)
+            solvers = self.solvers.choice(self.solver_specs(settings))
             solvers.preflight()  # after the pre hooks: they may mount or create a webroot
             identifiers = identifiers_from(settings.names)
             order, key, state = await self._open_or_place(client, settings, state, identifiers)

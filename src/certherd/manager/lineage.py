@@ -67,7 +67,9 @@ class LineageSettings:
 
     def to_json(self) -> bytes:
         data = asdict(self)
-        data["solvers"] = [s.to_json() for s in self.solvers]
+        # Secrets as references (or, given on a command line, as values: this file is
+        # written 0600 in a 0700 folder); never printed: see SolverSpec.to_json.
+        data["solvers"] = [s.to_json(reveal=True) for s in self.solvers]
         data["names"] = list(self.names)
         data["hooks"] = {k: list(v) for k, v in asdict(self.hooks).items()}
         data["schema"] = SCHEMA

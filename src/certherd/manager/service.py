@@ -20,6 +20,7 @@ from typing import Any
 from certherd.acme.client import AcmeClient, RevocationReason
 from certherd.acme.retry import Clock, SystemClock
 from certherd.challenges.factory import SolverPool
+from certherd.challenges.spec import SolverSpec
 from certherd.crypto.ari import pick_in_window
 from certherd.crypto.certs import load_pem_chain
 from certherd.errors import (
@@ -84,6 +85,9 @@ class Manager(Issuer):
         self._on_event = on_event
         self._open_client = client_factory or open_client
         self.known_cas: dict[tuple[str, str], CaOptions] = {}
+        self.configured: dict[str, LineageSettings] = {}
+        """Lineages as certherd.toml gives them now: their secrets (stored as references
+        to the file) are read from here."""
 
     def ca_for(self, settings: LineageSettings) -> CaOptions:
         """How to reach the lineage's CA: the options of certherd.toml when given (so
@@ -97,6 +101,20 @@ class Manager(Issuer):
             allow_http=settings.allow_http,
             account=settings.account,
         )
+
+    def solver_specs(self, settings: LineageSettings) -> tuple[SolverSpec, ...]:
+        """The lineage's solvers with every secret read from where it comes from: the
+        environment, a file, certherd.toml (as loaded into ``configured``), or the
+        lineage's own settings file."""
+        configured = self.configured.get(settings.name)
+        given = configured.solvers if configured is not None else ()
+        resolved = []
+        for index, spec in enumerate(settings.solvers):
+            twin = given[index] if index < len(given) else None
+            if twin is not None and twin.kind != spec.kind:
+                twin = None
+            resolved.append(spec.resolve(self.solvers.environ, twin))
+        return tuple(resolved)
 
     def _say(self, lineage: str, text: str) -> None:
         if self._on_event is not None:
@@ -328,7 +346,7 @@ class Manager(Issuer):
             action: Action = "waiting" if waiting else "not-due"
             return Outcome(name, action, decision.reason, state.version, state.not_after)
         if dry_run:
-            self.solvers.choice(settings.solvers)  # the solvers must at least be buildable
+            self.solvers.choice(self.solver_specs(settings))  # they must at least be buildable
             return Outcome(name, "would-renew", decision.reason, state.version, state.not_after)
         async with self._gate, self.storage.lock(name):
             # Check again under the lock: another process may have renewed meanwhile.

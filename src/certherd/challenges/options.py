@@ -1,0 +1,229 @@
+"""The options of each solver kind, as typed schemas, and :func:`solver_spec` that checks
+options (from certherd.toml or from command-line flags) and makes a :class:`SolverSpec`.
+
+Kinds and their options (see :mod:`certherd.challenges.factory` for what they do):
+
+- ``http``      ``listen = "[ADDR:]PORT"`` (default 80);
+- ``webroot``   ``path = "DIR"``;
+- ``tls-alpn``  ``listen = "[ADDR:]PORT"`` (default 443);
+- ``dns``       ``provider``, ``propagation_timeout``, ``propagation_interval``,
+  ``resolver``, plus the settings of that DNS provider (each provider's own schema);
+- ``hook``      ``challenge``, ``command``, ``timeout``.
+
+Light on purpose: loading certherd.toml imports this module, not the solvers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Annotated, Any
+
+import msgspec
+
+from certherd.challenges.spec import SecretRef, SolverSpec
+from certherd.errors import ConfigError
+from certherd.schema import SchemaError, convert, looks_secret, secret_fields
+
+__all__ = [
+    "KINDS",
+    "SCHEMAS",
+    "DnsSolverOptions",
+    "HookOptions",
+    "HttpOptions",
+    "TlsAlpnOptions",
+    "WebrootOptions",
+    "parse_listen_address",
+    "parse_resolver",
+    "solver_spec",
+]
+
+Seconds = Annotated[float, msgspec.Meta(gt=0)]
+SecondsOrZero = Annotated[float, msgspec.Meta(ge=0)]
+SECRET_PLACEHOLDER = "secret-given-by-reference"  # noqa: S105 (a stand-in, no secret)
+
+
+def parse_listen_address(text: str, default_host: str = "") -> tuple[str, int]:
+    """``PORT``, ``ADDR:PORT`` or ``[V6]:PORT`` to (host, port); '' host means all."""
+    value = text.strip()
+    host = default_host
+    port_text = value
+    if value.startswith("["):
+        end = value.find("]")
+        if end < 0 or not value[end + 1 :].startswith(":"):
+            raise ConfigError(f"listen address {text!r}: write an IPv6 address as [ADDR]:PORT")
+        host, port_text = value[1:end], value[end + 2 :]
+    elif ":" in value:
+        host, port_text = value.rsplit(":", 1)
+    if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+        raise ConfigError(f"listen address {text!r}: the port must be a number from 1 to 65535")
+    return host, int(port_text)
+
+
+def parse_resolver(text: str) -> tuple[str, int]:
+    """``ADDR``, ``ADDR:PORT`` or ``[V6]:PORT`` to (address, port); port 53 by default."""
+    value = text.strip()
+    if value.count(":") > 1 and not value.startswith("["):
+        return value, 53  # a bare IPv6 address
+    if ":" not in value:
+        return value, 53
+    return parse_listen_address(value)
+
+
+def _check(parse: Any, text: str) -> None:
+    """Run a parser in ``__post_init__``: msgspec reports a ValueError with its path."""
+    try:
+        parse(text)
+    except ConfigError as exc:
+        raise ValueError(str(exc)) from None
+
+
+class HttpOptions(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """``http``: certherd's own http-01 server."""
+
+    listen: str | int = "80"
+
+    def __post_init__(self) -> None:
+        _check(parse_listen_address, str(self.listen))
+
+
+class TlsAlpnOptions(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """``tls-alpn``: certherd's own tls-alpn-01 server."""
+
+    listen: str | int = "443"
+
+    def __post_init__(self) -> None:
+        _check(parse_listen_address, str(self.listen))
+
+
+class WebrootOptions(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """``webroot``: files under the web server's document root."""
+
+    path: str
+
+    def __post_init__(self) -> None:
+        if not self.path.strip():
+            raise ValueError('webroot path is empty: give the folder, like "/var/www/html"')
+
+
+class HookOptions(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """``hook``: a program answers the challenge (``COMMAND present|cleanup``)."""
+
+    command: str
+    challenge: str = "http-01"
+    timeout: Seconds = 120.0
+
+    def __post_init__(self) -> None:
+        if not self.command.strip():
+            raise ValueError("hook command is empty: give the path of a program")
+        if not self.challenge.strip() or "\0" in self.challenge:
+            raise ValueError("hook challenge type is empty: write http-01, dns-01, ...")
+
+
+class DnsSolverOptions(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """``dns``: the solver's own options; the rest are the provider's settings."""
+
+    provider: str
+    propagation_timeout: SecondsOrZero | None = None
+    propagation_interval: Seconds | None = None
+    resolver: str | None = None
+
+    def __post_init__(self) -> None:
+        if not self.provider.strip():
+            raise ValueError("the DNS provider is empty: rfc2136, exec, or a lexicon provider")
+        if self.resolver is not None:
+            _check(parse_resolver, self.resolver)
+
+
+SCHEMAS: Mapping[str, type[msgspec.Struct]] = {
+    "http": HttpOptions,
+    "webroot": WebrootOptions,
+    "tls-alpn": TlsAlpnOptions,
+    "dns": DnsSolverOptions,
+    "hook": HookOptions,
+}
+KINDS = tuple(SCHEMAS)
+DNS_OWN = frozenset(DnsSolverOptions.__struct_fields__)
+
+
+def solver_spec(
+    kind: str,
+    options: Mapping[str, Any],
+    names: tuple[str, ...] = (),
+    *,
+    strict: bool = True,
+    inline: SecretRef | None = None,
+) -> SolverSpec:
+    """Check ``options`` against the schema of ``kind`` (and of its DNS provider) and
+    return the spec.
+
+    ``strict``: TOML values must have their exact types; with ``strict=False`` (flags)
+    text like ``"30"`` may stand for a number. A secret may be given as a reference
+    (``{"env": NAME}`` or ``{"file": PATH}``); one given as a value is recorded as
+    coming from ``inline`` (certherd.toml, or ``SecretRef("value")`` for a flag).
+    Raises :class:`SchemaError` with the key path inside ``options`` (``("kind",)`` for
+    an unknown kind).
+    """
+    schema = SCHEMAS.get(kind)
+    if schema is None:
+        raise SchemaError(("kind",), f"unknown solver {kind!r}: use one of {', '.join(KINDS)}")
+    references: dict[str, SecretRef] = {}
+    values: dict[str, Any] = {}
+    for key, value in options.items():
+        if isinstance(value, Mapping):
+            references[key] = _reference(key, value)
+            values[key] = SECRET_PLACEHOLDER
+        else:
+            values[key] = value
+    secrets: frozenset[str]
+    if kind == "dns":
+        own = {k: v for k, v in values.items() if k in DNS_OWN}
+        checked = convert(own, DnsSolverOptions, strict=strict, what="the dns solver")
+        settings = {k: v for k, v in values.items() if k not in DNS_OWN}
+        from certherd.dns.registry import check_settings
+
+        secrets = check_settings(checked.provider, settings, strict=strict)
+    else:
+        convert(values, schema, strict=strict, what=f"the {kind} solver")
+        secrets = secret_fields(schema)
+    for key in references:
+        if key not in secrets:
+            raise SchemaError(
+                (key,),
+                f"is not a secret setting: write its value (only {_names(secrets)} may be "
+                "given as { env = ... } or { file = ... })",
+            )
+    sources = dict(references)
+    if inline is not None:
+        for key in values:
+            if key in secrets and key not in references:
+                sources[key] = inline
+    text = {k: _text(v) for k, v in values.items() if k not in references}
+    return SolverSpec(kind, text, names, sources)
+
+
+def _reference(key: str, value: Mapping[str, Any]) -> SecretRef:
+    if len(value) == 1:
+        source, where = next(iter(value.items()))
+        if source in ("env", "file") and isinstance(where, str) and where.strip():
+            if source == "env" and not where.replace("_", "").isalnum():
+                raise SchemaError(
+                    (key, "env"), "must be the name of an environment variable, like TSIG_KEY"
+                )
+            return SecretRef("env" if source == "env" else "file", where.strip())
+    raise SchemaError(
+        (key,),
+        'a secret by reference is { env = "VARIABLE" } or { file = "/path/to/file" }',
+    )
+
+
+def _names(secrets: frozenset[str]) -> str:
+    return ", ".join(sorted(secrets)) or "secret settings"
+
+
+def _text(value: Any) -> str:
+    return value if isinstance(value, str) else str(value)
+
+
+def secret_option_names(spec: SolverSpec) -> frozenset[str]:
+    """The options of ``spec`` that are secret: referenced, or named like a secret."""
+    return frozenset(spec.secrets) | frozenset(k for k in spec.options if looks_secret(k))
