@@ -139,8 +139,8 @@ def _spec(kind: str, options: dict[str, Any], names: tuple[str, ...] = ()) -> An
         return solver_spec(kind, options, names, strict=False, inline=SecretRef("value"))
     except SchemaError as err:
         if kind != "dns":
-            flag = {"http": "--http", "webroot": "--webroot", "tls-alpn": "--tls-alpn"}
-            raise ConfigError(f"{flag.get(kind, '--solver-hook')}: {err}") from None
+            flags = {"http": "--http", "webroot": "--webroot", "tls-alpn": "--tls-alpn"}
+            raise ConfigError(f"{flags.get(kind, '--solver-hook')}: {err}") from None
         own = {
             "provider": "--dns",
             "propagation_timeout": "--dns-propagation-timeout",
