@@ -136,16 +136,9 @@ def show(ctx: Context, name: str) -> None:
     document = run_async(_documents(ctx, name))[0]
 
     def human() -> None:
-        from certherd.cli.render import print_table
+        from certherd.cli.render import print_table, show_rows
 
-        rows = []
-        for key, value in document.items():
-            if isinstance(value, dict):
-                value = ", ".join(f"{k}={v}" for k, v in value.items())
-            elif isinstance(value, list):
-                value = ", ".join(str(v) for v in value)
-            rows.append((key, "-" if value is None else str(value)))
-        print_table(ctx, ("field", "value"), rows)
+        print_table(ctx, ("field", "value"), show_rows(document))
 
     ctx.emit(document, human)
 

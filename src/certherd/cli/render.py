@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -13,11 +14,41 @@ from certherd.cli.common import Context
 from certherd.manager.lineage import LineageSettings, LineageState
 from certherd.manager.outcome import Outcome
 
-__all__ = ["lineage_document", "outcome_document", "print_lineages", "print_outcomes"]
+__all__ = [
+    "human_time",
+    "lineage_document",
+    "outcome_document",
+    "print_lineages",
+    "print_outcomes",
+    "show_rows",
+]
 
 
 def _iso(value: dt.datetime | None) -> str | None:
+    """ISO 8601 with its offset (``+00:00``): what --json carries."""
     return None if value is None else value.astimezone(dt.UTC).isoformat()
+
+
+def human_time(value: dt.datetime | str | None, *, seconds: bool = False) -> str:
+    """A time for people, always with its zone: ``2031-12-03 22:04 UTC``."""
+    if value is None:
+        return "-"
+    if isinstance(value, str):
+        value = dt.datetime.fromisoformat(value)
+    if value.tzinfo is None:  # stored times are UTC; never shown without saying so
+        value = value.replace(tzinfo=dt.UTC)
+    shown = value.astimezone(dt.UTC)
+    return shown.strftime("%Y-%m-%d %H:%M:%S UTC" if seconds else "%Y-%m-%d %H:%M UTC")
+
+
+def _expiry(not_after: dt.datetime | str | None, now: dt.datetime, *, seconds: bool = False) -> str:
+    if not_after is None:
+        return "-"
+    moment = dt.datetime.fromisoformat(not_after) if isinstance(not_after, str) else not_after
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=dt.UTC)
+    text = human_time(moment, seconds=seconds)
+    return f"EXPIRED {text}" if moment <= now else text
 
 
 def outcome_document(outcomes: Sequence[Outcome], config_dir: Path) -> dict[str, Any]:
@@ -57,15 +88,19 @@ def print_outcomes(ctx: Context, outcomes: Sequence[Outcome]) -> None:
         why = o.error if o.error else o.reason
         if o.hook_errors:
             why += " | hook failed: " + "; ".join(o.hook_errors)
-        expires = o.not_after.strftime("%Y-%m-%d %H:%M") if o.not_after else "-"
+        expires = _expiry(o.not_after, dt.datetime.now(dt.UTC))
         rows.append((o.lineage, o.action, why, expires))
     print_table(ctx, ("lineage", "result", "why", "expires"), rows, status_column=1)
 
 
 def lineage_document(
-    settings: LineageSettings, state: LineageState, config_dir: Path
+    settings: LineageSettings,
+    state: LineageState,
+    config_dir: Path,
+    now: dt.datetime | None = None,
 ) -> dict[str, Any]:
     live = config_dir / "live" / settings.name
+    now = now or dt.datetime.now(dt.UTC)
     return {
         "name": settings.name,
         "names": list(settings.names),
@@ -78,6 +113,7 @@ def lineage_document(
         "issuer": state.issuer,
         "not_before": _iso(state.not_before),
         "not_after": _iso(state.not_after),
+        "expired": state.not_after is not None and state.not_after <= now,
         "next_renewal": _iso(state.ari_pick or state.next_check),
         "ari_window": {"start": _iso(state.ari_start), "end": _iso(state.ari_end)}
         if state.ari_start
@@ -95,18 +131,70 @@ def lineage_document(
 
 
 def print_lineages(ctx: Context, documents: Sequence[dict[str, Any]]) -> None:
+    now = dt.datetime.now(dt.UTC)
     rows = [
         (
             d["name"],
             ", ".join(d["names"]),
-            (d["not_after"] or "-")[:16].replace("T", " "),
-            (d["next_renewal"] or "-")[:16].replace("T", " "),
+            _expiry(d["not_after"], now),
+            human_time(d["next_renewal"]),
             d["last_error"]
             or ("deploy hooks owed: next renew runs them" if d["deploy_owed"] else ""),
         )
         for d in documents
     ]
     print_table(ctx, ("lineage", "names", "expires", "next renewal", "last error"), rows)
+
+
+_ISO_TIME = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?([+-]\d\d:\d\d|Z)?$")
+
+
+def _text(value: Any) -> str:
+    """One value of ``show`` as text: times with their zone, yes/no, lists joined,
+    mappings as ``key=value``; never a Python repr."""
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, str):
+        return human_time(value, seconds=True) if _ISO_TIME.match(value) else value
+    if isinstance(value, dict):
+        return ", ".join(f"{k}={_text(v)}" for k, v in value.items()) or "-"
+    if isinstance(value, list | tuple):
+        return ", ".join(_text(v) for v in value) or "-"
+    return str(value)
+
+
+def _solver_text(solver: dict[str, Any]) -> str:
+    options = ", ".join(f"{k}={_text(v)}" for k, v in dict(solver.get("options", {})).items())
+    names = solver.get("names") or []
+    text = str(solver.get("kind", "?")) + (f" ({options})" if options else "")
+    return text + (f" for {', '.join(map(str, names))}" if names else "")
+
+
+def show_rows(document: dict[str, Any], now: dt.datetime | None = None) -> list[tuple[str, str]]:
+    """``show``'s rows: one per setting; a list of solvers or files one row per item."""
+    now = now or dt.datetime.now(dt.UTC)
+    rows: list[tuple[str, str]] = []
+
+    def several(key: str, values: Sequence[str]) -> None:
+        for index, value in enumerate(values or ["-"]):
+            rows.append((key if index == 0 else "", value))
+
+    for key, value in document.items():
+        label = key.replace("_", " ")
+        if key == "not_after":
+            rows.append((label, _expiry(value, now, seconds=True)))
+        elif key == "solvers" and isinstance(value, list):
+            several(label, [_solver_text(s) if isinstance(s, dict) else _text(s) for s in value])
+        elif key == "files" and isinstance(value, dict):
+            several(label, [f"{name}: {path}" for name, path in value.items()])
+        elif key == "ari_window" and isinstance(value, dict):
+            start, end = value.get("start"), value.get("end")
+            rows.append((label, f"{_text(start)} to {_text(end)}"))
+        else:
+            rows.append((label, _text(value)))
+    return rows
 
 
 STYLES = {
