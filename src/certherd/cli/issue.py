@@ -227,12 +227,31 @@ def solver_specs(params: dict[str, Any], names: tuple[str, ...]) -> tuple[Any, .
 )
 @click.option("--name", "lineage", metavar="LINEAGE", help="Lineage name (default: first name).")
 @solver_options
-@click.option("--key-type", type=click.Choice(KEY_TYPES), default="ec256", show_default=True)
+@click.option(
+    "--key-type",
+    type=click.Choice(KEY_TYPES),
+    default="ec256",
+    show_default=True,
+    help="The certificate's key: ECDSA P-256 / P-384, or RSA of 2048-4096 bits.",
+)
 @click.option("--profile", metavar="P", help="The CA's certificate profile (e.g. tlsserver).")
 @click.option("--preferred-chain", metavar="CN", help="Prefer the chain whose issuer is CN.")
 @click.option("--reuse-key", is_flag=True, help="Keep the private key across renewals.")
-@click.option("--pre-hook", "pre_hooks", multiple=True, metavar="CMD")
-@click.option("--post-hook", "post_hooks", multiple=True, metavar="CMD")
+@click.option(
+    "--pre-hook",
+    "pre_hooks",
+    multiple=True,
+    metavar="CMD",
+    help="Run before each order (e.g. open the firewall); a failure is reported, the "
+    "order goes on. Repeat for more; renew repeats them.",
+)
+@click.option(
+    "--post-hook",
+    "post_hooks",
+    multiple=True,
+    metavar="CMD",
+    help="Run after each order, whether it succeeded or not (e.g. close the firewall).",
+)
 @click.option(
     "--deploy-hook",
     "deploy_hooks",

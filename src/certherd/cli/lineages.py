@@ -7,6 +7,7 @@ from typing import Any
 import click
 
 from certherd.cli.common import Context, exit_for, pass_context, run_async
+from certherd.cli.completion import complete_lineages
 
 __all__ = ["delete", "list_lineages", "renew", "revoke", "show"]
 
@@ -20,10 +21,16 @@ REASONS = [
 
 
 @click.command("renew")
-@click.argument("names", nargs=-1, metavar="[NAME]...")
+@click.argument("names", nargs=-1, metavar="[NAME]...", shell_complete=complete_lineages)
 @click.option("--force", is_flag=True, help="Renew even if not due.")
 @click.option("--dry-run", is_flag=True, help="Say what is due and why; change nothing.")
-@click.option("--concurrency", type=click.IntRange(1, 1000), default=10, show_default=True)
+@click.option(
+    "--concurrency",
+    type=click.IntRange(1, 1000),
+    default=10,
+    show_default=True,
+    help="Work on at most this many certificates at once.",
+)
 @pass_context
 def renew(
     ctx: Context, names: tuple[str, ...], force: bool, dry_run: bool, concurrency: int
@@ -129,7 +136,7 @@ async def _load(manager: Any, name: str) -> Any:
 
 
 @click.command("show")
-@click.argument("name")
+@click.argument("name", shell_complete=complete_lineages)
 @pass_context
 def show(ctx: Context, name: str) -> None:
     """Everything about one lineage."""
@@ -144,8 +151,14 @@ def show(ctx: Context, name: str) -> None:
 
 
 @click.command("revoke")
-@click.argument("name")
-@click.option("--reason", type=click.Choice(REASONS), default="unspecified", show_default=True)
+@click.argument("name", shell_complete=complete_lineages)
+@click.option(
+    "--reason",
+    type=click.Choice(REASONS),
+    default="unspecified",
+    show_default=True,
+    help="Why, as RFC 5280 §5.3.1 codes it: keyCompromise if the private key leaked.",
+)
 @pass_context
 def revoke(ctx: Context, name: str, reason: str) -> None:
     """Revoke a lineage's live certificate."""
@@ -170,7 +183,7 @@ async def _revoke(ctx: Context, name: str, reason: Any) -> Any:
 
 
 @click.command("delete")
-@click.argument("name")
+@click.argument("name", shell_complete=complete_lineages)
 @pass_context
 def delete(ctx: Context, name: str) -> None:
     """Delete a lineage and all its files (revoke it first if it leaked)."""

@@ -39,6 +39,10 @@ __all__ = ["Terminated", "entry", "main", "stop_like_ctrl_c"]
 COMMANDS: dict[str, tuple[str, str]] = {
     "account": ("certherd.cli.account:account", "Manage the ACME account for a CA."),
     "apply": ("certherd.cli.apply:apply", "Obtain what certherd.toml lists and is missing."),
+    "completion": (
+        "certherd.cli.completion:completion",
+        "Print the shell completion script (bash, zsh, fish).",
+    ),
     "delete": ("certherd.cli.lineages:delete", "Delete a lineage and its files."),
     "demo": ("certherd.cli.demo:demo", "Issue a real certificate from a local Pebble test CA."),
     "issue": ("certherd.cli.issue:issue", "Obtain a certificate and save it as a lineage."),

@@ -35,7 +35,13 @@ __all__ = ["run"]
     show_default=True,
     help="Check at least this often (seconds).",
 )
-@click.option("--concurrency", type=click.IntRange(1, 1000), default=10, show_default=True)
+@click.option(
+    "--concurrency",
+    type=click.IntRange(1, 1000),
+    default=10,
+    show_default=True,
+    help="Work on at most this many certificates at once.",
+)
 @pass_context
 def run(
     ctx: Context,
