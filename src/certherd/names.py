@@ -35,6 +35,7 @@ __all__ = [
     "MAX_NAME",
     "canonical_names",
     "describe_name",
+    "name_set",
     "normalize_name",
     "normalize_names",
     "unicode_name",
@@ -86,6 +87,18 @@ def normalize_names(texts: Iterable[str | Identifier]) -> tuple[Identifier, ...]
 def canonical_names(texts: Iterable[str | Identifier]) -> tuple[str, ...]:
     """:func:`normalize_names` as the text values stored in lineage settings."""
     return tuple(identifier.value for identifier in normalize_names(texts))
+
+
+def name_set(values: Iterable[str]) -> frozenset[str]:
+    """Stored names as a set to compare, each normalised where it can be: settings
+    written before names were normalised (``dot.test.``) still match ``dot.test``."""
+    result = set()
+    for value in values:
+        try:
+            result.add(normalize_name(value).value)
+        except InvalidNameError:
+            result.add(value.strip().lower())
+    return frozenset(result)
 
 
 def unicode_name(name: str | Identifier) -> str:

@@ -110,7 +110,7 @@ def test_a_good_file_is_read_with_its_defaults(tmp_path: Path) -> None:
         SolverSpec("dns", {"provider": "rfc2136"}, ("*.api.example.com",)),
         SolverSpec("http", {"listen": "8080"}),
     )
-    assert shop.lineage == "shop.example"
+    assert shop.lineage == "_.shop.example"  # a wildcard-first lineage (issue 9 item 9)
     assert shop.directory_url == CA_PRESETS["letsencrypt"].directory_url
     assert shop.account == "shop"
     assert shop.solvers == (
@@ -281,11 +281,14 @@ def test_two_certificates_with_one_lineage(tmp_path: Path) -> None:
 
         [[certificate]]
         domains = ["*.example.com"]
+
+        [[certificate]]
+        domains = ["Example.com.", "www.example.com"]
         """,
     )
     message = error_of(path)
     assert_points_at(
-        message, path, line_of(path, "[[certificate]]", 1), "'example.com'", 'name = "..."'
+        message, path, line_of(path, "[[certificate]]", 2), "'example.com'", 'name = "..."'
     )
 
 

@@ -503,7 +503,9 @@ def test_check_name_refuses_path_tricks(name: str) -> None:
         check_name(name)
 
 
-@pytest.mark.parametrize("name", ["example.com", "www_2.example-x.com", "a", "A" * 128])
+@pytest.mark.parametrize(
+    "name", ["example.com", "www_2.example-x.com", "a", "A" * 128, "_.example.com", "__1"]
+)
 def test_check_name_accepts_plain_names(name: str) -> None:
     assert check_name(name) == name
 
@@ -514,10 +516,21 @@ def test_check_name_limits_the_length() -> None:
 
 
 def test_lineage_for_and_ca_id_build_safe_names() -> None:
-    assert lineage_for("*.Example.COM.") == "example.com"
+    assert lineage_for("Example.COM.") == "example.com"
     assert lineage_for("2001:db8::1") == "2001_db8__1"
+    assert lineage_for("::1") == "__1"
+    assert lineage_for("bücher.example") == "xn--bcher-kva.example"
     with pytest.raises(ConfigError):
         lineage_for("../../etc")
+    long_name = ".".join(["a" * 60] * 4)  # 243 characters: a valid name, too long a folder
+    assert len(lineage_for(long_name)) == 128
+    assert lineage_for(long_name) != lineage_for(long_name.replace("a", "b", 1))
+
+
+def test_a_wildcard_and_its_apex_are_two_lineages() -> None:
+    # issue 9 item 9: both used to be "example.com", the second replaced the first.
+    assert lineage_for("*.Example.COM.") == "_.example.com"
+    assert lineage_for("example.com") == "example.com"
     ident = ca_id("https://acme.example:14000/dir")
     assert ident.startswith("acme.example_14000-")
     assert ident == ca_id("https://acme.example:14000/dir")

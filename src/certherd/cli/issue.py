@@ -225,7 +225,18 @@ def solver_specs(params: dict[str, Any], names: tuple[str, ...]) -> tuple[Any, .
     metavar="NAME",
     help="A name (or IP address) for the certificate; repeat for more.",
 )
-@click.option("--name", "lineage", metavar="LINEAGE", help="Lineage name (default: first name).")
+@click.option(
+    "--name",
+    "lineage",
+    metavar="LINEAGE",
+    help="Lineage name (default: the lineage holding these names, else the first name, "
+    "'*' as '_'); an existing lineage's names are replaced by these.",
+)
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Order a new certificate even if a lineage holding these names is not due.",
+)
 @solver_options
 @click.option(
     "--key-type",
@@ -269,13 +280,22 @@ def solver_specs(params: dict[str, Any], names: tuple[str, ...]) -> tuple[Any, .
 @ca_options
 @pass_context
 def issue(ctx: Context, /, **params: Any) -> None:
-    """Obtain a certificate and save it as a lineage."""
+    """Obtain a certificate and save it as a lineage; again: nothing until it is due.
+
+    Names already held by a lineage that is not due: nothing is ordered (--force
+    reissues). A lineage holding some of the names is expanded to all of them."""
     from certherd.manager.lineage import HookSettings, LineageSettings
+    from certherd.names import canonical_names, describe_name
     from certherd.storage.layout import check_name, lineage_for
 
-    names: tuple[str, ...] = tuple(n.strip().lower() for n in params.pop("names"))
-    ca = build_ca(params)
+    # Checked as the CA will judge them, before anything else (no CA contact for a typo).
+    names = canonical_names(params.pop("names"))
+    shown = [describe_name(n) for n in names]
+    if shown != list(names):
+        ctx.say(f"names: {', '.join(shown)}")
     lineage = params.pop("lineage", None)
+    force: bool = params.pop("force")
+    ca = build_ca(params)
     settings = LineageSettings(
         name=check_name(lineage) if lineage else lineage_for(names[0]),
         names=names,
@@ -296,11 +316,11 @@ def issue(ctx: Context, /, **params: Any) -> None:
     )
     ctx.warn(exposed_secrets(settings.solvers))
     check_solvers(ctx, settings.solvers, preflight=not settings.hooks.pre)
-    outcome = run_async(_issue(ctx, settings, ca))
+    outcome = run_async(_issue(ctx, settings, ca, force=force, named=bool(lineage)))
     exit_for(bool(outcome.hook_errors))
 
 
-async def _issue(ctx: Context, settings: Any, ca: Any) -> Any:
+async def _issue(ctx: Context, settings: Any, ca: Any, *, force: bool, named: bool) -> Any:
     from certherd.cli.render import outcome_document, print_outcomes
     from certherd.manager.service import Manager
 
@@ -313,7 +333,7 @@ async def _issue(ctx: Context, settings: Any, ca: Any) -> Any:
     from certherd.manager.outcome import Outcome
 
     try:
-        outcome = await manager.issue(settings, ca)
+        outcome = await manager.request(settings, ca, force=force, named=named)
     except CertherdError as exc:
         unusable_config_dir(ctx.config_dir, exc)  # a ConfigError (exit 2) if it is that
         if not ctx.json or isinstance(exc, ConfigError | UnavailableError):

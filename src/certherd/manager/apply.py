@@ -7,6 +7,7 @@ renewed if due. Lineages not in the file are left alone.
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -14,7 +15,9 @@ from certherd.config import CertificateConfig, ConfigFile
 from certherd.errors import ConfigError, NotFoundError
 from certherd.manager.lineage import HookSettings, LineageSettings
 from certherd.manager.outcome import Outcome, describe_failure
+from certherd.manager.request import earlier_wildcard_lineage
 from certherd.manager.tasks import finish_all
+from certherd.names import name_set
 from certherd.storage.base import Storage
 
 if TYPE_CHECKING:
@@ -59,7 +62,7 @@ def _eab(config: ConfigFile) -> ExternalAccountBinding | None:
 
 
 def _reissue_reason(wanted: LineageSettings, stored: LineageSettings) -> str | None:
-    if set(wanted.names) != set(stored.names):
+    if name_set(wanted.names) != name_set(stored.names):
         return "names changed"
     if wanted.key_type != stored.key_type:
         return "key type changed"
@@ -99,6 +102,8 @@ async def apply_config(manager: Manager, config: ConfigFile) -> list[Outcome]:
     manager.configured.update((e.lineage, settings_for(e)) for e in config.certificates)
 
     async def one(entry: CertificateConfig) -> Outcome:
+        lineage = await earlier_wildcard_lineage(manager.storage, entry.lineage, entry.domains)
+        entry = dataclasses.replace(entry, lineage=lineage)
         wanted = settings_for(entry)
         ca = CaOptions(
             directory_url=entry.directory_url,
@@ -150,6 +155,8 @@ async def sync_settings(storage: Storage, config: ConfigFile) -> None:
     """Write the settings of every certificate in ``config`` (``renew`` follows the file);
     a lineage whose names changed becomes due, one not yet obtained is obtained."""
     for entry in config.certificates:
+        lineage = await earlier_wildcard_lineage(storage, entry.lineage, entry.domains)
+        entry = dataclasses.replace(entry, lineage=lineage)
         wanted = settings_for(entry)
         try:
             stored: LineageSettings | None = await LineageSettings.load(storage, entry.lineage)

@@ -37,7 +37,13 @@ from cryptography.hazmat.primitives import serialization
 from certherd.crypto.certs import describe_certificate, load_pem_chain
 from certherd.crypto.files import atomic_write
 from certherd.crypto.keys import PrivateKey
-from certherd.errors import CertherdError, ConfigError, NotFoundError, safe_text
+from certherd.errors import (
+    CertherdError,
+    ConfigError,
+    InvalidNameError,
+    NotFoundError,
+    safe_text,
+)
 from certherd.manager.accounts import AccountRecord, CaOptions, load_account, save_account
 from certherd.manager.certbot_conf import (
     ACME_V1,
@@ -52,6 +58,7 @@ from certherd.manager.certbot_conf import (
 from certherd.manager.certbot_conf import key_from_jwk as key_from_jwk
 from certherd.manager.certbot_conf import parse_conf as parse_conf
 from certherd.manager.lineage import LineageSettings, LineageState
+from certherd.names import canonical_names
 from certherd.storage.base import Storage
 from certherd.storage.layout import FILES, archive_file, check_name, renewal_settings
 
@@ -161,9 +168,13 @@ def read_lineage(
         raise ConfigError(f"{archive}: privkey{live}.pem does not belong to cert{live}.pem")
     info = describe_certificate(chain[0])
     found = info.dns_names + info.ip_addresses
-    names = tuple(dict.fromkeys(n.lower() for n in [info.subject_cn, *found] if n in found))
-    if not names:
+    ordered = [n for n in [info.subject_cn, *found] if n in found]
+    if not ordered:
         raise ConfigError(f"{archive}/cert{live}.pem names no DNS name or IP address")
+    try:
+        names = canonical_names(ordered)
+    except InvalidNameError as exc:
+        raise ConfigError(f"{archive}/cert{live}.pem: {exc}; no CA would renew it") from None
     if info.not_after <= (now or dt.datetime.now(dt.UTC)):
         warnings.append(f"the certificate expired on {info.not_after:%Y-%m-%d}: renew it now")
     specs, scripts = solver_specs(params, names, name, certbot_dir, hook_dir, warnings)

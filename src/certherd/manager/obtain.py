@@ -16,12 +16,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from certherd.acme.client import AcmeClient, CertificateChain
-from certherd.acme.messages import Authorization, Identifier, Order, Status, identifiers_from
+from certherd.acme.messages import Authorization, Identifier, Order, Status
 from certherd.challenges.base import ChallengeTask, Solver, check_token
 from certherd.challenges.selection import SolverChoice
 from certherd.crypto.csr import build_csr
 from certherd.crypto.keys import KeyType, PrivateKey, generate_key
 from certherd.errors import CertherdError, ConfigError, OrderFailedError, ProblemError
+from certherd.names import normalize_names
 
 __all__ = [
     "IssuedCertificate",
@@ -247,8 +248,11 @@ async def obtain_certificate(
     preferred_chain: str | None = None,
     not_after: dt.datetime | None = None,
 ) -> IssuedCertificate:
-    """Run one order to a verified certificate (RFC 8555 §7.4 end to end)."""
-    identifiers = identifiers_from(names)
+    """Run one order to a verified certificate (RFC 8555 §7.4 end to end).
+
+    ``names`` are normalised and checked first (:mod:`certherd.names`): a name the CA
+    would refuse raises InvalidNameError before any request."""
+    identifiers = normalize_names(names)
     certificate_key = key or generate_key(key_type)
     order = await client.new_order(
         identifiers, profile=profile, replaces=replaces, not_after=not_after

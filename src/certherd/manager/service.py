@@ -39,6 +39,7 @@ from certherd.manager.lineage import LineageSettings, LineageState
 from certherd.manager.outcome import Action, Outcome, describe_failure
 from certherd.manager.policy import RenewalDecision, needs_renewal
 from certherd.manager.tasks import finish_all
+from certherd.names import name_set
 from certherd.storage.base import Storage
 from certherd.storage.layout import (
     archive_file,
@@ -170,9 +171,36 @@ class Manager(Issuer):
 
     # -- issuing ------------------------------------------------------------------------
 
-    async def issue(self, settings: LineageSettings, ca: CaOptions) -> Outcome:
-        """Obtain a certificate for ``settings`` now and make it the live version."""
+    async def request(
+        self, settings: LineageSettings, ca: CaOptions, *, force: bool = False, named: bool = False
+    ) -> Outcome:
+        """``certherd issue``: a certificate for ``settings.names``, ordered only when no
+        lineage holds them or it is due; a lineage holding some of them is expanded.
+        ``named``: ``settings.name`` was chosen by the user (see manager.request)."""
+        from certherd.manager.request import request_certificate
+
+        return await request_certificate(self, settings, ca, force=force, named=named)
+
+    async def issue(
+        self,
+        settings: LineageSettings,
+        ca: CaOptions,
+        *,
+        precondition: Callable[[LineageSettings | None], None] | None = None,
+    ) -> Outcome:
+        """Obtain a certificate for ``settings`` now and make it the live version.
+
+        ``precondition`` is called under the lineage lock with the stored settings (None
+        for a new lineage) and may raise to stop before anything is ordered."""
         async with self._gate, self.storage.lock(settings.name):
+            if precondition is not None:
+                try:
+                    stored: LineageSettings | None = await LineageSettings.load(
+                        self.storage, settings.name
+                    )
+                except NotFoundError:
+                    stored = None
+                precondition(stored)
             state = await LineageState.load(self.storage, settings.name)
             action: Action = "issued" if state.version is None else "renewed"
             try:
@@ -296,7 +324,7 @@ class Manager(Issuer):
             return RenewalDecision(True, "an order placed earlier is still open: resuming it", now)
         if state.version is None or state.not_before is None or state.not_after is None:
             return RenewalDecision(True, "no certificate yet", now)
-        if state.names and {n.lower() for n in state.names} != {n.lower() for n in settings.names}:
+        if state.names and name_set(state.names) != name_set(settings.names):
             return RenewalDecision(True, "the names changed", now)
         return needs_renewal(
             not_before=state.not_before,

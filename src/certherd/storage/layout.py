@@ -41,7 +41,8 @@ __all__ = [
 
 FILES = ("cert.pem", "chain.pem", "fullchain.pem", "privkey.pem")
 INDEX = "index.json"
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+_NAME_MAX = 128
+_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$")
 
 
 def check_name(name: str, what: str = "lineage name") -> str:
@@ -49,17 +50,29 @@ def check_name(name: str, what: str = "lineage name") -> str:
     if not _NAME.match(name) or ".." in name:
         raise ConfigError(
             f"{what} {name!r} is not usable: use letters, digits, '.', '_' and '-' "
-            "(starting with a letter or digit, at most 128 characters)"
+            "(starting with a letter, digit or '_', no '..', at most 128 characters)"
         )
     return name
 
 
 def lineage_for(first_name: str) -> str:
-    """The default lineage name for a certificate: its first name, ``*.`` dropped."""
-    name = first_name.strip().lower().rstrip(".")
+    """The default lineage name for a certificate: its first name, normalised.
+
+    A wildcard's ``*`` becomes ``_`` (``*.example.com`` -> ``_.example.com``, as lego
+    names its files), so the wildcard and the apex are two lineages: ``_`` is in no
+    host name, so no other name maps there (Certbot drops ``*.`` and then has to number
+    the second lineage ``example.com-0001``). An IPv6 address's ``:`` become ``_``.
+    InvalidNameError if ``first_name`` is not a valid name.
+    """
+    from certherd.names import normalize_name
+
+    name = normalize_name(first_name).value.replace(":", "_")
     if name.startswith("*."):
-        name = name[2:]
-    return check_name(name.replace(":", "_"))
+        name = "_" + name[1:]
+    if len(name) > _NAME_MAX:  # a valid DNS name may be 253 long: keep it distinct
+        digest = hashlib.sha256(name.encode()).hexdigest()[:8]
+        name = f"{name[: _NAME_MAX - 9]}-{digest}"
+    return check_name(name)
 
 
 def ca_id(directory_url: str) -> str:

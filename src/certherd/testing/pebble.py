@@ -55,6 +55,8 @@ from certherd.errors import ConfigError, UnavailableError
 from certherd.testing.pebble_options import PebbleOptions, split_host_port
 from certherd.testing.pki import MiniCA
 
+_HANDLED = re.compile(r" [A-Z]+ (/\S*) -> calling handler\(\)$", re.MULTILINE)
+
 __all__ = ["INSTALL_HINT", "PebbleOptions", "PebbleServer"]
 
 INSTALL_HINT = "pebble is not installed: run `apt-get install -y pebble`"
@@ -239,6 +241,17 @@ class PebbleServer:
         except ValueError as err:
             raise ConfigError(f"add_a needs IPv4 addresses: {err}") from err
         self._challtestsrv_post("/add-a", {"host": _fqdn(host), "addresses": checked})
+
+    def requests_handled(self, path: str = "") -> int:
+        """How many requests Pebble has handled so far whose path starts with ``path``,
+        from its log (``"/order-plz"``: new orders; ``""``: any request at all)."""
+        if self._workdir is None:
+            return 0
+        try:
+            text = (self._workdir / "pebble.log").read_text(errors="replace")
+        except OSError:
+            return 0
+        return sum(1 for found in _HANDLED.finditer(text) if found.group(1).startswith(path))
 
     def log_tail(self, lines: int = 20) -> str:
         """The last ``lines`` of each child's log (after :meth:`stop`: as it was then)."""
