@@ -263,10 +263,12 @@ async def earlier_wildcard_lineage(storage: Storage, lineage: str, names: Sequen
     """``lineage``, or for a wildcard-first ``_.example.com`` that does not exist yet the
     ``example.com`` an earlier certherd named it, if that one holds exactly ``names``:
     certherd.toml files written before keep their lineage instead of gaining a twin."""
-    if not lineage.startswith("_.") or await storage.exists(renewal_settings(lineage)):
+    if not lineage.startswith("_."):
         return lineage
     try:
+        if await storage.exists(renewal_settings(lineage)):
+            return lineage
         earlier = await LineageSettings.load(storage, lineage[2:])
-    except (NotFoundError, ConfigError):  # not there, or damaged
+    except CertherdError:  # not there, damaged or unreadable: the new name, as before
         return lineage
     return earlier.name if name_set(earlier.names) == name_set(names) else lineage
