@@ -127,12 +127,12 @@ class TrackedManager(Manager):
             self.progress.finish(name, outcome.action, outcome.error)
         return outcome
 
-    async def issue(self, settings: Any, ca: Any) -> Outcome:
+    async def issue(self, settings: Any, ca: Any, *, precondition: Any = None) -> Outcome:
         if self.progress is None:
-            return await super().issue(settings, ca)
+            return await super().issue(settings, ca, precondition=precondition)
         self.progress.start(settings.name)
         try:
-            outcome = await super().issue(settings, ca)
+            outcome = await super().issue(settings, ca, precondition=precondition)
         except Exception as exc:
             self.progress.finish(settings.name, "failed", safe_text(exc, 300))
             raise
