@@ -3,6 +3,8 @@ shell completion works through the lazy command group."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 import click.testing
 import pytest
@@ -46,3 +48,18 @@ def test_help_renders(path: str, command: click.Command) -> None:
     result = click.testing.CliRunner().invoke(cli, args, prog_name="certherd")
     assert result.exit_code == 0, result.output
     assert "Usage: certherd" in result.output
+
+
+def test_readme_covers_every_command() -> None:
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    table = readme.split("### Commands", 1)[1].split("\n### ", 1)[0]
+    rows = [line for line in table.splitlines() if line.startswith("| `certherd ")]
+    for path, _ in ALL:
+        words = path.split()
+        if len(words) < 2:
+            continue
+        top = f"| `{' '.join(words[:2])}"
+        row = next((r for r in rows if r.startswith(top + " ") or r.startswith(top + "`")), None)
+        assert row is not None, f"README's command table has no row for {' '.join(words[:2])}"
+        if len(words) == 3:  # a subcommand: named in its group's row
+            assert words[2] in row, f"README's row for {words[1]} does not name {words[2]}"
