@@ -316,6 +316,25 @@ def test_rfc2136_wildcard_and_base_with_the_secret_from_the_environment(
     assert live_version(direct.config_dir, "x.certherd.test") == 2
 
 
+def test_vv_shows_propagation_checks_and_never_the_tsig_secret(
+    direct: Certherd, servers: Servers
+) -> None:
+    """-vv on dns-01: each propagation round and each server's answer; no secret."""
+    secret = servers.bind9.tsig_secret
+    args = ["-vv", "--json", "issue", "-d", "*.vv.certherd.test", *_rfc2136_flags(servers)]
+    issued = direct(*args, *direct.ca, env=_secret_env(servers))
+    assert [r["action"] for r in issued.json()["results"]] == ["issued"]
+    host, _ = servers.bind9.address
+    record = "_acme-challenge.vv.certherd.test."
+    stderr = issued.stderr
+    assert f"challenges.propagation: propagation of TXT {record}: checking {host}" in stderr
+    assert f"propagation of TXT {record}: served by 1 of 1 name server(s)" in stderr
+    assert "*.vv.certherd.test: the CA offers dns-01; answering dns-01 with" in stderr
+    assert "*.vv.certherd.test: dns-01 presented" in stderr
+    assert "*.vv.certherd.test: authorization valid" in stderr
+    assert secret not in stderr + issued.stdout
+
+
 def _logging_hook(servers: Servers, folder: Path) -> tuple[Path, Path]:
     """An exec-provider hook that logs each call, then runs the nsupdate hook."""
     folder.mkdir(parents=True, exist_ok=True)
