@@ -1,7 +1,7 @@
 """Names as people type them, and ``issue`` run twice (issue 10 items 3 and 4, issue 9 item 9).
 
-Every test counts what the session's Pebble handled (its log): a bad name must not
-reach the CA at all, and an ``issue`` with nothing to do must place no order.
+Every test counts from the session Pebble's log: a bad name must not reach the CA at
+all (no request), and an ``issue`` with nothing to do must place no order.
 """
 
 from __future__ import annotations
@@ -15,8 +15,6 @@ import pytest
 from cryptography import x509
 from e2e_helpers import archive_versions, dns_names, load_cert
 from e2e_runner import Certherd
-
-NEW_ORDER = "/order-plz"
 
 
 def settings_of(certherd: Certherd, lineage: str) -> dict[str, object]:
@@ -79,10 +77,10 @@ def test_case_and_a_trailing_dot_are_the_names_the_ca_sees(certherd: Certherd) -
     assert dns_names(cert) == {"dot.names.test", "www.dot.names.test"}
     # Before: the stored "dot.names.test." never matched the certificate, and every renew
     # reissued because "the names changed".
-    orders = certherd.server.requests_handled(NEW_ORDER)
+    orders = certherd.server.orders_created()
     renewed = certherd("--json", "renew").json()["results"]
     assert [r["action"] for r in renewed] == ["not-due"], renewed
-    assert certherd.server.requests_handled(NEW_ORDER) == orders
+    assert certherd.server.orders_created() == orders
 
 
 def test_names_stored_with_a_dot_by_earlier_versions_still_match(certherd: Certherd) -> None:
@@ -91,10 +89,10 @@ def test_names_stored_with_a_dot_by_earlier_versions_still_match(certherd: Certh
     stored = json.loads(path.read_text())
     stored["names"] = ["Legacy.names.test."]  # as an earlier certherd wrote it
     path.write_text(json.dumps(stored))
-    orders = certherd.server.requests_handled(NEW_ORDER)
+    orders = certherd.server.orders_created()
     renewed = certherd("--json", "renew").json()["results"]
     assert [r["action"] for r in renewed] == ["not-due"], renewed
-    assert certherd.server.requests_handled(NEW_ORDER) == orders
+    assert certherd.server.orders_created() == orders
 
 
 def test_an_idn_is_ordered_as_its_a_label_and_shown_in_both_forms(certherd: Certherd) -> None:
@@ -138,12 +136,12 @@ def test_a_wildcard_and_its_apex_are_two_lineages(certherd: Certherd, tmp_path: 
 
 def test_a_lineage_of_other_names_is_never_replaced_without_name(certherd: Certherd) -> None:
     certherd.issue("other.names.test", "www.other.names.test")
-    orders = certherd.server.requests_handled(NEW_ORDER)
+    orders = certherd.server.orders_created()
     refused = certherd.issue("other.names.test", check=False)
     assert refused.code == 2, refused.describe()
     assert "lineage 'other.names.test' holds other names" in refused.stderr
     assert "--name other.names.test" in refused.stderr
-    assert certherd.server.requests_handled(NEW_ORDER) == orders
+    assert certherd.server.orders_created() == orders
     assert settings_of(certherd, "other.names.test")["names"] == [
         "other.names.test",
         "www.other.names.test",
@@ -162,13 +160,13 @@ def test_a_lineage_of_other_names_is_never_replaced_without_name(certherd: Certh
 
 def test_issue_again_orders_nothing_until_due_or_forced(certherd: Certherd) -> None:
     certherd.issue("twice.names.test", "www.twice.names.test")
-    orders = certherd.server.requests_handled(NEW_ORDER)
+    orders = certherd.server.orders_created()
     again = certherd.issue("www.twice.names.test", "Twice.names.test.")
     result = again.json()["results"][0]
     assert again.code == 0
     assert (result["lineage"], result["action"]) == ("twice.names.test", "not-due")
     assert "already covered by version 1; renewal from 20" in result["reason"]
-    assert certherd.server.requests_handled(NEW_ORDER) == orders
+    assert certherd.server.orders_created() == orders
     assert set(archive_versions(certherd.archive("twice.names.test"))) == {1}
     # New settings given with the same names are kept for the renewals, and said so.
     hooked = certherd.issue(
@@ -176,11 +174,11 @@ def test_issue_again_orders_nothing_until_due_or_forced(certherd: Certherd) -> N
     )
     assert "new settings saved for renewals (hooks)" in hooked.json()["results"][0]["reason"]
     assert settings_of(certherd, "twice.names.test")["hooks"]["deploy"] == ["true"]  # type: ignore[index]
-    assert certherd.server.requests_handled(NEW_ORDER) == orders
+    assert certherd.server.orders_created() == orders
 
     forced = certherd.issue("twice.names.test", "www.twice.names.test", args=["--force"]).json()
     assert forced["results"][0]["action"] == "renewed"
-    assert certherd.server.requests_handled(NEW_ORDER) == orders + 1
+    assert certherd.server.orders_created() == orders + 1
     assert set(archive_versions(certherd.archive("twice.names.test"))) == {1, 2}
     assert lineages(certherd) == {"twice.names.test"}
 
@@ -193,3 +191,16 @@ def test_more_names_expand_the_lineage_that_holds_some(certherd: Certherd) -> No
     assert lineages(certherd) == {"grow.names.test"}
     cert = load_cert(certherd.live("grow.names.test") / "cert.pem")
     assert dns_names(cert) == {"grow.names.test", "www.grow.names.test"}
+
+
+def test_two_identical_issues_at_once_place_one_order(certherd: Certherd) -> None:
+    # The second waits for the lineage lock, then finds the first's certificate.
+    orders = certherd.server.orders_created()
+    args = ["--json", "issue", "-d", "race.names.test", *certherd.http, *certherd.ca]
+    first, second = certherd.start(*args), certherd.start(*args)
+    results = [run.wait() for run in (first, second)]
+    assert [r.code for r in results] == [0, 0], [r.describe() for r in results]
+    actions = sorted(r.json()["results"][0]["action"] for r in results)
+    assert actions == ["issued", "not-due"], [r.describe() for r in results]
+    assert certherd.server.orders_created() == orders + 1
+    assert set(archive_versions(certherd.archive("race.names.test"))) == {1}

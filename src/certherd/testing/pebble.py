@@ -245,13 +245,13 @@ class PebbleServer:
     def requests_handled(self, path: str = "") -> int:
         """How many requests Pebble has handled so far whose path starts with ``path``,
         from its log (``"/order-plz"``: new orders; ``""``: any request at all)."""
-        if self._workdir is None:
-            return 0
-        try:
-            text = (self._workdir / "pebble.log").read_text(errors="replace")
-        except OSError:
-            return 0
+        text = self._log()
         return sum(1 for found in _HANDLED.finditer(text) if found.group(1).startswith(path))
+
+    def orders_created(self) -> int:
+        """How many orders Pebble has created so far, from its log (a new-order request
+        retried after a rejected nonce counts once)."""
+        return self._log().count('Added order "')
 
     def log_tail(self, lines: int = 20) -> str:
         """The last ``lines`` of each child's log (after :meth:`stop`: as it was then)."""
@@ -338,6 +338,14 @@ class PebbleServer:
         else:
             problem = f"exited with code {code} while starting"
         raise UnavailableError(f"{name} {problem}; log tail: {_one_line(tail)}")
+
+    def _log(self) -> str:
+        if self._workdir is None:
+            return ""
+        try:
+            return (self._workdir / "pebble.log").read_text(errors="replace")
+        except OSError:
+            return ""
 
     def _read_log_tail(self, lines: int) -> str:
         if self._workdir is None:
