@@ -250,3 +250,33 @@ def test_expired_certificates_are_due() -> None:
     stale_window = _ari(not_after + DAY, **future)
     assert stale_window.due
     assert "expired" in stale_window.reason
+
+
+# -- revoked (issue 10.5) ---------------------------------------------------------------
+
+
+def test_a_revoked_certificate_is_due_at_once() -> None:
+    day_2 = ISSUED + 2 * DAY
+    assert not _decide(90 * DAY, day_2).due
+    decision = _decide(90 * DAY, day_2, revoked_at=ISSUED + DAY)
+    assert decision.due
+    assert "revoked" in decision.reason
+    # Also when the CA's ARI window (RFC 9773) is far away.
+    far = {"ari_start": ISSUED + 60 * DAY, "ari_end": ISSUED + 62 * DAY}
+    assert _decide(90 * DAY, day_2, revoked_at=ISSUED + DAY, **far).due
+
+
+def test_ari_moving_the_window_into_the_past_is_due_at_once() -> None:
+    """RFC 9773 §4.2: a CA signals revocation by a window in the past: due now."""
+    day_2 = ISSUED + 2 * DAY
+    past = {"ari_start": ISSUED, "ari_end": ISSUED + HOUR, "ari_pick": ISSUED + MINUTE}
+    assert _decide(90 * DAY, day_2, **past).due
+
+
+def test_failures_still_back_off_a_revoked_certificate() -> None:
+    now = ISSUED + 2 * DAY
+    decision = _decide(
+        90 * DAY, now, revoked_at=ISSUED + DAY, failures=1, last_failure=now - MINUTE
+    )
+    assert not decision.due
+    assert decision.next_check == now - MINUTE + FAILURE_BACKOFF[0]

@@ -159,25 +159,48 @@ def show(ctx: Context, name: str) -> None:
     show_default=True,
     help="Why, as RFC 5280 §5.3.1 codes it: keyCompromise if the private key leaked.",
 )
+@click.option(
+    "--delete",
+    "delete_after",
+    is_flag=True,
+    help="Then delete the lineage and its files; without it, the next renew replaces "
+    "the revoked certificate.",
+)
 @pass_context
-def revoke(ctx: Context, name: str, reason: str) -> None:
-    """Revoke a lineage's live certificate."""
+def revoke(ctx: Context, name: str, reason: str, delete_after: bool) -> None:
+    """Revoke a lineage's live certificate; the next renew replaces it (or --delete)."""
     from certherd.acme.client import RevocationReason
 
-    state = run_async(_revoke(ctx, name, RevocationReason.parse(reason)))
+    state, removed = run_async(_revoke(ctx, name, RevocationReason.parse(reason), delete_after))
+    document: dict[str, Any] = {
+        "lineage": name,
+        "revoked": True,
+        "serial": state.serial,
+        "reason": reason,
+        "deleted": removed is not None,
+    }
+    if removed is not None:
+        document["files"] = removed
+    after = (
+        f"lineage deleted ({removed} files)"
+        if removed is not None
+        else "the next `certherd renew` replaces it"
+    )
     ctx.emit(
-        {"lineage": name, "revoked": True, "serial": state.serial, "reason": reason},
-        lambda: ctx.result(f"{name}: certificate {state.serial} revoked ({reason})"),
+        document,
+        lambda: ctx.result(f"{name}: certificate {state.serial} revoked ({reason}); {after}"),
     )
 
 
-async def _revoke(ctx: Context, name: str, reason: Any) -> Any:
+async def _revoke(ctx: Context, name: str, reason: Any, delete_after: bool) -> Any:
     from certherd.manager.service import Manager
 
     manager = Manager(ctx.storage())
     try:
         await _load(manager, name)
-        return await manager.revoke(name, reason)
+        state = await manager.revoke(name, reason)
+        removed = await manager.delete(name) if delete_after else None
+        return state, removed
     finally:
         await manager.aclose()
 

@@ -121,6 +121,10 @@ def lineage_document(
         "failures": state.failures,
         "last_error": state.last_error,
         "deploy_owed": state.deploy_owed,
+        "revoked": state.revoked_at is not None,
+        "revoked_at": _iso(state.revoked_at),
+        "revocation_reason": state.revocation_reason,
+        "waiting_on_ca_until": _iso(state.order_retry_at),
         "last_success": _iso(state.last_success),
         "files": {
             f: str(live / f) for f in ("cert.pem", "chain.pem", "fullchain.pem", "privkey.pem")
@@ -128,6 +132,21 @@ def lineage_document(
         if state.version
         else {},
     }
+
+
+def _remark(document: dict[str, Any]) -> str:
+    """What a person must know first about a lineage: revoked, last error, owed hooks."""
+    notes = []
+    if document.get("revoked"):
+        when = human_time(document.get("revoked_at"))
+        notes.append(f"REVOKED {when}: the next renew replaces it")
+    if document.get("waiting_on_ca_until"):
+        notes.append(f"waiting on the CA until {human_time(document['waiting_on_ca_until'])}")
+    if document["last_error"]:
+        notes.append(document["last_error"])
+    elif document["deploy_owed"]:
+        notes.append("deploy hooks owed: next renew runs them")
+    return "; ".join(notes)
 
 
 def print_lineages(ctx: Context, documents: Sequence[dict[str, Any]]) -> None:
@@ -138,8 +157,7 @@ def print_lineages(ctx: Context, documents: Sequence[dict[str, Any]]) -> None:
             ", ".join(d["names"]),
             _expiry(d["not_after"], now),
             human_time(d["next_renewal"]),
-            d["last_error"]
-            or ("deploy hooks owed: next renew runs them" if d["deploy_owed"] else ""),
+            _remark(d),
         )
         for d in documents
     ]

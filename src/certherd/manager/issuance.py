@@ -147,7 +147,8 @@ class Issuer:
                     return order, key, state
             self._say(name, f"order {state.order_url} cannot be resumed: placing a new one")
         key = None
-        if settings.reuse_key and state.version is not None:
+        # Never the key of a revoked certificate: it may be why it was revoked.
+        if settings.reuse_key and state.version is not None and state.revoked_at is None:
             raw = await self.storage.read(archive_file(name, "privkey.pem", state.version))
             key = load_private_key(raw)
         key = key or generate_key(settings.key_type)

@@ -151,6 +151,11 @@ class LineageState:
     order_retry_at: dt.datetime | None = None
     """The CA asked (Retry-After) not to be asked about the order before this moment:
     the lineage is waiting on the CA until then, which is not a failure."""
+    revoked_at: dt.datetime | None = None
+    """When the live certificate was found revoked (by ``revoke``, or the CA answering
+    alreadyRevoked): ``list``/``show`` flag it and the next renewal replaces it at once
+    (issue 10.5). A new version starts with a fresh state, without it."""
+    revocation_reason: str | None = None
     stored_version: int | None = None
     """A version stored in the archive after issuance but not made live (a later step
     failed): the next attempt makes it live instead of ordering again (issue 10.2)."""
@@ -166,6 +171,7 @@ class LineageState:
         "last_success",
         "next_check",
         "order_retry_at",
+        "revoked_at",
     )
 
     def to_json(self) -> bytes:

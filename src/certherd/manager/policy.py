@@ -70,15 +70,21 @@ def needs_renewal(
     failures: int = 0,
     last_failure: dt.datetime | None = None,
     force: bool = False,
+    revoked_at: dt.datetime | None = None,
 ) -> RenewalDecision:
     """Decide for one certificate. ``ari_pick`` is the stored moment inside the window.
 
     Failures only delay a renewal that is due; a certificate that is not due yet says
-    so, whatever failed before (a forced run that failed, say).
+    so, whatever failed before (a forced run that failed, say). A revoked certificate
+    (``revoked_at``) is due at once.
     """
     if force:
         return RenewalDecision(True, "renewal forced", now)
-    decision = _due(not_before, not_after, now, ari_start, ari_end, ari_pick)
+    if revoked_at is not None:
+        # A revoked certificate is as good as expired: replace it now (issue 10.5).
+        decision = RenewalDecision(True, f"the certificate was revoked ({_stamp(revoked_at)})", now)
+    else:
+        decision = _due(not_before, not_after, now, ari_start, ari_end, ari_pick)
     if decision.due and failures > 0 and last_failure is not None:
         retry_at = last_failure + failure_backoff(failures)
         # Never back off past expiry: a last try just before is better than none.

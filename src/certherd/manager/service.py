@@ -24,6 +24,7 @@ from certherd.challenges.spec import SolverSpec
 from certherd.crypto.ari import pick_in_window
 from certherd.crypto.certs import load_pem_chain
 from certherd.errors import (
+    AlreadyRevokedError,
     CertherdError,
     FeatureUnsupportedError,
     LockTimeoutError,
@@ -336,6 +337,7 @@ class Manager(Issuer):
             failures=state.failures,
             last_failure=state.last_failure,
             force=force,
+            revoked_at=state.revoked_at,
         )
 
     async def renew_one(self, name: str, *, force: bool = False, dry_run: bool = False) -> Outcome:
@@ -465,8 +467,25 @@ class Manager(Issuer):
         ca = self.ca_for(settings)
         client = await self.client(ca)
         pem = await self.storage.read(archive_file(name, "cert.pem", state.version))
-        await client.revoke(load_pem_chain(pem)[0], reason=reason)
-        return state
+        why = "unspecified" if reason is None else RevocationReason(reason).name.lower()
+        try:
+            await client.revoke(load_pem_chain(pem)[0], reason=reason)
+        except AlreadyRevokedError:
+            # The CA says so: the certificate is revoked whatever we thought (issue 10.5).
+            await self._mark_revoked(state, "the CA answered alreadyRevoked")
+            raise
+        return await self._mark_revoked(state, why)
+
+    async def _mark_revoked(self, seen: LineageState, reason: str) -> LineageState:
+        """Flag the live version ``seen`` as revoked and due now (if still live)."""
+        now = self.clock.now()
+        async with self.storage.lock(seen.name):
+            current = await LineageState.load(self.storage, seen.name)
+            if current.version != seen.version:
+                return current  # replaced meanwhile: the new version is not revoked
+            revoked = replace(current, revoked_at=now, revocation_reason=reason, next_check=now)
+            await revoked.save(self.storage)
+            return revoked
 
     async def delete(self, name: str) -> int:
         """Remove every file of lineage ``name``; returns how many were removed."""
