@@ -48,7 +48,7 @@ FAILURE_HOOK = """\
 printf '%s|%s\\n' "$CERTHERD_FAILURES" "$CERTHERD_ERROR" >> "$(dirname "$0")/failures.log"
 """
 
-BUGGY = '[{{ kind = "dns", provider = "buggy", propagation_timeout = "0", resolver = "{}" }}]'
+BUGGY = '[{{ kind = "dns", provider = "buggy", propagation_timeout = 0, resolver = "{}" }}]'
 """The plugin as the lineage's solver; the resolver (challtestsrv) answers CNAME lookups."""
 
 
