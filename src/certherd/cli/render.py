@@ -222,6 +222,7 @@ STYLES = {
     "deployed": "green",
     "imported": "green",
     "would-import": "green",
+    "waiting": "yellow",
 }
 
 
