@@ -85,3 +85,30 @@ def test_an_issued_certificate_survives_a_failed_switch_and_is_promoted(
     assert live_problems(certherd.config_dir, "kept.test") == []
     listed = certherd("--json", "list").json()["lineages"]
     assert [entry["version"] for entry in listed] == [2]
+
+
+def test_a_first_issuance_that_fails_after_download_is_kept_for_the_next_issue(
+    certherd: Certherd, pebble: PebbleServer, tmp_path: Path
+) -> None:
+    """The same for a new lineage: `issue` fails at the first change to live/; running
+    the same `issue` again makes the stored certificate live, without a new order."""
+    orders = _count(pebble, "POST /order-plz")
+    env = fault_environment(tmp_path / "fault", certherd.config_dir, "fail:live:1")
+    args = ["--json", "issue", "-d", "first-kept.test", *certherd.http, *certherd.ca]
+    failed = certherd(*args, env=env, check=False)
+    assert failed.code == 1, failed.describe()
+    assert "Input/output error" in failed.stderr
+    assert archive_versions(certherd.archive("first-kept.test")).get(1) == {
+        "cert.pem",
+        "chain.pem",
+        "fullchain.pem",
+        "privkey.pem",
+    }
+    assert _count(pebble, "POST /order-plz") == orders + 1
+
+    again = certherd(*args).json()["results"]
+    assert [(r["action"], r["version"]) for r in again] == [("issued", 1)], again
+    assert "not made live" in again[0]["reason"]
+    assert _count(pebble, "POST /order-plz") == orders + 1
+    assert live_problems(certherd.config_dir, "first-kept.test") == []
+    assert [e["name"] for e in certherd("--json", "list").json()["lineages"]] == ["first-kept.test"]

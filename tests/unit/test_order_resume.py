@@ -141,11 +141,14 @@ async def test_a_ten_year_retry_after_stops_at_once_and_is_respected(
     await _wait_first(manager, ca, clock)
     polls = ca.order_polls()
 
-    # Before the CA's time: nothing is asked of the CA, even when forced.
+    # Before the CA's time: nothing is asked of the CA, even when forced or issued again.
     for force in (False, True):
         [outcome] = await manager.renew([NAME], force=force)
         assert outcome.action == "waiting", outcome
         assert "waiting on the CA until" in outcome.reason
+    settings = _settings(ca)
+    again = await manager.issue(settings, CaOptions(settings.directory_url))
+    assert again.action == "waiting", again
     assert ca.order_polls() == polls
     assert ca.orders_placed() == 1
 

@@ -78,6 +78,14 @@ class Issuer:
         )
         if stored is not None:
             return await self._promote(settings, stored.version, action, save_settings)
+        retry_at = state.order_retry_at
+        if (
+            retry_at is not None
+            and self.clock.now() < retry_at
+            and set(state.order_names) == set(settings.names)
+        ):
+            # `issue` again, or a forced run: the CA's requested time still holds.
+            return _waiting(state, retry_at)
         client = await self.client(ca)
         hook_errors = list(await run_lineage_hooks("pre", settings, self.storage, None))
         try:
@@ -183,16 +191,8 @@ class Issuer:
         await waiting.save(self.storage)
         if save_settings:
             await settings.save(self.storage)  # so `renew` and the daemon resume it
-        when = retry_at.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
-        self._say(settings.name, f"waiting on the CA until {when}: {deferred}")
-        return Outcome(
-            settings.name,
-            "waiting",
-            f"waiting on the CA until {when}: it asked to be asked again about order "
-            f"{safe_text(state.order_url, 200)} then; certherd resumes that order",
-            state.version,
-            state.not_after,
-        )
+        self._say(settings.name, f"stopped waiting: {deferred}")
+        return _waiting(state, retry_at)
 
     async def _preferred_chain(
         self,
@@ -251,3 +251,16 @@ class Issuer:
     def _state_from(self, name: str, leaf: x509.Certificate, version: int) -> LineageState:
         now = self.clock.now()
         return LineageState.of_certificate(name, leaf, version, now, last_success=now)
+
+
+def _waiting(state: LineageState, retry_at: dt.datetime) -> Outcome:
+    """The outcome of a lineage whose open order the CA asked to be asked about later."""
+    when = retry_at.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    return Outcome(
+        state.name,
+        "waiting",
+        f"waiting on the CA until {when}: it asked to be asked again about order "
+        f"{safe_text(state.order_url, 200)} then; certherd resumes that order",
+        state.version,
+        state.not_after,
+    )
