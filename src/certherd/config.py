@@ -439,6 +439,7 @@ def load_config_file(path: Path) -> ConfigFile:
     schema; every error is one line naming the file, the line, the key path and the fix."""
     import tomllib
 
+    from certherd.names import canonical_names
     from certherd.storage.layout import check_name, lineage_for
 
     text = _read_text(path)
@@ -457,9 +458,12 @@ def load_config_file(path: Path) -> ConfigFile:
     seen: set[str] = set()
     for block, entry in enumerate(document.certificate):
         at: tuple[str | int, ...] = ("certificate", block)
-        domains = tuple(d.strip().lower() for d in _tuple(entry.domains))
-        if not domains:
+        if not _tuple(entry.domains):
             raise loader.fail("domains is empty: list at least one name", (*at, "domains"))
+        try:  # as the CA will judge them (certherd.names): a typo costs no order
+            domains = canonical_names(_tuple(entry.domains))
+        except ConfigError as exc:
+            raise loader.fail(str(exc), (*at, "domains")) from None
         try:
             lineage = check_name(entry.name) if entry.name is not None else lineage_for(domains[0])
         except ConfigError as exc:

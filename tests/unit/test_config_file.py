@@ -233,6 +233,25 @@ def test_domains_of_the_wrong_type(tmp_path: Path) -> None:
     assert_points_at(error_of(path), path, 3, "domains must be a string or a list of strings")
 
 
+def test_a_bad_name_in_domains_is_named_with_its_line(tmp_path: Path) -> None:
+    # Issue 10 item 3: only the first name used to be looked at (as the lineage name);
+    # the others reached the CA.
+    path = write(
+        tmp_path, '[[certificate]]\nsolver = "http"\ndomains = ["ok.example", "a b.example"]\n'
+    )
+    assert_points_at(error_of(path), path, 3, "'a b.example' is not a valid DNS name")
+
+
+def test_domains_are_the_names_the_ca_sees(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        '[[certificate]]\nsolver = "http"\n'
+        'domains = ["Dot.example.", "dot.example", "bücher.example", "0::1"]\n',
+    )
+    (entry,) = load_config_file(path).certificates
+    assert entry.domains == ("dot.example", "xn--bcher-kva.example", "::1")
+
+
 def test_a_bad_key_type(tmp_path: Path) -> None:
     path = write(
         tmp_path,
