@@ -105,6 +105,8 @@ def test_exit_0_success_and_nothing_due(certherd: Certherd) -> None:
         ("renew", "--force", "nosuch"),
         ("revoke", "nosuch"),
         ("delete", "nosuch"),
+        ("account", "show", "--server", "https://127.0.0.1:1/dir"),
+        ("account", "rollover", "--server", "https://127.0.0.1:1/dir"),
     ],
 )
 def test_exit_2_usage(certherd: Certherd, args: tuple[str, ...]) -> None:
@@ -115,6 +117,8 @@ def test_exit_2_usage(certherd: Certherd, args: tuple[str, ...]) -> None:
     if "nosuch" in args:
         assert "no lineage named 'nosuch'" in result.stderr
         assert "known.test" in certherd("list").stdout  # nothing renewed or removed
+    if "account" in args:
+        assert "no account for https://127.0.0.1:1/dir" in result.stderr
 
 
 def test_exit_2_unknown_lineage_renews_nothing(certherd: Certherd) -> None:

@@ -30,12 +30,23 @@ async def _with_client(ctx: Context, ca: Any, work: Any) -> Any:
     from certherd.manager.accounts import load_account, open_client
 
     storage = ctx.storage()
-    await load_account(storage, ca)  # NotFoundError names the missing account
+    await _account_needed(load_account(storage, ca))
     client = await open_client(storage, ca)
     try:
         return await work(client, storage)
     finally:
         await client.aclose()
+
+
+async def _account_needed(work: Any) -> Any:
+    """No account registered here for this CA is a usage error (exit 2), as an unknown
+    lineage is (README, exit codes); the message says to register one."""
+    from certherd.errors import ConfigError, NotFoundError
+
+    try:
+        return await work
+    except NotFoundError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def _show(ctx: Context, title: str, document: dict[str, Any]) -> None:
@@ -106,7 +117,7 @@ def rollover(ctx: Context, /, **params: Any) -> None:
     from certherd.manager.accounts import rollover as do_rollover
 
     ca = build_ca(params)
-    result = run_async(do_rollover(ctx.storage(), ca))
+    result = run_async(_account_needed(do_rollover(ctx.storage(), ca)))
     title = "account key replaced"
     if result.resumed:
         title += " (the CA had accepted the key of the interrupted rollover: now stored)"
