@@ -11,6 +11,7 @@ import subprocess
 import time
 from pathlib import Path
 
+import pytest
 from e2e_runner import Certherd
 
 
@@ -61,14 +62,16 @@ def test_quiet_and_json_show_no_progress(certherd: Certherd) -> None:
         assert "certherd: [" not in result.stderr, result.describe()
 
 
-def test_live_display_on_a_terminal(certherd: Certherd) -> None:
-    """stderr a terminal: counts drawn live by rich; stdout (a pipe) keeps the table."""
+@pytest.mark.parametrize("flags", [[], ["-v"]])
+def test_live_display_on_a_terminal(certherd: Certherd, flags: list[str]) -> None:
+    """stderr a terminal: counts drawn live by rich; stdout (a pipe) keeps the table.
+    With -v the log lines scroll above the display."""
     certherd.issue("a.live.test")
     certherd.issue("b.live.test")
     leader, follower = pty.openpty()
     env = certherd.environment({"TERM": "xterm", "COLUMNS": "120", "LINES": "40"})
     process = subprocess.Popen(
-        certherd.argv(["renew", "--force"]),
+        certherd.argv(["renew", "--force", *flags]),
         env=env,
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
@@ -97,5 +100,7 @@ def test_live_display_on_a_terminal(certherd: Certherd) -> None:
     assert "failed 0" in text
     assert "left 0" in text
     assert "certherd: [" not in text  # no plain lines on a terminal
+    if flags:
+        assert "acme.transport: POST finalize" in text, text  # rich wraps long lines
     assert b"a.live.test" in stdout
     assert b"\x1b[" not in stdout
