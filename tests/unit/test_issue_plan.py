@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from certherd.challenges.spec import SolverSpec
 from certherd.errors import ConfigError
@@ -100,3 +102,30 @@ def test_an_earlier_wildcard_lineage_is_kept_by_the_config_file() -> None:
         assert await earlier_wildcard_lineage(storage, "b.test", ["*.a.test"]) == "b.test"
 
     asyncio.run(run())
+
+
+_pool = st.sampled_from(["a.test", "www.a.test", "*.a.test", "b.test", "::1", "c.test"])
+_held = st.lists(_pool, min_size=1, max_size=4, unique=True).map(tuple)
+_lineage = st.sampled_from(["a.test", "_.a.test", "b.test", "__1", "site", "c.test"])
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(_pool, min_size=1, max_size=4, unique=True),
+    st.dictionaries(_lineage, st.one_of(st.none(), _held), max_size=4),
+)
+def test_without_a_name_no_lineage_loses_a_name(
+    names: list[str], existing: dict[str, tuple[str, ...] | None]
+) -> None:
+    """Issue 9 item 9: never a silent replacement of another lineage's names."""
+    try:
+        plan = plan_issue(names, existing)
+    except ConfigError:
+        return  # refused, nothing changed
+    assert plan.kind != "replace"
+    if plan.kind == "new":
+        assert plan.lineage not in existing
+    else:
+        held = existing[plan.lineage]
+        assert held is not None
+        assert set(held) <= set(names)  # kept or expanded, never a name dropped
