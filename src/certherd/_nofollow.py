@@ -36,9 +36,12 @@ __all__ = [
     "open_below",
     "open_directory",
     "openat2_available",
+    "untrusted_reason",
 ]
 
 DIRECTORY_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
+_WALK_FLAGS = getattr(os, "O_PATH", os.O_RDONLY) | os.O_DIRECTORY | os.O_CLOEXEC
+"""To look at folders only (fstat, dir_fd): O_PATH needs no read permission on them."""
 MAX_SYMLINKS = 40
 """As the kernel's own limit (``ELOOP`` after 40 links in one lookup)."""
 
@@ -190,3 +193,88 @@ def open_directory(path: str | os.PathLike[str]) -> int:
         os.close(fd)
         raise
     return fd
+
+
+def _describe(where: str, info: os.stat_result) -> str:
+    """``/srv/x (owner alice, mode 0775)``."""
+    try:
+        import pwd
+
+        owner = pwd.getpwuid(info.st_uid).pw_name
+    except (KeyError, ImportError):
+        owner = f"uid {info.st_uid}"
+    return f"{where} (owner {owner}, mode {stat.S_IMODE(info.st_mode):04o})"
+
+
+def _may_replace_entries(holder: os.stat_result, entry: os.stat_result | None) -> bool:
+    """Whether someone other than root (or us) can add, rename or remove ``entry`` in the
+    folder ``holder`` (``entry`` None: a name not there yet, which anyone who may write
+    the folder can create first). A sticky folder (``/tmp``) protects entries owned by
+    root or us."""
+    if is_trusted_folder(holder):
+        return False
+    if holder.st_mode & stat.S_ISVTX and entry is not None:
+        return entry.st_uid not in (0, os.geteuid())
+    return True
+
+
+def untrusted_reason(path: str | os.PathLike[str]) -> str | None:
+    """Why another user could change what ``path`` (a folder certherd keeps its state,
+    keys and hooks in) holds, or None when only root (or this process's user) can.
+
+    Walks ``path`` from ``/`` as :func:`open_directory` does (following only symlinks
+    root placed) and asks of each step whether the folder holding it lets another user
+    swap the entry; the folder itself, if it exists, must be owned by root or us and not
+    writable by group or others; if it does not exist yet, whoever may write its nearest
+    existing parent could make it first. The answer is a phrase for an error message.
+    """
+    text = os.path.join(os.getcwd(), os.fspath(path))
+    pending = _components(text)
+    flags = _WALK_FLAGS
+    fd = os.open("/", flags)
+    where, links = "/", 0
+    try:
+        while pending:
+            name = pending.pop()
+            here = posixpath.normpath(posixpath.join(where, name))
+            holder = os.fstat(fd)
+            try:
+                child = os.open(name, flags | os.O_NOFOLLOW, dir_fd=fd)
+            except FileNotFoundError:
+                if _may_replace_entries(holder, None):
+                    folder = _describe(where, holder)
+                    return f"{here} does not exist and {folder} lets other users make it first"
+                return None  # made by certherd itself, inside a folder only root can change
+            except OSError as exc:
+                if exc.errno not in (errno.ELOOP, errno.ENOTDIR):
+                    raise
+                info = os.stat(name, dir_fd=fd, follow_symlinks=False)
+                if not stat.S_ISLNK(info.st_mode):
+                    raise
+                if not is_trusted_folder(holder):
+                    folder = _describe(where, holder)
+                    return f"{here} is a symbolic link in {folder}, which other users can change"
+                links += 1
+                if links > MAX_SYMLINKS:
+                    raise OSError(errno.ELOOP, os.strerror(errno.ELOOP), text) from None
+                target = os.readlink(name, dir_fd=fd)
+                pending.extend(_components(target))
+                if target.startswith("/"):
+                    os.close(fd)
+                    fd = os.open("/", flags)
+                    where = "/"
+                continue
+            entry = os.fstat(child)
+            os.close(fd)
+            fd = child
+            if name != ".." and _may_replace_entries(holder, entry):
+                return f"{_describe(where, holder)} lets other users replace {here}"
+            where = here
+        final = os.fstat(fd)
+        if final.st_uid not in (0, os.geteuid()):
+            return f"{_describe(where, final)} belongs to another user"
+        if final.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+            return f"{_describe(where, final)} is writable by group or others"
+        return None
+    finally:
+        os.close(fd)

@@ -23,6 +23,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+from certherd._nofollow import untrusted_reason
 from certherd.crypto.files import atomic_write
 from certherd.errors import ConfigError, LockTimeoutError, NotFoundError, StorageError
 from certherd.storage.layout import FILES, check_name
@@ -106,8 +107,31 @@ class FilesystemStorage:
 
     def __init__(self, root: str | os.PathLike[str]) -> None:
         self.root = Path(root)
+        self._root_checked = False
+
+    def _check_root(self) -> None:
+        """ConfigError if another user could change what the folder holds (once per object).
+
+        The folder holds account keys, private keys and the hooks root runs: if a user
+        could swap it or an entry on its path, they could read the keys or run their own
+        program as root. See :func:`certherd._nofollow.untrusted_reason` for the rules.
+        """
+        if self._root_checked:
+            return
+        try:
+            reason = untrusted_reason(self.root)
+        except OSError as exc:
+            raise StorageError(f"cannot check {self.root}: {_explain(exc)}") from None
+        if reason is not None:
+            raise ConfigError(
+                f"the config dir {self.root} is not safe for keys and hooks: {reason}; use a "
+                "folder only root (or the user certherd runs as) can change, such as "
+                "/etc/certherd, or fix its owner and mode"
+            )
+        self._root_checked = True
 
     def _path(self, key: str) -> Path:
+        self._check_root()
         parts = key.split("/")
         if not key or any(p in ("", ".", "..") or "\\" in p or "\0" in p for p in parts):
             raise ValueError(f"bad storage key {key!r}")
