@@ -4,6 +4,13 @@ It answers ``GET /.well-known/acme-challenge/<token>`` with the key authorizatio
 the tokens now presented and 404 for everything else. The listener starts with the
 first presented token and stops when the last one is cleaned up, so one solver object
 (one port) serves any number of concurrent orders.
+
+The port is open to the internet while a challenge is up, in the process that renews
+every certificate (the daemon): like the metrics server, it is bounded so that idle or
+slow clients cannot take the process's file descriptors. At most :data:`MAX_CONNECTIONS`
+at once (more are answered 503 and closed unread: a CA retries, and validates from a
+handful of places), the request head within :data:`HEAD_TIMEOUT` seconds and
+:data:`MAX_REQUEST_HEAD` bytes, the answer taken within :data:`WRITE_TIMEOUT` seconds.
 """
 
 from __future__ import annotations
@@ -21,7 +28,15 @@ __all__ = ["Http01StandaloneSolver", "parse_listen_address"]
 
 PREFIX = "/.well-known/acme-challenge/"
 MAX_REQUEST_HEAD = 8192
-READ_TIMEOUT = 10.0
+MAX_CONNECTIONS = 256
+HEAD_TIMEOUT = 5.0
+READ_TIMEOUT = HEAD_TIMEOUT
+"""The old name of :data:`HEAD_TIMEOUT`."""
+WRITE_TIMEOUT = 10.0
+_BUSY = (
+    b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\nContent-Length: 17\r\n"
+    b"Retry-After: 1\r\nConnection: close\r\n\r\ntoo many clients\n"
+)
 
 
 @dataclass(frozen=True)
@@ -40,7 +55,9 @@ class Http01StandaloneSolver:
         self._responses: dict[str, str] = {}
         self._server: asyncio.Server | None = None
         self._lock = asyncio.Lock()
+        self._connections = 0
         self.requests_served = 0
+        self.refused = 0
 
     def supports(self, identifier: Identifier) -> bool:
         # RFC 8555 §7.1.3 / §8.3: wildcard names cannot be proven over http-01.
@@ -73,7 +90,11 @@ class Http01StandaloneSolver:
         hosts = [self.host] if self.host else None
         try:
             self._server = await asyncio.start_server(
-                self._serve, host=hosts, port=self.port, reuse_address=True
+                self._serve,
+                host=hosts,
+                port=self.port,
+                reuse_address=True,
+                limit=MAX_REQUEST_HEAD,
             )
         except OSError as exc:
             where = f"{self.host or '*'}:{self.port}"
@@ -83,15 +104,25 @@ class Http01StandaloneSolver:
             ) from None
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self._connections >= MAX_CONNECTIONS:
+            self.refused += 1  # refused unread: its descriptor is freed in this loop pass
+            with contextlib.suppress(Exception):
+                writer.write(_BUSY)
+            writer.transport.abort()
+            return
+        self._connections += 1
         try:
-            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), READ_TIMEOUT)
-        except (
-            asyncio.IncompleteReadError,
-            asyncio.LimitOverrunError,
-            TimeoutError,
-            ConnectionError,
-        ):
-            writer.close()
+            await self._answer(reader, writer)
+        except (ConnectionError, TimeoutError):
+            pass
+        finally:
+            self._connections -= 1
+            writer.transport.abort()  # closed, or given up on: nothing more is waited for
+
+    async def _answer(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), HEAD_TIMEOUT)
+        except (asyncio.IncompleteReadError, asyncio.LimitOverrunError):
             return
         status, body = "404 Not Found", b"not found\n"
         line = head[:MAX_REQUEST_HEAD].split(b"\r\n", 1)[0].decode("latin-1")
@@ -108,10 +139,7 @@ class Http01StandaloneSolver:
             f"HTTP/1.1 {status}\r\nContent-Type: text/plain\r\n"
             f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
         ).encode("ascii")
-        try:
-            writer.write(header + (b"" if parts[0] == "HEAD" else body))
-            await writer.drain()
-        except ConnectionError:
-            pass
-        finally:
-            writer.close()
+        writer.write(header + (b"" if parts[0] == "HEAD" else body))
+        await asyncio.wait_for(writer.drain(), WRITE_TIMEOUT)
+        writer.close()
+        await asyncio.wait_for(writer.wait_closed(), WRITE_TIMEOUT)
