@@ -153,6 +153,20 @@ def test_half_a_window_falls_back_to_the_lifetime_rule() -> None:
         assert decision.next_check == ISSUED + 60 * DAY
 
 
+def test_a_window_ending_after_expiry_falls_back_to_the_lifetime_rule() -> None:
+    """A renewalInfo window past expiry (hostile, or broken) must not let it lapse."""
+    expiry = ISSUED + 90 * DAY
+    late = {"ari_start": ISSUED + 80 * DAY, "ari_end": expiry + DAY, "ari_pick": expiry + HOUR}
+    day_61 = _ari(ISSUED + 61 * DAY, **late)
+    assert day_61.due
+    assert "third of the lifetime" in day_61.reason
+    far = {
+        "ari_start": dt.datetime(2100, 1, 1, tzinfo=dt.UTC),
+        "ari_end": dt.datetime(2100, 1, 2, tzinfo=dt.UTC),
+    }
+    assert _ari(ISSUED + 40 * DAY, **far, ari_pick=None).next_check == ISSUED + 60 * DAY
+
+
 # -- failures back off, but never past expiry --------------------------------------------
 
 

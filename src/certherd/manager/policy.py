@@ -108,6 +108,11 @@ def _due(
 ) -> RenewalDecision:
     if now >= not_after:
         return RenewalDecision(True, f"expired at {_stamp(not_after)}", now)
+    if ari_start is not None and ari_end is not None and ari_end > not_after:
+        # A window that ends after the certificate expires cannot be followed to its end
+        # (RFC 9773 §4.2: the client SHOULD renew before expiry): our own rule decides,
+        # so a broken or hostile renewalInfo never lets a certificate lapse.
+        ari_start = ari_end = ari_pick = None
     if ari_start is not None and ari_end is not None:
         pick = ari_pick if ari_pick is not None else ari_start
         window = f"the CA's renewal window ({_stamp(ari_start)} to {_stamp(ari_end)})"
