@@ -20,7 +20,7 @@ from dataclasses import replace
 from cryptography import x509
 
 from certherd.acme.client import AcmeClient, CertificateChain
-from certherd.acme.messages import Identifier, Order, identifiers_from
+from certherd.acme.messages import Identifier, Order
 from certherd.acme.retry import Clock
 from certherd.challenges.factory import SolverPool
 from certherd.challenges.spec import SolverSpec
@@ -33,6 +33,7 @@ from certherd.manager.lineage import LineageSettings, LineageState
 from certherd.manager.obtain import complete_order, open_order, select_chain
 from certherd.manager.outcome import Action, Outcome
 from certherd.manager.versions import find_stored_version, next_version, write_version
+from certherd.names import normalize_names
 from certherd.storage.base import Storage
 from certherd.storage.layout import FILES, archive_file, pending_key
 
@@ -91,7 +92,7 @@ class Issuer:
         try:
             solvers = self.solvers.choice(self.solver_specs(settings))
             solvers.preflight()  # after the pre hooks: they may mount or create a webroot
-            identifiers = identifiers_from(settings.names)
+            identifiers = normalize_names(settings.names)  # as the CA judges them
             order, key, state = await self._open_or_place(client, settings, state, identifiers)
             try:
                 order, _ = await complete_order(client, order, identifiers, solvers, key)
@@ -209,7 +210,7 @@ class Issuer:
             chains.append(await client.download_certificate(url))
         chosen = select_chain(chains, settings.preferred_chain)
         if chosen is not default:
-            client.verify_chain(chosen, key.public_key(), identifiers_from(settings.names))
+            client.verify_chain(chosen, key.public_key(), normalize_names(settings.names))
         return chosen
 
     async def _promote(

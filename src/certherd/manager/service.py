@@ -194,19 +194,27 @@ class Manager(Issuer):
         ``precondition`` is called under the lineage lock with the stored settings (None
         for a new lineage) and may raise to stop before anything is ordered."""
         async with self._gate, self.storage.lock(settings.name):
+            try:
+                stored: LineageSettings | None = await LineageSettings.load(
+                    self.storage, settings.name
+                )
+            except NotFoundError:
+                stored = None
             if precondition is not None:
-                try:
-                    stored: LineageSettings | None = await LineageSettings.load(
-                        self.storage, settings.name
-                    )
-                except NotFoundError:
-                    stored = None
                 precondition(stored)
             state = await LineageState.load(self.storage, settings.name)
             action: Action = "issued" if state.version is None else "renewed"
+            ordering = state
+            if stored is not None and stored.directory_url != settings.directory_url:
+                # Another CA now (staging -> production): RFC 9773 §5 `replaces` names a
+                # certificate of the CA asked, so the old CA's is not sent (a CA refuses
+                # the order for it), nor is the old CA's open order resumed.
+                ordering = replace(
+                    state, certificate_id=None, order_url=None, order_names=(), order_retry_at=None
+                )
             try:
                 return await self._obtain(
-                    settings, ca, state, action, "requested", save_settings=True
+                    settings, ca, ordering, action, "requested", save_settings=True
                 )
             except Exception as exc:
                 # Any exception, not only ours (issue 9.3): the failure is remembered and
