@@ -76,8 +76,10 @@ async def test_value_modes_do_not_depend_on_the_umask(
     os.umask(umask)
     await storage.write("accounts/ca-1/default/key.pem", b"secret", private=True)
     await storage.write("state/a.json", b"{}")
+    await storage.write("index.json", b"{}")
     assert mode(storage.root / "accounts/ca-1/default/key.pem") == 0o600
-    assert mode(storage.root / "state/a.json") == 0o644
+    assert mode(storage.root / "state/a.json") == 0o600, "settings and state: owner only"
+    assert mode(storage.root / "index.json") == 0o644
 
 
 async def test_overwriting_a_public_value_as_private_tightens_it(
@@ -93,13 +95,37 @@ async def test_folder_modes(storage: FilesystemStorage, root: Path) -> None:
     await write_version(storage, "example.com", 1)
     await storage.publish("example.com", 1, FILES)
     await storage.write("renewal/example.com.json", b"{}")
-    for private in ("accounts", "accounts/ca-1", "accounts/ca-1/default", "archive"):
+    await storage.write("state/example.com.json", b"{}")
+    for private in ("accounts", "accounts/ca-1", "accounts/ca-1/default", "archive", "renewal"):
         assert mode(root / private) == 0o700, private
     assert mode(root / "archive/example.com") == 0o700
-    for public in ("", "live", "live/example.com", "renewal"):
+    assert mode(root / "state") == 0o700
+    for public in ("", "live", "live/example.com"):
         assert mode(root / public) == 0o755, public
+    assert mode(root / "renewal/example.com.json") == 0o600
     assert mode(root / "archive/example.com/privkey1.pem") == 0o600
     assert mode(root / "archive/example.com/cert1.pem") == 0o644
+
+
+async def test_an_older_install_is_tightened_on_first_use(root: Path) -> None:
+    """Folders and settings files an older certherd left readable by everyone (0755,
+    0644) are made owner-only by the next run, whatever it does first; symlinks in
+    them are not followed."""
+    for folder in ("renewal", "state", "accounts", "archive", "locks"):
+        (root / folder).mkdir(parents=True, mode=0o755)
+        (root / folder).chmod(0o755)
+    (root / "renewal/old.json").write_text('{"key_secret": "c2VjcmV0"}')
+    (root / "renewal/old.json").chmod(0o644)
+    elsewhere = root.parent / "elsewhere.json"
+    elsewhere.write_text("{}")
+    elsewhere.chmod(0o644)
+    (root / "renewal/link.json").symlink_to(elsewhere)
+    storage = FilesystemStorage(root)
+    assert await storage.list("renewal") == ["renewal/link.json", "renewal/old.json"]
+    for folder in ("renewal", "state", "accounts", "archive", "locks"):
+        assert mode(root / folder) == 0o700, folder
+    assert mode(root / "renewal/old.json") == 0o600
+    assert mode(elsewhere) == 0o644, "a symlink is not followed"
 
 
 async def test_lock_files_are_private(storage: FilesystemStorage, root: Path) -> None:
@@ -399,13 +425,14 @@ def tmpfs(folder: Path) -> Iterator[bool]:
 
 
 def attempt_write(root: Path) -> str:
-    """Read, then try to overwrite, ``state/a.json``; the StorageError text or "written"."""
+    """Read, then try to overwrite, ``live/a.json`` (in a folder others may read); the
+    StorageError text or "written"."""
 
     async def attempt() -> str:
         storage = FilesystemStorage(root)
-        assert await storage.read("state/a.json") == b"old"
+        assert await storage.read("live/a.json") == b"old"
         try:
-            await storage.write("state/a.json", b"new")
+            await storage.write("live/a.json", b"new")
         except StorageError as exc:
             return str(exc)
         return "written"
@@ -443,15 +470,15 @@ def test_a_forbidden_folder_gives_a_clear_message() -> None:
     try:
         base.chmod(0o755)
         root = base / "certherd"
-        asyncio.run(FilesystemStorage(root).write("state/a.json", b"old"))
-        (root / "state").chmod(0o555)
+        asyncio.run(FilesystemStorage(root).write("live/a.json", b"old"))
+        (root / "live").chmod(0o555)
         message = forbidden_write_message(root)
-        assert message.startswith(f"cannot write {root / 'state/a.json'}: permission denied")
+        assert message.startswith(f"cannot write {root / 'live/a.json'}: permission denied")
         assert "fix its permissions" in message
-        assert (root / "state/a.json").read_bytes() == b"old"
-        assert leftovers(root / "state") == []
+        assert (root / "live/a.json").read_bytes() == b"old"
+        assert leftovers(root / "live") == []
     finally:
-        (base / "certherd/state").chmod(0o755)
+        (base / "certherd/live").chmod(0o755)
         shutil.rmtree(base)
 
 

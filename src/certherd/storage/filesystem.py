@@ -1,7 +1,9 @@
 """The default storage: a folder (``/etc/certherd`` for root), Certbot-like on disk.
 
 Values are files written through a temp file, fsync and rename; private values are
-0600 and the ``accounts`` and ``archive`` folders 0700. ``live/<lineage>/*.pem`` are
+0600, and so is every file of ``accounts``, ``renewal`` and ``state``; those folders,
+``archive`` and ``locks`` are 0700 (tightened on first use where an older certherd
+left them open). ``live/<lineage>/*.pem`` are
 relative symlinks into ``archive/<lineage>/``, each swapped atomically by renaming a
 new link over the old one, so a web server never reads a half-written file. Locks are
 ``flock`` on ``locks/<name>.lock``: held across processes on this machine, released by
@@ -18,6 +20,7 @@ import functools
 import logging
 import os
 import re
+import stat
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -32,7 +35,11 @@ __all__ = ["FilesystemStorage"]
 
 log = logging.getLogger(__name__)
 
-_PRIVATE_TOPS = ("accounts", "archive", "locks")
+_PRIVATE_TOPS = ("accounts", "archive", "locks", "renewal", "state")
+"""Folders only their owner may enter (0700): keys, settings (which may hold a DNS
+credential given on a command line), state (order URLs), locks."""
+_PRIVATE_VALUES = ("accounts", "renewal", "state")
+"""Folders whose every file is written 0600, whatever ``private`` says."""
 _AT_FDCWD = -100
 _RENAME_EXCHANGE = 2
 
@@ -107,6 +114,7 @@ class FilesystemStorage:
 
     def __init__(self, root: str | os.PathLike[str]) -> None:
         self.root = Path(root)
+        self._secured = False
         self._root_checked = False
 
     def _check_root(self) -> None:
@@ -130,6 +138,33 @@ class FilesystemStorage:
             )
         self._root_checked = True
 
+    def _secure(self) -> None:
+        """Once per instance: tighten what an older certherd left open (private folders
+        0755, settings files 0644). Only existing entries are touched; symlinks never
+        followed; a folder we may not change is left as it is."""
+        if self._secured:
+            return
+        self._check_root()  # never change modes under a folder another user controls
+        self._secured = True
+        for top in _PRIVATE_TOPS:
+            folder = self.root / top
+            try:
+                info = os.lstat(folder)
+            except OSError:
+                continue
+            if not stat.S_ISDIR(info.st_mode):
+                continue
+            with contextlib.suppress(OSError):
+                if info.st_mode & 0o077:
+                    os.chmod(folder, 0o700)
+                if top in _PRIVATE_VALUES:
+                    with os.scandir(folder) as entries:
+                        for entry in entries:
+                            if entry.is_file(follow_symlinks=False):
+                                mode = entry.stat(follow_symlinks=False).st_mode
+                                if mode & 0o077:
+                                    os.chmod(entry.path, 0o600)
+
     def _path(self, key: str) -> Path:
         self._check_root()
         parts = key.split("/")
@@ -152,6 +187,7 @@ class FilesystemStorage:
 
     async def read(self, key: str) -> bytes:
         path = self._path(key)
+        self._secure()
         try:
             return path.read_bytes()
         except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
@@ -162,7 +198,9 @@ class FilesystemStorage:
 
     async def write(self, key: str, data: bytes, *, private: bool = False) -> None:
         path = self._path(key)
+        self._secure()
         self._ensure_parent(path)
+        private = private or key.split("/", 1)[0] in _PRIVATE_VALUES
         try:
             atomic_write(path, data, mode=0o600 if private else 0o644)
         except ConfigError as exc:
@@ -183,6 +221,7 @@ class FilesystemStorage:
         return self._path(key).is_file()
 
     async def list(self, prefix: str) -> list[str]:
+        self._secure()
         base = self._path(prefix.rstrip("/")) if prefix.strip("/") else self.root
         if not base.is_dir():
             return []

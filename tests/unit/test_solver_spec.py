@@ -1,0 +1,62 @@
+"""SolverSpec keeps secrets as references and never shows them (issue 9, item 2)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from certherd.challenges.options import solver_spec
+from certherd.challenges.spec import SecretRef, SolverSpec
+from certherd.errors import ConfigError
+from certherd.schema import REDACTED
+
+SECRET = "c2VjcmV0LXZhbHVlLXRoYXQtbXVzdC1uZXZlci1zaG93"
+
+
+def rfc2136(**secret: object) -> SolverSpec:
+    options: dict[str, object] = {"provider": "rfc2136", "server": "192.0.2.1", **secret}
+    return solver_spec("dns", options, strict=False, inline=SecretRef("value"))
+
+
+def test_a_secret_given_as_a_value_is_stored_but_never_shown() -> None:
+    spec = rfc2136(key_secret=SECRET)
+    assert spec.secrets == {"key_secret": SecretRef("value")}
+    assert SECRET not in repr(spec)
+    assert SECRET not in str(spec.to_json())
+    assert spec.to_json()["options"]["key_secret"] == {"value": REDACTED}
+    stored = spec.to_json(reveal=True)
+    assert stored["options"]["key_secret"] == {"value": SECRET}
+    assert SolverSpec.from_json(stored) == spec
+    assert SolverSpec.from_json(stored).options["key_secret"] == SECRET
+
+
+def test_references_are_read_when_resolved(tmp_path: Path) -> None:
+    by_env = rfc2136(key_secret={"env": "TSIG_SECRET"})
+    assert "key_secret" not in by_env.options
+    assert by_env.resolve({"TSIG_SECRET": SECRET}).options["key_secret"] == SECRET
+    with pytest.raises(ConfigError, match="environment variable TSIG_SECRET, which is not set"):
+        by_env.resolve({})
+    path = tmp_path / "secret"
+    path.write_text(f"  {SECRET}\n")
+    by_file = rfc2136(key_secret={"file": str(path)})
+    assert by_file.resolve({}).options["key_secret"] == SECRET
+    path.write_text("")
+    with pytest.raises(ConfigError, match="is empty") as caught:
+        by_file.resolve({})
+    assert SECRET not in str(caught.value)
+
+
+def test_a_legacy_copy_is_redacted_by_its_name() -> None:
+    """Settings written by an older certherd hold the secret as a plain option."""
+    old = SolverSpec.from_json(
+        {"kind": "dns", "options": {"provider": "lexicon:x", "auth_token": SECRET}}
+    )
+    assert old.options["auth_token"] == SECRET, "still usable"
+    assert old.to_json()["options"]["auth_token"] == REDACTED
+    assert SECRET not in repr(old)
+
+
+def test_a_reference_by_value_of_another_shape_is_refused() -> None:
+    with pytest.raises(ConfigError, match="env"):
+        SolverSpec.from_json({"kind": "dns", "options": {"key_secret": {"vault": "x"}}})
