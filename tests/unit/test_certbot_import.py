@@ -716,3 +716,33 @@ def test_command_human_output(
     out, err = capsys.readouterr()
     assert "would-import" in out  # the result on stdout, warnings on stderr
     assert "authenticator nginx has no certherd equivalent" in " ".join(err.split())
+
+
+async def test_a_certbot_dir_another_user_can_change_is_not_imported(
+    certbot: CertbotDir, tmp_path: Path
+) -> None:
+    """Its hooks would run as root: a Certbot dir others can write is refused, unread."""
+    assert os.geteuid() == 0, "this test gives a folder to nobody: run the suite as root"
+    certbot.lineage("x.test", "authenticator = standalone\ndeploy_hook = /bin/true\n")
+    storage = FilesystemStorage(tmp_path / "certherd")
+    os.chown(certbot.root / "renewal", 65534, 65534)  # nobody could swap x.test.conf
+    with pytest.raises(
+        ConfigError,
+        match=r"not importing from .*renewal \(owner nobody, mode 0755\) belongs to another user",
+    ):
+        await import_certbot(certbot.root, storage, now=NOW)
+    os.chown(certbot.root / "renewal", 0, 0)
+    (certbot.root).chmod(0o777)
+    with pytest.raises(ConfigError, match=r"is writable by group or others") as caught:
+        await import_certbot(certbot.root, storage, now=NOW)
+    assert "\n" not in str(caught.value)
+    assert not (tmp_path / "certherd").exists()
+
+    # A renewal file another user may write is that lineage's failure, the rest go on.
+    certbot.root.chmod(0o755)
+    certbot.lineage("y.test", "authenticator = standalone\n")
+    os.chown(certbot.root / "renewal" / "x.test.conf", 65534, 65534)
+    results = {r.lineage: r for r in await import_certbot(certbot.root, storage, now=NOW)}
+    assert results["x.test"].status == "failed"
+    assert "a file another user can change" in results["x.test"].reason
+    assert results["y.test"].status == "imported"

@@ -26,6 +26,7 @@ import datetime as dt
 import json
 import os
 import re
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -34,6 +35,7 @@ from urllib.parse import urlsplit
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 
+from certherd._nofollow import is_trusted_folder, untrusted_reason
 from certherd.crypto.certs import describe_certificate, load_pem_chain
 from certherd.crypto.files import atomic_write
 from certherd.crypto.keys import PrivateKey
@@ -308,17 +310,20 @@ async def import_certbot(
 
     A lineage certherd already has is skipped unless ``replace`` (then its certherd
     versions are dropped). ``dry_run`` reads everything and writes nothing.
-    ConfigError if ``certbot_dir`` has no ``renewal/`` folder.
+    ConfigError if ``certbot_dir`` has no ``renewal/`` folder, or if a user other than
+    root (or this process's) could change it or a folder on its path.
     """
     renewal = certbot_dir / "renewal"
     if not renewal.is_dir():
         raise ConfigError(f"{certbot_dir} is not a Certbot configuration directory: no renewal/")
+    _check_trusted(certbot_dir)
     when = now or dt.datetime.now(dt.UTC)
     results = []
     for conf in sorted(renewal.glob("*.conf")):
         name = conf.name.removesuffix(".conf")
         try:
             check_name(name)
+            _check_trusted_file(conf)
             if not replace and await storage.exists(renewal_settings(name)):
                 results.append(ImportResult(name, "skipped", "certherd has it already"))
                 continue
@@ -330,6 +335,41 @@ async def import_certbot(
             text = safe_text(exc, 500) if isinstance(exc, CertherdError) else f"{conf}: {exc}"
             results.append(ImportResult(name, "failed", text))
     return results
+
+
+_READ_FOLDERS = ("", "renewal", "renewal-hooks", "accounts", "archive", "live")
+"""The folders of a Certbot dir the import reads (``""``: the dir itself)."""
+
+
+def _check_trusted(certbot_dir: Path) -> None:
+    """ConfigError unless only root (or this process's user) can change what is imported.
+
+    Its hooks will run as root and its account keys be used: a folder another user could
+    change (or swap for a link) is not a source to adopt them from.
+    """
+    for sub in _READ_FOLDERS:
+        folder = certbot_dir / sub if sub else certbot_dir
+        if sub and not os.path.lexists(folder):
+            continue
+        try:
+            reason = untrusted_reason(folder)
+        except OSError as exc:
+            raise ConfigError(f"cannot check {folder}: {exc.strerror or exc}") from None
+        if reason is not None:
+            raise ConfigError(
+                f"not importing from {certbot_dir}: {reason}; its hooks would run as root: "
+                "make it and the folders above it root's alone first"
+            )
+
+
+def _check_trusted_file(path: Path) -> None:
+    """ConfigError if ``path`` is a symlink or a file another user may write."""
+    info = path.lstat()
+    if stat.S_ISLNK(info.st_mode) or not is_trusted_folder(info):
+        raise ConfigError(
+            f"{path} is a symbolic link or a file another user can change "
+            f"(owner uid {info.st_uid}, mode {stat.S_IMODE(info.st_mode):04o}): not imported"
+        )
 
 
 async def _import(
