@@ -99,6 +99,9 @@ def test_an_idn_is_ordered_as_its_a_label_and_shown_in_both_forms(certherd: Cert
     issued = certherd("issue", "-d", "Bücher.names.test", *certherd.http, *certherd.ca)
     assert "names: xn--bcher-kva.names.test (bücher.names.test)" in issued.stderr
     assert lineages(certherd) == {"xn--bcher-kva.names.test"}
+    both = "xn--bcher-kva.names.test (bücher.names.test)"
+    assert both in certherd("list").stdout
+    assert both in certherd("show", "xn--bcher-kva.names.test").stdout
     cert = load_cert(certherd.live("xn--bcher-kva.names.test") / "cert.pem")
     assert dns_names(cert) == {"xn--bcher-kva.names.test"}
 

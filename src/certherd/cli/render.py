@@ -13,6 +13,7 @@ import click
 from certherd.cli.common import Context
 from certherd.manager.lineage import LineageSettings, LineageState
 from certherd.manager.outcome import Outcome
+from certherd.names import describe_name
 
 __all__ = [
     "human_time",
@@ -154,7 +155,7 @@ def print_lineages(ctx: Context, documents: Sequence[dict[str, Any]]) -> None:
     rows = [
         (
             d["name"],
-            ", ".join(d["names"]),
+            ", ".join(describe_name(str(n)) for n in d["names"]),  # an IDN in both forms
             _expiry(d["not_after"], now),
             human_time(d["next_renewal"]),
             _remark(d),
@@ -203,6 +204,8 @@ def show_rows(document: dict[str, Any], now: dt.datetime | None = None) -> list[
         label = key.replace("_", " ")
         if key == "not_after":
             rows.append((label, _expiry(value, now, seconds=True)))
+        elif key == "names" and isinstance(value, list):
+            several(label, [describe_name(str(n)) for n in value])  # an IDN in both forms
         elif key == "solvers" and isinstance(value, list):
             several(label, [_solver_text(s) if isinstance(s, dict) else _text(s) for s in value])
         elif key == "files" and isinstance(value, dict):
