@@ -463,7 +463,7 @@ def load_config_file(path: Path) -> ConfigFile:
         try:  # as the CA will judge them (certherd.names): a typo costs no order
             domains = canonical_names(_tuple(entry.domains))
         except ConfigError as exc:
-            raise loader.fail(str(exc), (*at, "domains")) from None
+            raise loader.fail(f"{dotted((*at, 'domains'))}: {exc}", (*at, "domains")) from None
         try:
             lineage = check_name(entry.name) if entry.name is not None else lineage_for(domains[0])
         except ConfigError as exc:

@@ -303,3 +303,22 @@ def test_the_loaded_specs_equal_what_is_stored(tmp_path: Path) -> None:
     assert again == spec
     assert "key_secret" not in again.options, "a reference, not a copy"
     assert again.resolve({}, configured=spec).options == spec.options
+
+
+def test_the_readme_example_is_valid(tmp_path: Path) -> None:
+    readme = Path(__file__).parents[2] / "README.md"
+    example = readme.read_text().split("```toml\n", 1)[1].split("```", 1)[0]
+    path = tmp_path / "certherd.toml"
+    path.write_text(example)
+    path.chmod(0o600)
+    config = load_config_file(path)
+    assert [c.lineage for c in config.certificates] == ["example.com", "wild"]
+    dns = config.certificates[1].solvers[1]
+    assert dns.secrets == {"key_secret": SecretRef("file", "/etc/certherd/tsig.secret")}
+
+
+def test_a_bad_domain_names_its_key_path(tmp_path: Path) -> None:
+    path = write(tmp_path, '\n[[certificate]]\ndomains = ["a.example", "a b.example"]\n')
+    message = error_of(path)
+    assert message.startswith(f"{path}:{line_of(path, 'a b')}: certificate[0].domains: "), message
+    assert "'a b.example'" in message
