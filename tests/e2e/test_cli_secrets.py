@@ -24,16 +24,20 @@ import os
 import pwd
 import secrets
 import shutil
+import signal
 import subprocess
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import NamedTuple
 
+import httpx
 import pytest
 from e2e_runner import Certherd, PebbleFactory, Result
 from tests.servers.bind9 import Bind9Server
 from tests.servers.fixtures import start_or_fail
+from tests.servers.net import free_port
 
 from certherd.testing.pebble import PebbleServer
 
@@ -142,9 +146,41 @@ def _run_everything(servers: Servers, runner: Certherd) -> list[tuple[list[str],
     ]  # fmt: skip
     results = []
     for args in commands:
+        if args[0] == "revoke":  # before the lineages go: the daemon, and what it serves
+            results.append(_daemon(runner))
         result = runner("-vv", *args, check=False)
         results.append((args, result))
     return results
+
+
+def _daemon(runner: Certherd) -> tuple[list[str], Result]:
+    """``certherd -vv run`` for a few cycles (lex fails in each), its metrics and status
+    pages, then SIGTERM; everything it printed and served as one result."""
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    daemon = runner.start("-vv", "run", "--min-interval", "0.5", "--metrics", f"127.0.0.1:{port}")
+    served = []
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and len(served) < 3:
+        time.sleep(1)
+        try:
+            served = [
+                httpx.get(base + page, timeout=2, trust_env=False).text
+                for page in ("/metrics", "/health", "/")
+            ]
+        except httpx.HTTPError:
+            served = []
+    time.sleep(1.5)  # a few more cycles
+    daemon.process.send_signal(signal.SIGTERM)
+    stopped = daemon.wait(timeout=30)
+    assert served, f"the daemon served nothing: {stopped.describe()}"
+    assert "lex" in served[0], "the metrics name the lineages"
+    shown = Result(
+        0 if stopped.code == -signal.SIGTERM else stopped.code,
+        stopped.stdout + "\n".join(served),
+        stopped.stderr,
+    )
+    return ["run"], shown
 
 
 NOBODY_READER = r"""
