@@ -343,6 +343,143 @@ async def test_our_lock_keeps_another_process_out(storage: FilesystemStorage, ro
     assert try_lock() == "free"
 
 
+PROBE = textwrap.dedent(
+    """
+    import fcntl, os, sys
+    fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        print("busy")
+    else:
+        print("free")
+    """
+)
+
+
+def probe_lock(path: Path) -> str:
+    """Whether another process could take ``flock`` on the file at ``path`` now."""
+    done = subprocess.run(
+        [sys.executable, "-c", PROBE, str(path)], capture_output=True, text=True, check=True
+    )
+    return done.stdout.strip()
+
+
+async def test_a_lock_file_removed_by_its_holder_still_keeps_others_out(
+    storage: FilesystemStorage, root: Path
+) -> None:
+    """The holder removes its lock file (a deleted lineage, a failed first issue) while
+    we wait on it: the flock we then win is on a removed file and keeps nobody out, so
+    the lock must be taken again on the file now at the path (issue 10 item 9)."""
+    async with storage.lock("example.com"):
+        pass
+    path = root / "locks/example.com.lock"
+    with lock_holder(path) as child:
+        task, got, release = await acquire_in_background(storage, "example.com")
+        await asyncio.sleep(0.2)
+        assert not got.is_set()
+        path.unlink()  # what the holder's forget() does before it lets go
+        assert child.stdin is not None
+        child.stdin.close()
+        await asyncio.wait_for(got.wait(), 5)
+        assert await asyncio.to_thread(probe_lock, path) == "busy"
+        release.set()
+        await task
+    assert probe_lock(path) == "free"
+
+
+async def test_a_killed_holder_is_reported_as_interrupted(
+    storage: FilesystemStorage, root: Path
+) -> None:
+    program = textwrap.dedent(
+        """
+        import asyncio, os, signal, sys
+        from certherd.storage import FilesystemStorage
+
+        async def main():
+            async with FilesystemStorage(sys.argv[1]).lock("example.com"):
+                os.kill(os.getpid(), signal.SIGKILL)
+
+        asyncio.run(main())
+        """
+    )
+    async with storage.lock("other.test"):
+        assert await storage.interrupted() == ["other.test"]  # held now: a live holder
+    assert await storage.interrupted() == []
+    killed = subprocess.run([sys.executable, "-c", program, str(root)], check=False)
+    assert killed.returncode == -signal.SIGKILL
+    assert await storage.interrupted() == ["example.com"]
+    async with storage.lock("example.com"):
+        pass
+    assert await storage.interrupted() == []
+
+
+async def test_clearing_leftovers_takes_only_its_own_old_temporary_files(
+    storage: FilesystemStorage, root: Path
+) -> None:
+    """Exact names of this lineage's temporary files and staging folders, older than
+    the given moment; never another lineage's, never a file certherd did not name."""
+    hex16 = "0123456789abcdef"
+    ours = [
+        f"archive/example.com/.cert2.pem.{hex16}.tmp",
+        f"archive/example.com/.privkey12.pem.{hex16}.tmp",
+        f"renewal/.example.com.json.{hex16}.tmp",
+        f"state/.example.com.json.{hex16}.tmp",
+    ]
+    others = [
+        f"renewal/.example.com.au.json.{hex16}.tmp",
+        f"state/.www.example.com.json.{hex16}.tmp",
+        f"archive/example.com.au/.cert2.pem.{hex16}.tmp",
+        "archive/example.com/.cert2.pem.swp",
+        f"archive/example.com/.cert2.pem.{hex16}.tmp.keep",
+        f"archive/example.com/.notes.{hex16}.tmp",
+    ]
+    for key in [*ours, *others]:
+        (root / key).parent.mkdir(parents=True, exist_ok=True)
+        (root / key).write_bytes(b"x")
+    (root / "live/.example.com.77.new").mkdir(parents=True)
+    (root / "live/.example.com.au.77.new").mkdir()
+    (root / f"archive/example.com/.chain2.pem.{hex16}.tmp").symlink_to("/etc/passwd")
+    past = time.time() - 60
+    for path in root.rglob("*"):
+        os.utime(path, (past, past), follow_symlinks=False)
+    fresh = root / f"state/.example.com.json.{'f' * 16}.tmp"
+    fresh.write_bytes(b"a write in progress")
+
+    removed = await storage.clear_leftovers("example.com", before=time.time() - 1)
+    assert sorted(removed) == sorted([*ours, "live/.example.com.77.new"])
+    for key in others:
+        assert (root / key).exists(), key
+    assert (root / "live/.example.com.au.77.new").is_dir()
+    assert (root / f"archive/example.com/.chain2.pem.{hex16}.tmp").is_symlink()
+    assert fresh.exists()
+    assert Path("/etc/passwd").exists()
+
+    account = account_key("ca-1", "default")
+    stale = root / f"accounts/ca-1/default/.key.pem.{hex16}.tmp"
+    stale.parent.mkdir(parents=True)
+    stale.write_bytes(b"x")
+    os.utime(stale, (past, past))
+    assert await storage.clear_temporary(account, before=time.time()) == [
+        f"accounts/ca-1/default/.key.pem.{hex16}.tmp"
+    ]
+
+
+async def test_forget_removes_the_empty_archive_folder_and_the_lock(
+    storage: FilesystemStorage, root: Path
+) -> None:
+    async with storage.lock("example.com"):
+        await write_version(storage, "example.com", 1)
+        for file in FILES:
+            await storage.delete(archive_file("example.com", file, 1))
+        await storage.forget("example.com")
+    assert not (root / "archive/example.com").exists()
+    assert not (root / "locks/example.com.lock").exists()
+    await write_version(storage, "kept.test", 1)
+    await storage.forget("kept.test")
+    assert (root / "archive/kept.test/cert1.pem").is_file()  # a folder with values stays
+
+
 # -- failed writes --------------------------------------------------------------------
 
 

@@ -429,7 +429,7 @@ def test_damaged_settings_name_the_file_and_the_fix(raw: bytes) -> None:
         LineageSettings.from_json(raw, "renewal/a.json")
     message = str(caught.value)
     assert message.startswith("renewal/a.json is damaged (")
-    assert message.endswith("fix it or re-issue the lineage")
+    assert message.endswith("or run `certherd delete a` and issue it again")
 
 
 @pytest.mark.parametrize(

@@ -57,11 +57,18 @@ async def _renew(
 
         ctx.warn(config.warnings)
         await sync_settings(storage, config)
+    if not dry_run:  # what runs killed mid-work left (cheap: one small folder listed)
+        from certherd.manager.hygiene import clear_interrupted
+
+        for name, removed in (await clear_interrupted(storage)).items():
+            if ctx.verbose:
+                ctx.say(f"{name}: removed what an interrupted run left: {', '.join(removed)}")
     # The index answers "nothing due" without loading the ACME client at all.
     plan = await plan_renewal(storage, names or None, force=force, now=dt.datetime.now(dt.UTC))
     _check_known(names, plan.index.names)
     if not plan.to_check:
-        await plan.index.save()
+        if not dry_run:  # a dry run writes nothing, not even the index (a cache)
+            await plan.index.save()
         outcomes = plan.not_due
     else:
         from certherd.cli.progress import tracked_manager
@@ -102,14 +109,26 @@ def _print_list(ctx: Context, documents: list[dict[str, Any]]) -> None:
 
 
 async def _documents(ctx: Context, only: str | None) -> list[dict[str, Any]]:
-    from certherd.cli.render import lineage_document
+    from certherd.cli.render import damaged_document, lineage_document
+    from certherd.errors import CertherdError, NotFoundError, safe_text
     from certherd.manager.service import Manager
 
     manager = Manager(ctx.storage())
-    names = [only] if only else await manager.lineages()
+    if only:
+        settings, state = await _load(manager, only)
+        return [lineage_document(settings, state, ctx.config_dir)]
     documents = []
-    for name in names:
-        settings, state = await _load(manager, name)
+    for name in await manager.lineages():
+        try:
+            settings, state = await manager.load(name)
+        except NotFoundError:
+            continue  # deleted while we listed
+        except CertherdError as exc:
+            # One damaged lineage is a row that says so, never the end of the whole list.
+            reason = safe_text(exc, 500)
+            documents.append(damaged_document(name, reason, ctx.config_dir))
+            click.echo(f"certherd: {name}: {reason}", err=True)
+            continue
         documents.append(lineage_document(settings, state, ctx.config_dir))
     return documents
 
@@ -213,8 +232,11 @@ def delete(ctx: Context, name: str) -> None:
     from certherd.manager.service import Manager
 
     async def work() -> int:
+        from certherd.storage.layout import renewal_settings
+
         manager = Manager(ctx.storage())
-        await _load(manager, name)  # a usage error for an unknown name
+        if not await manager.storage.exists(renewal_settings(name)):  # a damaged one goes too
+            await _load(manager, name)  # a usage error for an unknown name
         return await manager.delete(name)
 
     removed = run_async(work())

@@ -16,6 +16,7 @@ from certherd.manager.outcome import Outcome
 from certherd.names import describe_name
 
 __all__ = [
+    "damaged_document",
     "human_time",
     "lineage_document",
     "outcome_document",
@@ -127,6 +128,7 @@ def lineage_document(
         "revocation_reason": state.revocation_reason,
         "waiting_on_ca_until": _iso(state.order_retry_at),
         "last_success": _iso(state.last_success),
+        "damaged": None,
         "files": {
             f: str(live / f) for f in ("cert.pem", "chain.pem", "fullchain.pem", "privkey.pem")
         }
@@ -138,6 +140,8 @@ def lineage_document(
 def _remark(document: dict[str, Any]) -> str:
     """What a person must know first about a lineage: revoked, last error, owed hooks."""
     notes = []
+    if document.get("damaged"):
+        notes.append(f"damaged: {document['damaged']}")
     if document.get("revoked"):
         when = human_time(document.get("revoked_at"))
         notes.append(f"REVOKED {when}: the next renew replaces it")
@@ -148,6 +152,37 @@ def _remark(document: dict[str, Any]) -> str:
     elif document["deploy_owed"]:
         notes.append("deploy hooks owed: next renew runs them")
     return "; ".join(notes)
+
+
+def damaged_document(name: str, reason: str, config_dir: Path) -> dict[str, Any]:
+    """The row of a lineage whose stored files cannot be read: every field empty, and
+    ``damaged`` saying what is wrong and how to fix it."""
+    return {
+        "name": name,
+        "names": [],
+        "ca": None,
+        "key_type": None,
+        "profile": None,
+        "solvers": [],
+        "version": None,
+        "serial": None,
+        "issuer": None,
+        "not_before": None,
+        "not_after": None,
+        "expired": False,
+        "next_renewal": None,
+        "ari_window": None,
+        "failures": None,
+        "last_error": None,
+        "deploy_owed": False,
+        "revoked": False,
+        "revoked_at": None,
+        "revocation_reason": None,
+        "waiting_on_ca_until": None,
+        "last_success": None,
+        "files": {},
+        "damaged": reason,
+    }
 
 
 def print_lineages(ctx: Context, documents: Sequence[dict[str, Any]]) -> None:

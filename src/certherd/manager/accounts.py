@@ -15,8 +15,15 @@ from certherd.acme.client import AcmeClient
 from certherd.acme.jws import ExternalAccountBinding
 from certherd.acme.messages import Account
 from certherd.crypto.keys import PrivateKey, generate_key, load_private_key, private_key_to_pem
-from certherd.errors import AccountDoesNotExistError, ConfigError, NotFoundError, StorageError
-from certherd.storage.base import Storage
+from certherd.errors import (
+    AccountDoesNotExistError,
+    ConfigError,
+    NotFoundError,
+    ProblemError,
+    StorageError,
+)
+from certherd.manager.hygiene import STARTED
+from certherd.storage.base import Leftovers, Storage
 from certherd.storage.layout import (
     account_json,
     account_key,
@@ -113,18 +120,37 @@ def _client(options: CaOptions, record: AccountRecord) -> AcmeClient:
 
 
 async def register(storage: Storage, options: CaOptions) -> tuple[AcmeClient, Account]:
-    """Create (or find, for a stored key) the account and store its URL."""
+    """Create (or find, for a stored key) the account and store its URL.
+
+    A new key is written (0600) only once the CA's directory answered, and before the
+    newAccount request, so a crash never loses an account the CA already knows. If the
+    CA then refuses with a problem document, it created no account: the new key is
+    removed again, so a failed attempt leaves no stub account behind.
+    """
     try:
         record = await load_account(storage, options)
+        fresh = False
     except NotFoundError:
         record = AccountRecord(key=generate_key("ec256"), url=None)
-        await save_account(storage, options, record)  # the key is safe before any request
+        fresh = True
     client = _client(options, record)
     try:
+        await client.directory()  # an unreachable or wrong server fails here: nothing written
+        if fresh:
+            await storage.write(
+                account_key(options.ca_id, options.account),
+                private_key_to_pem(record.key),
+                private=True,
+            )
         contact = [options.email] if options.email else list(record.contact)
-        account = await client.register(
-            contact=contact, agree_tos=options.agree_tos, eab=options.eab
-        )
+        try:
+            account = await client.register(
+                contact=contact, agree_tos=options.agree_tos, eab=options.eab
+            )
+        except (ProblemError, ConfigError):
+            if fresh:  # refused before or by the CA: no account holds this key
+                await storage.delete(account_key(options.ca_id, options.account))
+            raise
     except BaseException:
         await client.aclose()
         raise
@@ -190,6 +216,9 @@ async def finish_rollover(storage: Storage, options: CaOptions) -> Account | Non
     the next rollover). When it knows neither, both files stay and StorageError says so.
     """
     pending_path = account_key_next(options.ca_id, options.account)
+    if isinstance(storage, Leftovers):  # temporary files of a run killed mid-write
+        for key in (account_key, account_key_next, account_json):
+            await storage.clear_temporary(key(options.ca_id, options.account), before=STARTED)
     try:
         pending = load_private_key(await storage.read(pending_path))
     except NotFoundError:

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 from certherd.config import CertificateConfig, ConfigFile
 from certherd.errors import ConfigError, NotFoundError
+from certherd.manager.hygiene import clear_interrupted
 from certherd.manager.lineage import HookSettings, LineageSettings
 from certherd.manager.outcome import Outcome, describe_failure
 from certherd.manager.request import earlier_wildcard_lineage
@@ -100,6 +101,7 @@ async def apply_config(manager: Manager, config: ConfigFile) -> list[Outcome]:
 
     eab = _eab(config)
     manager.configured.update((e.lineage, settings_for(e)) for e in config.certificates)
+    await clear_interrupted(manager.storage)  # what runs killed mid-work left behind
 
     async def one(entry: CertificateConfig) -> Outcome:
         lineage = await earlier_wildcard_lineage(manager.storage, entry.lineage, entry.domains)

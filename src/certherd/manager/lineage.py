@@ -100,8 +100,10 @@ class LineageSettings:
                 allow_http=bool(data.get("allow_http", False)),
             )
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            name = where.rsplit("/", 1)[-1].removesuffix(".json")
             raise ConfigError(
-                f"{where} is damaged ({type(exc).__name__}: {exc}): fix it or re-issue the lineage"
+                f"{where} is damaged ({type(exc).__name__}: {exc}): restore it from a backup "
+                f"or fix it by hand, or run `certherd delete {name}` and issue it again"
             ) from None
 
     @classmethod

@@ -14,6 +14,7 @@ import contextlib
 import datetime as dt
 import logging
 from collections.abc import Awaitable, Callable, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import replace
 from typing import Any
 
@@ -34,6 +35,7 @@ from certherd.errors import (
 )
 from certherd.manager.accounts import CaOptions, open_client
 from certherd.manager.hooks import run_lineage_hooks
+from certherd.manager.hygiene import clear_interrupted, tidy_lineage, working_on
 from certherd.manager.index import plan_renewal
 from certherd.manager.issuance import Issuer
 from certherd.manager.lineage import LineageSettings, LineageState
@@ -118,6 +120,10 @@ class Manager(Issuer):
             resolved.append(spec.resolve(self.solvers.environ, twin))
         return tuple(resolved)
 
+    def _working_on(self, name: str) -> AbstractAsyncContextManager[None]:
+        """The lineage's lock, with what killed runs left of it tidied (manager.hygiene)."""
+        return working_on(self.storage, name, say=self._say)
+
     def _say(self, lineage: str, text: str) -> None:
         if self._on_event is not None:
             self._on_event(lineage, text)
@@ -193,7 +199,7 @@ class Manager(Issuer):
 
         ``precondition`` is called under the lineage lock with the stored settings (None
         for a new lineage) and may raise to stop before anything is ordered."""
-        async with self._gate, self.storage.lock(settings.name):
+        async with self._gate, self._working_on(settings.name):
             try:
                 stored: LineageSettings | None = await LineageSettings.load(
                     self.storage, settings.name
@@ -232,7 +238,7 @@ class Manager(Issuer):
     async def _deploy_owed(self, settings: LineageSettings, state: LineageState) -> Outcome:
         """Deploy hooks still owed for the live version: run them now."""
         name = settings.name
-        async with self._gate, self.storage.lock(name):
+        async with self._gate, self._working_on(name):
             current = await LineageState.load(self.storage, name)
             if not current.deploy_owed:
                 return Outcome(
@@ -297,6 +303,9 @@ class Manager(Issuer):
         self, names: Sequence[str] | None = None, *, force: bool = False, dry_run: bool = False
     ) -> list[Outcome]:
         """Renew what is due (every lineage, or those named), concurrently."""
+        if not dry_run:
+            for name, removed in (await clear_interrupted(self.storage)).items():
+                self._say(name, "removed what an interrupted run left: " + ", ".join(removed))
         plan = await plan_renewal(self.storage, names, force=force, now=self.clock.now())
         # Every lineage to its end; stopped, every one cleans up (not only the first).
         checked = await finish_all(
@@ -386,7 +395,7 @@ class Manager(Issuer):
         if dry_run:
             self.solvers.choice(self.solver_specs(settings))  # they must at least be buildable
             return Outcome(name, "would-renew", decision.reason, state.version, state.not_after)
-        async with self._gate, self.storage.lock(name):
+        async with self._gate, self._working_on(name):
             # Check again under the lock: another process may have renewed meanwhile.
             current = await LineageState.load(self.storage, name)
             if current.version != state.version and not force:
@@ -496,8 +505,10 @@ class Manager(Issuer):
             return revoked
 
     async def delete(self, name: str) -> int:
-        """Remove every file of lineage ``name``; returns how many were removed."""
-        async with self.storage.lock(name):
+        """Remove every file of lineage ``name`` (its lock and folders too); returns how
+        many files were removed."""
+        async with self._working_on(name):
+            await tidy_lineage(self.storage, name)  # temporary files would keep its folder
             keys = await self.storage.list(f"archive/{name}")
             keys += [renewal_settings(name), state_file(name)]
             for key in keys:

@@ -23,7 +23,7 @@ from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
-__all__ = ["LocalPaths", "Storage"]
+__all__ = ["Leftovers", "LocalPaths", "Storage"]
 
 
 @runtime_checkable
@@ -78,4 +78,33 @@ class LocalPaths(Protocol):
 
     def live_dir(self, lineage: str) -> Path:
         """The folder holding ``cert.pem``, ``chain.pem``, ``fullchain.pem``, ``privkey.pem``."""
+        ...
+
+
+@runtime_checkable
+class Leftovers(Protocol):
+    """An optional ability: clearing what a killed certherd leaves beside the values
+    (temporary files, staging folders, lock files), which a backend without files lacks.
+
+    Only certherd's own leftovers are touched, matched by their exact names. Callers MUST
+    hold the lock of the lineage (or account) concerned, so no live process is using them.
+    """
+
+    async def interrupted(self) -> list[str]:
+        """Lock names whose holder ended without releasing them (kill -9, power loss).
+        A name may be held again by a live process meanwhile: take its lock first."""
+        ...
+
+    async def clear_leftovers(self, lineage: str, *, before: float) -> list[str]:
+        """Remove ``lineage``'s temporary files and staging folders older than ``before``
+        (``time.time()`` when this process started); returns what was removed."""
+        ...
+
+    async def clear_temporary(self, key: str, *, before: float) -> list[str]:
+        """Remove temporary files of interrupted writes of ``key`` older than ``before``."""
+        ...
+
+    async def forget(self, lineage: str) -> None:
+        """Remove what a lineage without values leaves: its empty ``archive`` folder and
+        its lock file (while holding that lock; a waiter then takes a fresh one)."""
         ...

@@ -97,6 +97,48 @@ def staging_pattern(lineage: str) -> re.Pattern[str]:
 
 
 _LOCK_POLL = 0.05
+Names = list[str]  # (the class's ``list`` method hides the builtin in its body)
+_HELD = ".held"  # locks/.held/<name>: exists while <name> is held (left by a killed holder)
+# atomic_write's temporary files: ".<name>.<16 hex digits>.tmp" beside the value.
+_ARCHIVE_TEMPORARY = re.compile(
+    r"^\.(?:(?:cert|chain|fullchain|privkey)\d+|pending-privkey)\.pem\.[0-9a-f]{16}\.tmp$"
+)
+
+
+def _temporary_pattern(file: str) -> re.Pattern[str]:
+    """The names atomic_write gives its temporary files for ``file``, exactly."""
+    return re.compile(rf"^\.{re.escape(file)}\.[0-9a-f]{{16}}\.tmp$")
+
+
+def _usable_name(name: str) -> bool:
+    try:
+        check_name(name, "lock name")
+    except ConfigError:
+        return False
+    return True
+
+
+def _same_file(fd: int, path: Path) -> bool:
+    """Whether the open file ``fd`` is still the file at ``path``."""
+    try:
+        current = os.stat(path)
+    except OSError:
+        return False
+    held = os.fstat(fd)
+    return (held.st_dev, held.st_ino) == (current.st_dev, current.st_ino)
+
+
+def _mark(marker: Path) -> None:
+    """Create the empty file ``marker`` (its folder too); a failure only costs a tidy-up."""
+    for _ in range(2):
+        try:
+            os.close(os.open(marker, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600))
+            return
+        except FileNotFoundError:
+            with contextlib.suppress(OSError):
+                os.mkdir(marker.parent, 0o700)
+        except OSError:
+            return
 
 
 def _explain(exc: OSError) -> str:
@@ -259,42 +301,128 @@ class FilesystemStorage:
     async def lock(self, name: str, *, timeout: float = 300.0) -> AsyncIterator[None]:
         path = self._path(f"locks/{check_name(name, 'lock name')}.lock")
         self._ensure_parent(path)
+        fd = await self._acquire(path, name, timeout)
+        marker = path.parent / _HELD / name
         try:
-            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-        except OSError as exc:
-            raise StorageError(f"cannot open lock {path}: {_explain(exc)}") from None
-        try:
-            started = time.monotonic()
-            deadline = started + timeout
-            waited = False
-            while True:
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    break
-                except BlockingIOError:
-                    if not waited:
-                        waited = True
-                        log.warning(
-                            "waiting for the lock of %s (%s): another certherd is working on "
-                            "it (up to %.0f s)",
-                            name,
-                            path,
-                            timeout,
-                        )
-                    if time.monotonic() >= deadline:
-                        raise LockTimeoutError(
-                            f"another certherd holds {name} (lock {path}) for more than "
-                            f"{timeout:.0f}s: wait for it to finish, or check for a stuck process"
-                        ) from None
-                    await asyncio.sleep(_LOCK_POLL)
-            if waited:
-                log.warning("got the lock of %s after %.1f s", name, time.monotonic() - started)
+            _mark(marker)  # gone again on release: left behind, the holder died holding it
             try:
                 yield
             finally:
+                with contextlib.suppress(OSError):
+                    os.unlink(marker)
                 fcntl.flock(fd, fcntl.LOCK_UN)
         finally:
             os.close(fd)
+
+    async def _acquire(self, path: Path, name: str, timeout: float) -> int:
+        """flock ``path``, waiting up to ``timeout``; the descriptor holding the lock.
+
+        A lock file can be removed by its holder (a deleted lineage, a failed first issue):
+        a flock won on a removed file keeps nobody out, so after winning it the file is
+        checked to still be the one at ``path``, else the current one is taken.
+        """
+        started = time.monotonic()
+        deadline = started + timeout
+        waited = False
+        while True:
+            try:
+                fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+            except OSError as exc:
+                raise StorageError(f"cannot open lock {path}: {_explain(exc)}") from None
+            try:
+                while True:
+                    try:
+                        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                        break
+                    except BlockingIOError:
+                        if not waited and timeout > 0:  # a mere try (timeout 0) is no wait
+                            waited = True
+                            log.warning(
+                                "waiting for the lock of %s (%s): another certherd is working "
+                                "on it (up to %.0f s)",
+                                name,
+                                path,
+                                timeout,
+                            )
+                        if time.monotonic() >= deadline:
+                            raise LockTimeoutError(
+                                f"another certherd holds {name} (lock {path}) for more than "
+                                f"{timeout:.0f}s: wait for it to finish, or check for a "
+                                "stuck process"
+                            ) from None
+                        await asyncio.sleep(_LOCK_POLL)
+                if _same_file(fd, path):
+                    if waited:
+                        log.warning(
+                            "got the lock of %s after %.1f s", name, time.monotonic() - started
+                        )
+                    return fd
+            except BaseException:
+                os.close(fd)
+                raise
+            os.close(fd)
+
+    async def forget(self, lineage: str) -> None:
+        name = check_name(lineage)
+        with contextlib.suppress(OSError):
+            (self.root / "archive" / name).rmdir()  # only if empty
+        path = self._path(f"locks/{name}.lock")
+        try:
+            path.unlink()
+        except FileNotFoundError:
+            return
+        except OSError as exc:
+            raise StorageError(f"cannot delete {path}: {_explain(exc)}") from None
+
+    async def interrupted(self) -> Names:
+        try:
+            names = os.listdir(self.root / "locks" / _HELD)
+        except OSError:
+            return []
+        return sorted(name for name in names if _usable_name(name))
+
+    async def clear_leftovers(self, lineage: str, *, before: float) -> Names:
+        name = check_name(lineage)
+        own_json = _temporary_pattern(f"{name}.json")
+        removed = self._remove_old(self.root / "renewal", own_json, before)
+        removed += self._remove_old(self.root / "state", own_json, before)
+        removed += self._remove_old(self.root / "archive" / name, _ARCHIVE_TEMPORARY, before)
+        removed += self._remove_old(self.root / "live", staging_pattern(name), before, folders=True)
+        return removed
+
+    async def clear_temporary(self, key: str, *, before: float) -> Names:
+        path = self._path(key)
+        return self._remove_old(path.parent, _temporary_pattern(path.name), before)
+
+    def _remove_old(
+        self, folder: Path, pattern: re.Pattern[str], before: float, *, folders: bool = False
+    ) -> Names:
+        """Remove the entries of ``folder`` named by ``pattern`` and changed before
+        ``before``: files (or, with ``folders``, folders), never a symlink."""
+        removed: Names = []
+        try:
+            entries = list(os.scandir(folder))
+        except OSError:
+            return removed
+        for entry in entries:
+            if not pattern.match(entry.name):
+                continue
+            try:
+                info = entry.stat(follow_symlinks=False)
+            except OSError:
+                continue
+            kind = stat.S_ISDIR if folders else stat.S_ISREG
+            if not kind(info.st_mode) or info.st_mtime >= before:
+                continue
+            try:
+                if folders:
+                    _rmtree(Path(entry.path))
+                else:
+                    os.unlink(entry.path)
+            except OSError as exc:
+                raise StorageError(f"cannot remove {entry.path}: {_explain(exc)}") from None
+            removed.append(Path(entry.path).relative_to(self.root).as_posix())
+        return removed
 
     async def publish(self, lineage: str, version: int, files: tuple[str, ...]) -> None:
         live = self._path(f"live/{check_name(lineage)}/x").parent

@@ -1,0 +1,119 @@
+"""Tidying up after a certherd that was killed mid-work (kill -9, power loss, OOM).
+
+Writes are atomic, so such a crash never damages a value; it can leave temporary files,
+a staging folder of ``live/``, and the first files of a version whose last file (the key)
+was never written. Those are removed here, only while holding the lineage's lock (no
+live process is using them then) and only if they are older than this process: a
+concurrent run's files are never touched.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import time
+from collections.abc import AsyncIterator, Callable
+
+from certherd.errors import LockTimeoutError, StorageError
+from certherd.storage.base import Leftovers, Storage
+from certherd.storage.layout import FILES, check_name, renewal_settings, state_file
+
+__all__ = [
+    "STARTED",
+    "clear_interrupted",
+    "partial_versions",
+    "tidy_lineage",
+    "working_on",
+]
+
+STARTED = time.time()
+"""When this process started (module import): leftovers must be older."""
+
+_VERSIONED = re.compile(r"^(cert|chain|fullchain|privkey)(\d+)\.pem$")
+
+
+async def partial_versions(storage: Storage, lineage: str) -> dict[int, list[str]]:
+    """Versions of ``lineage`` in ``archive/`` that miss a file, newer than the live one,
+    with their keys: what a crash while saving a version leaves. (The key is written
+    last, so such a version has no usable certificate and key pair.)"""
+    found: dict[int, list[str]] = {}
+    for key in await storage.list(f"archive/{check_name(lineage)}"):
+        match = _VERSIONED.match(key.rsplit("/", 1)[-1])
+        if match:
+            found.setdefault(int(match.group(2)), []).append(key)
+    live = await storage.live_version(lineage) or 0
+    return {
+        version: keys
+        for version, keys in found.items()
+        if version > live and len(keys) < len(FILES)
+    }
+
+
+async def tidy_lineage(storage: Storage, lineage: str, *, before: float = STARTED) -> list[str]:
+    """Remove what killed runs left of ``lineage``; the caller MUST hold its lock.
+    Returns the keys and paths removed."""
+    removed: list[str] = []
+    if isinstance(storage, Leftovers):
+        removed += await storage.clear_leftovers(lineage, before=before)
+    for keys in (await partial_versions(storage, lineage)).values():
+        for key in keys:
+            await storage.delete(key)
+        removed += keys
+    return removed
+
+
+async def clear_interrupted(storage: Storage, *, before: float = STARTED) -> dict[str, list[str]]:
+    """Tidy every lineage whose lock was last held by a process that died holding it.
+
+    A lock held now by a live process is not waited for (that run is working on it);
+    the others are taken briefly. Returns what was removed, by lineage.
+    """
+    if not isinstance(storage, Leftovers):
+        return {}
+    cleared: dict[str, list[str]] = {}
+    for name in await storage.interrupted():
+        try:
+            async with storage.lock(name, timeout=0):
+                removed = await tidy_lineage(storage, name, before=before)
+        except (LockTimeoutError, StorageError):
+            continue
+        if removed:
+            cleared[name] = removed
+    return cleared
+
+
+async def _has_values(storage: Storage, lineage: str) -> bool:
+    if await storage.exists(renewal_settings(lineage)):
+        return True
+    if await storage.exists(state_file(lineage)):
+        return True
+    return bool(await storage.list(f"archive/{lineage}"))
+
+
+@contextlib.asynccontextmanager
+async def working_on(
+    storage: Storage,
+    lineage: str,
+    *,
+    timeout: float = 300.0,
+    say: Callable[[str, str], None] | None = None,
+) -> AsyncIterator[None]:
+    """Hold ``lineage``'s lock for a piece of work, tidied before and after.
+
+    Before: if its last holder died holding the lock, what that run left is removed.
+    After: a lineage that has no values (a first issue that failed, a deleted lineage)
+    leaves no lock file or empty folder behind.
+    """
+    interrupted = isinstance(storage, Leftovers) and lineage in await storage.interrupted()
+    async with storage.lock(lineage, timeout=timeout):
+        if interrupted:
+            removed = await tidy_lineage(storage, lineage)
+            if removed and say is not None:
+                say(lineage, "removed what an interrupted run left: " + ", ".join(removed))
+        try:
+            yield
+        finally:
+            if isinstance(storage, Leftovers):
+                with contextlib.suppress(StorageError):
+                    if not await _has_values(storage, lineage):
+                        await storage.forget(lineage)
