@@ -150,7 +150,7 @@ def test_a_signal_during_several_lineages_cleans_up_every_one(
     hook.chmod(0o755)
     resolver = ":".join(map(str, pebble.dns_address))
     solver = (
-        f'{{ provider = "exec", command = "{hook}", propagation_timeout = "0", '
+        f'{{ provider = "exec", command = "{hook}", propagation_timeout = 0, '
         f'resolver = "{resolver}" }}'
     )
     lines = [
@@ -176,7 +176,9 @@ def test_a_signal_during_several_lineages_cleans_up_every_one(
         def presented() -> bool:
             return calls.exists() and calls.read_text().count("present ") == len(names)
 
-        assert _wait_for(presented), f"{command}: not all presented"
+        if not _wait_for(presented, 30):
+            running.process.kill()
+            pytest.fail(f"{command}: not all presented: {running.wait().describe()}")
         assert all(_txt_values(pebble, host) for host in hosts)  # all published now
         running.process.send_signal(stop)
         result = running.wait(timeout=60)
