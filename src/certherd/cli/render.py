@@ -237,6 +237,8 @@ def show_rows(document: dict[str, Any], now: dt.datetime | None = None) -> list[
 
     for key, value in document.items():
         label = key.replace("_", " ")
+        if key == "damaged" and value is None:
+            continue  # said only of a damaged lineage
         if key == "not_after":
             rows.append((label, _expiry(value, now, seconds=True)))
         elif key == "names" and isinstance(value, list):
