@@ -121,3 +121,47 @@ def test_the_cli_formatter_cuts_keys_and_control_characters(
     assert len(lines) == 2, err
     assert lines[0].endswith("acme.test: oops <EC private key redacted>")
     assert lines[1].endswith("acme.test: detail from the CA: evil?[2J?forged line?second")
+
+
+def test_headers_are_redacted_by_name() -> None:
+    from certherd.acme.transport import redact_headers
+
+    shown = redact_headers(
+        {
+            "Authorization": "Bearer abc123",
+            "Proxy-Authorization": "Basic dXNlcjpwYXNz",
+            "Cookie": "session=s3cr3t",
+            "X-Api-Key": "k3y",
+            "X-Auth-Token": "t0k3n",
+            "Replay-Nonce": "nonce-is-public",
+            "Content-Type": "application/jose+json",
+        }
+    )
+    for secret in ("abc123", "dXNlcjpwYXNz", "s3cr3t", "k3y", "t0k3n"):
+        assert secret not in shown
+    assert shown.count("<redacted>") == 5
+    assert "Replay-Nonce: nonce-is-public" in shown
+    assert "Content-Type: application/jose+json" in shown
+
+
+def test_a_jws_is_described_by_its_protected_header_only() -> None:
+    import base64
+    import json
+
+    def b64(data: dict[str, object]) -> str:
+        return base64.urlsafe_b64encode(json.dumps(data).encode()).decode().rstrip("=")
+
+    from certherd.acme.transport import _describe_jws
+
+    eab = {"protected": b64({"alg": "HS256"}), "payload": "cHVi", "signature": "TUFDLXNlY3JldA"}
+    body = {
+        "protected": b64({"alg": "ES256", "jwk": {"kty": "EC", "x": "X", "y": "Y"}, "nonce": "n"}),
+        "payload": b64({"externalAccountBinding": eab, "contact": ["mailto:a@b.test"]}),
+        "signature": "c2lnbmF0dXJlLWJ5dGVz",
+    }
+    shown = _describe_jws(json.dumps(body).encode())
+    assert shown == (
+        'JWS protected {"alg": "ES256", "jwk": "<EC public key>", "nonce": "n"}; '
+        "payload and signature <redacted>"
+    )
+    assert _describe_jws(b"not json") == "body 8 bytes"
