@@ -90,7 +90,10 @@ def test_results_on_stdout_diagnostics_on_stderr(certherd: Certherd) -> None:
 
 def test_exit_0_success_and_nothing_due(certherd: Certherd) -> None:
     _expect(certherd("--version"), 0)
-    _expect(certherd("renew"), 0)  # nothing due (nothing at all) is a success
+    nothing = certherd("renew")  # nothing due (nothing at all) is a success
+    _expect(nothing, 0)
+    assert nothing.stdout == ""  # no table of headers alone
+    assert nothing.stderr.startswith("nothing to do: no lineages in ")
     _expect(certherd("list", "--json"), 0)
 
 

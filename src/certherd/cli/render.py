@@ -77,6 +77,9 @@ SUMMARY_OVER = 30
 
 def print_outcomes(ctx: Context, outcomes: Sequence[Outcome]) -> None:
     """A table of what happened; with many lineages, "not due" ones become one line."""
+    if not outcomes:  # no table of headers alone: say why there is nothing (on stderr)
+        ctx.say(f"nothing to do: no lineages in {ctx.config_dir}")
+        return
 
     quiet_ones = [o for o in outcomes if o.action == "not-due"]
     if len(outcomes) > SUMMARY_OVER and quiet_ones:
