@@ -60,3 +60,30 @@ def test_a_legacy_copy_is_redacted_by_its_name() -> None:
 def test_a_reference_by_value_of_another_shape_is_refused() -> None:
     with pytest.raises(ConfigError, match="env"):
         SolverSpec.from_json({"kind": "dns", "options": {"key_secret": {"vault": "x"}}})
+
+
+def test_a_secret_from_another_config_file_is_read_from_it(tmp_path: Path) -> None:
+    """A lineage applied with ``apply --config FILE`` keeps a reference to that file;
+    ``renew`` (which reads only the config dir's certherd.toml) reads the secret there."""
+    from certherd.config import load_config_file
+    from certherd.manager.apply import settings_for
+    from certherd.manager.lineage import LineageSettings
+    from certherd.manager.service import Manager
+    from certherd.storage.memory import MemoryStorage
+
+    path = tmp_path / "elsewhere.toml"
+    path.write_text(
+        '[[certificate]]\ndomains = ["a.example"]\nsolver = "dns"\n'
+        f'solver_options = {{ provider = "rfc2136", server = "192.0.2.1", key_secret = "{SECRET}" }}\n'  # noqa: E501
+    )
+    path.chmod(0o600)
+    wanted = settings_for(load_config_file(path).certificates[0])
+    stored = LineageSettings.from_json(wanted.to_json(), "test")
+    assert "key_secret" not in stored.solvers[0].options
+    manager = Manager(MemoryStorage())
+    (spec,) = manager.solver_specs(stored)
+    assert spec.options["key_secret"] == SECRET
+    path.unlink()
+    with pytest.raises(ConfigError, match="which no longer gives it") as caught:
+        Manager(MemoryStorage()).solver_specs(stored)
+    assert SECRET not in str(caught.value)

@@ -110,7 +110,7 @@ class Manager(Issuer):
         """The lineage's solvers with every secret read from where it comes from: the
         environment, a file, certherd.toml (as loaded into ``configured``), or the
         lineage's own settings file."""
-        configured = self.configured.get(settings.name)
+        configured = self.configured.get(settings.name) or self._configured_in_file(settings)
         given = configured.solvers if configured is not None else ()
         resolved = []
         for index, spec in enumerate(settings.solvers):
@@ -123,6 +123,32 @@ class Manager(Issuer):
     def _working_on(self, name: str) -> AbstractAsyncContextManager[None]:
         """The lineage's lock, with what killed runs left of it tidied (manager.hygiene)."""
         return working_on(self.storage, name, say=self._say)
+
+    def _configured_in_file(self, settings: LineageSettings) -> LineageSettings | None:
+        """The lineage as the config file its secrets come from gives it, for a lineage
+        applied from another file (``apply --config FILE``) than the one this run read."""
+        paths = {
+            ref.where
+            for spec in settings.solvers
+            for ref in spec.secrets.values()
+            if ref.source == "config" and ref.where
+        }
+        if len(paths) != 1:
+            return None
+        from pathlib import Path
+
+        from certherd.config import load_config_file
+        from certherd.manager.apply import settings_for
+
+        path = Path(paths.pop())
+        if not path.is_file():
+            return None  # SolverSpec.resolve names the file and the setting
+        for entry in load_config_file(path).certificates:
+            if entry.lineage == settings.name:
+                wanted = settings_for(entry)
+                self.configured.setdefault(settings.name, wanted)
+                return wanted
+        return None
 
     def _say(self, lineage: str, text: str) -> None:
         if self._on_event is not None:
