@@ -330,6 +330,8 @@ def test_vv_shows_propagation_checks_and_never_the_tsig_secret(
     assert f"challenges.propagation: propagation of TXT {record}: checking {host}" in stderr
     assert f"propagation of TXT {record}: served by 1 of 1 name server(s)" in stderr
     assert "*.vv.certherd.test: the CA offers dns-01; answering dns-01 with" in stderr
+    assert f"dns-01: TXT {record} added through" in stderr
+    assert f"dns-01: TXT {record} removed" in stderr
     assert "*.vv.certherd.test: dns-01 presented" in stderr
     assert "*.vv.certherd.test: authorization valid" in stderr
     assert secret not in stderr + issued.stdout

@@ -45,6 +45,12 @@ def test_v_shows_requests_and_challenge_steps(certherd: Certherd) -> None:
     assert all(url.startswith(certherd.server.directory_url[:20]) for *_, url, _ in requests)
     assert "verbose.test: the CA offers " in result.stderr
     assert "answering http-01" in result.stderr
+    assert re.search(
+        r"challenges\.http01: http-01: 127\.0\.0\.1 asked 'GET /\.well-known/acme-challenge/"
+        r"[A-Za-z0-9_-]+ HTTP/1\.1': 200$",
+        result.stderr,
+        re.MULTILINE,
+    ), result.stderr  # the CA's fetch, as certherd's own server saw it
     assert "verbose.test: authorization valid" in result.stderr
     assert "cleaned up 1 challenge(s), 0 error(s)" in result.stderr
     assert "request headers" not in result.stderr  # -vv only

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 from dataclasses import dataclass
 
 from certherd.acme.messages import Identifier
@@ -26,6 +27,8 @@ from certherd.dns.base import DnsProvider, TxtRecord
 from certherd.errors import ConfigError
 
 __all__ = ["Dns01Handle", "Dns01Solver", "dns01_record_name", "dns01_txt_value"]
+
+log = logging.getLogger(__name__)
 
 CHALLENGE_LABEL = "_acme-challenge"
 
@@ -102,6 +105,7 @@ class Dns01Solver:
         record = await self.record_for(task)
         try:
             await self.provider.add_txt(record)
+            log.info("dns-01: TXT %s added through %s", record.name, type(self.provider).__name__)
             await self.propagation.wait(record.name, record.value)
         except BaseException:
             # The caller only cleans up handles it got back: undo the add here, shielded
@@ -113,6 +117,7 @@ class Dns01Solver:
     async def cleanup(self, handle: object) -> None:
         if isinstance(handle, Dns01Handle):
             await asyncio.shield(self.provider.remove_txt(handle.record))
+            log.info("dns-01: TXT %s removed", handle.record.name)
 
 
 async def _shielded_remove(provider: DnsProvider, record: TxtRecord) -> None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from dataclasses import dataclass
 
 from certherd.acme.messages import Identifier
@@ -25,6 +26,8 @@ from certherd.challenges.options import parse_listen_address
 from certherd.errors import ConfigError
 
 __all__ = ["Http01StandaloneSolver", "parse_listen_address"]
+
+log = logging.getLogger(__name__)
 
 PREFIX = "/.well-known/acme-challenge/"
 MAX_REQUEST_HEAD = 8192
@@ -135,6 +138,10 @@ class Http01StandaloneSolver:
                 self.requests_served += 1
             if parts[0] == "HEAD":
                 body = b"" if answer is None else body
+        peer = writer.get_extra_info("peername")
+        log.info(
+            "http-01: %s asked %r: %s", peer[0] if peer else "?", line[:200], status.split()[0]
+        )
         header = (
             f"HTTP/1.1 {status}\r\nContent-Type: text/plain\r\n"
             f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"

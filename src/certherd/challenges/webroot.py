@@ -48,6 +48,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import logging
 import os
 import secrets
 import stat
@@ -64,6 +65,8 @@ from certherd.challenges.base import ChallengeTask, check_token
 from certherd.errors import ConfigError, SolverError
 
 __all__ = ["WebrootSolver"]
+
+log = logging.getLogger(__name__)
 
 CHALLENGE_DIRS = (".well-known", "acme-challenge")
 """RFC 8555 §8.3: the path below the webroot, one directory per element."""
@@ -223,7 +226,9 @@ class WebrootSolver:
         body = task.key_authorization.encode("ascii")
         work = asyncio.ensure_future(asyncio.to_thread(_present, root, token, body))
         try:
-            return await asyncio.shield(work)
+            handle = await asyncio.shield(work)
+            log.info("webroot: %s written for %s", handle.path, task.identifier)
+            return handle
         except asyncio.CancelledError:
             work.add_done_callback(_undo_when_done)
             raise
@@ -239,6 +244,7 @@ class WebrootSolver:
         # Shielded: once started, removal finishes even if the caller is cancelled.
         try:
             await asyncio.shield(asyncio.to_thread(_cleanup, handle))
+            log.info("webroot: %s removed", handle.path)
         except OSError as exc:
             raise SolverError(
                 f"cannot remove the http-01 response {handle.path}: {exc.strerror or exc}"
