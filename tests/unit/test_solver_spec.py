@@ -87,3 +87,32 @@ def test_a_secret_from_another_config_file_is_read_from_it(tmp_path: Path) -> No
     with pytest.raises(ConfigError, match="which no longer gives it") as caught:
         Manager(MemoryStorage()).solver_specs(stored)
     assert SECRET not in str(caught.value)
+
+
+def test_a_secret_file_others_can_read_is_warned_about(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from certherd.challenges.spec import read_secret_file
+
+    path = tmp_path / "secret"
+    path.write_text(SECRET)
+    path.chmod(0o600)
+    with caplog.at_level("WARNING", logger="certherd"):
+        assert read_secret_file(str(path), "key_secret") == SECRET
+    assert caplog.records == []
+    path.chmod(0o644)
+    with caplog.at_level("WARNING", logger="certherd"):
+        read_secret_file(str(path), "key_secret")
+    (record,) = caplog.records
+    assert "chmod 600" in record.getMessage()
+    assert SECRET not in record.getMessage()
+
+
+def test_an_eab_key_file_that_is_not_text_is_one_line(tmp_path: Path) -> None:
+    from certherd.cli.common import build_ca
+
+    path = tmp_path / "eab.key"
+    path.write_bytes(b"\xff\xfe")
+    params = {"server": "https://acme.test/dir", "eab_kid": "kid", "eab_hmac_key_file": str(path)}
+    with pytest.raises(ConfigError, match="is not UTF-8 text"):
+        build_ca(params)

@@ -18,6 +18,9 @@ form show :data:`~certherd.schema.REDACTED` in place of a secret.
 
 from __future__ import annotations
 
+import logging
+import os
+import stat
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,7 +29,9 @@ from typing import Any, Literal
 from certherd.errors import ConfigError
 from certherd.schema import REDACTED, looks_secret
 
-__all__ = ["SecretRef", "SolverSpec"]
+__all__ = ["SecretRef", "SolverSpec", "read_secret_file"]
+
+log = logging.getLogger(__name__)
 
 Source = Literal["env", "file", "config", "value"]
 SOURCES: tuple[Source, ...] = ("env", "file", "config", "value")
@@ -169,6 +174,7 @@ def read_secret_file(path_text: str, what: str) -> str:
     try:
         with path.open("rb") as handle:
             raw = handle.read(MAX_SECRET_FILE + 1)
+            mode = os.fstat(handle.fileno()).st_mode
     except OSError as exc:
         raise ConfigError(
             f"{what} comes from the file {path}, which cannot be read: {exc.strerror or exc}"
@@ -181,4 +187,10 @@ def read_secret_file(path_text: str, what: str) -> str:
         raise ConfigError(f"{what}: the file {path} is not UTF-8 text") from None
     if not text:
         raise ConfigError(f"{what}: the file {path} is empty: write the secret into it")
+    if stat.S_IMODE(mode) & 0o077:
+        log.warning(
+            "%s comes from %s, which users other than its owner may read: chmod 600 it",
+            what,
+            path,
+        )
     return text

@@ -186,10 +186,9 @@ def build_ca(params: dict[str, Any]) -> Any:
                 f"--email {email!r} is not an e-mail address: write NAME@DOMAIN"
             ) from None
     if kid and key_file:
-        try:
-            text = Path(key_file).read_text().strip()
-        except OSError as exc:
-            raise ConfigError(f"cannot read {key_file}: {exc.strerror}") from None
+        from certherd.challenges.spec import read_secret_file
+
+        text = read_secret_file(key_file, "the EAB HMAC key (--eab-hmac-key-file)")
         eab = ExternalAccountBinding.from_b64url(kid, text)
     return CaOptions(
         directory_url=resolve_directory_url(server, ca),

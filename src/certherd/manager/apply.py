@@ -8,7 +8,6 @@ renewed if due. Lineages not in the file are left alone.
 from __future__ import annotations
 
 import dataclasses
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from certherd.config import CertificateConfig, ConfigFile
@@ -54,11 +53,9 @@ def _eab(config: ConfigFile) -> ExternalAccountBinding | None:
     if not (config.eab_kid and config.eab_hmac_key_file):
         raise ConfigError(f"{config.path}: set both eab_kid and eab_hmac_key_file in [defaults]")
     from certherd.acme.jws import ExternalAccountBinding
+    from certherd.challenges.spec import read_secret_file
 
-    try:
-        key = Path(config.eab_hmac_key_file).read_text().strip()
-    except OSError as exc:
-        raise ConfigError(f"cannot read {config.eab_hmac_key_file}: {exc.strerror}") from None
+    key = read_secret_file(config.eab_hmac_key_file, "the EAB HMAC key (eab_hmac_key_file)")
     return ExternalAccountBinding.from_b64url(config.eab_kid, key)
 
 
