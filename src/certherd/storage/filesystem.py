@@ -196,9 +196,10 @@ class FilesystemStorage:
                 continue
             if not stat.S_ISDIR(info.st_mode):
                 continue
+            if not info.st_mode & 0o077:
+                continue  # made or fixed by this certherd: its files are 0600 already
             with contextlib.suppress(OSError):
-                if info.st_mode & 0o077:
-                    os.chmod(folder, 0o700)
+                os.chmod(folder, 0o700)  # first: the folder alone keeps others out
                 if top in _PRIVATE_VALUES:
                     with os.scandir(folder) as entries:
                         for entry in entries:
