@@ -10,12 +10,15 @@ their clean-up hooks are killed. :func:`finish_all` waits for every child instea
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Coroutine, Iterable, Sequence
 from typing import Any, TypeVar
 
 __all__ = ["CLEANUP_DEADLINE", "finish_all"]
 
 T = TypeVar("T")
+
+log = logging.getLogger(__name__)
 
 CLEANUP_DEADLINE = 60.0
 """Seconds the lineages of a stopped command get, together, to clean up (remove challenge
@@ -53,6 +56,14 @@ async def _wait_bounded(tasks: Sequence[asyncio.Future[Any]], deadline: float) -
     loop = asyncio.get_running_loop()
     end = loop.time() + deadline
     pending = {task for task in tasks if not task.done()}
+    if pending:
+        log.warning(
+            "stopping: %d of %d certificate(s) still cleaning up (challenge records, hooks); "
+            "waiting up to %.0f s",
+            len(pending),
+            len(tasks),
+            deadline,
+        )
     while pending:
         left = end - loop.time()
         if left <= 0:
@@ -61,6 +72,13 @@ async def _wait_bounded(tasks: Sequence[asyncio.Future[Any]], deadline: float) -
             _, pending = await asyncio.wait(pending, timeout=left)
         except asyncio.CancelledError:
             continue  # asked again to stop: the clean-ups still get their (bounded) time
+    if pending:
+        log.error(
+            "stopping: %d certificate(s) did not finish cleaning up within %.0f s and were "
+            "cut short: check for challenge records or files left behind",
+            len(pending),
+            deadline,
+        )
     for task in pending:
         task.cancel()
     for task in tasks:
