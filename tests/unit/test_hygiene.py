@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
@@ -48,3 +49,22 @@ async def test_a_lineage_held_by_a_live_process_is_not_tidied(tmp_path: Path) ->
         assert await clear_interrupted(storage, before=time.time() + 60) == {}
         assert leftover.exists()
         assert await storage.exists(archive_file("example.com", "cert.pem", 1))
+
+
+async def test_old_temporary_files_of_the_index_are_cleared(tmp_path: Path) -> None:
+    """index.json is written without a lock: only a temporary file older than a minute
+    before this process started is taken as a killed run's."""
+    storage = FilesystemStorage(tmp_path)
+    tmp_path.mkdir(exist_ok=True)
+    old = tmp_path / ".index.json.0123456789abcdef.tmp"
+    recent = tmp_path / ".index.json.fedcba9876543210.tmp"
+    other = tmp_path / ".index.json.swp"
+    for path in (old, recent, other):
+        path.write_bytes(b"{}")
+    now = time.time()
+    os.utime(old, (now - 3600, now - 3600))
+    cleared = await clear_interrupted(storage, before=now)
+    assert cleared == {"index.json": [old.name]}
+    assert not old.exists()
+    assert recent.exists()
+    assert other.exists()

@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator, Callable
 
 from certherd.errors import LockTimeoutError, StorageError
 from certherd.storage.base import Leftovers, Storage
-from certherd.storage.layout import FILES, check_name, renewal_settings, state_file
+from certherd.storage.layout import FILES, INDEX, check_name, renewal_settings, state_file
 
 __all__ = [
     "STARTED",
@@ -28,6 +28,9 @@ __all__ = [
 
 STARTED = time.time()
 """When this process started (module import): leftovers must be older."""
+
+INDEX_MARGIN = 60.0
+"""Seconds before this process started that a temporary file of index.json must be older."""
 
 _VERSIONED = re.compile(r"^(cert|chain|fullchain|privkey)(\d+)\.pem$")
 
@@ -63,14 +66,21 @@ async def tidy_lineage(storage: Storage, lineage: str, *, before: float = STARTE
 
 
 async def clear_interrupted(storage: Storage, *, before: float = STARTED) -> dict[str, list[str]]:
-    """Tidy every lineage whose lock was last held by a process that died holding it.
+    """Tidy every lineage whose lock was last held by a process that died holding it,
+    and the temporary files a killed run left of ``index.json``.
 
     A lock held now by a live process is not waited for (that run is working on it);
-    the others are taken briefly. Returns what was removed, by lineage.
+    the others are taken briefly. Returns what was removed, by lineage (or ``index.json``).
     """
     if not isinstance(storage, Leftovers):
         return {}
     cleared: dict[str, list[str]] = {}
+    # index.json is written without a lock (it is a cache): only temporary files older
+    # than a minute before this process started can be a killed run's, not a live one's.
+    with contextlib.suppress(StorageError):
+        index = await storage.clear_temporary(INDEX, before=before - INDEX_MARGIN)
+        if index:
+            cleared[INDEX] = index
     for name in await storage.interrupted():
         try:
             async with storage.lock(name, timeout=0):
