@@ -187,3 +187,26 @@ async def test_an_order_that_died_is_dropped_for_a_new_one(
     state = await LineageState.load(manager.storage, NAME)
     assert state.order_url is None
     assert state.version == 1
+
+
+async def test_a_resumed_order_that_fails_is_not_resumed_again(
+    manager: Manager, ca: SlowCa, clock: FakeClock
+) -> None:
+    """The CA keeps the order "pending" but its authorization ended invalid: the attempt
+    fails (recorded), the order is dropped, and the next attempt places a new one."""
+    await _wait_first(manager, ca, clock)
+    clock.elapsed += TEN_YEARS + 1
+    ca.held = False
+    ca.final_status = "pending"
+    ca.server.authorizations["/authz/1"]["status"] = "invalid"
+    [failed] = await manager.renew([NAME])
+    assert failed.action == "failed", failed
+    assert "invalid" in (failed.error or "")
+    state = await LineageState.load(manager.storage, NAME)
+    assert state.order_url is None
+    assert state.failures == 1
+    assert ca.orders_placed() == 1
+
+    [outcome] = await manager.renew([NAME])
+    assert outcome.action == "renewed", outcome
+    assert ca.orders_placed() == 2

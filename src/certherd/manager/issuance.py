@@ -26,7 +26,13 @@ from certherd.challenges.factory import SolverPool
 from certherd.challenges.spec import SolverSpec
 from certherd.crypto.certs import load_pem_chain
 from certherd.crypto.keys import PrivateKey, generate_key, load_private_key, private_key_to_pem
-from certherd.errors import CertherdError, PollDeferredError, safe_text
+from certherd.errors import (
+    CertherdError,
+    OrderFailedError,
+    PollDeferredError,
+    ProblemError,
+    safe_text,
+)
 from certherd.manager.accounts import CaOptions
 from certherd.manager.hooks import run_lineage_hooks
 from certherd.manager.lineage import LineageSettings, LineageState
@@ -98,6 +104,10 @@ class Issuer:
                 order, _ = await complete_order(client, order, identifiers, solvers, key)
             except PollDeferredError as deferred:
                 return await self._wait_on_ca(settings, state, deferred, save_settings)
+            except (OrderFailedError, ProblemError) as exc:
+                if _order_is_dead(exc):
+                    await self._forget_order(state)  # never resumed again: a new one next
+                raise
             assert order.certificate is not None  # complete_order checked it
             chain = await client.download_certificate(order.certificate)
             client.verify_chain(chain, key.public_key(), identifiers)
@@ -177,6 +187,15 @@ class Issuer:
         )
         await state.save(self.storage)
         return order, key, state
+
+    async def _forget_order(self, state: LineageState) -> None:
+        """Drop the lineage's open order (it can never lead to a certificate)."""
+        current = await LineageState.load(self.storage, state.name)
+        if current.order_url is not None:
+            await replace(current, order_url=None, order_names=(), order_retry_at=None).save(
+                self.storage
+            )
+        await self.storage.delete(pending_key(state.name))
 
     async def _wait_on_ca(
         self,
@@ -265,3 +284,13 @@ def _waiting(state: LineageState, retry_at: dt.datetime) -> Outcome:
         state.version,
         state.not_after,
     )
+
+
+def _order_is_dead(error: CertherdError) -> bool:
+    """Whether ``error`` means the order cannot lead to a certificate any more: it or an
+    authorization ended invalid, or the CA refused a step of it for good (a 4xx problem
+    other than a rate limit, RFC 8555 §6.7). Network and server errors keep it."""
+    if isinstance(error, OrderFailedError):
+        return True
+    status = getattr(error, "status", None)
+    return isinstance(status, int) and 400 <= status < 500 and status != 429
