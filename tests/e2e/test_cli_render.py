@@ -55,7 +55,7 @@ def test_show_prints_settings_as_text(certherd: Certherd) -> None:
     listen = f"127.0.0.1:{certherd.server.options.http_port}"
     assert re.search(rf"^solvers\s+http \(listen={re.escape(listen)}\)$", shown, re.M), shown
     assert re.search(rf"^not before\s+{HUMAN_TIME}$", shown, re.M), shown
-    assert re.search(r"^names\s+text\.test, www\.text\.test$", shown, re.M), shown
+    assert re.search(r"^names\s+text\.test\n\s+www\.text\.test$", shown, re.M), shown
     assert re.search(r"^expired\s+no$", shown, re.M), shown
     files = re.findall(r"^(?:files)?\s+(cert|chain|fullchain|privkey)\.pem: /\S+$", shown, re.M)
     assert files == ["cert", "chain", "fullchain", "privkey"], shown
