@@ -133,3 +133,41 @@ async def test_a_record_outside_the_configured_zone_is_refused(zone_file: Path) 
     with pytest.raises(DnsProviderError, match="outside the zone"):
         await provider.add_txt(lookalike)
     assert zone_file.read_text() == ZONE_TEXT
+
+
+async def test_a_dns_host_api_that_never_answers_fails_within_the_timeout() -> None:
+    """lexicon's powerdns provider calls its API through ``requests`` with no timeout: a
+    host that accepts the connection and never answers held the lineage forever."""
+    accepted: list[asyncio.StreamWriter] = []
+
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        accepted.append(writer)  # read nothing, answer nothing, keep it open
+
+    server = await asyncio.start_server(silent, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    provider = LexiconProvider.from_settings(
+        {
+            "provider": "powerdns",
+            "zone": "certherd.test",
+            "pdns_server": f"http://127.0.0.1:{port}",
+            "auth_token": "t0ken-never-shown",
+            "timeout": "0.5",
+        },
+        {},
+    )
+    try:
+        async with asyncio.timeout(30):  # the guard of this test, not the limit under test
+            with pytest.raises(DnsProviderError, match=r"no answer within 0\.5 s") as caught:
+                await provider.add_txt(TxtRecord(NAME, VALUE, "x.certherd.test"))
+    finally:
+        for writer in accepted:
+            writer.close()  # the worker thread's request then ends too
+        server.close()
+    assert accepted, "the provider never reached the DNS host"
+    assert "t0ken-never-shown" not in str(caught.value)
+
+
+def test_a_timeout_must_be_positive_seconds() -> None:
+    for bad in ("0", "-1", "soon", "nan"):
+        with pytest.raises(ConfigError, match="timeout must be a positive number"):
+            LexiconProvider.from_settings({"provider": "localzone", "timeout": bad}, {})

@@ -9,6 +9,10 @@ when a provider is built. Settings:
 - ``resolver``: ``ADDRESS[:PORT]`` of the resolver for that lookup;
 - ``concurrency``: how many calls may run at once (default 1: many lexicon providers
   rewrite a whole record set, so parallel adds could lose each other's values);
+- ``timeout``: seconds one call (authenticate, act, clean up) may take (default 120). Most
+  lexicon providers call their API through ``requests`` with no timeout at all, so a DNS
+  host that accepts the connection and never answers would hold the lineage forever; past
+  the limit the call fails (its worker thread is left to end on its own);
 - anything else is an option of that lexicon provider (``auth_token``, ``filename``...).
 
 Options come from the settings, else ``CERTHERD_LEXICON_<OPTION>``, else lexicon's own
@@ -26,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -41,7 +46,8 @@ __all__ = ["INSTALL_HINT", "LexiconConfig", "LexiconProvider"]
 
 INSTALL_HINT = "dns-lexicon is not installed: pip install 'certherd[lexicon]'"
 ENV_PREFIX = "CERTHERD_LEXICON_"
-RESERVED = ("provider", "zone", "resolver", "concurrency")
+RESERVED = ("provider", "zone", "resolver", "concurrency", "timeout")
+DEFAULT_TIMEOUT = 120.0
 
 INFO = ProviderInfo(
     name="lexicon",
@@ -51,6 +57,7 @@ INFO = ProviderInfo(
         "zone": "the zone to edit (default: found through DNS)",
         "resolver": "ADDRESS[:PORT] of the resolver used to find the zone",
         "concurrency": "how many lexicon calls may run at once (default 1)",
+        "timeout": "seconds one lexicon call may take (default 120)",
         "<option>": "an option of the lexicon provider, e.g. auth_token",
     },
 )
@@ -65,12 +72,15 @@ class LexiconConfig:
     zone: str | None = None
     resolver: tuple[str, int] | None = None
     concurrency: int = 1
+    timeout: float = DEFAULT_TIMEOUT
 
     def __post_init__(self) -> None:
         if not self.provider.replace("_", "").isalnum():
             raise ConfigError(f"lexicon: {self.provider!r} is not a provider name")
         if self.concurrency < 1:
             raise ConfigError("lexicon: concurrency must be at least 1")
+        if not (math.isfinite(self.timeout) and self.timeout > 0):
+            raise ConfigError(f"lexicon: timeout must be a positive number, got {self.timeout}")
 
     def __repr__(self) -> str:  # options hold credentials: never print their values
         return (
@@ -128,6 +138,11 @@ class LexiconProvider:
         if not concurrency.isdigit():
             raise ConfigError(f"lexicon: concurrency must be a whole number, got {concurrency!r}")
         resolver = setting("resolver")
+        timeout = _seconds(setting("timeout"))
+        if timeout is None:
+            raise ConfigError(
+                f"lexicon: timeout must be a positive number of seconds, got {setting('timeout')!r}"
+            )
         return cls(
             LexiconConfig(
                 provider=provider,
@@ -135,6 +150,7 @@ class LexiconProvider:
                 zone=setting("zone"),
                 resolver=_address(resolver) if resolver else None,
                 concurrency=int(concurrency),
+                timeout=timeout,
             )
         )
 
@@ -149,11 +165,18 @@ class LexiconProvider:
         for key, value in settings.items():
             if isinstance(value, bool) or not isinstance(value, str | int | float):
                 raise SchemaError((key,), 'must be a string in quotes, like "..."')
-            if strict and key in RESERVED and key != "concurrency" and not isinstance(value, str):
+            if (
+                strict
+                and key in RESERVED
+                and key not in ("concurrency", "timeout")
+                and not isinstance(value, str)
+            ):
                 raise SchemaError((key,), 'must be a string in quotes, like "..."')
         concurrency = str(settings.get("concurrency", "1"))
         if not concurrency.isdigit() or int(concurrency) < 1:
             raise SchemaError(("concurrency",), "must be a whole number, at least 1")
+        if "timeout" in settings and _seconds(str(settings["timeout"])) is None:
+            raise SchemaError(("timeout",), "must be a positive number of seconds")
         if settings.get("resolver"):
             try:
                 _address(str(settings["resolver"]))
@@ -210,7 +233,14 @@ class LexiconProvider:
     ) -> None:
         async with self._slots:
             try:
-                await asyncio.to_thread(self._in_thread, zone, record.ttl, action)
+                async with asyncio.timeout(self.config.timeout):
+                    await asyncio.to_thread(self._in_thread, zone, record.ttl, action)
+            except TimeoutError:
+                raise DnsProviderError(
+                    f"lexicon {self.config.provider}: cannot {verb} TXT {record.name} in zone "
+                    f"{zone}: no answer within {self.config.timeout:g} s (the DNS host's API "
+                    "hangs; raise the provider's 'timeout' setting if it is only slow)"
+                ) from None
             except DnsProviderError as err:
                 raise DnsProviderError(
                     self._mask(f"lexicon {self.config.provider}: {err}")
@@ -333,3 +363,14 @@ def _address(text: str) -> tuple[str, int]:
     if not host or not port.isdigit() or not 0 < int(port) < 65536:
         raise ConfigError(f"lexicon: resolver must be ADDRESS[:PORT], got {text!r}")
     return host, int(port)
+
+
+def _seconds(text: str | None) -> float | None:
+    """``text`` as a positive, finite number of seconds (None: the default), else None."""
+    if text is None or text == "":
+        return DEFAULT_TIMEOUT
+    try:
+        value = float(text)
+    except ValueError:
+        return None
+    return value if math.isfinite(value) and value > 0 else None
