@@ -454,6 +454,7 @@ def load_config_file(path: Path) -> ConfigFile:
         raise where.schema_error(err) from None
     loader = _Loader(path, where, document)
     defaults = document.defaults
+    _check_email(loader, defaults.email, ("defaults", "email"))
     certificates: list[CertificateConfig] = []
     seen: set[str] = set()
     for block, entry in enumerate(document.certificate):
@@ -474,6 +475,7 @@ def load_config_file(path: Path) -> ConfigFile:
                 f'two certificates are named {lineage!r}: give one a name = "..."', at
             )
         seen.add(lineage)
+        _check_email(loader, entry.email, (*at, "email"))
         certificates.append(
             CertificateConfig(
                 lineage=lineage,
@@ -525,3 +527,17 @@ def _exposure(path: Path, secret_paths: list[str]) -> tuple[str, ...]:
         f"{path} holds secrets ({shown}) and other users can read it: chmod 600 it, or "
         'give them as { file = "/path" } or { env = "NAME" }',
     )
+
+
+def _check_email(loader: _Loader, email: str | None, path: tuple[str | int, ...]) -> None:
+    """An account contact the CA would refuse (after an account lookup) fails on load."""
+    if not email:
+        return
+    from certherd.acme.client import contact_uris  # loaded only when an address is set
+
+    try:
+        contact_uris([email])
+    except ConfigError:
+        raise loader.fail(
+            f"{dotted(path)}: {email!r} is not an e-mail address: write NAME@DOMAIN", path
+        ) from None

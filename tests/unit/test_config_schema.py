@@ -65,6 +65,21 @@ def test_a_wrong_type_in_a_certificate(
     assert wanted in message, message
 
 
+@pytest.mark.parametrize("where", ["defaults", "certificate"])
+@pytest.mark.parametrize("email", ["ops", "ops@example", "a@b.c, d@e.f", "two words@example.com"])
+def test_an_email_that_is_not_an_address(tmp_path: Path, where: str, email: str) -> None:
+    setting = f"email = {email!r}".replace("'", '"')
+    if where == "defaults":
+        text = f'[defaults]\n{setting}\n\n[[certificate]]\ndomains = ["a.example"]\n'
+    else:
+        text = f'[[certificate]]\ndomains = ["a.example"]\n{setting}\n'
+    path = write(tmp_path, text, head="")
+    message = error_of(path)
+    key = "defaults.email" if where == "defaults" else "certificate[0].email"
+    assert message.startswith(f"{path}:{line_of(path, setting)}: {key}: "), message
+    assert "write NAME@DOMAIN" in message
+
+
 def test_a_quoted_boolean_in_the_defaults_is_not_true(tmp_path: Path) -> None:
     path = write(tmp_path, '[defaults]\nagree_tos = "false"\n', head="")
     message = error_of(path)
