@@ -239,9 +239,13 @@ def test_demo_stopped_midway_leaves_no_pebble(tmp_path: Path, stop: signal.Signa
                     break
                 seen += chunk
         assert b"directory" in seen, seen
+        # Held still while we look (the issuance takes well under a second, and a loaded
+        # machine could let it finish first); the signal is then taken as it continues.
+        demo.send_signal(signal.SIGSTOP)
         children = {int(p) for p in _children(demo.pid)}
         assert children & _pebble_pids(), "Pebble is not a child of the demo"
         demo.send_signal(stop)
+        demo.send_signal(signal.SIGCONT)
         _, stderr = demo.communicate(timeout=30)
     finally:
         if demo.poll() is None:

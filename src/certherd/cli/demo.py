@@ -15,10 +15,11 @@ demo is never written into or replaced.
 from __future__ import annotations
 
 import json
+import secrets
 import shlex
 import shutil
+import signal
 import socket
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -112,13 +113,19 @@ async def _issue(
 
 
 def _put_in_place(staging: Path, target: Path) -> None:
-    """Rename the finished demo to ``target``; an earlier demo there is removed after."""
-    if not target.exists():
+    """Rename the finished demo to ``target``; an earlier demo there is removed after.
+
+    Stop signals wait until both renames are done, so ``target`` is never left missing.
+    """
+    stops = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
+    old = target.parent / f".{target.name}.old-{secrets.token_hex(4)}"
+    signal.pthread_sigmask(signal.SIG_BLOCK, stops)
+    try:
+        if target.exists():
+            target.rename(old)
         staging.rename(target)
-        return
-    old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
-    target.rename(old / target.name)
-    staging.rename(target)
+    finally:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, stops)
     shutil.rmtree(old, ignore_errors=True)
 
 
@@ -196,8 +203,10 @@ def demo(ctx: Context, names: tuple[str, ...], out: Path, force: bool, key_type:
         ctx.say(f"  directory {pebble.directory_url}")
         ctx.say(f"Issuing a certificate for {', '.join(names)} over http-01 ...")
         target.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.new-", dir=target.parent))
+        # Named before it is made, so a stop signal at any moment still finds it to remove.
+        staging = target.parent / f".{target.name}.new-{secrets.token_hex(4)}"
         try:
+            staging.mkdir(mode=0o700)
             lineage = run_async(
                 _issue(
                     ctx,
