@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from certherd.cli.common import Context, exit_for, pass_context, run_async
+from certherd.cli.common import Context, concurrency_option, exit_for, pass_context, run_async
 
 __all__ = ["apply"]
 
@@ -19,13 +19,7 @@ __all__ = ["apply"]
     type=click.Path(dir_okay=False, path_type=Path),
     help="The config file (default: certherd.toml in the config dir).",
 )
-@click.option(
-    "--concurrency",
-    type=click.IntRange(1, 1000),
-    default=10,
-    show_default=True,
-    help="Work on at most this many certificates at once.",
-)
+@concurrency_option
 @pass_context
 def apply(ctx: Context, config_path: Path | None, concurrency: int) -> None:
     """Obtain what certherd.toml lists and is missing or changed; leave the rest alone."""

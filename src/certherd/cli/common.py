@@ -20,7 +20,7 @@ import click
 
 from certherd.cli.signals import run_async  # commands import it from here
 
-__all__ = ["Context", "ca_options", "pass_context", "run_async"]
+__all__ = ["Context", "ca_options", "concurrency_option", "pass_context", "run_async"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -117,6 +117,15 @@ class Context:
 
 
 pass_context = click.make_pass_decorator(Context)
+
+concurrency_option = click.option(
+    "--concurrency",
+    type=click.IntRange(1, 1000),
+    default=10,
+    show_default=True,
+    help="Work on at most this many certificates at once.",
+)
+"""``--concurrency`` of every command that works on many certificates (apply, renew, run)."""
 
 
 def ca_options(command: F) -> F:

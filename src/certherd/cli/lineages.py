@@ -6,7 +6,7 @@ from typing import Any
 
 import click
 
-from certherd.cli.common import Context, exit_for, pass_context, run_async
+from certherd.cli.common import Context, concurrency_option, exit_for, pass_context, run_async
 from certherd.cli.completion import complete_lineages
 
 __all__ = ["delete", "list_lineages", "renew", "revoke", "show"]
@@ -24,13 +24,7 @@ REASONS = [
 @click.argument("names", nargs=-1, metavar="[NAME]...", shell_complete=complete_lineages)
 @click.option("--force", is_flag=True, help="Renew even if not due.")
 @click.option("--dry-run", is_flag=True, help="Say what is due and why; change nothing.")
-@click.option(
-    "--concurrency",
-    type=click.IntRange(1, 1000),
-    default=10,
-    show_default=True,
-    help="Work on at most this many certificates at once.",
-)
+@concurrency_option
 @pass_context
 def renew(
     ctx: Context, names: tuple[str, ...], force: bool, dry_run: bool, concurrency: int

@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from certherd.cli.common import Context, pass_context, run_async
+from certherd.cli.common import Context, concurrency_option, pass_context, run_async
 
 __all__ = ["run"]
 
@@ -35,13 +35,7 @@ __all__ = ["run"]
     show_default=True,
     help="Check at least this often (seconds).",
 )
-@click.option(
-    "--concurrency",
-    type=click.IntRange(1, 1000),
-    default=10,
-    show_default=True,
-    help="Work on at most this many certificates at once.",
-)
+@concurrency_option
 @pass_context
 def run(
     ctx: Context,
