@@ -98,6 +98,7 @@ __all__ = [
     "UnsupportedContactError",
     "UnsupportedIdentifierError",
     "UserActionRequiredError",
+    "refuse_text",
     "safe_text",
 ]
 
@@ -344,6 +345,19 @@ class Problem:
         for sub in self.subproblems:
             text += f"; [{sub.describe()}]"
         return safe_text(text, 1000)
+
+
+def refuse_text(values: object, what: str) -> None:
+    """TypeError when ``values``, which should be a list of ``what``, is one bare string.
+
+    A string is itself a sequence of strings: ``"example.com"`` would otherwise be read
+    as eleven one-letter names (or contacts).
+    """
+    if isinstance(values, str):
+        raise TypeError(
+            f"{what} must be a list of strings, not the single string "
+            f"{safe_text(values, 100)!r}: write [{safe_text(values, 100)!r}]"
+        )
 
 
 def _text(value: object) -> str:

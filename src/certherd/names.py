@@ -28,7 +28,7 @@ import re
 from collections.abc import Iterable
 
 from certherd.acme.messages import Identifier
-from certherd.errors import InvalidNameError, safe_text
+from certherd.errors import InvalidNameError, refuse_text, safe_text
 
 __all__ = [
     "MAX_LABEL",
@@ -76,6 +76,7 @@ def normalize_name(text: str | Identifier) -> Identifier:
 
 def normalize_names(texts: Iterable[str | Identifier]) -> tuple[Identifier, ...]:
     """Every name normalised, duplicates dropped (the first keeps its place); at least one."""
+    refuse_text(texts, "names")
     seen: dict[Identifier, None] = {}
     for text in texts:
         seen.setdefault(normalize_name(text), None)

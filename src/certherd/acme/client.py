@@ -56,6 +56,7 @@ from certherd.errors import (
     PollTimeoutError,
     ProblemError,
     UnsafeResponseError,
+    refuse_text,
     safe_text,
 )
 
@@ -610,6 +611,7 @@ _EMAIL = re.compile(r"[^@\s,;<>]+@[^@\s,;<>]+\.[^@\s,;<>.]+")
 
 def contact_uris(contact: Sequence[str]) -> list[str]:
     """Contacts as URIs (§7.3): a bare e-mail address becomes ``mailto:``."""
+    refuse_text(contact, "contact")
     uris: list[str] = []
     for item in contact:
         text = item.strip()

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
-from certherd.errors import Problem, UnsafeResponseError, safe_text
+from certherd.errors import Problem, UnsafeResponseError, refuse_text, safe_text
 
 __all__ = [
     "Account",
@@ -436,6 +436,7 @@ class RenewalInfo:
 
 def identifiers_from(names: Sequence[str | Identifier]) -> tuple[Identifier, ...]:
     """Identifiers from names or identifiers, order kept, duplicates dropped."""
+    refuse_text(names, "identifiers")
     seen: dict[Identifier, None] = {}
     for name in names:
         ident = name if isinstance(name, Identifier) else Identifier.parse(name)

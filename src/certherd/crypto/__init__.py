@@ -90,4 +90,7 @@ __all__ = [
 ]
 
 
-__getattr__ = _lazy.exports_getattr(__name__, _EXPORTS)
+if not _typing.TYPE_CHECKING:
+    # Hidden from type checkers: a module __getattr__ would make any misspelt import
+    # (``from certherd.acme import AcmeClinet``) an Any instead of an error.
+    __getattr__ = _lazy.exports_getattr(__name__, _EXPORTS)

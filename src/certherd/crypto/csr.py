@@ -11,7 +11,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from certherd.crypto.keys import PrivateKey
-from certherd.errors import ConfigError, safe_text
+from certherd.errors import ConfigError, refuse_text, safe_text
 
 __all__ = ["build_csr", "csr_der"]
 
@@ -63,6 +63,8 @@ def build_csr(
     characters, otherwise empty, and then the SAN extension is critical (RFC 5280
     §4.2.1.6). The signature is ECDSA/RSA with SHA-256, or SHA-384 for a P-384 key.
     """
+    refuse_text(dns_names, "dns_names")
+    refuse_text(ip_addresses, "ip_addresses")
     names = _dns_names(dns_names)
     addresses = _ip_addresses(ip_addresses)
     if not names and not addresses:

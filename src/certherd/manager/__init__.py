@@ -17,4 +17,7 @@ _EXPORTS: dict[str, str] = {
 __all__ = ["IssuedCertificate", "obtain_certificate", "select_chain"]
 
 
-__getattr__ = _lazy.exports_getattr(__name__, _EXPORTS)
+if not _typing.TYPE_CHECKING:
+    # Hidden from type checkers: a module __getattr__ would make any misspelt import
+    # (``from certherd.acme import AcmeClinet``) an Any instead of an error.
+    __getattr__ = _lazy.exports_getattr(__name__, _EXPORTS)
