@@ -26,6 +26,8 @@ them is one line that names what is wrong (and, where we know it, how to fix it)
         │   │   └── PollDeferredError  the CA asked to be polled after this run may wait
         │   └── DeadlineExceededError  a request or a command ran past its deadline
         ├── OrderFailedError           an order or authorization ended "invalid"
+        │   └── AuthorizationFailedError   ... with the CA's problem: also a ProblemError,
+        │                                  of the problem's own type (IncorrectResponseError...)
         ├── FeatureUnsupportedError    the CA does not offer what was asked (no ARI, ...)
         └── ProblemError               the CA answered with an RFC 7807 problem document
             ├── AccountDoesNotExistError, AlreadyRevokedError, BadCSRError,
@@ -38,6 +40,16 @@ them is one line that names what is wrong (and, where we know it, how to fix it)
             └── UnsupportedIdentifierError, UserActionRequiredError
 
 A problem type we do not know stays a plain :class:`ProblemError` with its type kept.
+
+A challenge that fails arrives as the problem it failed with, typed: catch
+``IncorrectResponseError``, ``DNSProblemError``, ``CAAError``... (with ``identifier`` and
+``authorization_url`` set), or ``AuthorizationFailedError`` / ``OrderFailedError`` for
+any of them::
+
+    try:
+        issued = await obtain_certificate(client, names, solvers)
+    except CAAError as error:
+        print("fix the CAA record of", error.identifier, "see", error.authorization_url)
 """
 
 from __future__ import annotations
@@ -46,12 +58,14 @@ import datetime as _dt
 import reprlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from dataclasses import replace as _dataclass_replace
 from typing import Any, ClassVar
 
 __all__ = [
     "AccountDoesNotExistError",
     "AcmeError",
     "AlreadyRevokedError",
+    "AuthorizationFailedError",
     "BadCSRError",
     "BadNonceError",
     "BadPublicKeyError",
@@ -266,7 +280,12 @@ class OrderFailedError(AcmeError):
 
     def __init__(self, message: str, problem: Problem | None = None) -> None:
         super().__init__(message)
-        self.problem = problem
+        self._order_problem = problem
+
+    @property
+    def problem(self) -> Problem | None:
+        """The CA's problem document for the failure, if it sent one."""
+        return self._order_problem
 
 
 class FeatureUnsupportedError(AcmeError):
@@ -382,18 +401,26 @@ class ProblemError(AcmeError):
 
     urn: ClassVar[str] = ""
     _registry: ClassVar[dict[str, type[ProblemError]]] = {}
+    authorization_url: str = ""
+    """The authorization this problem ended (RFC 8555 §7.1.4), when it came from one:
+    set on every challenge failure (see :class:`AuthorizationFailedError`)."""
 
     def __init__(self, problem: Problem, *, url: str = "", retry_after: float | None = None):
-        self.problem = problem
-        self.url = url
-        self.retry_after = retry_after
         where = f" (from {safe_text(url, 200)})" if url else ""
         super().__init__(f"the CA refused the request{where}: {problem.describe()}")
+        self._problem = problem
+        self.url = url
+        self.retry_after = retry_after
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         if cls.urn:
             ProblemError._registry[ACME_URN + cls.urn] = cls
+
+    @property
+    def problem(self) -> Problem:
+        """The CA's problem document: this error."""
+        return self._problem
 
     @property
     def type(self) -> str:
@@ -422,6 +449,73 @@ class ProblemError(AcmeError):
         """The registered subclass for ``problem.type``, or a plain ProblemError."""
         subclass = cls._registry.get(problem.type, ProblemError)
         return subclass(problem, url=url, retry_after=retry_after)
+
+
+class AuthorizationFailedError(ProblemError, OrderFailedError):
+    """An authorization ended ``invalid`` with its challenge's problem (RFC 8555 §7.1.6,
+    §8.2: "the server MUST ... set the challenge's 'error' field").
+
+    Raised as the problem's own type: :meth:`for_authorization` returns an instance that
+    is at once this class, :class:`OrderFailedError` and the registered ProblemError
+    subclass (``IncorrectResponseError``, ``DNSProblemError``, ``CAAError``...), so
+    ``except IncorrectResponseError`` and ``except OrderFailedError`` both catch it.
+    ``identifier`` is the authorization's identifier (``{"type": "dns", "value": ...}``)
+    unless the problem names its own; ``authorization_url`` and ``url`` its URL.
+    """
+
+    def __init__(
+        self,
+        problem: Problem,
+        *,
+        url: str = "",
+        retry_after: float | None = None,
+        status: str = "invalid",
+    ) -> None:
+        super().__init__(problem, url=url, retry_after=retry_after)
+        self.authorization_url = url
+        who = problem.identifier or {}
+        where = f" ({safe_text(url, 200)})" if url else ""
+        self.args = (
+            f"authorization for {safe_text(who.get('value', '?'), 300)} is "
+            f"{safe_text(status, 40)}{where}: "
+            f"{_dataclass_replace(problem, identifier=None).describe()}",
+        )
+
+    @classmethod
+    def for_authorization(
+        cls,
+        problem: Problem,
+        *,
+        identifier: Mapping[str, str],
+        authorization_url: str,
+        status: str = "invalid",
+    ) -> AuthorizationFailedError:
+        """The error for an authorization that ended ``status`` with ``problem``, of the
+        problem's registered type when it has one."""
+        if problem.identifier is None:
+            problem = _dataclass_replace(problem, identifier=dict(identifier))
+        typed = ProblemError._registry.get(problem.type)
+        failed = _failed_class(typed) if typed is not None else cls
+        return failed(problem, url=authorization_url, status=status)
+
+
+_FAILED_CLASSES: dict[str, type[AuthorizationFailedError]] = {}
+
+
+def _failed_class(typed: type[ProblemError]) -> type[AuthorizationFailedError]:
+    """``typed`` joined with AuthorizationFailedError, one class per problem type, named
+    like ``typed`` (an ``IncorrectResponseError`` that is also an OrderFailedError)."""
+    joined = _FAILED_CLASSES.get(typed.urn)
+    if joined is None:
+        namespace: dict[str, Any] = {
+            "__module__": __name__,
+            "__qualname__": typed.__qualname__,
+            "__doc__": typed.__doc__,
+            "urn": "",  # not registered again: from_problem keeps returning ``typed``
+        }
+        joined = type(typed.__name__, (typed, AuthorizationFailedError), namespace)
+        _FAILED_CLASSES[typed.urn] = joined
+    return joined
 
 
 class AccountDoesNotExistError(ProblemError):

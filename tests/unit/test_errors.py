@@ -138,3 +138,38 @@ def test_safe_text_escapes_controls_and_cuts() -> None:
     assert safe_text("a\x1b[31mb\nc\u202ed") == "a\\x1b[31mb\\x0ac\\u202ed"
     assert safe_text("x" * 20, limit=5) == "xxxxx..."
     assert safe_text("plain text, é ü") == "plain text, é ü"
+
+
+def test_a_failed_authorization_is_its_problem_type_and_an_order_failure() -> None:
+    from certherd.errors import AuthorizationFailedError, CAAError, OrderFailedError, Problem
+
+    problem = Problem(type=ACME_URN + "caa", detail="CAA forbids", status=403)
+    error = AuthorizationFailedError.for_authorization(
+        problem, identifier={"type": "dns", "value": "a.test"}, authorization_url="https://ca/a/1"
+    )
+    assert isinstance(error, CAAError)
+    assert isinstance(error, OrderFailedError)
+    assert error.identifier == {"type": "dns", "value": "a.test"}
+    assert error.authorization_url == error.url == "https://ca/a/1"
+    assert error.problem.type == ACME_URN + "caa"
+    assert str(error) == "authorization for a.test is invalid (https://ca/a/1): caa: CAA forbids"
+    # The joined class is made once and never replaces the plain type in the registry.
+    again = AuthorizationFailedError.for_authorization(
+        problem, identifier={"type": "dns", "value": "b.test"}, authorization_url=""
+    )
+    assert type(again) is type(error)
+    assert type(ProblemError.from_problem(problem)) is CAAError
+    assert not isinstance(ProblemError.from_problem(problem), OrderFailedError)
+
+
+def test_a_failed_authorization_with_an_unknown_problem_type() -> None:
+    from certherd.errors import AuthorizationFailedError, OrderFailedError, Problem
+
+    problem = Problem(type="urn:example:new", identifier={"type": "dns", "value": "own.test"})
+    error = AuthorizationFailedError.for_authorization(
+        problem, identifier={"type": "dns", "value": "a.test"}, authorization_url="u"
+    )
+    assert type(error) is AuthorizationFailedError
+    assert isinstance(error, OrderFailedError)
+    assert isinstance(error, ProblemError)
+    assert error.identifier == {"type": "dns", "value": "own.test"}  # the problem's own kept

@@ -47,6 +47,7 @@ from certherd.crypto.certs import load_pem_chain, verify_issued
 from certherd.crypto.encoding import b64url
 from certherd.crypto.keys import PrivateKey, PublicKey
 from certherd.errors import (
+    AuthorizationFailedError,
     ConfigError,
     CryptoError,
     FeatureUnsupportedError,
@@ -387,7 +388,11 @@ class AcmeClient:
         return Challenge.from_json(response.json(), self.urls)
 
     async def wait_authorization(self, url: str) -> Authorization:
-        """Poll until the authorization is no longer pending; OrderFailedError unless valid."""
+        """Poll until the authorization is no longer pending.
+
+        Unless it became valid, raises :func:`authorization_failed`: the challenge's
+        problem as its own type (``IncorrectResponseError``, ``DNSProblemError``...),
+        which is also an OrderFailedError."""
         authorization = await self._poll(
             url,
             "authorization",
@@ -395,13 +400,7 @@ class AcmeClient:
             lambda a: a.status is not Status.PENDING,
         )
         if authorization.status is not Status.VALID:
-            problem = next((c.error for c in authorization.challenges if c.error), None)
-            why = f": {problem.describe()}" if problem else ""
-            raise OrderFailedError(
-                f"authorization for {authorization.identifier} is "
-                f"{authorization.status.value}{why}",
-                problem,
-            )
+            raise authorization_failed(authorization)
         return authorization
 
     def fetch_authorization_response(self, response: Response) -> Authorization:
@@ -607,6 +606,29 @@ def _moment_after(now: dt.datetime, seconds: float) -> dt.datetime:
 
 # One address, NAME@DOMAIN: no spaces, no second "@", no list separators.
 _EMAIL = re.compile(r"[^@\s,;<>]+@[^@\s,;<>]+\.[^@\s,;<>.]+")
+
+
+def authorization_failed(authorization: Authorization) -> OrderFailedError:
+    """The error for an authorization that did not become valid (RFC 8555 §7.1.6).
+
+    §7.1.1: a failed challenge's ``error`` is the problem the CA met validating it; the
+    error is that problem, typed by the registry (an AuthorizationFailedError, so also an
+    OrderFailedError), with the authorization's identifier and URL. Without a problem
+    (deactivated, expired, revoked) it is a plain OrderFailedError.
+    """
+    state = authorization.status.value
+    problem = next((c.error for c in authorization.challenges if c.error), None)
+    if problem is None:
+        return OrderFailedError(
+            f"authorization for {authorization.identifier} is {state} "
+            f"({safe_text(authorization.url, 200)})"
+        )
+    return AuthorizationFailedError.for_authorization(
+        problem,
+        identifier=authorization.identifier.to_json(),
+        authorization_url=authorization.url,
+        status=state,
+    )
 
 
 def contact_uris(contact: Sequence[str]) -> list[str]:

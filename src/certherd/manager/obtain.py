@@ -15,7 +15,7 @@ from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from certherd.acme.client import AcmeClient, CertificateChain
+from certherd.acme.client import AcmeClient, CertificateChain, authorization_failed
 from certherd.acme.messages import Authorization, Identifier, Order, Status
 from certherd.challenges.base import ChallengeTask, Solver, check_token
 from certherd.challenges.selection import SolverChoice
@@ -205,10 +205,7 @@ async def complete_order(
         pending = [a for a in authorizations if a.status is Status.PENDING]
         failed = [a for a in authorizations if a.status not in (Status.PENDING, Status.VALID)]
         if failed:
-            raise OrderFailedError(
-                f"authorization for {failed[0].identifier} is {failed[0].status.value}; "
-                "start a new order"
-            )
+            raise authorization_failed(failed[0])
         reused = len(authorizations) - len(pending)
         log.info(
             "order %s: %d authorization(s), %d to prove",
