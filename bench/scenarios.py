@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from import_time import DEFAULT_STATEMENT, statement_seconds
 from lineages import clone_certbot, clone_certherd
 from measure import PebbleLog, Run, median, run_measured, summarize, wait_port_free
 from peers import Ca, Certbot, Certherd, Client
@@ -290,7 +291,8 @@ def _import_cumulative_ms(python: Path, module: str, env: dict[str, str]) -> flo
 
 
 def startup(bench: Bench, count: int) -> dict[str, Any]:
-    """Import time of ``certherd.cli.main``; ``--version`` and no-op ``renew`` wall times."""
+    """Import time of ``certherd.cli.main`` and of the library's client (``from certherd.acme
+    import AcmeClient``); ``--version`` and no-op ``renew`` wall times."""
     env = bench.certherd.env()
     python = bench.certherd.python
     log = bench.logs / "startup.log"
@@ -298,9 +300,15 @@ def startup(bench: Bench, count: int) -> dict[str, Any]:
     shutil.rmtree(empty, ignore_errors=True)
     empty.mkdir(parents=True)
     imports = [_import_cumulative_ms(python, "certherd.cli.main", env) for _ in range(count)]
+    library = [
+        statement_seconds(DEFAULT_STATEMENT, python=str(python), env=env) * 1000
+        for _ in range(count)
+    ]
     result = {
         "import_certherd_cli_main_ms": median(imports),
         "import_certherd_cli_main_ms_min": min(imports),
+        "import_acme_client_ms": median(library),
+        "import_acme_client_ms_min": min(library),
         "python_pass": _walls([str(python), "-c", "pass"], env, log, count),
         "certherd_version": _walls([str(bench.certherd.bin), "--version"], env, log, count),
         "certherd_renew_empty": _walls(bench.certherd.renew(empty), env, log, count),
@@ -313,6 +321,7 @@ def startup(bench: Bench, count: int) -> dict[str, Any]:
     )
     bench.say(
         f"  import certherd.cli.main {result['import_certherd_cli_main_ms']:.1f} ms; "
+        f"{DEFAULT_STATEMENT} {result['import_acme_client_ms']:.1f} ms; "
         f"--version {result['certherd_version']['wall'] * 1000:.0f} ms; "
         f"python -c pass {result['python_pass']['wall'] * 1000:.0f} ms"
     )

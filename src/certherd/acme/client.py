@@ -11,9 +11,8 @@ import datetime as dt
 import logging
 import re
 from collections.abc import AsyncIterator, Callable, Sequence
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-import httpx
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
@@ -60,6 +59,9 @@ from certherd.errors import (
     refuse_text,
     safe_text,
 )
+
+if TYPE_CHECKING:
+    import httpx  # loaded by Transport on first use (see certherd.acme.transport)
 
 __all__ = ["AcmeClient", "CertificateChain", "RevocationReason"]
 

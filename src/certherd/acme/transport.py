@@ -18,10 +18,8 @@ import ssl
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urljoin
-
-import httpx
 
 from certherd import __version__
 from certherd.acme.messages import UrlPolicy
@@ -45,6 +43,12 @@ from certherd.errors import (
     UnsafeResponseError,
     safe_text,
 )
+
+if TYPE_CHECKING:
+    # httpx is imported when the first Transport is made, not with this module: its
+    # __init__ imports its command-line tool (click, rich, pygments: about 35 ms) whenever
+    # those are installed, and `from certherd.acme import AcmeClient` need not pay that.
+    import httpx
 
 __all__ = ["REQUEST_TIMEOUT", "USER_AGENT", "Response", "Transport", "redact_headers"]
 
@@ -75,6 +79,8 @@ _SECRET_HEADER = re.compile(
 
 def redact_headers(headers: Mapping[str, str] | httpx.Headers) -> str:
     """``name: value`` pairs for a debug log, with credential-like values replaced."""
+    import httpx
+
     items = headers.multi_items() if isinstance(headers, httpx.Headers) else headers.items()
     return "; ".join(
         f"{name}: {'<redacted>' if _SECRET_HEADER.search(name) else safe_text(value, 300)}"
@@ -185,6 +191,8 @@ class Transport:
         self._nonces: collections.deque[str] = collections.deque(maxlen=MAX_NONCES)
         self._pause_until = 0.0  # monotonic time before which nobody sends (shared backoff)
         if http_client is None:
+            import httpx
+
             http_client = httpx.AsyncClient(
                 verify=_ssl_context(ca_bundle),
                 timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
@@ -272,6 +280,8 @@ class Transport:
         ``httpx.TransportError`` passes through (the retry loop decides); every other
         failure of reading what the CA sent becomes UnsafeResponseError.
         """
+        import httpx  # already loaded by __init__ (see the note at the imports)
+
         try:
             async with self._http.stream(method, url, content=content, headers=headers) as raw:
                 declared = raw.headers.get("content-length", "").strip()
@@ -334,6 +344,8 @@ class Transport:
         body: Signer | None = None,
         accept: str | None = None,
     ) -> Response:
+        import httpx  # already loaded by __init__ (see the note at the imports)
+
         policy = self.retry
         started = self.clock.monotonic()
         bad_nonces = 0
