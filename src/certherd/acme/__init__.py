@@ -21,8 +21,9 @@ if _typing.TYPE_CHECKING:
         RenewalInfo,
         Status,
     )
-    from certherd.acme.retry import Clock, PollPolicy, RetryPolicy, SystemClock
+    from certherd.acme.retry import PollPolicy, RetryPolicy
     from certherd.acme.sync import SyncAcmeClient
+    from certherd.clock import Clock, SystemClock
 
 # Loaded on first use, so importing one submodule does not import them all.
 _EXPORTS: dict[str, str] = {
@@ -31,7 +32,7 @@ _EXPORTS: dict[str, str] = {
     "Authorization": "certherd.acme.messages",
     "CertificateChain": "certherd.acme.client",
     "Challenge": "certherd.acme.messages",
-    "Clock": "certherd.acme.retry",
+    "Clock": "certherd.clock",
     "Directory": "certherd.acme.messages",
     "DirectoryMeta": "certherd.acme.messages",
     "ExternalAccountBinding": "certherd.acme.jws",
@@ -43,7 +44,7 @@ _EXPORTS: dict[str, str] = {
     "RevocationReason": "certherd.acme.client",
     "Status": "certherd.acme.messages",
     "SyncAcmeClient": "certherd.acme.sync",
-    "SystemClock": "certherd.acme.retry",
+    "SystemClock": "certherd.clock",
     "jwk_thumbprint": "certherd.acme.jws",
     "key_authorization": "certherd.acme.jws",
 }

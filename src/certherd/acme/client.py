@@ -32,15 +32,14 @@ from certherd.acme.messages import (
     identifiers_from,
 )
 from certherd.acme.retry import (
-    Clock,
     CommandDeadline,
     PollPolicy,
     RetryPolicy,
-    SystemClock,
     check_wait,
     parse_retry_after,
 )
 from certherd.acme.transport import REQUEST_TIMEOUT, Response, Transport
+from certherd.clock import Clock, SystemClock
 from certherd.crypto.ari import certificate_id
 from certherd.crypto.certs import load_pem_chain, verify_issued
 from certherd.crypto.encoding import b64url

@@ -1,4 +1,4 @@
-"""Retry and polling schedules, written as data, and the injectable clock.
+"""Retry and polling schedules, written as data.
 
 RFC 8555 §6.5: a badNonce is retried with the nonce from the error response. §8.2 and
 RFC 9773 §4.3: Retry-After tells a client when to ask again. Every wait is capped and
@@ -12,11 +12,10 @@ import contextvars
 import datetime as dt
 import email.utils
 import random
-import time
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Protocol
 
+from certherd.clock import Clock, SystemClock  # here too: imported from this module before
 from certherd.errors import MAX_RETRY_AFTER, DeadlineExceededError, safe_text
 
 __all__ = [
@@ -30,32 +29,6 @@ __all__ = [
     "current_deadline",
     "parse_retry_after",
 ]
-
-
-class Clock(Protocol):
-    """Time as the client sees it; tests inject a fake one and never sleep.
-
-    ``sleep`` MUST be cancellable. ``monotonic`` is in seconds.
-    """
-
-    def now(self) -> dt.datetime: ...
-
-    def monotonic(self) -> float: ...
-
-    async def sleep(self, seconds: float) -> None: ...
-
-
-class SystemClock:
-    """The real clock."""
-
-    def now(self) -> dt.datetime:
-        return dt.datetime.now(dt.UTC)
-
-    def monotonic(self) -> float:
-        return time.monotonic()
-
-    async def sleep(self, seconds: float) -> None:
-        await asyncio.sleep(max(0.0, seconds))
 
 
 @dataclass(frozen=True)

@@ -24,13 +24,12 @@ from urllib.parse import urljoin
 from certherd import __version__
 from certherd.acme.messages import UrlPolicy
 from certherd.acme.retry import (
-    Clock,
     RetryPolicy,
-    SystemClock,
     check_wait,
     current_deadline,
     parse_retry_after,
 )
+from certherd.clock import Clock, SystemClock
 from certherd.errors import (
     BadNonceError,
     ConfigError,

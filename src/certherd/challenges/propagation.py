@@ -31,7 +31,7 @@ import dns.rcode
 import dns.rdatatype
 import dns.resolver
 
-from certherd.acme.retry import Clock, SystemClock
+from certherd.clock import Clock, SystemClock
 from certherd.errors import ConfigError, PropagationTimeoutError, SolverError, safe_text
 
 __all__ = [

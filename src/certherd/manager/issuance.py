@@ -21,9 +21,9 @@ from cryptography import x509
 
 from certherd.acme.client import AcmeClient, CertificateChain
 from certherd.acme.messages import Identifier, Order
-from certherd.acme.retry import Clock
 from certherd.challenges.factory import SolverPool
 from certherd.challenges.spec import SolverSpec
+from certherd.clock import Clock
 from certherd.crypto.certs import load_pem_chain
 from certherd.crypto.keys import PrivateKey, generate_key, load_private_key, private_key_to_pem
 from certherd.errors import (

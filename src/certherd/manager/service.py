@@ -19,9 +19,9 @@ from dataclasses import replace
 from typing import Any
 
 from certherd.acme.client import AcmeClient, RevocationReason
-from certherd.acme.retry import Clock, SystemClock
 from certherd.challenges.factory import SolverPool
 from certherd.challenges.spec import SolverSpec
+from certherd.clock import Clock, SystemClock
 from certherd.crypto.ari import pick_in_window
 from certherd.crypto.certs import load_pem_chain
 from certherd.errors import (
