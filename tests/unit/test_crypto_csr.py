@@ -115,3 +115,42 @@ def test_csr_der_round_trips(ec_key: PrivateKey) -> None:
     der = csr_der(csr)
     assert der[0] == 0x30
     assert x509.load_der_x509_csr(der) == csr
+
+
+def test_extensions_are_added_as_given(ec_key: PrivateKey) -> None:
+    from certherd.crypto import csr_names
+
+    must_staple = x509.TLSFeature([x509.TLSFeatureType.status_request])
+    private = x509.UnrecognizedExtension(x509.ObjectIdentifier("1.3.6.1.4.1.99999.1"), b"\x05\x00")
+    csr = build_csr(
+        ec_key,
+        ["a.example", "b.example"],
+        ["192.0.2.1"],
+        extensions=[(must_staple, False), (private, True)],
+    )
+    assert csr.is_signature_valid
+    assert csr.extensions.get_extension_for_class(x509.TLSFeature).value == must_staple
+    custom = csr.extensions.get_extension_for_oid(private.oid)
+    assert custom.critical
+    assert custom.value == private
+    assert csr_names(csr) == (["a.example", "b.example"], ["192.0.2.1"])
+
+
+@pytest.mark.parametrize(
+    ("extensions", "message"),
+    [
+        ([(x509.SubjectAlternativeName([x509.DNSName("x.example")]), False)], "subjectAltName"),
+        (
+            [(x509.TLSFeature([x509.TLSFeatureType.status_request]), False)] * 2,
+            "given twice",
+        ),
+        ([x509.TLSFeature([x509.TLSFeatureType.status_request])], "(value, critical) pair"),
+        ([(x509.TLSFeature([x509.TLSFeatureType.status_request]), "yes")], "(value, critical)"),
+    ],
+    ids=["san", "twice", "bare", "critical-not-bool"],
+)
+def test_bad_extensions_are_refused(
+    ec_key: PrivateKey, extensions: list[object], message: str
+) -> None:
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        build_csr(ec_key, ["a.example"], extensions=extensions)  # type: ignore[arg-type]

@@ -11,6 +11,9 @@ if _typing.TYPE_CHECKING:
     from certherd.acme.client import AcmeClient, CertificateChain, RevocationReason
     from certherd.acme.jws import ExternalAccountBinding, jwk_thumbprint, key_authorization
     from certherd.acme.messages import (
+        DNS_01,
+        HTTP_01,
+        TLS_ALPN_01,
         Account,
         Authorization,
         Challenge,
@@ -27,6 +30,9 @@ if _typing.TYPE_CHECKING:
 
 # Loaded on first use, so importing one submodule does not import them all.
 _EXPORTS: dict[str, str] = {
+    "DNS_01": "certherd.acme.messages",
+    "HTTP_01": "certherd.acme.messages",
+    "TLS_ALPN_01": "certherd.acme.messages",
     "Account": "certherd.acme.messages",
     "AcmeClient": "certherd.acme.client",
     "Authorization": "certherd.acme.messages",
@@ -50,6 +56,9 @@ _EXPORTS: dict[str, str] = {
 }
 
 __all__ = [
+    "DNS_01",
+    "HTTP_01",
+    "TLS_ALPN_01",
     "Account",
     "AcmeClient",
     "Authorization",

@@ -20,6 +20,9 @@ from urllib.parse import urlsplit
 from certherd.errors import Problem, UnsafeResponseError, refuse_text, safe_text
 
 __all__ = [
+    "DNS_01",
+    "HTTP_01",
+    "TLS_ALPN_01",
     "Account",
     "Authorization",
     "Challenge",
@@ -31,6 +34,14 @@ __all__ = [
     "Status",
     "UrlPolicy",
 ]
+
+# Challenge types (the "type" of a challenge object, RFC 8555 §8 and §9.7.8).
+HTTP_01 = "http-01"
+"""RFC 8555 §8.3: the key authorization served at /.well-known/acme-challenge/<token>."""
+DNS_01 = "dns-01"
+"""RFC 8555 §8.4: a TXT record at _acme-challenge.<name> with the key authorization's digest."""
+TLS_ALPN_01 = "tls-alpn-01"
+"""RFC 8737 §3: a self-signed certificate offered for the "acme-tls/1" ALPN protocol."""
 
 MAX_URL_LENGTH = 2048
 MAX_LIST = 1000  # items kept of a list of text (contacts, CAA identities) from the CA

@@ -20,7 +20,7 @@ if _typing.TYPE_CHECKING:
         load_pem_chain,
         verify_issued,
     )
-    from certherd.crypto.csr import build_csr, csr_der
+    from certherd.crypto.csr import build_csr, csr_der, csr_names
     from certherd.crypto.encoding import b64url, b64url_decode
     from certherd.crypto.files import atomic_write
     from certherd.crypto.keys import (
@@ -50,6 +50,7 @@ _EXPORTS: dict[str, str] = {
     "certificate_id": "certherd.crypto.ari",
     "chain_to_pem": "certherd.crypto.certs",
     "csr_der": "certherd.crypto.csr",
+    "csr_names": "certherd.crypto.csr",
     "describe_certificate": "certherd.crypto.certs",
     "generate_key": "certherd.crypto.keys",
     "key_type_of": "certherd.crypto.keys",
@@ -76,6 +77,7 @@ __all__ = [
     "certificate_id",
     "chain_to_pem",
     "csr_der",
+    "csr_names",
     "describe_certificate",
     "generate_key",
     "key_type_of",

@@ -152,6 +152,7 @@ def _list(section: dict[str, Any], key: str) -> list[str]:
 
 
 def setting_flag(section: dict[str, Any], key: str) -> bool:
+    """A Certbot renewal-file switch: true for ``true``, ``yes``, ``on`` or ``1``."""
     return (setting_text(section, key) or "").lower() in ("true", "yes", "on", "1")
 
 

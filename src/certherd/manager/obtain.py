@@ -12,20 +12,24 @@ import asyncio
 import datetime as dt
 import logging
 from collections.abc import Coroutine, Sequence
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, overload
+
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from certherd.acme.client import AcmeClient, CertificateChain, authorization_failed
 from certherd.acme.messages import Authorization, Identifier, Order, Status
 from certherd.challenges.base import ChallengeTask, Solver, check_token
 from certherd.challenges.selection import SolverChoice
-from certherd.crypto.csr import build_csr
+from certherd.crypto.csr import build_csr, csr_names
 from certherd.crypto.keys import KeyType, PrivateKey, generate_key
 from certherd.errors import CertherdError, ConfigError, OrderFailedError, ProblemError
 from certherd.names import normalize_names
 
 __all__ = [
     "IssuedCertificate",
+    "IssuedChain",
     "complete_order",
     "obtain_certificate",
     "open_order",
@@ -36,14 +40,23 @@ log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
-class IssuedCertificate:
-    """A verified certificate: the chosen chain, every chain offered, and its key."""
+class IssuedChain:
+    """A verified certificate: the chosen chain and every chain offered.
+
+    What :func:`obtain_certificate` returns for a caller's CSR: the key stays with the
+    caller (an HSM, say)."""
 
     order: Order
     chain: CertificateChain
     chains: tuple[CertificateChain, ...]
-    key: PrivateKey
     reused_authorizations: int = 0
+
+
+@dataclass(frozen=True)
+class IssuedCertificate(IssuedChain):
+    """A verified certificate: the chosen chain, every chain offered, and its key."""
+
+    key: PrivateKey = field(kw_only=True)
 
 
 def select_chain(
@@ -188,10 +201,11 @@ async def complete_order(
     order: Order,
     identifiers: Sequence[Identifier],
     solvers: Sequence[Solver] | SolverChoice,
-    key: PrivateKey,
+    key: PrivateKey | x509.CertificateSigningRequest,
 ) -> tuple[Order, int]:
     """Take ``order`` from whatever status it is in to ``valid`` (RFC 8555 §7.4): prove
-    the pending authorizations, finalize with a CSR for ``key``, wait while processing.
+    the pending authorizations, finalize with a CSR for ``key`` (or ``key`` itself when
+    it is a CSR already), wait while processing.
 
     Returns the valid order and how many authorizations were valid already. A wait the
     CA asks to be longer than this run allows ends in PollDeferredError (from the
@@ -216,10 +230,14 @@ async def complete_order(
         if pending:
             await _prove(client, pending, SolverChoice.of(solvers))
     if order.status in (Status.PENDING, Status.READY):
-        csr = build_csr(
-            key,
-            dns_names=[i.value for i in identifiers if i.type == "dns"],
-            ip_addresses=[i.value for i in identifiers if i.type == "ip"],
+        csr = (
+            key
+            if isinstance(key, x509.CertificateSigningRequest)
+            else build_csr(
+                key,
+                dns_names=[i.value for i in identifiers if i.type == "dns"],
+                ip_addresses=[i.value for i in identifiers if i.type == "ip"],
+            )
         )
         log.info("order %s: finalizing", order.url)
         order = await client.finalize(order, csr)
@@ -233,6 +251,7 @@ async def complete_order(
     return order, reused
 
 
+@overload
 async def obtain_certificate(
     client: AcmeClient,
     names: Sequence[str | Identifier],
@@ -240,21 +259,112 @@ async def obtain_certificate(
     *,
     key: PrivateKey | None = None,
     key_type: KeyType | str = KeyType.EC256,
+    csr: None = None,
     profile: str | None = None,
     replaces: str | None = None,
     preferred_chain: str | None = None,
     not_after: dt.datetime | None = None,
-) -> IssuedCertificate:
+) -> IssuedCertificate: ...
+
+
+@overload
+async def obtain_certificate(
+    client: AcmeClient,
+    names: Sequence[str | Identifier],
+    solvers: Sequence[Solver] | SolverChoice,
+    *,
+    csr: x509.CertificateSigningRequest,
+    profile: str | None = None,
+    replaces: str | None = None,
+    preferred_chain: str | None = None,
+    not_after: dt.datetime | None = None,
+) -> IssuedChain: ...
+
+
+async def obtain_certificate(
+    client: AcmeClient,
+    names: Sequence[str | Identifier],
+    solvers: Sequence[Solver] | SolverChoice,
+    *,
+    key: PrivateKey | None = None,
+    key_type: KeyType | str = KeyType.EC256,
+    csr: x509.CertificateSigningRequest | None = None,
+    profile: str | None = None,
+    replaces: str | None = None,
+    preferred_chain: str | None = None,
+    not_after: dt.datetime | None = None,
+) -> IssuedChain:
     """Run one order to a verified certificate (RFC 8555 §7.4 end to end).
 
     ``names`` are normalised and checked first (:mod:`certherd.names`): a name the CA
-    would refuse raises InvalidNameError before any request."""
+    would refuse raises InvalidNameError before any request.
+
+    With ``csr`` (built by the caller: a key in an HSM, extensions of its own) that CSR
+    is sent as it is, after checking that its signature holds and that it asks for
+    exactly ``names``; the result is an :class:`IssuedChain`, without a key. Otherwise
+    the CSR is built for ``key`` (a new ``key_type`` key by default) and the result is
+    an :class:`IssuedCertificate` carrying it."""
     identifiers = normalize_names(names)
+    if csr is not None:
+        if key is not None:
+            raise ConfigError("give the certificate key or a CSR, not both: the CSR has a key")
+        public_key = _check_csr(csr, identifiers)
+        order = await client.new_order(
+            identifiers, profile=profile, replaces=replaces, not_after=not_after
+        )
+        order, reused = await complete_order(client, order, identifiers, solvers, csr)
+        chain, chains = await _download(client, order, preferred_chain)
+        client.verify_chain(chain, public_key, identifiers)
+        return IssuedChain(order=order, chain=chain, chains=chains, reused_authorizations=reused)
     certificate_key = key or generate_key(key_type)
     order = await client.new_order(
         identifiers, profile=profile, replaces=replaces, not_after=not_after
     )
     order, reused = await complete_order(client, order, identifiers, solvers, certificate_key)
+    chain, chains = await _download(client, order, preferred_chain)
+    client.verify_chain(chain, certificate_key.public_key(), identifiers)
+    return IssuedCertificate(
+        order=order,
+        chain=chain,
+        chains=chains,
+        key=certificate_key,
+        reused_authorizations=reused,
+    )
+
+
+def _check_csr(
+    csr: x509.CertificateSigningRequest, identifiers: Sequence[Identifier]
+) -> ec.EllipticCurvePublicKey | rsa.RSAPublicKey:
+    """The CSR's public key, once its signature holds and it asks for ``identifiers``
+    (RFC 8555 §7.4: the CA refuses a CSR whose names differ from the order's)."""
+    if not isinstance(csr, x509.CertificateSigningRequest):
+        raise TypeError(f"csr must be a cryptography x509.CertificateSigningRequest, not {csr!r}")
+    if not csr.is_signature_valid:
+        raise ConfigError("the CSR's signature does not verify: sign it with its own key")
+    public_key = csr.public_key()
+    if not isinstance(public_key, ec.EllipticCurvePublicKey | rsa.RSAPublicKey):
+        raise ConfigError(
+            f"the CSR's key is a {type(public_key).__name__}: use an ECDSA or RSA key"
+        )
+    dns_names, addresses = csr_names(csr)
+    asked: set[tuple[str, str]] = set()
+    if dns_names or addresses:
+        asked = {(i.type, i.value) for i in normalize_names([*dns_names, *addresses])}
+    wanted = {(i.type, i.value) for i in identifiers}
+    if asked != wanted:
+        missing = ", ".join(sorted(v for _, v in wanted - asked)) or "nothing"
+        extra = ", ".join(sorted(v for _, v in asked - wanted)) or "nothing"
+        raise ConfigError(
+            "the CSR's subjectAltName does not ask for exactly the names given: "
+            f"it lacks {missing} and adds {extra}"
+        )
+    return public_key
+
+
+async def _download(
+    client: AcmeClient, order: Order, preferred_chain: str | None
+) -> tuple[CertificateChain, tuple[CertificateChain, ...]]:
+    """The order's chain (the one issued by ``preferred_chain`` if offered) and all chains."""
     if preferred_chain:
         chains = await client.download_chains(order)
     else:
@@ -267,11 +377,4 @@ async def obtain_certificate(
         len(chains),
         ", ".join(chain.issuer_names()) or "?",
     )
-    client.verify_chain(chain, certificate_key.public_key(), identifiers)
-    return IssuedCertificate(
-        order=order,
-        chain=chain,
-        chains=tuple(chains),
-        key=certificate_key,
-        reused_authorizations=reused,
-    )
+    return chain, tuple(chains)

@@ -44,7 +44,11 @@ class RenewalDecision:
 
 
 def renewal_threshold(not_before: dt.datetime, not_after: dt.datetime) -> dt.datetime:
-    """The moment a third of the lifetime remains."""
+    """The moment a third of the lifetime remains: when a certificate is due without ARI.
+
+    Day 60 of a 90-day certificate, day 30 of 45, day 4 of 6: a fixed "30 days before
+    expiry" would renew a short-lived certificate at once, or never in time.
+    """
     return not_after - (not_after - not_before) / 3
 
 

@@ -86,6 +86,7 @@ def ca_id(directory_url: str) -> str:
 
 
 def account_key(ca: str, account: str) -> str:
+    """The key of an account's private key (PEM) at the CA ``ca``."""
     return f"accounts/{check_name(ca, 'CA id')}/{check_name(account, 'account name')}/key.pem"
 
 
@@ -103,6 +104,7 @@ def account_lock(ca: str, account: str) -> str:
 
 
 def account_json(ca: str, account: str) -> str:
+    """The key of an account's registration (URL, contacts) at the CA ``ca``."""
     return f"accounts/{check_name(ca, 'CA id')}/{check_name(account, 'account name')}/account.json"
 
 
@@ -120,8 +122,10 @@ def pending_key(lineage: str) -> str:
 
 
 def renewal_settings(lineage: str) -> str:
+    """The key of a lineage's settings (names, CA, solvers, key type)."""
     return f"renewal/{check_name(lineage)}.json"
 
 
 def state_file(lineage: str) -> str:
+    """The key of a lineage's renewal state (open order, failures, ARI window)."""
     return f"state/{check_name(lineage)}.json"

@@ -129,6 +129,7 @@ def _eab_key(kid: str, key: str) -> str:
 
 
 def split_host_port(value: str, what: str) -> tuple[str, int]:
+    """``HOST:PORT`` (``[v6]:PORT`` too) as host and port; ConfigError naming ``what``."""
     host, _, port = value.rpartition(":")
     host = host.removeprefix("[").removesuffix("]")
     if not host or not port.isdigit() or not 0 < int(port) < 65536:
