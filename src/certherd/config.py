@@ -8,13 +8,14 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, TypeVar
 
 import msgspec
 
 from certherd.challenges.options import solver_spec
 from certherd.challenges.spec import SecretRef, SolverSpec
 from certherd.errors import ConfigError
+from certherd.key_types import DEFAULT_KEY_TYPE, KeyTypeName
 from certherd.schema import SchemaError, convert, dotted
 
 __all__ = [
@@ -90,7 +91,6 @@ def default_config_dir() -> Path:
 CONFIG_FILE = "certherd.toml"
 
 Strings = str | list[str]
-KeyType = Literal["ec256", "ec384", "rsa2048", "rsa3072", "rsa4096"]
 Options = dict[str, Any]
 
 
@@ -102,7 +102,7 @@ class DefaultsTable(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     ca_bundle: str | None = None
     email: str | None = None
     agree_tos: bool = False
-    key_type: KeyType | None = None
+    key_type: KeyTypeName | None = None
     account: str | None = None
     solver: str | None = None
     solver_options: Options | None = None
@@ -120,7 +120,7 @@ class CertificateTable(msgspec.Struct, forbid_unknown_fields=True, kw_only=True)
     solver: str | None = None
     solver_options: Options | None = None
     solvers: list[Options] | None = None
-    key_type: KeyType | None = None
+    key_type: KeyTypeName | None = None
     profile: str | None = None
     preferred_chain: str | None = None
     reuse_key: bool = False
@@ -151,7 +151,7 @@ class CertificateConfig:
     domains: tuple[str, ...]
     directory_url: str
     solvers: tuple[SolverSpec, ...]
-    key_type: str = "ec256"
+    key_type: str = DEFAULT_KEY_TYPE
     profile: str | None = None
     preferred_chain: str | None = None
     reuse_key: bool = False
@@ -482,7 +482,7 @@ def load_config_file(path: Path) -> ConfigFile:
                 domains=domains,
                 directory_url=loader.directory_url(entry, block),
                 solvers=loader.solvers(entry, block),
-                key_type=entry.key_type or defaults.key_type or "ec256",
+                key_type=entry.key_type or defaults.key_type or DEFAULT_KEY_TYPE,
                 profile=entry.profile,
                 preferred_chain=entry.preferred_chain,
                 reuse_key=entry.reuse_key,

@@ -265,3 +265,14 @@ def test_public_key_equal(ec_key: PrivateKey) -> None:
     other = generate_key(KeyType.EC256)
     assert public_key_equal(ec_key.public_key(), ec_key.public_key())
     assert not public_key_equal(ec_key.public_key(), other.public_key())
+
+
+def test_one_list_of_key_types() -> None:
+    """The enum, the certherd.toml schema's Literal and the CLI's choices are one list."""
+    from certherd.cli.issue import issue
+    from certherd.key_types import DEFAULT_KEY_TYPE, KEY_TYPE_NAMES
+
+    assert tuple(member.value for member in KeyType) == KEY_TYPE_NAMES
+    assert KeyType(DEFAULT_KEY_TYPE) is KeyType.EC256
+    (option,) = [p for p in issue.params if p.name == "key_type"]
+    assert tuple(option.type.choices) == KEY_TYPE_NAMES  # type: ignore[attr-defined]

@@ -27,6 +27,7 @@ from typing import Any
 import click
 
 from certherd.cli.common import Context, pass_context
+from certherd.key_types import DEFAULT_KEY_TYPE, KEY_TYPE_NAMES
 
 __all__ = ["DEMO_MARKER", "demo"]
 
@@ -178,8 +179,8 @@ def _document(target: Path, lineage: str, seconds: float, shown: str) -> dict[st
 @click.option("--force", is_flag=True, help="Replace the earlier demo in --out.")
 @click.option(
     "--key-type",
-    type=click.Choice(["ec256", "ec384", "rsa2048", "rsa3072", "rsa4096"]),
-    default="ec256",
+    type=click.Choice(KEY_TYPE_NAMES),
+    default=DEFAULT_KEY_TYPE,
     show_default=True,
     help="The certificate's key type.",
 )

@@ -16,10 +16,9 @@ from certherd.cli.common import (
     run_async,
     unusable_config_dir,
 )
+from certherd.key_types import DEFAULT_KEY_TYPE, KEY_TYPE_NAMES
 
 __all__ = ["issue", "solver_options", "solver_specs"]
-
-KEY_TYPES = ["ec256", "ec384", "rsa2048", "rsa3072", "rsa4096"]
 
 
 def solver_options(command: Any) -> Any:
@@ -240,8 +239,8 @@ def solver_specs(params: dict[str, Any], names: tuple[str, ...]) -> tuple[Any, .
 @solver_options
 @click.option(
     "--key-type",
-    type=click.Choice(KEY_TYPES),
-    default="ec256",
+    type=click.Choice(KEY_TYPE_NAMES),
+    default=DEFAULT_KEY_TYPE,
     show_default=True,
     help="The certificate's key: ECDSA P-256 / P-384, or RSA of 2048-4096 bits.",
 )

@@ -6,7 +6,6 @@ RSA of 2048 to 4096 bits. Error messages never carry key material.
 
 from __future__ import annotations
 
-import enum
 import os
 from typing import TypeAlias
 
@@ -20,6 +19,7 @@ from cryptography.hazmat.primitives.asymmetric.types import (
 
 from certherd.crypto.files import atomic_write
 from certherd.errors import ConfigError, CryptoError
+from certherd.key_types import KeyType
 
 __all__ = [
     "KeyType",
@@ -40,16 +40,6 @@ PublicKey: TypeAlias = ec.EllipticCurvePublicKey | rsa.RSAPublicKey
 RSA_PUBLIC_EXPONENT = 65537
 RSA_MIN_BITS = 2048
 RSA_MAX_BITS = 4096
-
-
-class KeyType(enum.StrEnum):
-    """The key types certherd generates and loads; the value is the config spelling."""
-
-    EC256 = "ec256"
-    EC384 = "ec384"
-    RSA2048 = "rsa2048"
-    RSA3072 = "rsa3072"
-    RSA4096 = "rsa4096"
 
 
 _CURVES: dict[str, KeyType] = {"secp256r1": KeyType.EC256, "secp384r1": KeyType.EC384}

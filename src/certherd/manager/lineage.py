@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from certherd.challenges.spec import SolverSpec
 from certherd.errors import CertherdError, ConfigError, NotFoundError, StorageError
+from certherd.key_types import DEFAULT_KEY_TYPE
 from certherd.storage.base import Storage
 from certherd.storage.layout import renewal_settings, state_file
 
@@ -58,7 +59,7 @@ class LineageSettings:
     solvers: tuple[SolverSpec, ...]
     account: str = "default"
     ca_bundle: str | None = None
-    key_type: str = "ec256"
+    key_type: str = DEFAULT_KEY_TYPE
     reuse_key: bool = False
     profile: str | None = None
     preferred_chain: str | None = None
@@ -87,7 +88,7 @@ class LineageSettings:
                 solvers=tuple(SolverSpec.from_json(s) for s in data.get("solvers", ())),
                 account=str(data.get("account", "default")),
                 ca_bundle=data.get("ca_bundle"),
-                key_type=str(data.get("key_type", "ec256")),
+                key_type=str(data.get("key_type", DEFAULT_KEY_TYPE)),
                 reuse_key=bool(data.get("reuse_key", False)),
                 profile=data.get("profile"),
                 preferred_chain=data.get("preferred_chain"),
