@@ -20,6 +20,7 @@ from typing import Annotated, Any
 
 import msgspec
 
+from certherd.addresses import split_host_port
 from certherd.challenges.spec import SecretRef, SolverSpec
 from certherd.errors import ConfigError
 from certherd.schema import SchemaError, convert, looks_secret, secret_fields
@@ -44,29 +45,12 @@ SECRET_PLACEHOLDER = "secret-given-by-reference"  # noqa: S105 (a stand-in, no s
 
 def parse_listen_address(text: str, default_host: str = "") -> tuple[str, int]:
     """``PORT``, ``ADDR:PORT`` or ``[V6]:PORT`` to (host, port); '' host means all."""
-    value = text.strip()
-    host = default_host
-    port_text = value
-    if value.startswith("["):
-        end = value.find("]")
-        if end < 0 or not value[end + 1 :].startswith(":"):
-            raise ConfigError(f"listen address {text!r}: write an IPv6 address as [ADDR]:PORT")
-        host, port_text = value[1:end], value[end + 2 :]
-    elif ":" in value:
-        host, port_text = value.rsplit(":", 1)
-    if not port_text.isdigit() or not 0 < int(port_text) < 65536:
-        raise ConfigError(f"listen address {text!r}: the port must be a number from 1 to 65535")
-    return host, int(port_text)
+    return split_host_port(text, what="listen address", default_host=default_host)
 
 
 def parse_resolver(text: str) -> tuple[str, int]:
     """``ADDR``, ``ADDR:PORT`` or ``[V6]:PORT`` to (address, port); port 53 by default."""
-    value = text.strip()
-    if value.count(":") > 1 and not value.startswith("["):
-        return value, 53  # a bare IPv6 address
-    if ":" not in value:
-        return value, 53
-    return parse_listen_address(value)
+    return split_host_port(text, what="resolver", default_port=53)
 
 
 def _check(parse: Any, text: str) -> None:

@@ -35,6 +35,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from certherd.addresses import split_host_port
 from certherd.dns.base import ProviderInfo, TxtRecord
 from certherd.errors import ConfigError, DnsProviderError, safe_text
 from certherd.schema import SchemaError, looks_secret
@@ -352,17 +353,7 @@ def _described_options(api_class: type[LexiconApi]) -> dict[str, str]:
 
 def _address(text: str) -> tuple[str, int]:
     """``ADDRESS``, ``ADDRESS:PORT`` or ``[V6]:PORT`` to (address, port), port 53 by default."""
-    value = text.strip()
-    if value.startswith("["):
-        host, _, rest = value[1:].partition("]")
-        port = rest.removeprefix(":") or "53"
-    elif value.count(":") == 1:
-        host, _, port = value.partition(":")
-    else:
-        host, port = value, "53"
-    if not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise ConfigError(f"lexicon: resolver must be ADDRESS[:PORT], got {text!r}")
-    return host, int(port)
+    return split_host_port(text, what="lexicon: resolver", default_port=53)
 
 
 def _seconds(text: str | None) -> float | None:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from certherd import addresses
 from certherd.errors import ConfigError
 
 __all__ = ["PebbleOptions", "split_host_port"]
@@ -130,8 +131,4 @@ def _eab_key(kid: str, key: str) -> str:
 
 def split_host_port(value: str, what: str) -> tuple[str, int]:
     """``HOST:PORT`` (``[v6]:PORT`` too) as host and port; ConfigError naming ``what``."""
-    host, _, port = value.rpartition(":")
-    host = host.removeprefix("[").removesuffix("]")
-    if not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise ConfigError(f"{what} must be HOST:PORT, got {value!r}")
-    return host, int(port)
+    return addresses.split_host_port(value, what=what)
