@@ -50,12 +50,14 @@ def unique_name(prefix: str = "host") -> str:
 
 
 def new_client(server: PebbleServer, key: PrivateKey | None = None, **options: Any) -> AcmeClient:
-    """An AcmeClient for ``server`` (trusting its listener CA), not yet registered."""
+    """An AcmeClient for ``server`` (trusting its listener CA), not yet registered.
+
+    With ``http_client=`` that client's own trust applies (and the caller closes it).
+    """
+    if "http_client" not in options:
+        options["ca_bundle"] = str(server.ca_bundle)
     return AcmeClient(
-        server.directory_url,
-        key if key is not None else generate_key(KeyType.EC256),
-        ca_bundle=str(server.ca_bundle),
-        **options,
+        server.directory_url, key if key is not None else generate_key(KeyType.EC256), **options
     )
 
 
@@ -64,9 +66,14 @@ async def registered(
     server: PebbleServer, key: PrivateKey | None = None, **options: Any
 ) -> AsyncIterator[AcmeClient]:
     """``async with registered(pebble) as client:``: a client with a new account."""
-    async with new_client(server, key, **options) as client:
-        await client.register(contact=["mailto:tests@certherd.test"], agree_tos=True)
-        yield client
+    http_client: httpx.AsyncClient | None = options.get("http_client")
+    try:
+        async with new_client(server, key, **options) as client:
+            await client.register(contact=["mailto:tests@certherd.test"], agree_tos=True)
+            yield client
+    finally:
+        if http_client is not None:  # certherd never closes a caller's client
+            await http_client.aclose()
 
 
 def http_solver(server: PebbleServer) -> Http01StandaloneSolver:

@@ -87,6 +87,14 @@ class AcmeClient:
     retries; ``poll.timeout`` one wait for an order or authorization; and
     ``async with client.deadline(seconds):`` bounds a whole command.
 
+    HTTP: ``timeout`` (30 s), ``ca_bundle``, ``proxy`` and ``trust_env`` (True: the
+    ``HTTPS_PROXY``/``ALL_PROXY``/``NO_PROXY`` environment is honoured, as httpx does)
+    configure the httpx client certherd makes and closes. Or pass your own
+    ``http_client``: certherd never closes it, and giving any of those four with it is
+    a ConfigError, since they cannot apply to a client already built. ``user_agent``
+    (or a User-Agent header set on your ``http_client``) goes first in the User-Agent
+    header, followed by certherd's own product token (RFC 8555 §6.1).
+
     Everything the CA sends is parsed into certherd's own types or refused with an
     :class:`~certherd.errors.AcmeError`: no exception of the libraries underneath
     escapes on hostile input.
@@ -99,13 +107,16 @@ class AcmeClient:
         *,
         account_url: str | None = None,
         ca_bundle: str | None = None,
-        timeout: float = 30.0,
+        timeout: float | None = None,
         request_timeout: float = REQUEST_TIMEOUT,
         allow_http: bool = False,
         retry: RetryPolicy | None = None,
         poll: PollPolicy | None = None,
         clock: Clock | None = None,
         http_client: httpx.AsyncClient | None = None,
+        user_agent: str | None = None,
+        proxy: str | None = None,
+        trust_env: bool | None = None,
     ) -> None:
         self.urls = UrlPolicy(allow_http=allow_http)
         try:
@@ -128,6 +139,9 @@ class AcmeClient:
             clock=self.clock,
             http_client=http_client,
             request_timeout=request_timeout,
+            user_agent=user_agent,
+            proxy=proxy,
+            trust_env=trust_env,
         )
         self._directory: Directory | None = None
         self._directory_lock = asyncio.Lock()
@@ -139,7 +153,7 @@ class AcmeClient:
         await self.aclose()
 
     async def aclose(self) -> None:
-        """Close the connection pool."""
+        """Close the connection pool (never an ``http_client`` the caller passed)."""
         await self.transport.aclose()
 
     def deadline(self, seconds: float) -> CommandDeadline:
