@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urljoin
 
-from certherd import __version__
+from certherd.acme.http import USER_AGENT, http_client_for
 from certherd.acme.messages import UrlPolicy
 from certherd.acme.retry import (
     RetryPolicy,
@@ -53,11 +53,6 @@ __all__ = ["REQUEST_TIMEOUT", "USER_AGENT", "Response", "Transport", "redact_hea
 
 log = logging.getLogger(__name__)
 
-USER_AGENT = f"certherd/{__version__}"
-"""certherd's product token. RFC 8555 §6.1 says the User-Agent SHOULD name the ACME
-software and the HTTP client software underneath, with their versions: a Transport
-sends ``[caller's product] certherd/VERSION httpx/VERSION`` (see Transport.user_agent)."""
-_FIELD_VALUE = re.compile(r"^[\x21-\x7e]+(?: [\x21-\x7e]+)*$")  # RFC 9110 §5.5, no controls
 MAX_BODY = 1 << 20  # 1 MiB: far above any real ACME response, certificate chains included
 MAX_NONCES = 64
 MAX_LINKS = 100  # Link targets read from one response; a real CA sends one to three
@@ -196,39 +191,14 @@ class Transport:
         self.trace: collections.deque[tuple[str, str]] = collections.deque(maxlen=100_000)
         self._nonces: collections.deque[str] = collections.deque(maxlen=MAX_NONCES)
         self._pause_until = 0.0  # monotonic time before which nobody sends (shared backoff)
-        if user_agent is not None and not _FIELD_VALUE.fullmatch(user_agent):
-            raise ConfigError(
-                f"user_agent {safe_text(user_agent, 100)!r} is not a valid User-Agent: "
-                "give printable ASCII product tokens such as 'myapp/1.2'"
-            )
-        import httpx  # see the note at the imports
-
-        self._owns_http = http_client is None
-        if http_client is None:
-            self._http = _make_client(ca_bundle, timeout, proxy, trust_env)
-        else:
-            given = {
-                "ca_bundle": ca_bundle,
-                "timeout": timeout,
-                "proxy": proxy,
-                "trust_env": trust_env,
-            }
-            clash = [name for name, value in given.items() if value is not None]
-            if clash:
-                raise ConfigError(
-                    f"{', '.join(clash)} cannot apply to an http_client already built: "
-                    "configure your httpx.AsyncClient with them, or pass them without "
-                    "http_client"
-                )
-            self._http = http_client
-            if user_agent is None:
-                theirs = http_client.headers.get("user-agent")
-                httpx_default = f"python-httpx/{httpx.__version__}"  # not the caller's choice
-                if theirs and theirs != httpx_default and _FIELD_VALUE.fullmatch(theirs):
-                    user_agent = theirs
-        # RFC 8555 §6.1: the caller's product first, then certherd's and httpx's.
-        ours = f"{USER_AGENT} httpx/{httpx.__version__}"
-        self.user_agent = f"{user_agent} {ours}" if user_agent else ours
+        self._http, self._owns_http, self.user_agent = http_client_for(
+            http_client,
+            ca_bundle=ca_bundle,
+            timeout=timeout,
+            proxy=proxy,
+            trust_env=trust_env,
+            user_agent=user_agent,
+        )
 
     async def aclose(self) -> None:
         """Close the connection pool if certherd made it; a caller's http_client stays open."""
@@ -537,43 +507,3 @@ def _certificate_failure(exc: BaseException) -> str | None:
             return seen.verify_message or "certificate verify failed"
         seen = seen.__cause__ or seen.__context__
     return None
-
-
-def _make_client(
-    ca_bundle: str | None, timeout: float | None, proxy: str | None, trust_env: bool | None
-) -> httpx.AsyncClient:
-    """certherd's own httpx client: no redirects, the pool sized for bulk runs."""
-    import httpx  # see the note at the imports
-
-    seconds = 30.0 if timeout is None else timeout
-    if not seconds > 0:
-        raise ConfigError("the HTTP timeout must be a positive number of seconds")
-    try:
-        return httpx.AsyncClient(
-            verify=_ssl_context(ca_bundle),
-            timeout=httpx.Timeout(seconds, connect=min(seconds, 10.0)),
-            follow_redirects=False,
-            # True (httpx's default): HTTPS_PROXY, ALL_PROXY and NO_PROXY are honoured;
-            # an explicit proxy wins over them.
-            trust_env=True if trust_env is None else trust_env,
-            proxy=proxy,
-            # Keep as many idle connections as may be busy: bulk runs reuse them all.
-            limits=httpx.Limits(max_connections=100, max_keepalive_connections=100),
-        )
-    except (ValueError, TypeError, ImportError, httpx.InvalidURL) as exc:
-        raise ConfigError(
-            f"cannot use proxy {safe_text(proxy, 200)}: {safe_text(exc, 200)}: "
-            "give an http://, https:// or socks5:// proxy URL"
-        ) from None
-
-
-def _ssl_context(ca_bundle: str | None) -> ssl.SSLContext:
-    if ca_bundle is None:
-        return ssl.create_default_context()
-    try:
-        # With cafile, only this bundle is trusted: right for a private CA or Pebble.
-        return ssl.create_default_context(cafile=ca_bundle)
-    except (OSError, ssl.SSLError) as exc:
-        raise ConfigError(
-            f"cannot use CA bundle {ca_bundle}: {exc.strerror or exc}: give a readable PEM file"
-        ) from None
