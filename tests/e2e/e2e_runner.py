@@ -47,6 +47,10 @@ class Running:
     def pid(self) -> int:
         return self.process.pid
 
+    def stderr_so_far(self) -> str:
+        """What the command wrote to stderr until now (it may still be running)."""
+        return self._err.read_text()
+
     def wait(self, timeout: float = COMMAND_TIMEOUT) -> Result:
         try:
             code = self.process.wait(timeout=timeout)

@@ -306,3 +306,29 @@ def test_a_secret_by_file_reference_from_the_command_line(
     assert f"key_secret comes from the file {secret_file}, which cannot be read" in failed.stderr
     for result in (issued, renewed, failed):
         assert servers.bind9.tsig_secret not in result.stdout + result.stderr
+
+
+def test_the_daemon_warns_of_a_readable_secret_once_not_every_cycle(
+    certherd: Certherd, tmp_path: Path
+) -> None:
+    closed = free_port()  # nothing listens: every cycle's renewal fails at once
+    certherd.config_dir.mkdir(parents=True, exist_ok=True)
+    config = certherd.config_dir / "certherd.toml"
+    config.write_text(
+        f'[defaults]\nserver = "https://127.0.0.1:{closed}/dir"\nagree_tos = true\n\n'
+        '[[certificate]]\ndomains = ["warn-once.test"]\nsolver = "dns"\n'
+        'solver_options = { provider = "rfc2136", server = "127.0.0.1", key_name = "k", '
+        'key_secret = "c2VjcmV0c2VjcmV0" }\n'
+    )
+    config.chmod(0o644)
+    running = certherd.start("run", "--min-interval", "0.2", "--max-interval", "1")
+    deadline = time.monotonic() + 60
+    cycles = 0
+    while time.monotonic() < deadline and cycles < 3 and running.process.poll() is None:
+        time.sleep(0.2)
+        cycles = running.stderr_so_far().count("renewal failed")
+    running.process.send_signal(signal.SIGTERM)
+    result = running.wait()
+    assert result.stderr.count("renewal failed") >= 3, result.describe()
+    assert result.stderr.count("holds secrets") == 1, result.describe()
+    assert "c2VjcmV0c2VjcmV0" not in result.stdout + result.stderr

@@ -75,11 +75,13 @@ async def _run(
         on_event=lambda lineage, text: ctx.say(f"{lineage}: {text}"),
     )
     config_path = ctx.config_dir / CONFIG_FILE
+    warned: set[str] = set()  # each warning once per daemon, not once per cycle
 
     async def before_cycle() -> None:
         if config_path.exists():
             config = load_config_file(config_path)
-            ctx.warn(config.warnings)
+            ctx.warn([text for text in config.warnings if text not in warned])
+            warned.update(config.warnings)
             await follow_config(manager, config)
 
     def report(outcomes: list[Outcome]) -> None:
