@@ -19,8 +19,16 @@ from typing import Any, TypeVar
 import click
 
 from certherd.cli.signals import run_async  # commands import it from here
+from certherd.key_types import DEFAULT_KEY_TYPE, KEY_TYPE_NAMES
 
-__all__ = ["Context", "ca_options", "concurrency_option", "pass_context", "run_async"]
+__all__ = [
+    "Context",
+    "ca_options",
+    "concurrency_option",
+    "key_type_option",
+    "pass_context",
+    "run_async",
+]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -126,6 +134,15 @@ concurrency_option = click.option(
     help="Work on at most this many certificates at once.",
 )
 """``--concurrency`` of every command that works on many certificates (apply, renew, run)."""
+
+key_type_option = click.option(
+    "--key-type",
+    type=click.Choice(KEY_TYPE_NAMES),
+    default=DEFAULT_KEY_TYPE,
+    show_default=True,
+    help="The certificate's key: ECDSA P-256 / P-384, or RSA of 2048-4096 bits.",
+)
+"""``--key-type`` of the commands that make a certificate key (issue, demo)."""
 
 
 def ca_options(command: F) -> F:

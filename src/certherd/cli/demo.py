@@ -26,8 +26,7 @@ from typing import Any
 
 import click
 
-from certherd.cli.common import Context, pass_context
-from certherd.key_types import DEFAULT_KEY_TYPE, KEY_TYPE_NAMES
+from certherd.cli.common import Context, key_type_option, pass_context
 
 __all__ = ["DEMO_MARKER", "demo"]
 
@@ -177,13 +176,7 @@ def _document(target: Path, lineage: str, seconds: float, shown: str) -> dict[st
     "not exist, be empty, or hold an earlier demo (with --force).",
 )
 @click.option("--force", is_flag=True, help="Replace the earlier demo in --out.")
-@click.option(
-    "--key-type",
-    type=click.Choice(KEY_TYPE_NAMES),
-    default=DEFAULT_KEY_TYPE,
-    show_default=True,
-    help="The certificate's key type.",
-)
+@key_type_option
 @pass_context
 def demo(ctx: Context, names: tuple[str, ...], out: Path, force: bool, key_type: str) -> None:
     """Issue a real certificate from a local Pebble test CA (needs `apt-get install pebble`)."""

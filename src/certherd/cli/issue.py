@@ -12,11 +12,11 @@ from certherd.cli.common import (
     ca_options,
     check_solvers,
     exit_for,
+    key_type_option,
     pass_context,
     run_async,
     unusable_config_dir,
 )
-from certherd.key_types import DEFAULT_KEY_TYPE, KEY_TYPE_NAMES
 
 __all__ = ["issue", "solver_options", "solver_specs"]
 
@@ -237,13 +237,7 @@ def solver_specs(params: dict[str, Any], names: tuple[str, ...]) -> tuple[Any, .
     help="Order a new certificate even if a lineage holding these names is not due.",
 )
 @solver_options
-@click.option(
-    "--key-type",
-    type=click.Choice(KEY_TYPE_NAMES),
-    default=DEFAULT_KEY_TYPE,
-    show_default=True,
-    help="The certificate's key: ECDSA P-256 / P-384, or RSA of 2048-4096 bits.",
-)
+@key_type_option
 @click.option("--profile", metavar="P", help="The CA's certificate profile (e.g. tlsserver).")
 @click.option("--preferred-chain", metavar="CN", help="Prefer the chain whose issuer is CN.")
 @click.option("--reuse-key", is_flag=True, help="Keep the private key across renewals.")
