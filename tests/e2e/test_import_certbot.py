@@ -29,7 +29,7 @@ import pytest
 from cryptography import x509
 
 from certherd.crypto.keys import load_private_key, public_key_equal
-from certherd.manager.certbot_import import key_from_jwk
+from certherd.migrate.certbot_import import key_from_jwk
 from certherd.storage.layout import ca_id
 from certherd.testing.pebble import PebbleServer
 

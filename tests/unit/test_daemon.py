@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 from fakes import START, FakeClock
 
+from certherd.daemon.loop import Daemon
 from certherd.errors import StorageError
-from certherd.manager.daemon import Daemon
 from certherd.manager.lineage import LineageState
 from certherd.manager.outcome import Outcome
 from certherd.storage import MemoryStorage
@@ -90,7 +90,7 @@ def daemon_for(manager: StubManager, **options: Any) -> Daemon:
 async def test_nothing_known_looks_again_in_minutes(manager: StubManager) -> None:
     """No lineage known yet (or the last cycle failed): a new one from `issue` or
     certherd.toml is picked up within FAILED_CYCLE_RETRY, not after max_sleep."""
-    from certherd.manager.daemon import FAILED_CYCLE_RETRY
+    from certherd.daemon.loop import FAILED_CYCLE_RETRY
 
     daemon = daemon_for(manager)
     assert daemon.next_sleep() == FAILED_CYCLE_RETRY

@@ -14,15 +14,15 @@ from collections.abc import Callable, Iterable
 import httpx
 import pytest
 
-from certherd.errors import ConfigError
-from certherd.manager.daemon import raise_open_file_limit
-from certherd.manager.metrics import (
+from certherd.daemon.loop import raise_open_file_limit
+from certherd.daemon.metrics import (
     CONTENT_TYPE,
     MAX_REQUEST_HEAD,
     LineageMetrics,
     MetricsServer,
     render_metrics,
 )
+from certherd.errors import ConfigError
 
 NOT_AFTER = dt.datetime(2026, 12, 1, tzinfo=dt.UTC)
 NEXT = dt.datetime(2026, 11, 1, 12, 30, tzinfo=dt.UTC)

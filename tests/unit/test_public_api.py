@@ -49,9 +49,12 @@ def test_every_package_is_covered() -> None:
         "certherd.acme",
         "certherd.challenges",
         "certherd.crypto",
+        "certherd.daemon",
         "certherd.dns",
         "certherd.hooks",
+        "certherd.install",
         "certherd.manager",
+        "certherd.migrate",
         "certherd.storage",
         "certherd.testing",
     }

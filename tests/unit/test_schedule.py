@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from certherd.errors import ConfigError
-from certherd.manager.schedule import (
+from certherd.install.schedule import (
     SERVICE_UNIT,
     TIMER_UNIT,
     cron_time,

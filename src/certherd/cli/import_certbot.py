@@ -40,7 +40,7 @@ def import_certbot(
 ) -> None:
     """Adopt a Certbot configuration (default /etc/letsencrypt): its certificates (every
     version), renewal settings, hooks and ACME account. Certbot's files are only read."""
-    from certherd.manager.certbot_import import import_certbot as run_import
+    from certherd.migrate.certbot_import import import_certbot as run_import
 
     bundle = str(Path(ca_bundle).resolve()) if ca_bundle else None
     results = run_async(

@@ -60,9 +60,9 @@ async def _run(
 ) -> None:
     from certherd.challenges.options import parse_listen_address
     from certherd.config import CONFIG_FILE, load_config_file
+    from certherd.daemon.loop import Daemon, raise_open_file_limit
+    from certherd.daemon.metrics import MetricsServer
     from certherd.manager.apply import follow_config
-    from certherd.manager.daemon import Daemon, raise_open_file_limit
-    from certherd.manager.metrics import MetricsServer
     from certherd.manager.service import Manager, Outcome
 
     before, after = raise_open_file_limit()

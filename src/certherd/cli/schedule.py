@@ -45,7 +45,7 @@ def schedule() -> None:
 @pass_context
 def install(ctx: Context, kind: str | None, user: bool, root: Path) -> None:
     """Install the schedule (systemd when it runs this machine, else cron)."""
-    from certherd.manager.schedule import detect_schedule_kind, install_schedule
+    from certherd.install.schedule import detect_schedule_kind, install_schedule
 
     chosen = kind or detect_schedule_kind(root)
     program = _program()

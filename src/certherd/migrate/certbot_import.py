@@ -47,7 +47,8 @@ from certherd.errors import (
     safe_text,
 )
 from certherd.manager.accounts import AccountRecord, CaOptions, load_account, save_account
-from certherd.manager.certbot_conf import (
+from certherd.manager.lineage import LineageSettings, LineageState
+from certherd.migrate.certbot_conf import (
     ACME_V1,
     LETS_ENCRYPT,
     hook_settings,
@@ -57,9 +58,8 @@ from certherd.manager.certbot_conf import (
     setting_text,
     solver_specs,
 )
-from certherd.manager.certbot_conf import key_from_jwk as key_from_jwk
-from certherd.manager.certbot_conf import parse_conf as parse_conf
-from certherd.manager.lineage import LineageSettings, LineageState
+from certherd.migrate.certbot_conf import key_from_jwk as key_from_jwk
+from certherd.migrate.certbot_conf import parse_conf as parse_conf
 from certherd.names import canonical_names
 from certherd.storage.base import Storage
 from certherd.storage.layout import FILES, archive_file, check_name, renewal_settings

@@ -19,9 +19,9 @@ import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
+from certherd.daemon.metrics import LineageMetrics
 from certherd.errors import CertherdError
 from certherd.manager.lineage import LineageState
-from certherd.manager.metrics import LineageMetrics
 from certherd.manager.outcome import describe_failure
 from certherd.manager.service import Manager, Outcome
 

@@ -1,0 +1,38 @@
+"""``certherd run``: the renewal daemon's scheduler loop and its HTTP surface (metrics, health).
+
+:class:`Daemon` renews every lineage when it is due and sleeps until the next one;
+:class:`MetricsServer` serves what the last cycle learned to Prometheus. The daemon sits
+above :mod:`certherd.manager` (it drives a ``Manager``), never below it.
+"""
+
+import typing as _typing
+
+from certherd import _lazy
+
+if _typing.TYPE_CHECKING:
+    from certherd.daemon.loop import Daemon, DaemonStatus, raise_open_file_limit
+    from certherd.daemon.metrics import LineageMetrics, MetricsServer, render_metrics
+
+# Loaded on first use: `certherd run` imports what it needs, nothing more.
+_EXPORTS: dict[str, str] = {
+    "Daemon": "certherd.daemon.loop",
+    "DaemonStatus": "certherd.daemon.loop",
+    "raise_open_file_limit": "certherd.daemon.loop",
+    "LineageMetrics": "certherd.daemon.metrics",
+    "MetricsServer": "certherd.daemon.metrics",
+    "render_metrics": "certherd.daemon.metrics",
+}
+
+__all__ = [
+    "Daemon",
+    "DaemonStatus",
+    "LineageMetrics",
+    "MetricsServer",
+    "raise_open_file_limit",
+    "render_metrics",
+]
+
+
+if not _typing.TYPE_CHECKING:
+    # Hidden from type checkers, so that a misspelt import is an error, not an Any.
+    __getattr__ = _lazy.exports_getattr(__name__, _EXPORTS)
