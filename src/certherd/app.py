@@ -1,0 +1,530 @@
+"""The library's front door: one object does what the ``certherd`` commands do.
+
+:class:`Certherd` opens a config dir (a folder: :class:`FilesystemStorage` and the
+certherd.toml in it) or any :class:`~certherd.storage.base.Storage`, and wires the
+rest in one place: the solvers (with the secrets of the process environment), the
+certherd.toml sync, the renewal plan and the certificate manager. Every CLI command is
+flag parsing, one call here and printing; a program calls the same methods::
+
+    async with Certherd("/etc/certherd") as certherd:
+        outcomes = await certherd.renew()  # what `certherd renew` does
+
+Methods return data (:class:`~certherd.manager.outcome.Outcome`, settings and state);
+what happens meanwhile is told to ``on_event`` as :class:`Event` values. Every error
+raised is a :class:`~certherd.errors.CertherdError`; a lineage named that does not
+exist is a :class:`~certherd.errors.ConfigError`, as a wrong option is.
+
+The no-op paths stay cheap: ``renew`` with nothing due reads the renewal index and
+never imports the ACME client; the manager is built on first need and closed by
+:meth:`Certherd.aclose` (or leaving the ``async with``).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from certherd.errors import ConfigError, NotFoundError, refuse_text
+from certherd.key_types import DEFAULT_KEY_TYPE
+
+if TYPE_CHECKING:
+    from certherd.acme.client import RevocationReason
+    from certherd.acme.jws import ExternalAccountBinding
+    from certherd.challenges.factory import SolverPool
+    from certherd.challenges.spec import SolverSpec
+    from certherd.clock import Clock
+    from certherd.config import ConfigFile
+    from certherd.manager.accounts import CaOptions
+    from certherd.manager.certbot_import import ImportResult
+    from certherd.manager.lineage import HookSettings, LineageSettings, LineageState
+    from certherd.manager.outcome import Outcome
+    from certherd.manager.service import Manager
+    from certherd.storage.base import Storage
+
+__all__ = ["Certherd", "Event", "EventKind", "LineageRecord", "Revocation"]
+
+EventKind = Literal["planned", "started", "step", "finished", "propagation", "warning", "notice"]
+"""``planned``: how many certificates a run will work on (``total``); ``started`` and
+``finished`` (with its ``outcome``): one certificate's work; ``step``: a step of one
+lineage's work; ``propagation``: a DNS record's propagation round; ``warning``: about
+the configuration (each told once per :class:`Certherd`); ``notice``: the daemon's news."""
+
+LETSENCRYPT = "https://acme-v02.api.letsencrypt.org/directory"
+
+
+@dataclass(frozen=True)
+class Event:
+    """Something :class:`Certherd` tells while it works (``on_event``)."""
+
+    kind: EventKind
+    text: str = ""
+    lineage: str = ""
+    outcome: Outcome | None = None
+    total: int = 0
+
+
+@dataclass(frozen=True)
+class LineageRecord:
+    """One stored lineage as ``certherd list`` shows it: its settings and state, or why
+    they cannot be read (``error``: a damaged file; the others still list)."""
+
+    name: str
+    settings: LineageSettings | None
+    state: LineageState | None
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class Revocation:
+    """A revoked lineage's state after :meth:`Certherd.revoke`; ``deleted_files``: how
+    many files ``delete=True`` removed (None: the lineage was kept)."""
+
+    state: LineageState
+    deleted_files: int | None = None
+
+
+class Certherd:
+    """Accounts, certificates and settings in one storage, and what can be done with them.
+
+    ``storage``: a config dir (a path: certherd's own folder layout, created as needed)
+    or any storage object. ``config_file``: certherd.toml (default: the config dir's,
+    when it exists; none for a storage object). ``environ``: where solver secrets given
+    as ``{env = NAME}`` are read (default: this process's environment). ``on_event``
+    hears :class:`Event` values; ``client_factory`` opens each CA client (tests).
+    One instance per event loop; its methods may run concurrently.
+    """
+
+    def __init__(
+        self,
+        storage: str | os.PathLike[str] | Storage,
+        *,
+        config_file: str | os.PathLike[str] | None = None,
+        clock: Clock | None = None,
+        concurrency: int = 10,
+        on_event: Callable[[Event], None] | None = None,
+        environ: Mapping[str, str] | None = None,
+        client_factory: Callable[[Storage, CaOptions], Any] | None = None,
+    ) -> None:
+        from certherd.clock import SystemClock
+
+        if isinstance(storage, str | os.PathLike):
+            from certherd.storage.filesystem import FilesystemStorage
+
+            self.config_dir: Path | None = Path(storage)
+            self.storage: Storage = FilesystemStorage(self.config_dir)
+        else:
+            self.config_dir = None
+            self.storage = storage
+        self._config_file = Path(config_file) if config_file is not None else None
+        self.clock: Clock = clock or SystemClock()
+        self.concurrency = max(1, concurrency)
+        self._on_event = on_event
+        self._environ = environ
+        self._client_factory = client_factory
+        self._solvers: SolverPool | None = None
+        self._manager: Manager | None = None
+        self._warned: set[str] = set()
+        self._daemon: Any = None
+        self._stopping = False
+
+    async def __aenter__(self) -> Certherd:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close every CA connection opened; the object can be used again after."""
+        manager, self._manager = self._manager, None
+        if manager is not None:
+            await manager.aclose()
+
+    # -- wiring -------------------------------------------------------------------------
+
+    @property
+    def config_file(self) -> Path | None:
+        """The certherd.toml that ``renew`` and the daemon follow (None: none to follow)."""
+        if self._config_file is not None:
+            return self._config_file
+        if self.config_dir is not None:
+            from certherd.config import CONFIG_FILE
+
+            default = self.config_dir / CONFIG_FILE
+            if default.exists():
+                return default
+        return None
+
+    @property
+    def solvers(self) -> SolverPool:
+        """The solvers of this instance, built from specs and shared by its runs."""
+        if self._solvers is None:
+            from certherd.challenges.factory import SolverPool
+
+            def progress(name: str, ready: int, total: int) -> None:
+                self._emit("propagation", f"{name}: served by {ready} of {total} name server(s)")
+
+            self._solvers = SolverPool(environ=self._environ, on_progress=progress)
+        return self._solvers
+
+    @property
+    def manager(self) -> Manager:
+        """The certificate manager (built on first use; closed by :meth:`aclose`)."""
+        if self._manager is None:
+            from certherd._tracked import TrackedManager
+
+            self._manager = TrackedManager(
+                self.storage,
+                clock=self.clock,
+                concurrency=self.concurrency,
+                solvers=self.solvers,
+                on_event=lambda lineage, text: self._emit("step", text, lineage),
+                client_factory=self._client_factory,
+                tell=self._on_event,
+            )
+        return self._manager
+
+    def _emit(self, kind: EventKind, text: str = "", lineage: str = "") -> None:
+        if self._on_event is not None:
+            self._on_event(Event(kind, text, lineage))
+
+    def read_config(self, path: str | os.PathLike[str] | None = None) -> ConfigFile | None:
+        """certherd.toml checked (``path``, else :attr:`config_file`; None if there is
+        none); its warnings are told once per instance."""
+        from certherd.config import load_config_file
+
+        chosen = Path(path) if path is not None else self.config_file
+        if chosen is None:
+            return None
+        config = load_config_file(chosen)
+        for warning in config.warnings:
+            if warning not in self._warned:
+                self._warned.add(warning)
+                self._emit("warning", warning)
+        return config
+
+    async def _follow(self, config: ConfigFile | None, *, manager: bool) -> None:
+        """Write the settings ``config`` gives; with ``manager``, let it use the file's
+        CA and account options and secrets too."""
+        if config is None:
+            return
+        from certherd.manager.apply import ca_options, settings_for, sync_settings
+
+        await sync_settings(self.storage, config)
+        if manager:
+            self.manager.known_cas.update(ca_options(config))  # the file's email, terms, EAB
+            self.manager.configured.update(
+                (entry.lineage, settings_for(entry)) for entry in config.certificates
+            )
+
+    # -- certherd renew / apply / issue -------------------------------------------------
+
+    async def renew(
+        self, names: Sequence[str] | None = None, *, force: bool = False, dry_run: bool = False
+    ) -> list[Outcome]:
+        """``certherd renew``: follow certherd.toml, clear what interrupted runs left, and
+        renew what is due (every lineage, or those named; ``force``: due or not;
+        ``dry_run``: say what is due and why, write nothing). One outcome per lineage; a
+        lineage's failure is its outcome, never an exception."""
+        from certherd.manager.index import plan_renewal
+
+        refuse_text(names, "names")
+        wanted = tuple(names or ())
+        config = self.read_config()
+        await self._follow(config, manager=False)
+        if not dry_run:  # what runs killed mid-work left (cheap: one small folder listed)
+            from certherd.manager.hygiene import clear_interrupted
+
+            for name, removed in (await clear_interrupted(self.storage)).items():
+                self._emit(
+                    "step", f"removed what an interrupted run left: {', '.join(removed)}", name
+                )
+        # The index answers "nothing due" without loading the ACME client at all.
+        plan = await plan_renewal(self.storage, wanted or None, force=force, now=self.clock.now())
+        _check_known(wanted, plan.index.names)
+        if not plan.to_check:
+            if not dry_run:  # a dry run writes nothing, not even the index (a cache)
+                await plan.index.save()
+            return plan.not_due
+        await self._follow(config, manager=True)
+        if self._on_event is not None:
+            self._on_event(Event("planned", total=len(plan.to_check)))
+        return await self.manager.renew(wanted or None, force=force, dry_run=dry_run)
+
+    async def apply(self, config_file: str | os.PathLike[str] | None = None) -> list[Outcome]:
+        """``certherd apply``: obtain what certherd.toml (``config_file``, default
+        :attr:`config_file`) lists and is missing or changed; renew the rest if due."""
+        from certherd.config import CONFIG_FILE
+        from certherd.manager.apply import apply_config
+
+        path = config_file if config_file is not None else self.config_file
+        if path is None:
+            where = self.config_dir / CONFIG_FILE if self.config_dir else CONFIG_FILE
+            path = where  # load_config_file says it is missing and how to make one
+        config = self.read_config(path)
+        assert config is not None
+        if self._on_event is not None:
+            self._on_event(Event("planned", total=len(config.certificates)))
+        return await apply_config(self.manager, config)
+
+    async def issue(
+        self,
+        names: Sequence[str],
+        *,
+        solvers: Sequence[SolverSpec | Mapping[str, Any]],
+        lineage: str | None = None,
+        directory_url: str = LETSENCRYPT,
+        ca_bundle: str | None = None,
+        email: str | None = None,
+        agree_tos: bool = False,
+        eab: ExternalAccountBinding | None = None,
+        account: str = "default",
+        key_type: str = DEFAULT_KEY_TYPE,
+        reuse_key: bool = False,
+        profile: str | None = None,
+        preferred_chain: str | None = None,
+        hooks: HookSettings | None = None,
+        force: bool = False,
+    ) -> Outcome:
+        """``certherd issue``: a certificate for ``names`` saved as a lineage that
+        :meth:`renew` repeats; nothing is ordered while a lineage holding these names is
+        not due (``force`` reissues); a lineage holding some of them is expanded.
+
+        ``solvers``: :class:`SolverSpec` values, or tables as in certherd.toml's
+        ``solvers`` (``{"kind": "http", "listen": "80"}``; ``names`` limits one to those
+        names). ``lineage``: its name (default: the lineage holding these names, else the
+        first name). Raises a CertherdError when the certificate cannot be obtained."""
+        from certherd.manager.accounts import CaOptions
+        from certherd.manager.lineage import HookSettings, LineageSettings
+        from certherd.names import canonical_names
+        from certherd.storage.layout import check_name, lineage_for
+
+        refuse_text(names, "names")
+        checked = canonical_names(tuple(names))
+        if email:
+            _check_email(email)
+        specs = tuple(_solver_spec(item) for item in solvers)
+        settings = LineageSettings(
+            name=check_name(lineage) if lineage else lineage_for(checked[0]),
+            names=checked,
+            directory_url=directory_url,
+            solvers=specs,
+            account=account,
+            ca_bundle=ca_bundle,
+            key_type=key_type,
+            reuse_key=reuse_key,
+            profile=profile,
+            preferred_chain=preferred_chain,
+            hooks=hooks or HookSettings(),
+        )
+        ca = CaOptions(directory_url, ca_bundle, email, agree_tos, eab, account=account)
+        return await self.issue_lineage(settings, ca, force=force, named=lineage is not None)
+
+    async def issue_lineage(
+        self, settings: LineageSettings, ca: CaOptions, *, force: bool = False, named: bool = False
+    ) -> Outcome:
+        """:meth:`issue` with the settings and CA options built already. The solvers are
+        built first, so a bad port or DNS provider (and, without pre hooks, which may make
+        it, a missing webroot) is a ConfigError before any account is looked up."""
+        choice = self.solvers.choice(settings.solvers)
+        if not settings.hooks.pre:
+            choice.preflight()
+        return await self.manager.request(settings, ca, force=force, named=named)
+
+    # -- certherd list / show / revoke / delete -----------------------------------------
+
+    async def lineages(self) -> list[str]:
+        """The names of every stored lineage."""
+        return await self.manager.lineages()
+
+    async def load(self, name: str) -> tuple[LineageSettings, LineageState]:
+        """Settings and state of lineage ``name`` (the state follows what is live)."""
+        try:
+            return await self.manager.load(name)
+        except NotFoundError as exc:
+            raise ConfigError(str(exc)) from None
+
+    async def records(self) -> list[LineageRecord]:
+        """Every lineage for ``certherd list``: a damaged one is a record with ``error``,
+        never the end of the whole list; one deleted meanwhile is left out."""
+        from certherd.errors import CertherdError, safe_text
+
+        records = []
+        for name in await self.lineages():
+            try:
+                settings, state = await self.manager.load(name)
+            except NotFoundError:
+                continue  # deleted while we listed
+            except CertherdError as exc:
+                records.append(LineageRecord(name, None, None, safe_text(exc, 500)))
+                continue
+            records.append(LineageRecord(name, settings, state))
+        return records
+
+    async def revoke(
+        self, name: str, reason: RevocationReason | None = None, *, delete: bool = False
+    ) -> Revocation:
+        """Revoke the live certificate of ``name`` (the next renew replaces it), then
+        with ``delete`` remove the lineage and its files."""
+        await self.load(name)
+        state = await self.manager.revoke(name, reason)
+        removed = await self.manager.delete(name) if delete else None
+        return Revocation(state, removed)
+
+    async def delete(self, name: str) -> int:
+        """Remove lineage ``name`` and all its files (a damaged one too); how many."""
+        from certherd.storage.layout import renewal_settings
+
+        if not await self.storage.exists(renewal_settings(name)):
+            await self.load(name)  # a ConfigError for an unknown name
+        return await self.manager.delete(name)
+
+    # -- certherd import-certbot --------------------------------------------------------
+
+    async def import_certbot(
+        self,
+        directory: str | os.PathLike[str] = "/etc/letsencrypt",
+        *,
+        ca_bundle: str | None = None,
+        hook_dir: str | os.PathLike[str] | None = None,
+        replace: bool = False,
+        dry_run: bool = False,
+    ) -> list[ImportResult]:
+        """Adopt a Certbot configuration: its lineages (every version), renewal settings,
+        hooks (copied to ``hook_dir``, default the config dir's ``hooks``) and account."""
+        from certherd.manager.certbot_import import import_certbot
+
+        if hook_dir is None and self.config_dir is not None:
+            hook_dir = self.config_dir.resolve() / "hooks"
+        return await import_certbot(
+            Path(directory),
+            self.storage,
+            ca_bundle=ca_bundle,
+            hook_dir=Path(hook_dir) if hook_dir is not None else None,
+            replace=replace,
+            dry_run=dry_run,
+        )
+
+    # -- certherd run -------------------------------------------------------------------
+
+    async def run(
+        self,
+        *,
+        metrics: str | None = None,
+        min_interval: float = 60.0,
+        max_interval: float = 6 * 3600.0,
+        on_cycle: Callable[[list[Outcome]], None] | None = None,
+        signals: bool = True,
+    ) -> None:
+        """``certherd run``: renew each lineage when it is due until :meth:`stop`.
+
+        Each cycle follows certherd.toml again. ``metrics``: ``[ADDR:]PORT`` for the
+        Prometheus ``/metrics`` and ``/health``. ``on_cycle`` gets each cycle's outcomes.
+        With ``signals``, SIGTERM and SIGINT stop it and SIGHUP starts a cycle now."""
+        import asyncio
+        import signal
+
+        from certherd.challenges.options import parse_listen_address
+        from certherd.manager.daemon import Daemon, raise_open_file_limit
+        from certherd.manager.metrics import MetricsServer
+
+        before, after = raise_open_file_limit()
+        if after != before:
+            self._emit("notice", f"open file limit raised from {before} to {after}")
+
+        async def before_cycle() -> None:
+            await self._follow(self.read_config(), manager=True)
+
+        daemon = Daemon(
+            self.manager,
+            min_sleep=min_interval,
+            max_sleep=max_interval,
+            before_cycle=before_cycle,
+            on_outcomes=on_cycle,
+        )
+        self._daemon = daemon
+        if self._stopping:
+            daemon.stop()
+        loop = asyncio.get_running_loop()
+        if signals:
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(signum, self.stop)
+
+            def reload() -> None:
+                self._emit(
+                    "notice",
+                    "SIGHUP: reading the configuration again and checking every lineage now",
+                )
+                self.wake()
+
+            loop.add_signal_handler(signal.SIGHUP, reload)
+        server: MetricsServer | None = None
+        try:
+            if metrics:
+                host, port = parse_listen_address(metrics, default_host="127.0.0.1")
+                server = MetricsServer(host, port, daemon.metrics, health=daemon.health)
+                await server.start()
+                self._emit("notice", f"metrics on http://{host or '*'}:{server.port}/metrics")
+            where = f"config dir {self.config_dir}" if self.config_dir else "storage"
+            self._emit("notice", f"certherd daemon started ({where})")
+            await daemon.run()
+        finally:
+            if signals:
+                for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+                    loop.remove_signal_handler(signum)
+            if server is not None:
+                await server.stop()
+            await self.aclose()
+            self._daemon = None
+            self._emit("notice", "certherd daemon stopped")
+
+    def stop(self) -> None:
+        """Stop :meth:`run` (a renewal under way gets a grace period); signal-safe."""
+        self._stopping = True
+        if self._daemon is not None:
+            self._daemon.stop()
+
+    def wake(self) -> None:
+        """Start a daemon cycle now (after the one under way); signal-safe."""
+        if self._daemon is not None:
+            self._daemon.wake()
+
+
+def _check_known(names: Sequence[str], known: list[str]) -> None:
+    """A lineage named that does not exist is a ConfigError (as in ``load``, ``revoke``
+    and ``delete``); nothing is renewed then."""
+    unknown = sorted(set(names).difference(known))
+    if unknown:
+        listed = ", ".join(repr(name) for name in unknown)
+        raise ConfigError(f"no lineage named {listed}: see `certherd list`")
+
+
+def _check_email(email: str) -> None:
+    from certherd.acme.client import contact_uris
+
+    try:
+        contact_uris([email])
+    except ConfigError:
+        raise ConfigError(f"email {email!r} is not an e-mail address: write NAME@DOMAIN") from None
+
+
+def _solver_spec(item: SolverSpec | Mapping[str, Any]) -> SolverSpec:
+    """A solver given as a table (as in certherd.toml's ``solvers``), checked; a spec as is."""
+    from certherd.challenges.options import solver_spec
+    from certherd.challenges.spec import SecretRef, SolverSpec
+    from certherd.schema import SchemaError
+
+    if isinstance(item, SolverSpec):
+        return item
+    options = dict(item)
+    kind = options.pop("kind", None)
+    names = options.pop("names", ())
+    refuse_text(names, "a solver's names")
+    if not isinstance(kind, str):
+        raise ConfigError('every solver needs kind = "http" (or webroot, tls-alpn, dns, hook)')
+    try:
+        return solver_spec(kind, options, tuple(names), strict=False, inline=SecretRef("value"))
+    except SchemaError as err:
+        raise ConfigError(f"solver {kind!r}: {err}") from None
