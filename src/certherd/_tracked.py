@@ -1,50 +1,53 @@
 """The manager of :class:`certherd.app.Certherd`: it also tells when each certificate's
-work starts and ends (``started`` and ``finished`` events), for progress displays."""
+work starts and ends (its ``started`` and ``finished`` events, for progress displays)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from certherd.errors import safe_text
 from certherd.manager.outcome import Outcome
 from certherd.manager.service import Manager
 
-if TYPE_CHECKING:
-    from certherd.app import Event, EventKind
-
 __all__ = ["TrackedManager"]
 
 
 class TrackedManager(Manager):
-    """A Manager that tells ``tell`` (an ``on_event`` of :class:`~certherd.app.Certherd`)
-    when each certificate starts and ends."""
+    """A Manager that calls ``on_start(lineage)`` and ``on_finish(outcome)`` around the
+    work on each certificate (a renewal check, an issuance)."""
 
     def __init__(
-        self, *args: Any, tell: Callable[[Event], None] | None = None, **kwargs: Any
+        self,
+        *args: Any,
+        on_start: Callable[[str], None] | None = None,
+        on_finish: Callable[[Outcome], None] | None = None,
+        **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
-        self._tell = tell
+        self._on_start = on_start
+        self._on_finish = on_finish
 
-    def _event(self, kind: EventKind, lineage: str, outcome: Outcome | None = None) -> None:
-        if self._tell is not None:
-            from certherd.app import Event
+    def _started(self, lineage: str) -> None:
+        if self._on_start is not None:
+            self._on_start(lineage)
 
-            self._tell(Event(kind, lineage=lineage, outcome=outcome))
+    def _finished(self, outcome: Outcome) -> None:
+        if self._on_finish is not None:
+            self._on_finish(outcome)
 
     async def renew_one(self, name: str, *, force: bool = False, dry_run: bool = False) -> Outcome:
-        self._event("started", name)
+        self._started(name)
         outcome = await super().renew_one(name, force=force, dry_run=dry_run)
-        self._event("finished", name, outcome)
+        self._finished(outcome)
         return outcome
 
     async def issue(self, settings: Any, ca: Any, *, precondition: Any = None) -> Outcome:
-        self._event("started", settings.name)
+        self._started(settings.name)
         try:
             outcome = await super().issue(settings, ca, precondition=precondition)
         except Exception as exc:
-            failed = Outcome(settings.name, "failed", "requested", error=safe_text(exc, 300))
-            self._event("finished", settings.name, failed)
+            self._finished(Outcome(settings.name, "failed", "requested", error=safe_text(exc, 300)))
             raise
-        self._event("finished", settings.name, outcome)
+        self._finished(outcome)
         return outcome

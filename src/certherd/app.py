@@ -38,10 +38,10 @@ if TYPE_CHECKING:
     from certherd.clock import Clock
     from certherd.config import ConfigFile
     from certherd.manager.accounts import CaOptions
-    from certherd.manager.certbot_import import ImportResult
     from certherd.manager.lineage import HookSettings, LineageSettings, LineageState
     from certherd.manager.outcome import Outcome
     from certherd.manager.service import Manager
+    from certherd.migrate.certbot_import import ImportResult
     from certherd.storage.base import Storage
 
 __all__ = ["Certherd", "Event", "EventKind", "LineageRecord", "Revocation"]
@@ -182,13 +182,18 @@ class Certherd:
                 solvers=self.solvers,
                 on_event=lambda lineage, text: self._emit("step", text, lineage),
                 client_factory=self._client_factory,
-                tell=self._on_event,
+                on_start=lambda lineage: self._emit("started", lineage=lineage),
+                on_finish=self._finished,
             )
         return self._manager
 
     def _emit(self, kind: EventKind, text: str = "", lineage: str = "") -> None:
         if self._on_event is not None:
             self._on_event(Event(kind, text, lineage))
+
+    def _finished(self, outcome: Outcome) -> None:
+        if self._on_event is not None:
+            self._on_event(Event("finished", lineage=outcome.lineage, outcome=outcome))
 
     def read_config(self, path: str | os.PathLike[str] | None = None) -> ConfigFile | None:
         """certherd.toml checked (``path``, else :attr:`config_file`; None if there is
@@ -394,7 +399,7 @@ class Certherd:
     ) -> list[ImportResult]:
         """Adopt a Certbot configuration: its lineages (every version), renewal settings,
         hooks (copied to ``hook_dir``, default the config dir's ``hooks``) and account."""
-        from certherd.manager.certbot_import import import_certbot
+        from certherd.migrate.certbot_import import import_certbot
 
         if hook_dir is None and self.config_dir is not None:
             hook_dir = self.config_dir.resolve() / "hooks"
@@ -427,8 +432,8 @@ class Certherd:
         import signal
 
         from certherd.challenges.options import parse_listen_address
-        from certherd.manager.daemon import Daemon, raise_open_file_limit
-        from certherd.manager.metrics import MetricsServer
+        from certherd.daemon.loop import Daemon, raise_open_file_limit
+        from certherd.daemon.metrics import MetricsServer
 
         before, after = raise_open_file_limit()
         if after != before:

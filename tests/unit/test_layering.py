@@ -39,8 +39,10 @@ RANKS: dict[str, int] = {
     "daemon": 9,
     "install": 9,
     "migrate": 9,
-    "cli": 10,
-    "__main__": 11,
+    "_tracked": 9,
+    "app": 10,
+    "cli": 11,
+    "__main__": 12,
 }
 
 
