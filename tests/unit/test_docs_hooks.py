@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from certherd.hooks.runner import HOOK_KINDS, PASSED_THROUGH, HookEnvironment
+from certherd.hooks.runner import HOOK_KINDS, HookEnvironment
+from certherd.programs import PASSED_THROUGH
 
 ROOT = Path(__file__).parents[2]
 DOC = ROOT / "docs" / "hooks.md"

@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 
 import certherd.hooks
+from certherd import programs
 from certherd.errors import ConfigError, HookError
 from certherd.hooks import HookEnvironment, run_hook
-from certherd.hooks import runner as runner_module
 
 NAMES = ["example.com", "www.example.com"]
 
@@ -94,10 +94,10 @@ def test_public_names_are_exported_and_documented() -> None:
     assert set(certherd.hooks.__all__) == {
         "HOOK_KINDS",
         "HookEnvironment",
-        "HookResult",
+        "ProgramResult",
         "run_hook",
     }
-    for name in ("HookEnvironment", "HookResult", "run_hook"):
+    for name in ("HookEnvironment", "ProgramResult", "run_hook"):
         assert (getattr(certherd.hooks, name).__doc__ or "").strip()
 
 
@@ -133,7 +133,8 @@ def test_environment_is_built_from_an_explicit_parent(files: dict[str, Path], li
 @pytest.mark.parametrize("kind", ["pre", "post"])
 def test_renewed_variables_are_for_deploy_hooks_only(kind: str, files: dict[str, Path]) -> None:
     env = HookEnvironment(kind=kind, lineage="example.com", names=NAMES, files=files).variables({})
-    assert set(env) == COMMON
+    assert set(env) == COMMON | {"PATH"}
+    assert env["PATH"] == programs.DEFAULT_PATH  # a parent without PATH: the default one
     assert env["CERTHERD_HOOK"] == kind
 
 
@@ -166,7 +167,13 @@ def test_bad_kind_and_files_are_refused(files: dict[str, Path]) -> None:
 def test_unknown_paths_are_left_unset_not_empty(files: dict[str, Path], live: Path) -> None:
     """Storage without local files (PostgreSQL) has no live folder to name."""
     env = HookEnvironment(kind="deploy", lineage="l", names=NAMES, files={}).variables({})
-    assert set(env) == {"CERTHERD_HOOK", "CERTHERD_LINEAGE", "CERTHERD_DOMAINS", "RENEWED_DOMAINS"}
+    assert set(env) == {
+        "PATH",
+        "CERTHERD_HOOK",
+        "CERTHERD_LINEAGE",
+        "CERTHERD_DOMAINS",
+        "RENEWED_DOMAINS",
+    }
     partial = HookEnvironment(
         kind="deploy", lineage="l", names=NAMES, files={"fullchain": files["fullchain"]}
     ).variables({})
@@ -243,7 +250,7 @@ async def test_failure_names_the_hook_and_shows_escaped_stderr(
         )
     message = str(caught.value)
     assert message.startswith(f"deploy hook '{hook} --reload' exited with status 3")
-    assert "reload failed\\x0a\\x1b[31mred\\x1b[0m" in message
+    assert message.endswith("; stderr: reload failed | \\x1b[31mred\\x1b[0m")
     assert "\x1b" not in message
     assert "\n" not in message
 
@@ -270,7 +277,7 @@ async def test_killed_by_signal_is_reported(tmp_path: Path, files: dict[str, Pat
 async def test_timeout_kills_the_whole_process_group(
     tmp_path: Path, files: dict[str, Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(runner_module, "TERMINATE_GRACE", 0.3)
+    monkeypatch.setattr(programs, "TERMINATE_GRACE", 0.3)
     pid_file = tmp_path / "grandchild.pid"
     # The shell and its child (which inherits the ignored signal) survive SIGTERM: only the
     # SIGKILL that follows the grace can end them.
@@ -284,7 +291,7 @@ async def test_timeout_kills_the_whole_process_group(
     assert time.monotonic() - started < 5
     message = str(caught.value)
     assert "pre hook" in message
-    assert "did not finish within 0.5 s" in message
+    assert "did not finish within 0.5 s and was stopped" in message
     assert "started" in message  # stderr written before the timeout is shown
     assert await wait_gone(int(pid_file.read_text()))
 
@@ -327,7 +334,7 @@ async def test_cancellation_while_starting_does_not_wait_for_children(
 async def test_a_daemon_holding_the_output_open_does_not_block(
     tmp_path: Path, files: dict[str, Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(runner_module, "OUTPUT_GRACE", 0.2)
+    monkeypatch.setattr(programs, "OUTPUT_GRACE", 0.2)
     pid_file = tmp_path / "daemon.pid"
     line = f"echo deployed; sleep 60 & echo $! > {shlex.quote(str(pid_file))}"
     try:

@@ -4,8 +4,8 @@ The program runs without a shell, with a small explicit environment (STYLE habit
 ``os.environ`` is read, never changed) and a timeout. What it gets:
 
 ==============================  ===========================================================
-``PATH``, ``HOME``, ``LANG``    copied from certherd's own environment when set (``PATH``
-                                falls back to :data:`os.defpath`)
+``PATH``, ``HOME``, ``LANG``,   copied from certherd's own environment when set (``PATH``
+``TZ``                          falls back to ``/usr/local/bin:/usr/bin:/bin``)
 ``CERTHERD_CHALLENGE_TYPE``     ``http-01``, ``dns-01``, ``tls-alpn-01`` or any other type
 ``CERTHERD_IDENTIFIER``         the name or IP address (``*.example.com`` for a wildcard)
 ``CERTHERD_IDENTIFIER_TYPE``    ``dns`` or ``ip`` (RFC 8555 §9.7.7, RFC 8738)
@@ -19,9 +19,12 @@ The program runs without a shell, with a small explicit environment (STYLE habit
 ``present`` MUST return only once the response is visible to the CA (for dns-01: on
 every authoritative name server). ``cleanup`` gets the same environment and MUST
 tolerate being called after a ``present`` that failed or was interrupted part-way: it is
-then called too, so nothing is left behind. A non-zero exit or a timeout is a
-:class:`HookError` naming the program and showing the end of its stderr; on timeout or
-cancellation the program's whole process group is killed.
+then called too, so nothing is left behind. The program is run by
+:func:`certherd.programs.run_checked`: a non-zero exit or a timeout is a :class:`HookError`
+naming the program and showing the end of its stderr; on timeout or cancellation the
+program's whole process group is killed. Something ``present`` leaves running (a
+responder until ``cleanup``) MUST send its output elsewhere (``>/dev/null 2>&1``):
+certherd stops reading the program's output shortly after it exits.
 """
 
 from __future__ import annotations
@@ -30,25 +33,18 @@ import asyncio
 import contextlib
 import hashlib
 import os
-import signal
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import IO
 
 from certherd.acme.messages import Identifier
 from certherd.challenges.base import ChallengeTask, check_token
 from certherd.crypto.encoding import b64url
 from certherd.errors import ConfigError, HookError, UnsafeResponseError, safe_text
+from certherd.programs import program_environment, run_checked
 
 __all__ = ["HookSolver", "hook_environment"]
 
 PREFIX = "CERTHERD_"
-INHERITED = ("PATH", "HOME", "LANG")
-"""The only variables copied from certherd's own environment."""
-STDERR_SHOWN = 1000
-"""Characters of the program's stderr (its end) shown in a HookError."""
-_READ_LIMIT = 64 * 1024  # bytes at the end of stderr read back
 _TOKEN_TYPES = frozenset({"http-01", "dns-01", "tls-alpn-01"})
 
 
@@ -68,23 +64,18 @@ def hook_environment(
 
     ``parent`` defaults to ``os.environ``, which is only read.
     """
-    source = os.environ if parent is None else parent
-    env = {name: source[name] for name in INHERITED if name in source}
-    env.setdefault("PATH", os.defpath)
     challenge_type = task.challenge.type
     token = task.challenge.token
     if token is not None or challenge_type in _TOKEN_TYPES:
         token = check_token(token)
     identifier = task.identifier
-    env.update(
-        {
-            f"{PREFIX}CHALLENGE_TYPE": _checked(challenge_type, "challenge type"),
-            f"{PREFIX}IDENTIFIER": _checked(identifier.value, "identifier"),
-            f"{PREFIX}IDENTIFIER_TYPE": _checked(identifier.type, "identifier type"),
-            f"{PREFIX}TOKEN": token or "",
-            f"{PREFIX}KEY_AUTHORIZATION": _checked(task.key_authorization, "key authorization"),
-        }
-    )
+    env = {
+        f"{PREFIX}CHALLENGE_TYPE": _checked(challenge_type, "challenge type"),
+        f"{PREFIX}IDENTIFIER": _checked(identifier.value, "identifier"),
+        f"{PREFIX}IDENTIFIER_TYPE": _checked(identifier.type, "identifier type"),
+        f"{PREFIX}TOKEN": token or "",
+        f"{PREFIX}KEY_AUTHORIZATION": _checked(task.key_authorization, "key authorization"),
+    }
     if challenge_type == "dns-01":
         # RFC 8555 §8.4: the record is at "_acme-challenge." + the domain (no "*." label),
         # its value base64url(SHA-256(key authorization)).
@@ -92,7 +83,7 @@ def hook_environment(
         digest = hashlib.sha256(task.key_authorization.encode("ascii")).digest()
         env[f"{PREFIX}DNS_NAME"] = f"_acme-challenge.{domain}."
         env[f"{PREFIX}DNS_VALUE"] = b64url(digest)
-    return env
+    return program_environment(env, parent=parent)
 
 
 @dataclass(frozen=True)
@@ -154,64 +145,6 @@ class HookSolver:
     async def _run(self, action: str, handle: _Handle) -> None:
         """Run ``argv + [action]``; raise HookError on failure, timeout or a missing program."""
         what = f"hook {safe_text(self.argv[0], 200)} {action} for {handle.identifier}"
-        # stderr goes to a file, not a pipe: a server the hook leaves running in the
-        # background (a tls-alpn-01 responder...) would keep a pipe open for ever.
-        with tempfile.TemporaryFile() as stderr:
-            try:
-                process = await asyncio.create_subprocess_exec(
-                    *self.argv,
-                    action,
-                    stdin=asyncio.subprocess.DEVNULL,
-                    stdout=asyncio.subprocess.DEVNULL,
-                    stderr=stderr,
-                    env=dict(handle.environment),
-                    start_new_session=True,  # its own process group, killed as a whole
-                )
-            except OSError as exc:
-                raise HookError(
-                    f"{what} cannot be started: {exc.strerror or exc}; check the path and "
-                    "that it is executable"
-                ) from None
-            try:
-                async with asyncio.timeout(self.timeout):
-                    returncode = await process.wait()
-            except TimeoutError:
-                await _kill(process)
-                raise HookError(
-                    f"{what} timed out after {self.timeout:g} s and was killed"
-                    f"{_shown(_tail(stderr))}"
-                ) from None
-            except BaseException:
-                await asyncio.shield(_kill(process))
-                raise
-            if returncode != 0:
-                status = (
-                    f"killed by signal {-returncode}" if returncode < 0 else f"exit {returncode}"
-                )
-                raise HookError(f"{what} failed ({status}){_shown(_tail(stderr))}")
-
-
-async def _kill(process: asyncio.subprocess.Process) -> None:
-    """Kill the process group of ``process`` and reap it."""
-    if process.returncode is None:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(process.pid, signal.SIGKILL)  # pgid == pid: start_new_session
-    await process.wait()
-
-
-def _tail(stream: IO[bytes]) -> bytes:
-    """The last :data:`_READ_LIMIT` bytes written to ``stream``."""
-    size = stream.seek(0, os.SEEK_END)
-    stream.seek(max(0, size - _READ_LIMIT))
-    return stream.read()
-
-
-def _shown(stderr: bytes) -> str:
-    """The end of ``stderr`` as one safe line, or nothing if it was empty."""
-    text = stderr.decode("utf-8", "replace").strip()
-    if not text:
-        return ""
-    lines = " | ".join(line.strip() for line in text.splitlines() if line.strip())
-    if len(lines) > STDERR_SHOWN:
-        lines = "..." + lines[-STDERR_SHOWN:]
-    return f"; stderr: {safe_text(lines, STDERR_SHOWN + 3)}"
+        await run_checked(
+            (*self.argv, action), what=what, env=handle.environment, timeout=self.timeout
+        )

@@ -1,8 +1,9 @@
 """The ``exec`` DNS provider: a user's program adds and removes the TXT value.
 
-The program is run without a shell as ``COMMAND present`` or ``COMMAND cleanup`` with a
-small, explicit environment: ``PATH``, ``HOME`` and ``LANG`` taken from certherd's own
-(plus any names listed in ``pass_env``) and
+The program is run without a shell as ``COMMAND present`` or ``COMMAND cleanup`` by
+:func:`certherd.programs.run_checked`, with a small, explicit environment: ``PATH``,
+``HOME``, ``LANG`` and ``TZ`` taken from certherd's own (plus any names listed in
+``pass_env``) and
 
 - ``CERTHERD_DNS_NAME``: the record name, fully qualified with its trailing dot;
 - ``CERTHERD_DNS_VALUE``: the TXT value (base64url, 43 characters);
@@ -10,17 +11,15 @@ small, explicit environment: ``PATH``, ``HOME`` and ``LANG`` taken from certherd
 
 Nothing reaches a shell and ``os.environ`` is never changed (certbot's manual hooks put
 values into its own environment; acme.sh's CVE-2023-38198 put CA data into ``eval``).
-A non-zero exit or a run past ``timeout`` seconds raises :class:`HookError` naming the
-program and showing the start of its stderr, escaped.
+A non-zero exit or a run past ``timeout`` seconds (its whole process group is then
+stopped) raises :class:`HookError` naming the program and showing the end of its stderr
+(or stdout), escaped.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import os
 import shutil
-import signal
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Annotated
@@ -28,16 +27,12 @@ from typing import Annotated
 import msgspec
 
 from certherd.dns.base import ProviderInfo, TxtRecord
-from certherd.errors import ConfigError, DnsProviderError, HookError, safe_text
+from certherd.errors import ConfigError, DnsProviderError, safe_text
+from certherd.programs import program_environment, run_checked
 
 __all__ = ["ExecConfig", "ExecOptions", "ExecProvider"]
 
 ENV_PREFIX = "CERTHERD_EXEC_"
-INHERITED = ("PATH", "HOME", "LANG")
-DEFAULT_PATH = "/usr/local/bin:/usr/bin:/bin"
-OUTPUT_LIMIT = 64 * 1024  # bytes of stdout/stderr kept; the rest is read and dropped
-STDERR_SHOWN = 1000  # characters of stderr in the error message
-KILL_GRACE = 2.0  # seconds between SIGTERM and SIGKILL for a hook past its timeout
 
 INFO = ProviderInfo(
     name="exec",
@@ -79,7 +74,7 @@ class ExecConfig:
 class ExecProvider:
     """A :class:`DnsProvider` that runs a program per add and per remove.
 
-    ``environ`` is where PATH, HOME, LANG and the ``pass_env`` names are read from
+    ``environ`` is where PATH, HOME, LANG, TZ and the ``pass_env`` names are read from
     (default: certherd's environment, read once here, never written). Runs may be
     concurrent; a cancelled run's process group is killed.
     """
@@ -88,12 +83,8 @@ class ExecProvider:
     options = ExecOptions
 
     def __init__(self, config: ExecConfig, environ: Mapping[str, str] | None = None) -> None:
-        source = os.environ if environ is None else environ
         self.config = config
-        self._base_env = {
-            name: source[name] for name in (*INHERITED, *config.pass_env) if name in source
-        }
-        self._base_env.setdefault("PATH", DEFAULT_PATH)
+        self._base_env = program_environment({}, inherit=config.pass_env, parent=environ)
         found = shutil.which(config.command, path=self._base_env["PATH"])
         if found is None:
             raise ConfigError(
@@ -154,73 +145,5 @@ class ExecProvider:
 
     async def _run(self, action: str, record: TxtRecord) -> None:
         env = self.environment(record)
-        label = f"dns hook {self.command} {action} for {record.name}"
-        try:
-            process = await asyncio.create_subprocess_exec(
-                self.command,
-                action,
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.PIPE,
-                env=env,
-                start_new_session=True,  # its own process group: a timeout kills it all
-                close_fds=True,
-            )
-        except OSError as err:
-            raise HookError(f"{label}: cannot start it: {safe_text(err, 200)}") from None
-        assert process.stdout is not None
-        assert process.stderr is not None
-        try:
-            async with asyncio.timeout(self.config.timeout):
-                stdout, stderr, _ = await asyncio.gather(
-                    _read_capped(process.stdout),
-                    _read_capped(process.stderr),
-                    process.wait(),
-                )
-        except TimeoutError:
-            await _stop(process)
-            raise HookError(
-                f"{label}: still running after {self.config.timeout:g}s, killed "
-                "(raise the exec provider's timeout if it is just slow)"
-            ) from None
-        except BaseException:
-            await asyncio.shield(_stop(process))
-            raise
-        if process.returncode != 0:
-            raise HookError(f"{label} {_exit_text(process.returncode)}: {_output(stderr, stdout)}")
-
-
-async def _read_capped(stream: asyncio.StreamReader, limit: int = OUTPUT_LIMIT) -> bytes:
-    """Read ``stream`` to its end, keeping the first ``limit`` bytes (a chatty hook
-    cannot fill memory, nor block on a full pipe)."""
-    kept = bytearray()
-    while chunk := await stream.read(65536):
-        if len(kept) < limit:
-            kept.extend(chunk[: limit - len(kept)])
-    return bytes(kept)
-
-
-async def _stop(process: asyncio.subprocess.Process) -> None:
-    """SIGTERM the hook's process group, SIGKILL it after a grace period, reap it."""
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        if process.returncode is not None:
-            return
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(process.pid, sig)
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(process.wait(), KILL_GRACE)
-
-
-def _exit_text(code: int | None) -> str:
-    if code is not None and code < 0:
-        with contextlib.suppress(ValueError):
-            return f"was killed by {signal.Signals(-code).name}"
-    return f"exited with status {code}"
-
-
-def _output(stderr: bytes, stdout: bytes) -> str:
-    for name, data in (("stderr", stderr), ("stdout", stdout)):
-        text = data.decode("utf-8", "replace").strip()
-        if text:
-            return f"{name}: {safe_text(text, STDERR_SHOWN)}"
-    return "no output"
+        what = f"dns hook {self.command} {action} for {record.name}"
+        await run_checked((self.command, action), what=what, env=env, timeout=self.config.timeout)

@@ -1,5 +1,5 @@
 """Running user commands (pre, post and deploy hooks) with an explicit environment."""
 
-from certherd.hooks.runner import HOOK_KINDS, HookEnvironment, HookResult, run_hook
+from certherd.hooks.runner import HOOK_KINDS, HookEnvironment, ProgramResult, run_hook
 
-__all__ = ["HOOK_KINDS", "HookEnvironment", "HookResult", "run_hook"]
+__all__ = ["HOOK_KINDS", "HookEnvironment", "ProgramResult", "run_hook"]

@@ -295,7 +295,7 @@ def _manual(
         specs.insert(0, SolverSpec("hook", {"challenge": "dns-01", **options}, wildcards))
     warnings.append(
         f"Certbot's manual hooks run through {script}, which sets the CERTBOT_* variables; "
-        "of certherd's own environment they get only PATH, HOME and LANG"
+        "of certherd's own environment they get only PATH, HOME, LANG and TZ"
     )
     return tuple(specs), {
         script: _manual_script(auth, setting_text(params, "manual_cleanup_hook"), names)
