@@ -26,6 +26,7 @@ RANKS: dict[str, int] = {
     "key_types": 1,
     "schema": 1,
     "addresses": 1,
+    "programs": 1,
     "testing": 2,
     "crypto": 2,
     "acme": 3,
