@@ -22,7 +22,7 @@ from certherd.storage.layout import renewal_settings, state_file
 if TYPE_CHECKING:
     from cryptography import x509
 
-__all__ = ["HookSettings", "LineageSettings", "LineageState"]
+__all__ = ["HookSettings", "LineageSettings", "LineageState", "load_lineage"]
 
 SCHEMA = 1
 
@@ -251,3 +251,34 @@ class LineageState:
 
     def with_failure(self, error: str, now: dt.datetime) -> LineageState:
         return replace(self, failures=self.failures + 1, last_failure=now, last_error=error)
+
+
+async def load_lineage(
+    storage: Storage, name: str, now: dt.datetime
+) -> tuple[LineageSettings, LineageState]:
+    """Settings and state of ``name``; the state follows what is actually live.
+
+    After a crash between switching ``live/`` and saving the state, the state still
+    names the old version: it is rebuilt from the live certificate (and saved), so
+    renewals, ``replaces`` and revocation concern the certificate being served. The
+    failure history is kept, and the deploy hooks, which never ran for it, are owed.
+    """
+    settings = await LineageSettings.load(storage, name)
+    state = await LineageState.load(storage, name)
+    live = await storage.live_version(name)
+    if live is not None and live != state.version:
+        from certherd.crypto.certs import load_pem_chain
+        from certherd.storage.layout import archive_file
+
+        pem = await storage.read(archive_file(name, "cert.pem", live))
+        rebuilt = LineageState.of_certificate(name, load_pem_chain(pem)[0], live, now)
+        state = replace(
+            rebuilt,
+            failures=state.failures,
+            last_error=state.last_error,
+            last_failure=state.last_failure,
+            last_success=state.last_success,
+            deploy_owed=bool(settings.hooks.deploy),  # they never ran for it
+        )
+        await state.save(storage)
+    return settings, state

@@ -241,7 +241,7 @@ async def _keep_if_not_due(
     if reissue:
         return f"{', '.join(reissue)} changed"
     with contextlib.suppress(CertherdError):  # no renewal info: decide without it
-        state = await manager._refresh_ari(stored, state, manager.ca_for(stored), save=True)
+        state = await manager.refresh_renewal_info(stored, state)
     # Asked for by a person: earlier failures do not delay it (no back-off).
     decision = await manager.decide(stored, replace(state, failures=0), force=False)
     if decision.due:
