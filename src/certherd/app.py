@@ -22,7 +22,7 @@ never imports the ACME client; the manager is built on first need and closed by
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -31,13 +31,14 @@ from certherd.errors import ConfigError, NotFoundError, refuse_text
 from certherd.key_types import DEFAULT_KEY_TYPE
 
 if TYPE_CHECKING:
-    from certherd.acme.client import RevocationReason
+    from certherd.acme.client import AcmeClient, RevocationReason
     from certherd.acme.jws import ExternalAccountBinding
+    from certherd.acme.messages import Account
     from certherd.challenges.factory import SolverPool
     from certherd.challenges.spec import SolverSpec
     from certherd.clock import Clock
     from certherd.config import ConfigFile
-    from certherd.manager.accounts import CaOptions
+    from certherd.manager.accounts import CaOptions, Rollover
     from certherd.manager.lineage import HookSettings, LineageSettings, LineageState
     from certherd.manager.outcome import Outcome
     from certherd.manager.service import Manager
@@ -386,6 +387,64 @@ class Certherd:
             await self.load(name)  # a ConfigError for an unknown name
         return await self.manager.delete(name)
 
+    # -- certherd account ---------------------------------------------------------------
+
+    async def register_account(self, ca: CaOptions) -> Account:
+        """Create the account of ``ca`` (or find the one of the stored key) and store it."""
+        from certherd.manager.accounts import register
+
+        client, account = await register(self.storage, ca)
+        await client.aclose()
+        return account
+
+    async def fetch_account(self, ca: CaOptions) -> Account:
+        """The stored account of ``ca`` as the CA has it now."""
+        return await self._with_account(ca, lambda client: client.fetch_account())
+
+    async def update_account(self, ca: CaOptions) -> Account:
+        """Replace the account's contacts with ``ca.email``; the stored record follows."""
+        from certherd.manager.accounts import AccountRecord, save_account
+
+        if not ca.email:
+            raise ConfigError("updating an account needs an email address")
+
+        async def work(client: AcmeClient) -> Account:
+            account = await client.update_account([ca.email or ""])
+            record = AccountRecord(client.account_key, account.url, account.contact)
+            await save_account(self.storage, ca, record)
+            return account
+
+        return await self._with_account(ca, work)
+
+    async def rollover_account(self, ca: CaOptions) -> Rollover:
+        """Replace the account key (RFC 8555 §7.3.5), or finish an interrupted rollover."""
+        from certherd.manager.accounts import rollover
+
+        try:
+            return await rollover(self.storage, ca)
+        except NotFoundError as exc:
+            raise ConfigError(str(exc)) from None
+
+    async def deactivate_account(self, ca: CaOptions) -> Account:
+        """Deactivate the account at the CA: it can never be used again."""
+        return await self._with_account(ca, lambda client: client.deactivate_account())
+
+    async def _with_account(
+        self, ca: CaOptions, work: Callable[[AcmeClient], Awaitable[Account]]
+    ) -> Account:
+        """``work`` with a client of the stored account; none stored is a ConfigError."""
+        from certherd.manager.accounts import load_account, open_client
+
+        try:
+            await load_account(self.storage, ca)
+        except NotFoundError as exc:
+            raise ConfigError(str(exc)) from None
+        client = await open_client(self.storage, ca)
+        try:
+            return await work(client)
+        finally:
+            await client.aclose()
+
     # -- certherd import-certbot --------------------------------------------------------
 
     async def import_certbot(
@@ -476,13 +535,14 @@ class Certherd:
             self._emit("notice", f"certherd daemon started ({where})")
             await daemon.run()
         finally:
-            if signals:
-                for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-                    loop.remove_signal_handler(signum)
             if server is not None:
                 await server.stop()
             await self.aclose()
             self._daemon = None
+            self._stopping = False
+            if signals:
+                for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+                    loop.remove_signal_handler(signum)
             self._emit("notice", "certherd daemon stopped")
 
     def stop(self) -> None:

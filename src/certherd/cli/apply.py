@@ -23,28 +23,17 @@ __all__ = ["apply"]
 @pass_context
 def apply(ctx: Context, config_path: Path | None, concurrency: int) -> None:
     """Obtain what certherd.toml lists and is missing or changed; leave the rest alone."""
-    from certherd.config import CONFIG_FILE, load_config_file
-
-    path = config_path or ctx.config_dir / CONFIG_FILE
-    config = load_config_file(path)
-    ctx.warn(config.warnings)
-    outcomes = run_async(_apply(ctx, config, concurrency))
+    outcomes = run_async(_apply(ctx, config_path, concurrency))
     exit_for(any(o.failed or o.hook_errors for o in outcomes))
 
 
-async def _apply(ctx: Context, config: Any, concurrency: int) -> Any:
-    from certherd.cli.progress import tracked_manager
+async def _apply(ctx: Context, config_path: Path | None, concurrency: int) -> Any:
+    from certherd.cli.progress import Progress
     from certherd.cli.render import outcome_document, print_outcomes
-    from certherd.manager.apply import apply_config
 
-    manager, progress = tracked_manager(
-        ctx, ctx.storage(), concurrency, total=len(config.certificates)
-    )
-    try:
-        with progress:
-            outcomes = await apply_config(manager, config)
-    finally:
-        await manager.aclose()
+    with Progress(ctx) as progress:
+        async with ctx.certherd(concurrency=concurrency, on_event=progress) as certherd:
+            outcomes = await certherd.apply(config_path)
     ctx.emit(
         lambda: outcome_document(outcomes, ctx.config_dir), lambda: print_outcomes(ctx, outcomes)
     )

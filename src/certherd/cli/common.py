@@ -60,10 +60,24 @@ class Context:
 
         configure_logging(self.verbose, self.quiet)
 
-    def storage(self) -> Any:
-        from certherd.storage.filesystem import FilesystemStorage
+    def certherd(self, *, concurrency: int = 10, on_event: Any = None) -> Any:
+        """The library entry point on this config dir; what it tells goes to ``on_event``
+        (default :meth:`tell`)."""
+        from certherd.app import Certherd
 
-        return FilesystemStorage(self.config_dir)
+        return Certherd(self.config_dir, concurrency=concurrency, on_event=on_event or self.tell)
+
+    def tell(self, event: Any) -> None:
+        """Print what the entry point tells as ``issue``, ``demo`` and ``run`` do: each
+        step of a lineage's work, DNS propagation rounds, notices (stderr), warnings."""
+        if event.kind == "step":
+            self.say(f"{event.lineage}: {event.text}")
+        elif event.kind == "propagation":
+            self.say(f"  {event.text}")
+        elif event.kind == "notice":
+            self.say(event.text)
+        elif event.kind == "warning":
+            self.warn([event.text])
 
     @property
     def interactive(self) -> bool:
@@ -108,15 +122,6 @@ class Context:
                 click.echo(f"certherd: {outcome.lineage}: failed: {outcome.error}", err=True)
             for problem in outcome.hook_errors:
                 click.echo(f"certherd: {outcome.lineage}: {problem}", err=True)
-
-    def solver_pool(self) -> Any:
-        """Solvers for this run; DNS propagation progress is shown on a terminal."""
-        from certherd.challenges.factory import SolverPool
-
-        def progress(name: str, ready: int, total: int) -> None:
-            self.say(f"  {name}: served by {ready} of {total} name server(s)")
-
-        return SolverPool(on_progress=progress)
 
     def console(self) -> Any:
         from rich.console import Console
@@ -176,15 +181,6 @@ def ca_options(command: F) -> F:
     for option in reversed(options):
         command = option(command)
     return command
-
-
-def check_solvers(ctx: Context, specs: Sequence[Any], *, preflight: bool = True) -> None:
-    """Build the solvers now, so a bad port, DNS provider or (with ``preflight``) a missing
-    webroot is a usage error (exit 2) before any account is looked up or order placed.
-    Without ``preflight`` (pre hooks may make the webroot), the manager checks after them."""
-    choice = ctx.solver_pool().choice(specs)
-    if preflight:
-        choice.preflight()
 
 
 def build_ca(params: dict[str, Any]) -> Any:

@@ -77,11 +77,10 @@ async def _issue(
     key_type: str,
 ) -> str:
     """Issue the demo lineage into ``staging`` as ``certherd issue`` would; its name."""
+    from certherd.app import Certherd
     from certherd.challenges.spec import SolverSpec
     from certherd.manager.accounts import CaOptions
     from certherd.manager.lineage import LineageSettings
-    from certherd.manager.service import Manager
-    from certherd.storage.filesystem import FilesystemStorage
     from certherd.storage.layout import lineage_for
 
     # The lineage names the folder's copy of the CA (by its final path), so ``renew``
@@ -96,19 +95,12 @@ async def _issue(
         key_type=key_type,
     )
     ca = CaOptions(directory_url, str(ca_bundle), email="demo@certherd.test", agree_tos=True)
-    manager = Manager(
-        FilesystemStorage(staging),
-        solvers=ctx.solver_pool(),
-        on_event=lambda lineage, text: ctx.say(f"{lineage}: {text}"),
-    )
-    try:
-        await manager.issue(settings, ca)
+    async with Certherd(staging, on_event=ctx.tell) as certherd:
+        await certherd.issue_lineage(settings, ca)
         # One renew check while the CA is up, as a scheduled `renew` would make: it learns
         # that Pebble has no ARI and records when to look again, so the `renew --dry-run`
         # suggested below answers from the index instead of calling a CA that is gone.
-        await manager.renew([settings.name])
-    finally:
-        await manager.aclose()
+        await certherd.renew([settings.name])
     return settings.name
 
 

@@ -40,19 +40,17 @@ def import_certbot(
 ) -> None:
     """Adopt a Certbot configuration (default /etc/letsencrypt): its certificates (every
     version), renewal settings, hooks and ACME account. Certbot's files are only read."""
-    from certherd.migrate.certbot_import import import_certbot as run_import
 
-    bundle = str(Path(ca_bundle).resolve()) if ca_bundle else None
-    results = run_async(
-        run_import(
-            directory,
-            ctx.storage(),
-            ca_bundle=bundle,
-            hook_dir=ctx.config_dir.resolve() / "hooks",
-            replace=replace,
-            dry_run=dry_run,
-        )
-    )
+    async def work() -> Any:
+        async with ctx.certherd() as certherd:
+            return await certherd.import_certbot(
+                directory,
+                ca_bundle=str(Path(ca_bundle).resolve()) if ca_bundle else None,
+                replace=replace,
+                dry_run=dry_run,
+            )
+
+    results = run_async(work())
     document = {
         "certbot_dir": str(directory),
         "dry_run": dry_run,

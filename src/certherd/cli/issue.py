@@ -10,7 +10,6 @@ from certherd.cli.common import (
     Context,
     build_ca,
     ca_options,
-    check_solvers,
     exit_for,
     key_type_option,
     pass_context,
@@ -277,9 +276,8 @@ def issue(ctx: Context, /, **params: Any) -> None:
 
     Names already held by a lineage that is not due: nothing is ordered (--force
     reissues). A lineage holding some of the names is expanded to all of them."""
-    from certherd.manager.lineage import HookSettings, LineageSettings
+    from certherd.manager.lineage import HookSettings
     from certherd.names import canonical_names, describe_name
-    from certherd.storage.layout import check_name, lineage_for
 
     # Checked as the CA will judge them, before anything else (no CA contact for a typo).
     names = canonical_names(params.pop("names"))
@@ -289,55 +287,52 @@ def issue(ctx: Context, /, **params: Any) -> None:
     lineage = params.pop("lineage", None)
     force: bool = params.pop("force")
     ca = build_ca(params)
-    settings = LineageSettings(
-        name=check_name(lineage) if lineage else lineage_for(names[0]),
-        names=names,
-        directory_url=ca.directory_url,
-        solvers=solver_specs(params, names),
-        account=ca.account,
-        ca_bundle=ca.ca_bundle,
-        key_type=params.pop("key_type"),
-        reuse_key=params.pop("reuse_key"),
-        profile=params.pop("profile"),
-        preferred_chain=params.pop("preferred_chain"),
-        hooks=HookSettings(
+    solvers = solver_specs(params, names)
+    ctx.warn(exposed_secrets(solvers))
+    options = {
+        "solvers": solvers,
+        "lineage": lineage,
+        "directory_url": ca.directory_url,
+        "ca_bundle": ca.ca_bundle,
+        "email": ca.email,
+        "agree_tos": ca.agree_tos,
+        "eab": ca.eab,
+        "account": ca.account,
+        "key_type": params.pop("key_type"),
+        "reuse_key": params.pop("reuse_key"),
+        "profile": params.pop("profile"),
+        "preferred_chain": params.pop("preferred_chain"),
+        "hooks": HookSettings(
             pre=params.pop("pre_hooks"),
             post=params.pop("post_hooks"),
             deploy=params.pop("deploy_hooks"),
             failure=params.pop("failure_hooks"),
         ),
-    )
-    ctx.warn(exposed_secrets(settings.solvers))
-    check_solvers(ctx, settings.solvers, preflight=not settings.hooks.pre)
-    outcome = run_async(_issue(ctx, settings, ca, force=force, named=bool(lineage)))
+        "force": force,
+    }
+    outcome = run_async(_issue(ctx, names, options))
     exit_for(bool(outcome.hook_errors))
 
 
-async def _issue(ctx: Context, settings: Any, ca: Any, *, force: bool, named: bool) -> Any:
+async def _issue(ctx: Context, names: tuple[str, ...], options: dict[str, Any]) -> Any:
     from certherd.cli.render import outcome_document, print_outcomes
-    from certherd.manager.service import Manager
-
-    manager = Manager(
-        ctx.storage(),
-        solvers=ctx.solver_pool(),
-        on_event=lambda lineage, text: ctx.say(f"{lineage}: {text}"),
-    )
     from certherd.errors import CertherdError, ConfigError, UnavailableError, safe_text
     from certherd.manager.outcome import Outcome
+    from certherd.storage.layout import lineage_for
 
     try:
-        outcome = await manager.request(settings, ca, force=force, named=named)
+        async with ctx.certherd() as certherd:
+            outcome = await certherd.issue(names, **options)
     except CertherdError as exc:
         unusable_config_dir(ctx.config_dir, exc)  # a ConfigError (exit 2) if it is that
         if not ctx.json or isinstance(exc, ConfigError | UnavailableError):
             raise
         # --json promises one document, also when the certificate could not be obtained.
-        failed = Outcome(settings.name, "failed", "requested", error=safe_text(exc, 1000))
+        name = options["lineage"] or lineage_for(names[0])
+        failed = Outcome(name, "failed", "requested", error=safe_text(exc, 1000))
         ctx.emit(outcome_document([failed], ctx.config_dir))
         click.echo(f"certherd: error: {safe_text(exc, 2000)}", err=True)  # as without --json
         raise SystemExit(1) from None
-    finally:
-        await manager.aclose()
     ctx.emit(
         lambda: outcome_document([outcome], ctx.config_dir), lambda: print_outcomes(ctx, [outcome])
     )

@@ -17,33 +17,53 @@ import click
 
 from certherd.cli.common import Context
 from certherd.errors import safe_text
-from certherd.manager.outcome import Outcome
-from certherd.manager.service import Manager
 
-__all__ = ["Progress", "TrackedManager", "tracked_manager"]
+__all__ = ["Progress"]
 
 
 class Progress:
-    """Counts and current steps of a run over ``total`` certificates."""
+    """Counts and current steps of a run, fed by the entry point's events (``on_event``):
+    ``planned`` says how many certificates; the live display starts then."""
 
-    def __init__(self, ctx: Context, total: int) -> None:
+    def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
-        self.total = total
+        self.total = 0
         self.done = 0
         self.failed = 0
         self.working: dict[str, str] = {}  # lineage -> its current step
         self.failures: list[tuple[str, str]] = []
-        self.enabled = not (ctx.quiet or ctx.json) and total > 0
-        self.live_display = self.enabled and sys.stderr.isatty()
+        self.enabled = False
+        self.live_display = False
         self._live: Any = None
         self._started = time.monotonic()
+
+    def __call__(self, event: Any) -> None:
+        """One event of the entry point (:class:`certherd.app.Event`)."""
+        if event.kind == "planned":
+            self.plan(event.total)
+        elif event.kind == "started":
+            self.start(event.lineage)
+        elif event.kind == "step":
+            self.step(event.lineage, event.text)
+        elif event.kind == "finished":
+            self.finish(event.lineage, event.outcome.action, event.outcome.error)
+        else:
+            self.ctx.tell(event)  # propagation rounds, warnings
 
     @property
     def left(self) -> int:
         return self.total - self.done - self.failed
 
     def __enter__(self) -> Progress:
-        if self.live_display:
+        return self
+
+    def plan(self, total: int) -> None:
+        """A run over ``total`` certificates starts: on a terminal, the live display."""
+        self.total = total
+        self._started = time.monotonic()
+        self.enabled = not (self.ctx.quiet or self.ctx.json) and total > 0
+        self.live_display = self.enabled and sys.stderr.isatty()
+        if self.live_display and self._live is None:
             from rich.console import Console
             from rich.live import Live
 
@@ -52,7 +72,6 @@ class Progress:
                 get_renderable=self._render, console=console, transient=True, refresh_per_second=8
             )
             self._live.__enter__()
-        return self
 
     def __exit__(self, *exc: object) -> None:
         if self._live is not None:
@@ -112,44 +131,3 @@ class Progress:
                 f"[red]{escape(safe_text(lineage))}[/]", escape(f"failed: {safe_text(error, 120)}")
             )
         return table
-
-
-class TrackedManager(Manager):
-    """A Manager that tells a :class:`Progress` when each certificate starts and ends."""
-
-    progress: Progress | None = None
-
-    async def renew_one(self, name: str, *, force: bool = False, dry_run: bool = False) -> Outcome:
-        if self.progress is not None:
-            self.progress.start(name)
-        outcome = await super().renew_one(name, force=force, dry_run=dry_run)
-        if self.progress is not None:
-            self.progress.finish(name, outcome.action, outcome.error)
-        return outcome
-
-    async def issue(self, settings: Any, ca: Any, *, precondition: Any = None) -> Outcome:
-        if self.progress is None:
-            return await super().issue(settings, ca, precondition=precondition)
-        self.progress.start(settings.name)
-        try:
-            outcome = await super().issue(settings, ca, precondition=precondition)
-        except Exception as exc:
-            self.progress.finish(settings.name, "failed", safe_text(exc, 300))
-            raise
-        self.progress.finish(settings.name, outcome.action, outcome.error)
-        return outcome
-
-
-def tracked_manager(
-    ctx: Context, storage: Any, concurrency: int, total: int
-) -> tuple[TrackedManager, Progress]:
-    """A manager for ``total`` certificates whose steps and ends feed a new Progress."""
-    progress = Progress(ctx, total)
-    manager = TrackedManager(
-        storage,
-        solvers=ctx.solver_pool(),
-        concurrency=concurrency,
-        on_event=progress.step,
-    )
-    manager.progress = progress
-    return manager, progress
