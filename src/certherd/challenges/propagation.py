@@ -20,26 +20,29 @@ import asyncio
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
 
-import dns.asyncquery
 import dns.exception
 import dns.flags
 import dns.message
 import dns.name
 import dns.rcode
 import dns.rdatatype
-import dns.resolver
 
 from certherd.clock import Clock, SystemClock
+from certherd.dns.zone import (
+    DnsTransport,
+    UdpTcpTransport,
+    ask_in_turn,
+    describe_failure,
+    find_zone,
+    system_resolvers,
+)
 from certherd.errors import ConfigError, PropagationTimeoutError, SolverError, safe_text
 
 __all__ = [
-    "DnsTransport",
     "NameServer",
     "ProgressCallback",
     "PropagationChecker",
-    "UdpTcpTransport",
     "normalize_name",
 ]
 
@@ -49,7 +52,6 @@ ProgressCallback = Callable[[str, int, int], None]
 """``on_progress(name, servers_ok, servers_total)``, called after every round of queries."""
 
 MAX_CNAME_HOPS = 8
-MAX_WALK_LABELS = 32
 SERVER_CACHE_SECONDS = 60.0
 
 
@@ -59,31 +61,6 @@ def normalize_name(name: str) -> str:
     if not text:
         raise ConfigError(f"not a DNS name: {name!r}")
     return text + "."
-
-
-class DnsTransport(Protocol):
-    """Sends one DNS query to one server and returns its response.
-
-    MUST raise :class:`OSError`, :class:`TimeoutError` or a
-    :class:`dns.exception.DNSException` when no usable answer came; MAY be called
-    concurrently; cancellation MUST abandon the query.
-    """
-
-    async def query(
-        self, request: dns.message.Message, address: str, port: int, timeout: float
-    ) -> dns.message.Message: ...
-
-
-class UdpTcpTransport:
-    """UDP, and TCP when the answer is truncated (RFC 7766 §1), through dnspython's asyncio."""
-
-    async def query(
-        self, request: dns.message.Message, address: str, port: int, timeout: float
-    ) -> dns.message.Message:
-        response, _ = await dns.asyncquery.udp_with_fallback(
-            request, address, timeout=timeout, port=port
-        )
-        return response
 
 
 @dataclass(frozen=True)
@@ -117,7 +94,8 @@ class PropagationChecker:
     - ``recursive``: resolvers for the walk when ``resolver`` is unset (default: the
       system's, from /etc/resolv.conf);
     - ``nameserver_port``: where authoritative servers listen (53; tests use another);
-    - ``transport``: how queries are sent (tests inject a scripted one).
+    - ``transport``: how queries are sent, a :class:`certherd.dns.zone.DnsTransport`
+      (tests inject a scripted one).
 
     One checker may serve many concurrent waits; it caches the servers of a zone for a
     minute so a batch of names in one zone costs one NS lookup.
@@ -240,7 +218,7 @@ class PropagationChecker:
                     request, address, server.port, self.query_timeout
                 )
             except (OSError, TimeoutError, dns.exception.DNSException) as err:
-                reason = f"no answer from {address} ({_describe(err)})"
+                reason = f"no answer from {address} ({describe_failure(err)})"
                 continue
             return _served(response, fqdn, value)
         return _Check(False, reason)
@@ -264,26 +242,19 @@ class PropagationChecker:
             return servers
 
     async def find_zone(self, name: str) -> str:
-        """The apex of the zone holding ``name``: the nearest ancestor with its own SOA.
+        """The apex of the zone holding ``name``, found by :func:`certherd.dns.zone.find_zone`
+        through the recursive resolvers (or ``resolver``). SolverError if there is none."""
+        fqdn = normalize_name(name)
 
-        A label at a time upwards (as lego's FindZoneByFqdn does): a name whose SOA query
-        answers with an SOA owned by that very name is a zone apex; a CNAME or no data
-        means go up. SolverError if no zone is found.
-        """
-        labels = normalize_name(name).rstrip(".").split(".")
-        for start in range(min(len(labels), MAX_WALK_LABELS)):
-            candidate = ".".join(labels[start:]) + "."
-            response = await self.lookup(candidate, dns.rdatatype.SOA)
-            if response.rcode() not in (dns.rcode.NOERROR, dns.rcode.NXDOMAIN):
-                raise SolverError(
-                    f"the resolver answered {dns.rcode.to_text(response.rcode())} for the SOA "
-                    f"of {candidate}; cannot find the zone of {name}"
-                )
-            owner = dns.name.from_text(candidate)
-            for rrset in response.answer:
-                if rrset.rdtype == dns.rdatatype.SOA and rrset.name == owner:
-                    return candidate
-        raise SolverError(f"no DNS zone found for {name}: no SOA at any of its parent names")
+        async def ask(request: dns.message.Message) -> dns.message.Message:
+            return await ask_in_turn(
+                request, self._recursive_servers(), self.transport, self.query_timeout
+            )
+
+        zone = await find_zone(fqdn, ask)
+        if zone is None:
+            raise SolverError(f"no DNS zone found for {name}: no SOA at any of its parent names")
+        return zone.to_text()
 
     async def _authoritative_servers(self, zone: str) -> tuple[NameServer, ...]:
         response = await self.lookup(zone, dns.rdatatype.NS)
@@ -361,29 +332,13 @@ class PropagationChecker:
         Returns the first NOERROR or NXDOMAIN response; SolverError if none answered.
         """
         request = dns.message.make_query(normalize_name(name), rdtype)
-        failures: list[str] = []
-        for address, port in self._recursive_servers():
-            try:
-                response = await self.transport.query(request, address, port, self.query_timeout)
-            except (OSError, TimeoutError, dns.exception.DNSException) as err:
-                failures.append(f"{address}:{port} {_describe(err)}")
-                continue
-            if response.rcode() in (dns.rcode.NOERROR, dns.rcode.NXDOMAIN):
-                return response
-            failures.append(f"{address}:{port} {dns.rcode.to_text(response.rcode())}")
-        raise SolverError(
-            f"no resolver answered {dns.rdatatype.to_text(rdtype)} {name}: " + "; ".join(failures)
+        return await ask_in_turn(
+            request, self._recursive_servers(), self.transport, self.query_timeout
         )
 
     def _recursive_servers(self) -> tuple[tuple[str, int], ...]:
         if self._recursive is None:
-            try:
-                system = dns.resolver.Resolver()
-            except dns.exception.DNSException as err:
-                raise SolverError(
-                    f"no system resolver ({_describe(err)}); set a propagation resolver"
-                ) from None
-            self._recursive = tuple((str(ns), int(system.port)) for ns in system.nameservers)
+            self._recursive = system_resolvers()
         return self._recursive
 
 
@@ -408,9 +363,3 @@ def _served(response: dns.message.Message, fqdn: str, value: str) -> _Check:
     if others:
         return _Check(False, f"{others} other TXT value(s), not this one")
     return _Check(False, "no TXT record")
-
-
-def _describe(err: BaseException) -> str:
-    if isinstance(err, TimeoutError | dns.exception.Timeout):
-        return "timed out"
-    return safe_text(str(err) or type(err).__name__, 120)

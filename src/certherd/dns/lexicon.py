@@ -37,10 +37,11 @@ from typing import TYPE_CHECKING, Any
 
 from certherd.addresses import split_host_port
 from certherd.dns.base import ProviderInfo, TxtRecord
-from certherd.errors import ConfigError, DnsProviderError, safe_text
+from certherd.errors import ConfigError, DnsProviderError, SolverError, safe_text
 from certherd.schema import SchemaError, looks_secret
 
 if TYPE_CHECKING:
+    import dns.message
     from lexicon.interfaces import Provider as LexiconApi
 
 __all__ = ["INSTALL_HINT", "LexiconConfig", "LexiconProvider"]
@@ -49,6 +50,7 @@ INSTALL_HINT = "dns-lexicon is not installed: pip install 'certherd[lexicon]'"
 ENV_PREFIX = "CERTHERD_LEXICON_"
 RESERVED = ("provider", "zone", "resolver", "concurrency", "timeout")
 DEFAULT_TIMEOUT = 120.0
+ZONE_QUERY_TIMEOUT = 3.0  # seconds for each resolver's answer while the zone is looked for
 
 INFO = ProviderInfo(
     name="lexicon",
@@ -281,21 +283,24 @@ class LexiconProvider:
         cached = self._zones.get(name)
         if cached is not None:
             return cached
-        import dns.asyncresolver
-        import dns.exception
+        from certherd.dns.zone import UdpTcpTransport, ask_in_turn, find_zone, system_resolvers
 
-        resolver = dns.asyncresolver.Resolver(configure=self.config.resolver is None)
-        if self.config.resolver is not None:
-            resolver.nameservers = [self.config.resolver[0]]
-            resolver.port = self.config.resolver[1]
+        async def ask(query: dns.message.Message) -> dns.message.Message:
+            servers = (self.config.resolver,) if self.config.resolver else system_resolvers()
+            return await ask_in_turn(query, servers, UdpTcpTransport(), ZONE_QUERY_TIMEOUT)
+
         try:
-            found = await dns.asyncresolver.zone_for_name(name, resolver=resolver)
-        except dns.exception.DNSException as err:
+            found = await find_zone(name.rstrip(".").lower() + ".", ask)
+        except SolverError as err:
+            found, reason = None, safe_text(err, 200)
+        else:
+            reason = "no SOA at any of its parent names"
+        if found is None:
             raise DnsProviderError(
                 f"lexicon {self.config.provider}: cannot find the zone of {name} "
-                f"({safe_text(err, 200)}); set the 'zone' setting"
-            ) from None
-        self._zones[name] = found.to_text(omit_final_dot=True).lower()
+                f"({reason}); set the 'zone' setting"
+            )
+        self._zones[name] = found.to_text(omit_final_dot=True)
         return self._zones[name]
 
     def _mask(self, text: str) -> str:

@@ -302,11 +302,10 @@ class Rfc2136Provider:
 
     async def _zone_for(self, name: dns.name.Name, record: TxtRecord) -> dns.name.Name:
         """The configured zone, or the nearest enclosing zone the server has an SOA for."""
-        import dns.message
         import dns.name
-        import dns.rcode
-        import dns.rdatatype
         import dns.tsig
+
+        from certherd.dns.zone import find_zone
 
         if self.config.zone is not None:
             zone = dns.name.from_text(self.config.zone)
@@ -316,24 +315,22 @@ class Rfc2136Provider:
         cached = self._zones.get(name.to_text())
         if cached is not None:
             return cached
-        candidate = name
-        while len(candidate) > 1:  # stop above the root
-            query = dns.message.make_query(candidate, dns.rdatatype.SOA)
+
+        async def ask(query: dns.message.Message) -> dns.message.Message:
+            # Signed like the update, so a wrong key is reported here, before any change.
             key = dns.tsig.Key(self.config.key_name, self.config.key_secret, self.config.algorithm)
             query.use_tsig(key)
-            response = await self._exchange(query, record, "find the zone of")
-            if response.rcode() == dns.rcode.NOERROR and any(
-                rrset.rdtype == dns.rdatatype.SOA and rrset.name == candidate
-                for rrset in response.answer
-            ):
-                self._zones[name.to_text()] = candidate
-                return candidate
-            candidate = candidate.parent()
-        raise self._fail(
-            "find the zone of",
-            record,
-            "the server is authoritative for no zone containing it; set 'zone'",
-        )
+            return await self._exchange(query, record, "find the zone of")
+
+        found = await find_zone(name, ask)
+        if found is None:
+            raise self._fail(
+                "find the zone of",
+                record,
+                "the server is authoritative for no zone containing it; set 'zone'",
+            )
+        self._zones[name.to_text()] = found
+        return found
 
     async def _exchange(
         self, message: dns.message.Message, record: TxtRecord, action: str
