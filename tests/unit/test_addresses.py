@@ -7,7 +7,7 @@ import pytest
 from certherd.addresses import split_host_port
 from certherd.challenges.options import parse_listen_address, parse_resolver
 from certherd.errors import ConfigError
-from certherd.testing.pebble_options import split_host_port as pebble_host_port
+from certherd.testing.pebble_options import PebbleOptions
 
 
 @pytest.mark.parametrize(
@@ -55,8 +55,10 @@ def test_bad_resolvers_are_one_config_error(text: str) -> None:
 
 
 def test_host_and_port_both_required_without_defaults() -> None:
-    assert pebble_host_port("127.0.0.1:8053", "dns_server") == ("127.0.0.1", 8053)
+    assert split_host_port("127.0.0.1:8053", what="dns_server") == ("127.0.0.1", 8053)
     assert split_host_port("[::1]:8053", what="server") == ("::1", 8053)
     for text in ("127.0.0.1", ":8053", "[::1]"):
         with pytest.raises(ConfigError, match="dns_server"):
-            pebble_host_port(text, "dns_server")
+            split_host_port(text, what="dns_server")
+        with pytest.raises(ConfigError, match=r"PebbleOptions\.dns_server"):
+            PebbleOptions(dns_server=text)

@@ -51,8 +51,9 @@ from typing import IO, Any, Self
 
 import httpx
 
+from certherd.addresses import split_host_port
 from certherd.errors import ConfigError, UnavailableError
-from certherd.testing.pebble_options import PebbleOptions, split_host_port
+from certherd.testing.pebble_options import PebbleOptions
 from certherd.testing.pki import MiniCA
 
 _HANDLED = re.compile(r" [A-Z]+ (/\S*) -> calling handler\(\)$", re.MULTILINE)
@@ -197,7 +198,7 @@ class PebbleServer:
         """Where Pebble resolves names: ``options.dns_server`` or challtestsrv's DNS (UDP+TCP)."""
         ports = self._need_ports()
         if self.options.dns_server is not None:
-            return split_host_port(self.options.dns_server, "PebbleOptions.dns_server")
+            return split_host_port(self.options.dns_server, what="PebbleOptions.dns_server")
         self._need_challtestsrv()
         return (_LOOPBACK, ports.dns)
 

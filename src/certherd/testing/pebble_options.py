@@ -16,7 +16,7 @@ from typing import Any
 from certherd import addresses
 from certherd.errors import ConfigError
 
-__all__ = ["PebbleOptions", "split_host_port"]
+__all__ = ["PebbleOptions"]
 
 _MAX_VALIDITY = 100 * 366 * 86400  # seconds; Go's time.Duration overflows past ~292 years
 
@@ -74,7 +74,7 @@ class PebbleOptions:
         for kid, key in (self.eab_keys or {}).items():
             _eab_key(kid, key)
         if self.dns_server is not None:
-            split_host_port(self.dns_server, "PebbleOptions.dns_server")
+            addresses.split_host_port(self.dns_server, what="PebbleOptions.dns_server")
 
     def environment(self) -> dict[str, str]:
         """The ``PEBBLE_*`` variables for the Pebble process."""
@@ -127,8 +127,3 @@ def _eab_key(kid: str, key: str) -> str:
     if not raw or not re.fullmatch(r"[A-Za-z0-9_-]+", unpadded):
         raise ConfigError(f"PebbleOptions.eab_keys[{kid!r}] is not base64url")
     return unpadded
-
-
-def split_host_port(value: str, what: str) -> tuple[str, int]:
-    """``HOST:PORT`` (``[v6]:PORT`` too) as host and port; ConfigError naming ``what``."""
-    return addresses.split_host_port(value, what=what)
