@@ -90,17 +90,19 @@ class Revocation:
 class Certherd:
     """Accounts, certificates and settings in one storage, and what can be done with them.
 
-    ``storage``: a config dir (a path: certherd's own folder layout, created as needed)
-    or any storage object. ``config_file``: certherd.toml (default: the config dir's,
-    when it exists; none for a storage object). ``environ``: where solver secrets given
-    as ``{env = NAME}`` are read (default: this process's environment). ``on_event``
-    hears :class:`Event` values; ``client_factory`` opens each CA client (tests).
+    ``storage``: a config dir (a path: certherd's own folder layout, created as needed;
+    default: the one the ``certherd`` command uses, ``$CERTHERD_DIR``, else
+    /etc/certherd for root, else ~/.config/certherd) or any storage object.
+    ``config_file``: certherd.toml (default: the config dir's, when it exists; none for
+    a storage object). ``environ``: where solver secrets given as ``{env = NAME}`` are
+    read (default: this process's environment). ``on_event`` hears :class:`Event`
+    values; ``client_factory`` opens each CA client (tests).
     One instance per event loop; its methods may run concurrently.
     """
 
     def __init__(
         self,
-        storage: str | os.PathLike[str] | Storage,
+        storage: str | os.PathLike[str] | Storage | None = None,
         *,
         config_file: str | os.PathLike[str] | None = None,
         clock: Clock | None = None,
@@ -111,6 +113,10 @@ class Certherd:
     ) -> None:
         from certherd.clock import SystemClock
 
+        if storage is None:
+            from certherd.config import default_config_dir
+
+            storage = default_config_dir()
         if isinstance(storage, str | os.PathLike):
             from certherd.storage.filesystem import FilesystemStorage
 
