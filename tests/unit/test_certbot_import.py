@@ -507,6 +507,9 @@ def test_what_cannot_be_mapped_fails(
     [
         ("key_type = ecdsa\nelliptic_curve = secp384r1\n", "ec", "ec384", False),
         ("key_type = ecdsa\nelliptic_curve = secp521r1\n", "ec", "ec384", True),
+        ("key_type = ecdsa\nelliptic_curve = prime256v1\n", "ec", "ec256", False),
+        ("key_type = rsa\nrsa_key_size = 8192\n", "rsa", "rsa4096", True),
+        ("key_type = dsa\nrsa_key_size = 2048\n", "rsa", "rsa2048", True),
         ("key_type = rsa\nrsa_key_size = 3072\n", "rsa", "rsa3072", False),
         ("rsa_key_size = 2560\n", "rsa", "rsa3072", True),
         ("", "ec", "ec256", False),  # older Certbot: the live key tells

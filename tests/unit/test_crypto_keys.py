@@ -73,14 +73,27 @@ def test_generate_key_refuses_unknown_type_naming_choices() -> None:
 
 def test_key_type_of_unlisted_rsa_size_names_the_size() -> None:
     key = rsa.generate_private_key(public_exponent=65537, key_size=2056)
-    with pytest.raises(CryptoError, match="2056 bits"):
+    with pytest.raises(CryptoError, match="2056 bits has no key type: use 2048, 3072 or 4096 bits"):
         key_type_of(key)
 
 
 def test_key_type_of_unlisted_curve() -> None:
     key = ec.generate_private_key(ec.SECP521R1())
-    with pytest.raises(CryptoError, match="secp521r1"):
+    with pytest.raises(CryptoError, match="secp521r1: use P-256 or P-384"):
         key_type_of(key)
+
+
+def test_curves_and_sizes_are_read_from_the_one_list() -> None:
+    """certherd.key_types alone lists the types; curves and sizes follow their spelling."""
+    from certherd.key_types import EC_CURVES, RSA_SIZES
+
+    assert EC_CURVES == {"secp256r1": KeyType.EC256, "secp384r1": KeyType.EC384}
+    assert RSA_SIZES == {2048: KeyType.RSA2048, 3072: KeyType.RSA3072, 4096: KeyType.RSA4096}
+    for member in KeyType:
+        assert (member.curve is None) != (member.rsa_bits is None), member
+        assert str(member.bits) in member.value
+    for curve in EC_CURVES:  # each SEC 2 name is a curve cryptography knows by that name
+        assert getattr(ec, curve.upper())().name == curve
 
 
 @pytest.mark.parametrize(

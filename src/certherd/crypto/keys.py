@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives.asymmetric.types import (
 
 from certherd.crypto.files import atomic_write
 from certherd.errors import ConfigError, CryptoError
-from certherd.key_types import KeyType
+from certherd.key_types import EC_CURVES, RSA_SIZES, KeyType
 
 __all__ = [
     "KeyType",
@@ -38,16 +38,13 @@ PrivateKey: TypeAlias = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey
 PublicKey: TypeAlias = ec.EllipticCurvePublicKey | rsa.RSAPublicKey
 
 RSA_PUBLIC_EXPONENT = 65537
-RSA_MIN_BITS = 2048
-RSA_MAX_BITS = 4096
+RSA_MIN_BITS = min(RSA_SIZES)
+RSA_MAX_BITS = max(RSA_SIZES)
 
-
-_CURVES: dict[str, KeyType] = {"secp256r1": KeyType.EC256, "secp384r1": KeyType.EC384}
-_RSA_SIZES: dict[int, KeyType] = {
-    2048: KeyType.RSA2048,
-    3072: KeyType.RSA3072,
-    4096: KeyType.RSA4096,
-}
+_CURVE_NAMES = [f"P-{member.bits}" for member in EC_CURVES.values()]  # FIPS 186 names
+_CURVE_CHOICES = " or ".join(_CURVE_NAMES)
+_EC_CHOICES = "EC " + "/".join(_CURVE_NAMES)
+_RSA_CHOICES = " or ".join(", ".join(str(bits) for bits in RSA_SIZES).rsplit(", ", 1))
 
 
 def _parse_key_type(key_type: KeyType | str) -> KeyType:
@@ -67,12 +64,12 @@ def generate_key(key_type: KeyType | str = KeyType.EC256) -> PrivateKey:
     An unknown spelling raises :class:`ConfigError` listing the valid choices.
     """
     chosen = _parse_key_type(key_type)
-    if chosen is KeyType.EC256:
-        return ec.generate_private_key(ec.SECP256R1())
-    if chosen is KeyType.EC384:
-        return ec.generate_private_key(ec.SECP384R1())
-    size = next(bits for bits, member in _RSA_SIZES.items() if member is chosen)
-    return rsa.generate_private_key(public_exponent=RSA_PUBLIC_EXPONENT, key_size=size)
+    if chosen.curve is not None:
+        # cryptography names each curve class after the curve: secp256r1 -> ec.SECP256R1.
+        curve: type[ec.EllipticCurve] = getattr(ec, chosen.curve.upper())
+        return ec.generate_private_key(curve())
+    assert chosen.rsa_bits is not None  # every type is EC or RSA
+    return rsa.generate_private_key(public_exponent=RSA_PUBLIC_EXPONENT, key_size=chosen.rsa_bits)
 
 
 def key_type_of(key: PrivateKey) -> KeyType:
@@ -82,15 +79,15 @@ def key_type_of(key: PrivateKey) -> KeyType:
     curve) raises :class:`CryptoError` naming its size or curve.
     """
     if isinstance(key, ec.EllipticCurvePrivateKey):
-        found = _CURVES.get(key.curve.name)
+        found = EC_CURVES.get(key.curve.name)
         if found is None:
-            raise CryptoError(f"unsupported EC curve {key.curve.name}: use P-256 or P-384")
+            raise CryptoError(f"unsupported EC curve {key.curve.name}: use {_CURVE_CHOICES}")
         return found
     if isinstance(key, rsa.RSAPrivateKey):
-        named = _RSA_SIZES.get(key.key_size)
+        named = RSA_SIZES.get(key.key_size)
         if named is None:
             raise CryptoError(
-                f"RSA key of {key.key_size} bits has no key type: use 2048, 3072 or 4096 bits"
+                f"RSA key of {key.key_size} bits has no key type: use {_RSA_CHOICES} bits"
             )
         return named
     raise CryptoError(f"unsupported key type {type(key).__name__}: use EC or RSA")
@@ -108,20 +105,21 @@ def private_key_to_pem(key: PrivateKey) -> bytes:
 def _check_supported(key: PrivateKeyTypes) -> PrivateKey:
     """Return ``key`` if certherd can use it, else raise :class:`CryptoError`."""
     if isinstance(key, ec.EllipticCurvePrivateKey):
-        if key.curve.name not in _CURVES:
+        if key.curve.name not in EC_CURVES:
             raise CryptoError(
-                f"unsupported private key: EC curve {key.curve.name}; use P-256 or P-384"
+                f"unsupported private key: EC curve {key.curve.name}; use {_CURVE_CHOICES}"
             )
         return key
     if isinstance(key, rsa.RSAPrivateKey):
         size = key.key_size
         if not RSA_MIN_BITS <= size <= RSA_MAX_BITS or size % 8:
             raise CryptoError(
-                f"unsupported private key: RSA of {size} bits; use 2048 to 4096 bits in steps of 8"
+                f"unsupported private key: RSA of {size} bits; use {RSA_MIN_BITS} to "
+                f"{RSA_MAX_BITS} bits in steps of 8"
             )
         return key
     raise CryptoError(
-        f"unsupported private key type {type(key).__name__}: use EC P-256/P-384 or RSA"
+        f"unsupported private key type {type(key).__name__}: use {_EC_CHOICES} or RSA"
     )
 
 
@@ -150,7 +148,7 @@ def load_private_key(data: bytes) -> PrivateKey:
         form = "PEM" if is_pem else "DER"
         raise CryptoError(
             f"not a usable {form} private key (expected PKCS#8, PKCS#1 or SEC1,"
-            " EC P-256/P-384 or RSA)"
+            f" {_EC_CHOICES} or RSA)"
         ) from None
     return _check_supported(key)
 

@@ -22,6 +22,7 @@ from certherd.errors import (
     ProblemError,
     StorageError,
 )
+from certherd.key_types import KeyType
 from certherd.manager.hygiene import STARTED
 from certherd.storage.base import Leftovers, Storage
 from certherd.storage.layout import (
@@ -43,6 +44,10 @@ __all__ = [
     "rollover",
     "save_account",
 ]
+
+ACCOUNT_KEY_TYPE = KeyType.EC256
+"""The type of a new account key (and of one made by a key rollover): its JWS algorithm,
+ES256, is the one every ACME server MUST implement (RFC 8555 §6.2)."""
 
 
 @dataclass(frozen=True)
@@ -131,7 +136,7 @@ async def register(storage: Storage, options: CaOptions) -> tuple[AcmeClient, Ac
         record = await load_account(storage, options)
         fresh = False
     except NotFoundError:
-        record = AccountRecord(key=generate_key("ec256"), url=None)
+        record = AccountRecord(key=generate_key(ACCOUNT_KEY_TYPE), url=None)
         fresh = True
     client = _client(options, record)
     try:
@@ -263,7 +268,7 @@ async def rollover(storage: Storage, options: CaOptions) -> Rollover:
         try:
             new_key = load_private_key(await storage.read(pending_path))
         except NotFoundError:
-            new_key = generate_key("ec256")
+            new_key = generate_key(ACCOUNT_KEY_TYPE)
             await storage.write(pending_path, private_key_to_pem(new_key), private=True)
         async with _client(options, record) as client:
             if record.url is None:

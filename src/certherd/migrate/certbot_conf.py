@@ -22,6 +22,7 @@ from certherd.challenges.spec import SolverSpec
 from certherd.crypto.encoding import b64url_decode
 from certherd.crypto.keys import PrivateKey, load_private_key, private_key_to_pem
 from certherd.errors import ConfigError, CryptoError, safe_text
+from certherd.key_types import EC_CURVES, RSA_SIZES
 from certherd.manager.lineage import HookSettings
 
 __all__ = [
@@ -399,19 +400,21 @@ def key_type(params: dict[str, Any], key: Any, warnings: list[str]) -> str:
         curve = (setting_text(params, "elliptic_curve") or "").lower()
         if not curve:
             curve = key.curve.name if isinstance(key, ec.EllipticCurvePrivateKey) else "secp256r1"
-        if curve in ("secp256r1", "prime256v1"):
-            return "ec256"
-        if curve != "secp384r1":
-            warnings.append(f"curve {curve} is not supported: new keys will be P-384")
-        return "ec384"
+        curve = {"prime256v1": "secp256r1"}.get(curve, curve)  # OpenSSL's name of P-256
+        found = EC_CURVES.get(curve)
+        if found is not None:
+            return found.value
+        strongest = max(EC_CURVES.values(), key=lambda member: member.bits)
+        warnings.append(f"curve {curve} is not supported: new keys will be P-{strongest.bits}")
+        return strongest.value
     size_text = setting_text(params, "rsa_key_size") or ""
-    size = int(size_text) if size_text.isdigit() else getattr(key, "key_size", 2048)
-    chosen = min((s for s in (2048, 3072, 4096) if s >= size), default=4096)
+    size = int(size_text) if size_text.isdigit() else getattr(key, "key_size", min(RSA_SIZES))
+    chosen = min((bits for bits in RSA_SIZES if bits >= size), default=max(RSA_SIZES))
     if chosen != size:
         warnings.append(f"RSA keys of {size} bits are not supported: new keys will be {chosen}")
     if kind != "rsa":
         warnings.append(f"unknown key_type {kind!r}: new keys will be RSA {chosen}")
-    return f"rsa{chosen}"
+    return RSA_SIZES[chosen].value
 
 
 def hook_settings(params: dict[str, Any], certbot_dir: Path, warnings: list[str]) -> HookSettings:
