@@ -3,7 +3,7 @@
 ``trickle()`` is a body that a CA sends one byte at a time, slowly, for ever: each read
 is quick, so only an overall deadline on the request ends it (issue 9 item 5).
 
-``FakeClock`` is a :class:`certherd.acme.retry.Clock` whose time moves only when the
+``FakeClock`` is a :class:`certherd.clock.Clock` whose time moves only when the
 code under test sleeps, so retry and poll schedules run in microseconds and every wait
 is recorded.
 

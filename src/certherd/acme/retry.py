@@ -15,16 +15,14 @@ import random
 from dataclasses import dataclass
 from types import TracebackType
 
-from certherd.clock import Clock, SystemClock  # here too: imported from this module before
+from certherd.clock import Clock, SystemClock
 from certherd.errors import MAX_RETRY_AFTER, DeadlineExceededError, safe_text
 
 __all__ = [
     "MAX_RETRY_AFTER",
-    "Clock",
     "CommandDeadline",
     "PollPolicy",
     "RetryPolicy",
-    "SystemClock",
     "check_wait",
     "current_deadline",
     "parse_retry_after",
