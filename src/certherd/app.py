@@ -356,7 +356,7 @@ class Certherd:
         try:
             return await self.manager.load(name)
         except NotFoundError as exc:
-            raise ConfigError(str(exc)) from None
+            raise ConfigError.saying(exc) from None
 
     async def records(self) -> list[LineageRecord]:
         """Every lineage for ``certherd list``: a damaged one is a record with ``error``,
@@ -429,7 +429,7 @@ class Certherd:
         try:
             return await rollover(self.storage, ca)
         except NotFoundError as exc:
-            raise ConfigError(str(exc)) from None
+            raise ConfigError.saying(exc) from None
 
     async def deactivate_account(self, ca: CaOptions) -> Account:
         """Deactivate the account at the CA: it can never be used again."""
@@ -444,7 +444,7 @@ class Certherd:
         try:
             await load_account(self.storage, ca)
         except NotFoundError as exc:
-            raise ConfigError(str(exc)) from None
+            raise ConfigError.saying(exc) from None
         client = await open_client(self.storage, ca)
         try:
             return await work(client)

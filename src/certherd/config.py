@@ -61,16 +61,22 @@ DEFAULT_CA = "letsencrypt"
 
 
 def resolve_directory_url(server: str | None, ca: str | None) -> str:
-    """``--server URL`` wins; else ``--ca NAME``; else Let's Encrypt."""
+    """``server`` (a directory URL) wins; else the preset ``ca``; else Let's Encrypt."""
     if server and ca:
-        raise ConfigError("give either --server or --ca, not both")
+        raise ConfigError(
+            "give either {server} or {ca}, not both: remove one", settings=("server", "ca")
+        )
     if server:
         return server
     name = (ca or DEFAULT_CA).lower()
     preset = CA_PRESETS.get(name)
     if preset is None:
         raise ConfigError(
-            f"unknown CA {ca!r}: choose one of {', '.join(CA_PRESETS)} or --server URL"
+            f"unknown CA {ca!r} in "
+            "{ca}"
+            f": choose one of {', '.join(CA_PRESETS)}, or give another CA's URL in "
+            "{server}",
+            settings=("ca", "server"),
         )
     return preset.directory_url
 

@@ -56,10 +56,10 @@ from __future__ import annotations
 
 import datetime as _dt
 import reprlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from dataclasses import replace as _dataclass_replace
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Self
 
 __all__ = [
     "AccountDoesNotExistError",
@@ -102,6 +102,7 @@ __all__ = [
     "RejectedIdentifierError",
     "RetryLimitError",
     "ServerInternalError",
+    "SettingsText",
     "SolverError",
     "StorageError",
     "TLSProblemError",
@@ -165,8 +166,81 @@ def safe_text(value: object, limit: int = 500) -> str:
     return result
 
 
+def _name_settings(template: str, settings: Sequence[str], name: Callable[[str], str]) -> str:
+    for setting in settings:
+        template = template.replace("{" + setting + "}", name(setting))
+    return template
+
+
+class SettingsText(str):
+    """A message that names settings, kept as text (an outcome's ``error``): the text
+    shows each setting by its own name; :meth:`naming` by another front end's words."""
+
+    settings: tuple[str, ...] = ()
+    template: str = ""
+
+    def __new__(cls, template: str, settings: Sequence[str] = ()) -> SettingsText:
+        text = super().__new__(cls, _name_settings(template, settings, str))
+        text.template = template
+        text.settings = tuple(settings)
+        return text
+
+    def naming(self, name: Callable[[str], str]) -> str:
+        """The text with each of :attr:`settings` written as ``name(setting)``."""
+        return _name_settings(self.template, self.settings, name)
+
+
 class CertherdError(Exception):
-    """Base of every error certherd raises."""
+    """Base of every error certherd raises.
+
+    ``settings`` names the settings the message is about, as a Python program sets them
+    (keyword arguments, :class:`~certherd.manager.LineageSettings` fields, solver
+    options as ``kind.option``: ``eab_kid``, ``ca_bundle``, ``identifiers``,
+    ``webroot.path``...), in the order the message names them; empty when it names
+    none. Give them with ``settings=`` and write each in the message as ``{setting}``:
+    ``str()`` shows the setting's own name there, and a front end with its own words
+    for them (the CLI: its flags) calls :meth:`naming`::
+
+        raise ConfigError("EAB key id is empty: give {eab_kid}", settings=("eab_kid",))
+    """
+
+    settings: tuple[str, ...] = ()
+    """The settings the message names (each as ``{setting}`` in :attr:`template`)."""
+    template: str = ""
+    """The message with each setting as ``{setting}``; "" when it names none."""
+
+    def __init__(self, *args: object, settings: Sequence[str] = ()) -> None:
+        if settings:
+            refuse_text(settings, "settings")
+            template = str(args[0]) if args else ""
+            missing = [s for s in settings if "{" + s + "}" not in template]
+            if missing:
+                raise ValueError(f"the message names no {{{missing[0]}}}: {template!r}")
+            self.settings = tuple(settings)
+            self.template = template
+            args = (_name_settings(template, settings, str), *args[1:])
+        super().__init__(*args)
+
+    @classmethod
+    def saying(cls, error: CertherdError) -> Self:
+        """An error of this class with ``error``'s message and settings (a missing
+        account, for instance, that is a usage error for the caller)."""
+        if not error.settings:
+            return cls(str(error))
+        return cls(error.template, settings=error.settings)
+
+    def naming(self, name: Callable[[str], str]) -> str:
+        """The message with each of :attr:`settings` written as ``name(setting)``."""
+        if not self.settings:
+            return str(self)
+        return _name_settings(self.template, self.settings, name)
+
+    def text(self, limit: int = 500) -> str:
+        """The message made safe for one line (:func:`safe_text`), as a
+        :class:`SettingsText` when it names settings, so they can be named again later."""
+        if not self.settings:
+            return safe_text(self, limit)
+        return SettingsText(safe_text(self.template, limit), self.settings)
 
 
 class ConfigError(CertherdError):
@@ -585,7 +659,8 @@ class DNSProblemError(ProblemError):
 
 
 class ExternalAccountRequiredError(ProblemError):
-    """RFC 8555 §6.7 externalAccountRequired: give --eab-kid and --eab-hmac-key-file."""
+    """RFC 8555 §6.7 externalAccountRequired: give the EAB key id and HMAC key of your
+    CA account (``eab_kid``, ``eab_hmac_key``)."""
 
     urn = "externalAccountRequired"
 

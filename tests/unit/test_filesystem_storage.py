@@ -634,7 +634,7 @@ async def test_a_read_only_file_system_gives_a_clear_message(tmp_path: Path) -> 
             await storage.write("state/a.json", b"new")
         assert str(caught.value) == (
             f"cannot write {folder / 'state/a.json'}: the file system is read-only: "
-            "use a writable --config-dir"
+            "keep certherd's state on a writable one"
         )
         with pytest.raises(StorageError, match="read-only"):
             await storage.write("renewal/new.json", b"{}")

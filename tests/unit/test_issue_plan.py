@@ -53,8 +53,9 @@ def test_other_names_under_the_default_lineage_need_a_name() -> None:
     # A lineage imported from Certbot keeps Certbot's name: "a.test" for "*.a.test".
     with pytest.raises(ConfigError, match=r"lineage 'a.test' holds other names \(\*\.a\.test\)"):
         plan_issue(["a.test"], {"a.test": ("*.a.test",)})
-    with pytest.raises(ConfigError, match=r"--name a\.test to replace"):
+    with pytest.raises(ConfigError, match=r"give name a\.test to replace") as caught:
         plan_issue(["a.test"], {"a.test": ("a.test", "www.a.test")})
+    assert caught.value.settings == ("name",)  # the CLI says --name (tests/e2e/test_cli_names.py)
 
 
 def test_a_damaged_default_lineage_is_not_overwritten() -> None:

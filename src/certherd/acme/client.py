@@ -124,7 +124,8 @@ class AcmeClient:
         except UnsafeResponseError:
             raise ConfigError(
                 f"directory URL {safe_text(directory_url, 200)} is not an https URL: "
-                "give the CA's https directory URL"
+                "give the CA's https directory URL in {directory_url}",
+                settings=("directory_url",),
             ) from None
         jws.algorithm_for(account_key)  # refuse unusable keys now, not at the first POST
         self.account_key = account_key
@@ -225,8 +226,9 @@ class AcmeClient:
         directory = await self.directory()
         if directory.meta.external_account_required and eab is None:
             raise ConfigError(
-                "this CA requires External Account Binding: pass --eab-kid and "
-                "--eab-hmac-key-file with the values from your CA account"
+                "this CA requires External Account Binding: give {eab_kid} and "
+                "{eab_hmac_key} with the values from your CA account",
+                settings=("eab_kid", "eab_hmac_key"),
             )
         payload: dict[str, Any] = {"termsOfServiceAgreed": agree_tos}
         if contact:
@@ -309,7 +311,10 @@ class AcmeClient:
         directory = await self.directory()
         idents = identifiers_from(identifiers)
         if not idents:
-            raise ConfigError("an order needs at least one name: pass -d NAME")
+            raise ConfigError(
+                "an order needs at least one name: give them in {identifiers}",
+                settings=("identifiers",),
+            )
         payload: dict[str, Any] = {"identifiers": [i.to_json() for i in idents]}
         if not_before is not None:
             payload["notBefore"] = format_time(not_before)
@@ -319,11 +324,17 @@ class AcmeClient:
             offered = directory.meta.profiles
             if not offered:
                 raise FeatureUnsupportedError(
-                    f"the CA at {self.directory_url} offers no profiles: drop --profile {profile}"
+                    f"the CA at {self.directory_url} offers no profiles: leave "
+                    "{profile}"
+                    f" unset (it is {safe_text(profile, 100)!r})",
+                    settings=("profile",),
                 )
             if profile not in offered:
                 raise ConfigError(
-                    f"the CA offers no profile {profile!r}: choose one of {', '.join(offered)}"
+                    f"the CA offers no profile {safe_text(profile, 100)!r}: set "
+                    "{profile}"
+                    f" to one of {', '.join(safe_text(p, 100) for p in offered)}",
+                    settings=("profile",),
                 )
             payload["profile"] = profile
         if replaces is not None and directory.renewal_info is not None:

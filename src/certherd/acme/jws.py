@@ -157,15 +157,23 @@ class ExternalAccountBinding:
     def from_b64url(cls, kid: str, encoded_key: str) -> ExternalAccountBinding:
         """Build from the base64url key text as CAs publish it."""
         if not kid:
-            raise ConfigError("EAB key id is empty: pass the --eab-kid your CA gave you")
+            raise ConfigError(
+                "EAB key id is empty: give {eab_kid}, the key id your CA gave you",
+                settings=("eab_kid",),
+            )
         try:
             raw = b64url_decode(encoded_key.strip())
         except CryptoError:
             raise ConfigError(
-                "EAB HMAC key is not base64url: copy the key exactly as your CA shows it"
+                "the EAB HMAC key ({eab_hmac_key}) is not base64url: copy the key exactly "
+                "as your CA shows it",
+                settings=("eab_hmac_key",),
             ) from None
         if not raw:
-            raise ConfigError("EAB HMAC key is empty: check --eab-hmac-key-file")
+            raise ConfigError(
+                "the EAB HMAC key is empty: give {eab_hmac_key}, the key your CA gave you",
+                settings=("eab_hmac_key",),
+            )
         return cls(kid=kid, hmac_key=raw)
 
     def sign(self, account_key: PrivateKey, new_account_url: str) -> dict[str, str]:

@@ -64,7 +64,8 @@ class SolverPool:
         """The rules for one lineage: named specs first (in order), then the defaults."""
         if not specs:
             raise ConfigError(
-                "no way to answer challenges: give --http, --webroot, --tls-alpn or --dns"
+                "no way to answer challenges: give at least one solver ({solvers})",
+                settings=("solvers",),
             )
         rules: list[tuple[str, Solver]] = []
         for spec in specs:
@@ -104,14 +105,20 @@ class SolverPool:
 
             path = options.get("path")
             if not path:
-                raise ConfigError("webroot solver needs a folder: --webroot DIR")
+                raise ConfigError(
+                    "the webroot solver needs a folder: give {webroot.path}",
+                    settings=("webroot.path",),
+                )
             return WebrootSolver(Path(path))
         if spec.kind == "hook":
             from certherd.challenges.hook import HookSolver
 
             command = options.get("command")
             if not command:
-                raise ConfigError("hook solver needs command=PATH")
+                raise ConfigError(
+                    "the hook solver needs a program: give {hook.command}",
+                    settings=("hook.command",),
+                )
             # A configured command may carry fixed arguments; it never goes through a shell.
             return HookSolver(
                 options.get("challenge", "http-01"),
@@ -129,7 +136,10 @@ class SolverPool:
 
         name = options.get("provider")
         if not name:
-            raise ConfigError("dns solver needs a provider: --dns PROVIDER")
+            raise ConfigError(
+                "the dns solver needs a provider: give {dns.provider}",
+                settings=("dns.provider",),
+            )
         settings = {k: v for k, v in options.items() if k not in DNS_OWN}
         provider = create_provider(name, settings, self.environ)
         resolver: tuple[str, int] | None = None

@@ -35,7 +35,8 @@ async def _apply(ctx: Context, config_path: Path | None, concurrency: int) -> An
         async with ctx.certherd(concurrency=concurrency, on_event=progress) as certherd:
             outcomes = await certherd.apply(config_path)
     ctx.emit(
-        lambda: outcome_document(outcomes, ctx.config_dir), lambda: print_outcomes(ctx, outcomes)
+        lambda: outcome_document(outcomes, ctx.config_dir, ctx.words),
+        lambda: print_outcomes(ctx, outcomes),
     )
     ctx.report_failures(outcomes)
     return outcomes

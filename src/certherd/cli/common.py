@@ -41,6 +41,8 @@ class Context:
     json: bool = False
     quiet: bool = False
     verbose: int = 0
+    command: str = ""
+    """The command run (``issue``, ``account``...): it decides how settings are named."""
 
     def update(
         self,
@@ -59,6 +61,15 @@ class Context:
         from certherd.cli.logs import configure_logging
 
         configure_logging(self.verbose, self.quiet)
+
+    def words(self, text: Any, limit: int = 2000) -> str:
+        """An error (or an outcome's error or reason) with the settings it names written
+        as this command's user sets them: flags, or certherd.toml keys (cli/flags.py)."""
+        if isinstance(text, str) and not getattr(text, "settings", ()):
+            return text
+        from certherd.cli.flags import words
+
+        return words(text, self.command, self.config_dir, limit)
 
     def certherd(self, *, concurrency: int = 10, on_event: Any = None) -> Any:
         """The library entry point on this config dir; what it tells goes to ``on_event``
@@ -119,7 +130,8 @@ class Context:
             return
         for outcome in outcomes:
             if outcome.failed:
-                click.echo(f"certherd: {outcome.lineage}: failed: {outcome.error}", err=True)
+                error = self.words(outcome.error)
+                click.echo(f"certherd: {outcome.lineage}: failed: {error}", err=True)
             for problem in outcome.hook_errors:
                 click.echo(f"certherd: {outcome.lineage}: {problem}", err=True)
 

@@ -54,7 +54,7 @@ def import_certbot(
     document = {
         "certbot_dir": str(directory),
         "dry_run": dry_run,
-        "lineages": [r.to_json() for r in results],
+        "lineages": [{**r.to_json(), "reason": ctx.words(r.reason) or None} for r in results],
         **{
             status: sum(1 for r in results if r.status == status)
             for status in ("imported", "would-import", "skipped", "failed")
@@ -64,7 +64,8 @@ def import_certbot(
     if ctx.quiet:
         for result in results:
             if result.failed:
-                click.echo(f"certherd: {result.lineage}: import failed: {result.reason}", err=True)
+                reason = ctx.words(result.reason)
+                click.echo(f"certherd: {result.lineage}: import failed: {reason}", err=True)
     exit_for(any(r.failed for r in results))
 
 
@@ -79,7 +80,7 @@ def _print(ctx: Context, directory: Path, results: list[Any]) -> None:
     for r in results:
         names = ", ".join(r.settings.names) if r.settings else ""
         if r.reason:
-            notes = r.reason
+            notes = ctx.words(r.reason)
         else:
             solvers = ", ".join(s.kind for s in r.settings.solvers) if r.settings else ""
             notes = f"versions {', '.join(map(str, r.versions))} (live {r.live_version}); {solvers}"

@@ -316,7 +316,7 @@ def issue(ctx: Context, /, **params: Any) -> None:
 
 async def _issue(ctx: Context, names: tuple[str, ...], options: dict[str, Any]) -> Any:
     from certherd.cli.render import outcome_document, print_outcomes
-    from certherd.errors import CertherdError, ConfigError, UnavailableError, safe_text
+    from certherd.errors import CertherdError, ConfigError, UnavailableError
     from certherd.manager.outcome import Outcome
     from certherd.storage.layout import lineage_for
 
@@ -329,12 +329,13 @@ async def _issue(ctx: Context, names: tuple[str, ...], options: dict[str, Any]) 
             raise
         # --json promises one document, also when the certificate could not be obtained.
         name = options["lineage"] or lineage_for(names[0])
-        failed = Outcome(name, "failed", "requested", error=safe_text(exc, 1000))
-        ctx.emit(outcome_document([failed], ctx.config_dir))
-        click.echo(f"certherd: error: {safe_text(exc, 2000)}", err=True)  # as without --json
+        failed = Outcome(name, "failed", "requested", error=exc.text(1000))
+        ctx.emit(outcome_document([failed], ctx.config_dir, ctx.words))
+        click.echo(f"certherd: error: {ctx.words(exc)}", err=True)  # as without --json
         raise SystemExit(1) from None
     ctx.emit(
-        lambda: outcome_document([outcome], ctx.config_dir), lambda: print_outcomes(ctx, [outcome])
+        lambda: outcome_document([outcome], ctx.config_dir, ctx.words),
+        lambda: print_outcomes(ctx, [outcome]),
     )
     ctx.report_failures([outcome])
     return outcome

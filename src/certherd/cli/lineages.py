@@ -44,7 +44,8 @@ async def _renew(
         async with ctx.certherd(concurrency=concurrency, on_event=progress) as certherd:
             outcomes = await certherd.renew(names, force=force, dry_run=dry_run)
     ctx.emit(
-        lambda: outcome_document(outcomes, ctx.config_dir), lambda: print_outcomes(ctx, outcomes)
+        lambda: outcome_document(outcomes, ctx.config_dir, ctx.words),
+        lambda: print_outcomes(ctx, outcomes),
     )
     ctx.report_failures(outcomes)
     return outcomes

@@ -141,6 +141,9 @@ class LazyGroup(click.Group):
             state = ctx.find_object(Context)
             if state is not None:
                 unusable_config_dir(state.config_dir, exc)  # raises ConfigError (exit 2)
+                if getattr(exc, "settings", ()):
+                    # Printed by main(): the settings it names, as this command sets them.
+                    exc.args = (state.words(exc),)
             raise
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
@@ -163,7 +166,9 @@ def cli(
     from certherd.cli.common import Context
     from certherd.config import default_config_dir
 
-    ctx.obj = Context(config_dir=config_dir or default_config_dir())
+    ctx.obj = Context(
+        config_dir=config_dir or default_config_dir(), command=ctx.invoked_subcommand or ""
+    )
     ctx.obj.update(json_output=json_output, quiet=quiet, verbose=verbose)
 
 

@@ -93,6 +93,8 @@ class Progress:
 
     def finish(self, lineage: str, action: str, error: str | None = None) -> None:
         self.working.pop(lineage, None)
+        if error is not None:
+            error = self.ctx.words(error)  # the settings it names, as this command sets them
         if error is not None or action == "failed":
             self.failed += 1
             self.failures.append((lineage, error or "failed"))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -53,16 +53,20 @@ def _expiry(not_after: dt.datetime | str | None, now: dt.datetime, *, seconds: b
     return f"EXPIRED {text}" if moment <= now else text
 
 
-def outcome_document(outcomes: Sequence[Outcome], config_dir: Path) -> dict[str, Any]:
+def outcome_document(
+    outcomes: Sequence[Outcome], config_dir: Path, words: Callable[[str], str] = str
+) -> dict[str, Any]:
+    """The results as one JSON document; ``words`` names the settings an error or a
+    reason names as the command's user sets them (:meth:`Context.words`)."""
     return {
         "results": [
             {
                 "lineage": o.lineage,
                 "action": o.action,
-                "reason": o.reason,
+                "reason": words(o.reason),
                 "version": o.version,
                 "not_after": _iso(o.not_after),
-                "error": o.error,
+                "error": words(o.error) if o.error else o.error,
                 "hook_errors": list(o.hook_errors),
                 "live_dir": str(config_dir / "live" / o.lineage) if o.version else None,
             }
@@ -90,7 +94,7 @@ def print_outcomes(ctx: Context, outcomes: Sequence[Outcome]) -> None:
 
     rows = []
     for o in outcomes:
-        why = o.error if o.error else o.reason
+        why = ctx.words(o.error if o.error else o.reason)
         if o.hook_errors:
             why += " | hook failed: " + "; ".join(o.hook_errors)
         expires = _expiry(o.not_after, dt.datetime.now(dt.UTC))

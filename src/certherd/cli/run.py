@@ -63,9 +63,10 @@ async def _run(
     def report(outcomes: list[Any]) -> None:
         for o in outcomes:
             if o.action in ("renewed", "issued", "deployed"):
-                ctx.say(f"{o.lineage}: {o.action} ({o.reason}), version {o.version}")
+                ctx.say(f"{o.lineage}: {o.action} ({ctx.words(o.reason)}), version {o.version}")
             elif o.failed:
-                click.echo(f"certherd: {o.lineage}: renewal failed: {o.error}", err=True)
+                error = ctx.words(o.error)
+                click.echo(f"certherd: {o.lineage}: renewal failed: {error}", err=True)
             for problem in o.hook_errors:
                 click.echo(f"certherd: {o.lineage}: hook failed: {problem}", err=True)
 

@@ -214,8 +214,9 @@ def install_schedule(
     if kind == "cron":
         if user:
             raise ConfigError(
-                "cron has no per-user cron.d: use the systemd schedule with --user, "
-                "or add the renew line to your crontab with `crontab -e`"
+                "cron has no per-user cron.d: install the systemd schedule with {user}, "
+                "or add the renew line to your crontab with `crontab -e`",
+                settings=("user",),
             )
         host = socket.gethostname() if hostname is None else hostname
         return [_write(root / "etc/cron.d" / CRON_FILE, _cron(command, host))]

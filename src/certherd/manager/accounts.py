@@ -82,8 +82,9 @@ async def load_account(storage: Storage, options: CaOptions) -> AccountRecord:
         key_raw = await storage.read(account_key(options.ca_id, options.account))
     except NotFoundError:
         raise NotFoundError(
-            f"no account for {options.directory_url} in this config dir: run "
-            "`certherd account register --agree-tos` (with the same CA options)"
+            f"no account for {options.directory_url} in this storage: register one with "
+            "{agree_tos} and the same CA settings (`certherd account register`)",
+            settings=("agree_tos",),
         ) from None
     try:
         meta: dict[str, Any] = json.loads(
@@ -184,7 +185,8 @@ async def open_client(storage: Storage, options: CaOptions) -> AcmeClient:
     if not options.agree_tos:
         raise ConfigError(
             f"no account yet at {options.directory_url}: read the CA's terms of service and "
-            "pass --agree-tos (with --email for expiry and problem notices)"
+            "set {agree_tos} (with {email} for expiry and problem notices)",
+            settings=("agree_tos", "email"),
         )
     client, _account = await register(storage, options)
     return client

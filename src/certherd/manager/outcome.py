@@ -43,11 +43,12 @@ class Outcome:
 
 
 def describe_failure(error: BaseException, limit: int = 500) -> str:
-    """One line for a lineage's failure: a certherd error as it reads; anything else (a
+    """One line for a lineage's failure: a certherd error as it reads (a
+    :class:`~certherd.errors.SettingsText` when it names settings); anything else (a
     bug, or CA data some library choked on) named by its type, so it is not mistaken
     for a message of ours."""
     if isinstance(error, CertherdError):
-        return safe_text(error, limit)
+        return error.text(limit)
     text = safe_text(error, limit)
     kind = type(error).__name__
     return f"unexpected {kind}: {text}" if text else f"unexpected {kind}"

@@ -23,7 +23,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Literal
 
-from certherd.errors import CertherdError, ConfigError, NotFoundError
+from certherd.errors import CertherdError, ConfigError, NotFoundError, SettingsText
 from certherd.manager.lineage import LineageSettings
 from certherd.manager.outcome import Outcome
 from certherd.names import describe_name, name_set
@@ -109,12 +109,17 @@ def plan_issue(
     if held is None:
         raise ConfigError(
             f"lineage {default!r} exists but its settings are damaged: repair or delete it, "
-            "or give --name for another lineage"
+            "or give another lineage's {name}",
+            settings=("name",),
         )
     shown = ", ".join(describe_name(n) for n in held)
     raise ConfigError(
-        f"lineage {default!r} holds other names ({shown}): give --name {default} to replace "
-        "them with these, or --name NEW for a separate certificate"
+        f"lineage {default!r} holds other names ({shown}): give "
+        "{name}"
+        f" {default} to replace them with these, or "
+        "{name}"
+        " NEW for a separate certificate",
+        settings=("name",),
     )
 
 
@@ -219,7 +224,8 @@ async def _order(
     if plan.kind == "expand":
         reason = f"expanded: {plan.change(wanted.names)}"
     elif plan.kind == "replace":
-        reason = f"names replaced, as --name asked: {plan.change(wanted.names)}"
+        changed = plan.change(wanted.names)
+        reason = SettingsText("names replaced, as {name} asked: " + changed, ("name",))
     else:
         reason = why or "requested"
     if plan.kind in ("expand", "replace"):
@@ -255,7 +261,7 @@ async def _keep_if_not_due(
             _still(plan)(await _stored(manager, wanted.name))
             await wanted.save(manager.storage)
         reason += f"; new settings saved for renewals ({', '.join(changes)})"
-    reason += "; --force reissues now"
+    reason = SettingsText(reason + "; {force} reissues now", ("force",))
     return Outcome(wanted.name, "not-due", reason, state.version, state.not_after)
 
 

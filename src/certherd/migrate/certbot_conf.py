@@ -241,7 +241,8 @@ def solver_specs(
     what = f"authenticator {authenticator!r}" if authenticator else "no authenticator"
     raise ConfigError(
         f"{what} in [renewalparams]: certherd has no equivalent; issue it again with "
-        "`certherd issue` and --http, --webroot, --dns or --solver-hook"
+        "a solver ({solvers})",
+        settings=("solvers",),
     )
 
 
@@ -282,7 +283,8 @@ def _manual(
     if not auth:
         raise ConfigError(
             "manual authenticator without manual_auth_hook: it cannot renew unattended "
-            "(nor can Certbot); issue it again with a solver (`certherd issue --dns ...`)"
+            "(nor can Certbot); issue it again with a solver ({solvers})",
+            settings=("solvers",),
         )
     if hook_dir is None:
         raise ConfigError("manual hooks need a local folder for their adapter script")
@@ -349,7 +351,8 @@ def _dns(params: dict[str, Any], plugin: str, warnings: list[str]) -> SolverSpec
             why = "dns-lexicon has" if known is not None else "dns-lexicon is not installed, so"
             raise ConfigError(
                 f"authenticator dns-{plugin}: {why} no provider {provider!r}; issue it again "
-                "with `certherd issue --dns PROVIDER`"
+                "with another provider ({dns.provider})",
+                settings=("dns.provider",),
             )
         if known is None:
             warnings.append("install dns-lexicon before renewing: pip install 'certherd[lexicon]'")

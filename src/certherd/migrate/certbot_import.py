@@ -44,7 +44,6 @@ from certherd.errors import (
     ConfigError,
     InvalidNameError,
     NotFoundError,
-    safe_text,
 )
 from certherd.manager.accounts import AccountRecord, CaOptions, load_account, save_account
 from certherd.manager.lineage import LineageSettings, LineageState
@@ -332,7 +331,7 @@ async def import_certbot(
             )
             results.append(await _import(storage, lineage, replace, dry_run, when))
         except (CertherdError, OSError, ValueError, UnicodeDecodeError) as exc:
-            text = safe_text(exc, 500) if isinstance(exc, CertherdError) else f"{conf}: {exc}"
+            text = exc.text(500) if isinstance(exc, CertherdError) else f"{conf}: {exc}"
             results.append(ImportResult(name, "failed", text))
     return results
 

@@ -145,7 +145,7 @@ def _explain(exc: OSError) -> str:
     if exc.errno == errno.ENOSPC:
         return "the disk is full: free some space"
     if exc.errno in (errno.EROFS,):
-        return "the file system is read-only: use a writable --config-dir"
+        return "the file system is read-only: keep certherd's state on a writable one"
     if exc.errno in (errno.EACCES, errno.EPERM):
         return "permission denied: run as the owner of the config dir or fix its permissions"
     return exc.strerror or str(exc)
