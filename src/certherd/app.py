@@ -578,7 +578,9 @@ def _check_email(email: str) -> None:
     try:
         contact_uris([email])
     except ConfigError:
-        raise ConfigError(f"email {email!r} is not an e-mail address: write NAME@DOMAIN") from None
+        raise ConfigError(
+            f"{{email}} {email!r} is not an e-mail address: write NAME@DOMAIN", settings=("email",)
+        ) from None
 
 
 def _solver_spec(item: SolverSpec | Mapping[str, Any]) -> SolverSpec:

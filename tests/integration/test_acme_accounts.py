@@ -233,8 +233,11 @@ async def test_eab_directory_says_external_account_required(eab_pebble: PebbleSe
 
 async def test_eab_required_but_missing_is_a_config_error(eab_pebble: PebbleServer) -> None:
     async with new_client(eab_pebble) as client:
-        with pytest.raises(ConfigError, match="External Account Binding"):
+        with pytest.raises(ConfigError, match="External Account Binding") as caught:
             await client.register(agree_tos=True)
+        # Named as settings a program sets (the CLI prints its flags: test_cli_setting_names).
+        assert caught.value.settings == ("eab_kid", "eab_hmac_key")
+        assert "--" not in str(caught.value)
         # Refused before anything was signed and sent.
         assert [method for method, _ in client.transport.trace] == ["GET"]
         assert client.account_url is None

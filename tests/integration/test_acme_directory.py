@@ -21,9 +21,11 @@ from acme_helpers import (
     unique_name,
 )
 
+from certherd.acme.client import AcmeClient
 from certherd.acme.retry import RetryPolicy
 from certherd.crypto.certs import describe_certificate
-from certherd.errors import FeatureUnsupportedError
+from certherd.crypto.keys import generate_key
+from certherd.errors import FeatureUnsupportedError, TransportError
 from certherd.manager.obtain import obtain_certificate
 from certherd.testing.pebble import PebbleServer
 
@@ -37,6 +39,18 @@ def nonce_rejecting_pebble(pebble_factory: PebbleFactory) -> PebbleServer:
 
 
 # -- directory (RFC 8555 §7.1.1) ---------------------------------------------------
+
+
+async def test_an_untrusted_ca_certificate_names_the_ca_bundle_setting(
+    pebble: PebbleServer,
+) -> None:
+    """Pebble's HTTPS certificate is from its own test CA: without ``ca_bundle`` the
+    TLS check fails, and the error names the setting (the CLI says --ca-bundle)."""
+    async with AcmeClient(pebble.directory_url, generate_key()) as client:
+        with pytest.raises(TransportError, match="TLS verification") as caught:
+            await client.directory()
+    assert caught.value.settings == ("ca_bundle",)
+    assert "give the CA's root in ca_bundle if it is a private CA" in str(caught.value)
 
 
 async def test_directory_lists_every_resource_and_meta(pebble: PebbleServer) -> None:
@@ -164,6 +178,8 @@ async def test_replaces_is_not_sent_to_a_ca_without_ari(pebble: PebbleServer) ->
 
 async def test_profile_without_profiles_is_unsupported(pebble: PebbleServer) -> None:
     async with registered(pebble) as client:
-        with pytest.raises(FeatureUnsupportedError, match="offers no profiles"):
+        with pytest.raises(FeatureUnsupportedError, match="offers no profiles") as caught:
             await client.new_order([unique_name("profile")], profile="x")
+        assert caught.value.settings == ("profile",)
+        assert "leave profile unset (it is 'x')" in str(caught.value)
         assert count(client.transport.trace, "POST", "newOrder") == 0

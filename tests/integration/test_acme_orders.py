@@ -85,8 +85,9 @@ async def test_new_order_refusals(pebble: PebbleServer) -> None:
         with pytest.raises(MalformedError, match="illegal character"):
             await client.new_order(["bad_name.certherd.test"])
         sent = count(client.transport.trace, "POST", "newOrder")
-        with pytest.raises(ConfigError, match="at least one name"):
+        with pytest.raises(ConfigError, match="at least one name") as caught:
             await client.new_order([])
+        assert caught.value.settings == ("identifiers",)  # not the CLI's "-d NAME"
         assert count(client.transport.trace, "POST", "newOrder") == sent  # nothing sent
 
 

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 import certherd
+from certherd import errors
 from certherd.acme.jws import ExternalAccountBinding
 from certherd.acme.messages import Challenge, Identifier, Status
 from certherd.challenges.base import ChallengeTask
@@ -25,7 +26,6 @@ from certherd.challenges.factory import SolverPool
 from certherd.challenges.http01 import Http01StandaloneSolver
 from certherd.config import resolve_directory_url
 from certherd.crypto.encoding import b64url
-from certherd import errors
 from certherd.errors import CertherdError, ConfigError
 from certherd.manager.outcome import describe_failure
 from certherd.manager.request import plan_issue
@@ -37,8 +37,8 @@ FLAG = re.compile(r"(?<![\w-])(--[a-z][a-z0-9-]*|-[dqvh](?= [A-Z]|\b(?!-)))")
 
 ALLOWED: dict[tuple[str, str], str] = {
     ("dns/lexicon.py", "--help"): "dns-lexicon's own command (`lexicon --help`), not certherd's",
-    ("manager/schedule.py", "--config-dir"): "the argument vector the timer or cron job runs",
-    ("manager/schedule.py", "-q"): "the argument vector the timer or cron job runs",
+    ("install/schedule.py", "--config-dir"): "the argument vector the timer or cron job runs",
+    ("install/schedule.py", "-q"): "the argument vector the timer or cron job runs",
     ("testing/pebble.py", "-h"): "asks a Pebble program which flags it has",
 }
 """Flags a library string may name, each with the reason."""
@@ -149,7 +149,7 @@ def test_an_error_shows_setting_names_and_keeps_them_for_another_front_end() -> 
 
 
 def test_a_message_must_mark_every_setting_it_declares() -> None:
-    with pytest.raises(ValueError, match="names no {ca_bundle}"):
+    with pytest.raises(ValueError, match=r"names no \{ca_bundle\}"):
         ConfigError("give ca_bundle", settings=("ca_bundle",))
     with pytest.raises(TypeError, match="list of strings"):
         ConfigError("give {ca_bundle}", settings="ca_bundle")
@@ -230,7 +230,8 @@ def test_the_cli_names_flags_for_commands_that_take_flags(tmp_path: Path) -> Non
         assert words(_eab_error(), command, tmp_path) == (
             "this CA requires External Account Binding: give --eab-kid and --eab-hmac-key-file"
         )
-    plan = pytest.raises(ConfigError, plan_issue, ["a.test"], {"a.test": ("b.test",)})
+    with pytest.raises(ConfigError) as plan:
+        plan_issue(["a.test"], {"a.test": ("b.test",)})
     assert "give --name a.test to replace them" in words(plan.value, "issue", tmp_path)
 
 

@@ -1,0 +1,93 @@
+"""The library names settings (``eab_kid``, ``ca_bundle``); the CLI prints them as its
+user sets them (issue 11, item 6): flags for ``issue``, certherd.toml keys for
+``apply``, both for ``renew`` with a certherd.toml (its lineages may come from either).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from e2e_runner import Certherd
+
+from certherd.testing.pebble import PebbleServer
+
+EAB_KID = "kid-names"
+
+
+@pytest.fixture(scope="module")
+def eab_pebble(pebble_factory: Any) -> PebbleServer:
+    """A Pebble that requires External Account Binding."""
+    server: PebbleServer = pebble_factory(eab_keys={EAB_KID: "A" * 43})
+    return server
+
+
+def _config(server: PebbleServer, *, ca_bundle: bool = True) -> str:
+    listen = f"127.0.0.1:{server.options.http_port}"
+    lines = [
+        "[defaults]",
+        f"server = {json.dumps(server.directory_url)}",
+        f"ca_bundle = {json.dumps(str(server.ca_bundle))}" if ca_bundle else "",
+        "agree_tos = true",
+        'solver = "http"',
+        f"solver_options = {{ listen = {json.dumps(listen)} }}",
+        "",
+        "[[certificate]]",
+        'domains = ["names.setting.test"]',
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _write_config(certherd: Certherd, text: str) -> Path:
+    certherd.config_dir.mkdir(parents=True, exist_ok=True)
+    path = certherd.config_dir / "certherd.toml"
+    path.write_text(text)
+    return path
+
+
+def test_issue_names_the_eab_flags(certherd: Certherd, eab_pebble: PebbleServer) -> None:
+    runner = certherd.on(eab_pebble)
+    result = runner("issue", "-d", "eab.setting.test", *runner.http, *runner.ca, check=False)
+    assert result.code == 2, result.describe()
+    [line] = result.stderr.splitlines()
+    assert line == (
+        "certherd: error: this CA requires External Account Binding: give --eab-kid and "
+        "--eab-hmac-key-file with the values from your CA account"
+    )
+
+
+def test_apply_names_the_certherd_toml_keys(certherd: Certherd, eab_pebble: PebbleServer) -> None:
+    _write_config(certherd, _config(eab_pebble))
+    result = certherd("--json", "apply", check=False)
+    assert result.code == 1, result.describe()
+    [failed] = result.json()["results"]
+    words = "give eab_kid (certherd.toml) and eab_hmac_key_file (certherd.toml) with the values"
+    assert words in failed["error"]
+    assert words in result.stderr  # the failure, also said on stderr with --json
+    assert "--eab" not in result.stdout + result.stderr  # flags this user never used
+
+
+def test_issue_without_the_ca_bundle_names_the_flag(certherd: Certherd) -> None:
+    server = certherd.server
+    ca = ["--server", server.directory_url, "--agree-tos"]
+    result = certherd("issue", "-d", "tls.setting.test", *certherd.http, *ca, check=False)
+    assert result.code == 1, result.describe()
+    [line] = result.stderr.splitlines()
+    assert "TLS verification" in line
+    assert line.endswith("give the CA's root in --ca-bundle if it is a private CA"), line
+
+
+def test_renew_with_a_certherd_toml_names_both(certherd: Certherd) -> None:
+    """A lineage of certherd.toml whose ca_bundle was taken out: ``renew`` cannot tell
+    a file's lineage from one ``issue`` made, so it names the key and the flag."""
+    _write_config(certherd, _config(certherd.server))
+    assert certherd("--json", "apply").json()["failed"] == 0
+    _write_config(certherd, _config(certherd.server, ca_bundle=False))
+    result = certherd("--json", "renew", "--force", check=False)
+    assert result.code == 1, result.describe()
+    [failed] = result.json()["results"]
+    assert failed["error"].endswith(
+        "give the CA's root in --ca-bundle (or ca_bundle in certherd.toml) if it is a private CA"
+    ), failed["error"]
