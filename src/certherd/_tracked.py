@@ -6,8 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from certherd.errors import safe_text
-from certherd.manager.outcome import Outcome
+from certherd.manager.outcome import Outcome, describe_failure
 from certherd.manager.service import Manager
 
 __all__ = ["TrackedManager"]
@@ -47,7 +46,8 @@ class TrackedManager(Manager):
         try:
             outcome = await super().issue(settings, ca, precondition=precondition)
         except Exception as exc:
-            self._finished(Outcome(settings.name, "failed", "requested", error=safe_text(exc, 300)))
+            failed = Outcome(settings.name, "failed", "requested", error=describe_failure(exc, 300))
+            self._finished(failed)
             raise
         self._finished(outcome)
         return outcome
