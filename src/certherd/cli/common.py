@@ -82,13 +82,13 @@ class Context:
         """Print what the entry point tells as ``issue``, ``demo`` and ``run`` do: each
         step of a lineage's work, DNS propagation rounds, notices (stderr), warnings."""
         if event.kind == "step":
-            self.say(f"{event.lineage}: {event.text}")
+            self.say(f"{event.lineage}: {self.words(event.text)}")
         elif event.kind == "propagation":
             self.say(f"  {event.text}")
         elif event.kind == "notice":
-            self.say(event.text)
+            self.say(self.words(event.text))
         elif event.kind == "warning":
-            self.warn([event.text])
+            self.warn([self.words(event.text)])
 
     @property
     def interactive(self) -> bool:
