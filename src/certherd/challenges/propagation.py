@@ -32,6 +32,7 @@ from certherd.clock import Clock, SystemClock
 from certherd.dns.zone import (
     DnsTransport,
     UdpTcpTransport,
+    answer_records,
     ask_in_turn,
     describe_failure,
     find_zone,
@@ -258,15 +259,8 @@ class PropagationChecker:
 
     async def _authoritative_servers(self, zone: str) -> tuple[NameServer, ...]:
         response = await self.lookup(zone, dns.rdatatype.NS)
-        owner = dns.name.from_text(zone)
-        hosts = sorted(
-            {
-                rdata.target.to_text().lower()
-                for rrset in response.answer
-                if rrset.rdtype == dns.rdatatype.NS and rrset.name == owner
-                for rdata in rrset
-            }
-        )
+        records = answer_records(response, zone, dns.rdatatype.NS)
+        hosts = sorted({rdata.target.to_text().lower() for rdata in records})
         if not hosts:
             raise SolverError(f"the zone {zone} has no NS records")
         glue: dict[str, list[str]] = {}
@@ -308,18 +302,10 @@ class PropagationChecker:
         chain = [current]
         for _ in range(max_hops + 1):
             response = await self.lookup(current, dns.rdatatype.CNAME)
-            owner = dns.name.from_text(current)
-            target = next(
-                (
-                    rdata.target.to_text().lower()
-                    for rrset in response.answer
-                    if rrset.rdtype == dns.rdatatype.CNAME and rrset.name == owner
-                    for rdata in rrset
-                ),
-                None,
-            )
-            if target is None:
+            records = answer_records(response, current, dns.rdatatype.CNAME)
+            if not records:
                 return current
+            target = records[0].target.to_text().lower()
             if target in chain:
                 raise SolverError(f"CNAME loop: {' -> '.join([*chain, target])}")
             chain.append(target)
@@ -349,17 +335,13 @@ def _served(response: dns.message.Message, fqdn: str, value: str) -> _Check:
         return _Check(False, "no such name (NXDOMAIN)")
     if rcode != dns.rcode.NOERROR:
         return _Check(False, f"answered {dns.rcode.to_text(rcode)}")
-    owner = dns.name.from_text(fqdn)
     wanted = value.encode("ascii", "replace")
     others = 0
-    for rrset in response.answer:
-        if rrset.rdtype != dns.rdatatype.TXT or rrset.name != owner:
-            continue
-        for rdata in rrset:
-            # RFC 7208 §3.3 style: one TXT value may be split into strings; join them.
-            if b"".join(rdata.strings) == wanted:
-                return _Check(True, "")
-            others += 1
+    for rdata in answer_records(response, fqdn, dns.rdatatype.TXT):
+        # RFC 7208 §3.3 style: one TXT value may be split into strings; join them.
+        if b"".join(rdata.strings) == wanted:
+            return _Check(True, "")
+        others += 1
     if others:
         return _Check(False, f"{others} other TXT value(s), not this one")
     return _Check(False, "no TXT record")

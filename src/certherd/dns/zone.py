@@ -15,7 +15,7 @@ walk finds the zone of the name it is given, and never follows a CNAME sideways.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Protocol
+from typing import Any, Protocol
 
 import dns.asyncquery
 import dns.exception
@@ -31,6 +31,7 @@ __all__ = [
     "Ask",
     "DnsTransport",
     "UdpTcpTransport",
+    "answer_records",
     "ask_in_turn",
     "describe_failure",
     "find_zone",
@@ -64,6 +65,24 @@ class UdpTcpTransport:
             request, address, timeout=timeout, port=port
         )
         return response
+
+
+def answer_records(
+    response: dns.message.Message, owner: dns.name.Name | str, rdtype: dns.rdatatype.RdataType
+) -> list[Any]:
+    """The records of type ``rdtype`` owned by ``owner`` in the answer section of ``response``.
+
+    Each is dnspython's class for that type (``.target`` of NS and CNAME, ``.strings`` of
+    TXT). Records of other owners (the rest of a CNAME chain a resolver followed) are left
+    out.
+    """
+    name = dns.name.from_text(owner) if isinstance(owner, str) else owner
+    return [
+        rdata
+        for rrset in response.answer
+        if rrset.rdtype == rdtype and rrset.name == name
+        for rdata in rrset
+    ]
 
 
 def describe_failure(err: BaseException) -> str:
@@ -131,9 +150,7 @@ async def find_zone(name: dns.name.Name | str, ask: Ask) -> dns.name.Name | None
     while len(current) > 1:  # stop above the root
         response = await ask(dns.message.make_query(current, dns.rdatatype.SOA))
         rcode = response.rcode()
-        if rcode == dns.rcode.NOERROR and any(
-            rrset.rdtype == dns.rdatatype.SOA and rrset.name == current for rrset in response.answer
-        ):
+        if rcode == dns.rcode.NOERROR and answer_records(response, current, dns.rdatatype.SOA):
             return current
         if rcode in (dns.rcode.NOERROR, dns.rcode.NXDOMAIN) and not response.answer:
             # A negative answer about the candidate itself (an empty answer section: no
