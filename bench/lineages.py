@@ -14,7 +14,8 @@ import dataclasses
 import os
 from pathlib import Path
 
-from certherd.manager.lineage import LineageSettings, LineageState
+from certherd.manager.lineage import LineageState
+from certherd.settings import LineageSettings
 from certherd.storage.layout import FILES, INDEX, archive_file, renewal_settings, state_file
 
 __all__ = ["clone_certbot", "clone_certherd"]

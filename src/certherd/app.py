@@ -32,17 +32,17 @@ from certherd.key_types import DEFAULT_KEY_TYPE
 
 if TYPE_CHECKING:
     from certherd.acme.client import AcmeClient, RevocationReason
-    from certherd.acme.jws import ExternalAccountBinding
     from certherd.acme.messages import Account
     from certherd.challenges.factory import SolverPool
     from certherd.challenges.spec import SolverSpec
     from certherd.clock import Clock
     from certherd.config import ConfigFile
     from certherd.manager.accounts import CaOptions, Rollover
-    from certherd.manager.lineage import HookSettings, LineageSettings, LineageState
+    from certherd.manager.lineage import LineageState
     from certherd.manager.outcome import Outcome
     from certherd.manager.service import Manager
     from certherd.migrate.certbot_import import ImportResult
+    from certherd.settings import EabSettings, HookSettings, LineageSettings
     from certherd.storage.base import Storage
 
 __all__ = ["Certherd", "Event", "EventKind", "LineageRecord", "Revocation"]
@@ -217,19 +217,14 @@ class Certherd:
                 self._emit("warning", warning)
         return config
 
-    async def _follow(self, config: ConfigFile | None, *, manager: bool) -> None:
-        """Write the settings ``config`` gives; with ``manager``, let it use the file's
-        CA and account options and secrets too."""
+    async def _follow(self, config: ConfigFile | None) -> None:
+        """Write the settings ``config`` gives (with its CA and account details and its
+        secrets' references: renewals need nothing else from the file)."""
         if config is None:
             return
-        from certherd.manager.apply import ca_options, settings_for, sync_settings
+        from certherd.manager.apply import sync_settings
 
         await sync_settings(self.storage, config)
-        if manager:
-            self.manager.known_cas.update(ca_options(config))  # the file's email, terms, EAB
-            self.manager.configured.update(
-                (entry.lineage, settings_for(entry)) for entry in config.certificates
-            )
 
     # -- certherd renew / apply / issue -------------------------------------------------
 
@@ -245,7 +240,7 @@ class Certherd:
         refuse_text(names, "names")
         wanted = tuple(names or ())
         config = self.read_config()
-        await self._follow(config, manager=False)
+        await self._follow(config)
         if not dry_run:  # what runs killed mid-work left (cheap: one small folder listed)
             from certherd.manager.hygiene import clear_interrupted
 
@@ -260,7 +255,6 @@ class Certherd:
             if not dry_run:  # a dry run writes nothing, not even the index (a cache)
                 await plan.index.save()
             return plan.not_due
-        await self._follow(config, manager=True)
         if self._on_event is not None:
             self._on_event(Event("planned", total=len(plan.to_check)))
         return await self.manager.renew(wanted or None, force=force, dry_run=dry_run)
@@ -291,7 +285,7 @@ class Certherd:
         ca_bundle: str | None = None,
         email: str | None = None,
         agree_tos: bool = False,
-        eab: ExternalAccountBinding | None = None,
+        eab: EabSettings | None = None,
         account: str = "default",
         key_type: str = DEFAULT_KEY_TYPE,
         reuse_key: bool = False,
@@ -307,10 +301,13 @@ class Certherd:
         ``solvers``: :class:`SolverSpec` values, or tables as in certherd.toml's
         ``solvers`` (``{"kind": "http", "listen": "80"}``; ``names`` limits one to those
         names). ``lineage``: its name (default: the lineage holding these names, else the
-        first name). Raises a CertherdError when the certificate cannot be obtained."""
-        from certherd.manager.accounts import CaOptions
-        from certherd.manager.lineage import HookSettings, LineageSettings
+        first name). ``email``, ``agree_tos`` and ``eab`` (External Account Binding: the
+        key id and where its HMAC key comes from, e.g. ``EabSettings("kid",
+        SecretRef("file", "/etc/certherd/eab.key"))``) are what the account is created
+        with, now or by a later renewal if it is lost. Raises a CertherdError when the
+        certificate cannot be obtained."""
         from certherd.names import canonical_names
+        from certherd.settings import HookSettings, LineageSettings
         from certherd.storage.layout import check_name, lineage_for
 
         refuse_text(names, "names")
@@ -330,20 +327,23 @@ class Certherd:
             profile=profile,
             preferred_chain=preferred_chain,
             hooks=hooks or HookSettings(),
+            email=email,
+            agree_tos=agree_tos,
+            eab=eab,
         )
-        ca = CaOptions(directory_url, ca_bundle, email, agree_tos, eab, account=account)
-        return await self.issue_lineage(settings, ca, force=force, named=lineage is not None)
+        return await self.issue_lineage(settings, force=force, named=lineage is not None)
 
     async def issue_lineage(
-        self, settings: LineageSettings, ca: CaOptions, *, force: bool = False, named: bool = False
+        self, settings: LineageSettings, *, force: bool = False, named: bool = False
     ) -> Outcome:
-        """:meth:`issue` with the settings and CA options built already. The solvers are
-        built first, so a bad port or DNS provider (and, without pre hooks, which may make
-        it, a missing webroot) is a ConfigError before any account is looked up."""
+        """:meth:`issue` with the settings built already (they carry the CA and account).
+        The solvers are built first, so a bad port or DNS provider (and, without pre
+        hooks, which may make it, a missing webroot) is a ConfigError before any account
+        is looked up."""
         choice = self.solvers.choice(settings.solvers)
         if not settings.hooks.pre:
             choice.preflight()
-        return await self.manager.request(settings, ca, force=force, named=named)
+        return await self.manager.request(settings, force=force, named=named)
 
     # -- certherd list / show / revoke / delete -----------------------------------------
 
@@ -505,7 +505,7 @@ class Certherd:
             self._emit("notice", f"open file limit raised from {before} to {after}")
 
         async def before_cycle() -> None:
-            await self._follow(self.read_config(), manager=True)
+            await self._follow(self.read_config())
 
         daemon = Daemon(
             self.manager,

@@ -17,12 +17,12 @@ from certherd.challenges.spec import SecretRef, SolverSpec
 from certherd.errors import ConfigError
 from certherd.key_types import DEFAULT_KEY_TYPE, KeyTypeName
 from certherd.schema import SchemaError, convert, dotted
+from certherd.settings import EabSettings, HookSettings, LineageSettings
 
 __all__ = [
     "CA_PRESETS",
     "CONFIG_FILE",
     "CaPreset",
-    "CertificateConfig",
     "CertificateTable",
     "ConfigDocument",
     "ConfigFile",
@@ -98,6 +98,9 @@ CONFIG_FILE = "certherd.toml"
 
 Strings = str | list[str]
 Options = dict[str, Any]
+SecretText = str | dict[str, str]
+"""A secret: its value (read again from this file by every run), or a reference,
+``{ env = "NAME" }`` or ``{ file = "/path" }``."""
 
 
 class DefaultsTable(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -116,6 +119,7 @@ class DefaultsTable(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     failure_hooks: Strings | None = None
     eab_kid: str | None = None
     eab_hmac_key_file: str | None = None
+    eab_hmac_key: SecretText | None = None
 
 
 class CertificateTable(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -138,7 +142,11 @@ class CertificateTable(msgspec.Struct, forbid_unknown_fields=True, kw_only=True)
     server: str | None = None
     ca_bundle: str | None = None
     email: str | None = None
+    agree_tos: bool | None = None
     account: str | None = None
+    eab_kid: str | None = None
+    eab_hmac_key_file: str | None = None
+    eab_hmac_key: SecretText | None = None
 
 
 class ConfigDocument(msgspec.Struct, forbid_unknown_fields=True):
@@ -150,37 +158,14 @@ class ConfigDocument(msgspec.Struct, forbid_unknown_fields=True):
 
 
 @dataclass(frozen=True)
-class CertificateConfig:
-    """One ``[[certificate]]`` of certherd.toml, with the defaults applied."""
-
-    lineage: str
-    domains: tuple[str, ...]
-    directory_url: str
-    solvers: tuple[SolverSpec, ...]
-    key_type: str = DEFAULT_KEY_TYPE
-    profile: str | None = None
-    preferred_chain: str | None = None
-    reuse_key: bool = False
-    ca_bundle: str | None = None
-    email: str | None = None
-    account: str = "default"
-    pre_hooks: tuple[str, ...] = ()
-    post_hooks: tuple[str, ...] = ()
-    deploy_hooks: tuple[str, ...] = ()
-    failure_hooks: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
 class ConfigFile:
-    """certherd.toml: defaults for the CA and account, and the certificates wanted.
+    """certherd.toml: the settings of every certificate it describes (the defaults
+    applied: each carries its CA and account too).
 
     ``warnings`` are for the user (secrets in a file other users can read)."""
 
     path: Path
-    certificates: tuple[CertificateConfig, ...]
-    agree_tos: bool = False
-    eab_kid: str | None = None
-    eab_hmac_key_file: str | None = None
+    certificates: tuple[LineageSettings, ...]
     warnings: tuple[str, ...] = ()
 
 
@@ -318,7 +303,7 @@ def _tuple(value: str | Sequence[str] | None) -> tuple[str, ...]:
 
 
 class _Loader:
-    """Turns the checked document into :class:`CertificateConfig` values."""
+    """Turns the checked document into :class:`~certherd.settings.LineageSettings`."""
 
     def __init__(self, path: Path, where: _Where, document: ConfigDocument) -> None:
         self.where = where
@@ -439,6 +424,60 @@ class _Loader:
             )
         return preset.directory_url
 
+    def eab(self, entry: CertificateTable, block: int) -> EabSettings | None:
+        """External Account Binding: a certificate's own (kid and key together) wins over
+        the defaults; the key by reference, or written here (then read again from here)."""
+        own = (entry.eab_kid, entry.eab_hmac_key_file, entry.eab_hmac_key) != (None,) * 3
+        values: CertificateTable | DefaultsTable = entry if own else self.defaults
+        at: tuple[str | int, ...] = ("certificate", block) if own else ("defaults",)
+        table = "[[certificate]]" if own else "[defaults]"
+        kid, key_file, key = values.eab_kid, values.eab_hmac_key_file, values.eab_hmac_key
+        if key_file is not None and key is not None:
+            raise self.fail(
+                "give either eab_hmac_key_file or eab_hmac_key, not both: remove one",
+                (*at, "eab_hmac_key"),
+            )
+        if not kid and key_file is None and key is None:
+            return None
+        if not kid:
+            raise self.fail(
+                f'set eab_kid = "..." (the key id your CA gave with the HMAC key) in {table}',
+                (*at, "eab_hmac_key_file" if key_file is not None else "eab_hmac_key"),
+            )
+        if key_file is not None:
+            if not key_file:
+                raise self.fail(
+                    "eab_hmac_key_file must be the path of a file", (*at, "eab_hmac_key_file")
+                )
+            return EabSettings(kid, SecretRef("file", key_file))
+        if key is None:
+            raise self.fail(
+                f'set eab_hmac_key_file = "/path" (the file holding the HMAC key your CA '
+                f"gave) next to eab_kid in {table}",
+                (*at, "eab_kid"),
+            )
+        key_at = (*at, "eab_hmac_key")
+        if isinstance(key, dict):
+            source, where = next(iter(key.items())) if len(key) == 1 else ("", "")
+            if source not in ("env", "file") or not where.strip():
+                raise self.fail(
+                    f"{dotted(key_at)}: a secret by reference is "
+                    '{ env = "VARIABLE" } or { file = "/path/to/file" }',
+                    key_at,
+                )
+            return EabSettings(kid, SecretRef("env" if source == "env" else "file", where.strip()))
+        from certherd.acme.jws import ExternalAccountBinding
+
+        try:  # checked now, as the CA would: a typo costs no newAccount request
+            ExternalAccountBinding.from_b64url(kid, key)
+        except ConfigError:
+            raise self.fail(
+                f"{dotted(key_at)} is not base64url: copy the key exactly as your CA shows it",
+                key_at,
+            ) from None
+        self.secret_paths.append(dotted(key_at))
+        return EabSettings(kid, self.inline, key.strip())
+
 
 def load_config_file(path: Path) -> ConfigFile:
     """Read and check certherd.toml against :class:`ConfigDocument` and each solver's
@@ -461,7 +500,7 @@ def load_config_file(path: Path) -> ConfigFile:
     loader = _Loader(path, where, document)
     defaults = document.defaults
     _check_email(loader, defaults.email, ("defaults", "email"))
-    certificates: list[CertificateConfig] = []
+    certificates: list[LineageSettings] = []
     seen: set[str] = set()
     for block, entry in enumerate(document.certificate):
         at: tuple[str | int, ...] = ("certificate", block)
@@ -483,30 +522,31 @@ def load_config_file(path: Path) -> ConfigFile:
         seen.add(lineage)
         _check_email(loader, entry.email, (*at, "email"))
         certificates.append(
-            CertificateConfig(
-                lineage=lineage,
-                domains=domains,
+            LineageSettings(
+                name=lineage,
+                names=domains,
                 directory_url=loader.directory_url(entry, block),
                 solvers=loader.solvers(entry, block),
+                account=_first(entry.account, defaults.account) or "default",
+                ca_bundle=_first(entry.ca_bundle, defaults.ca_bundle),
                 key_type=entry.key_type or defaults.key_type or DEFAULT_KEY_TYPE,
+                reuse_key=entry.reuse_key,
                 profile=entry.profile,
                 preferred_chain=entry.preferred_chain,
-                reuse_key=entry.reuse_key,
-                ca_bundle=_first(entry.ca_bundle, defaults.ca_bundle),
+                hooks=HookSettings(
+                    pre=_tuple(entry.pre_hooks),
+                    post=_tuple(entry.post_hooks),
+                    deploy=_tuple(_first(entry.deploy_hooks, defaults.deploy_hooks)),
+                    failure=_tuple(_first(entry.failure_hooks, defaults.failure_hooks)),
+                ),
                 email=_first(entry.email, defaults.email),
-                account=_first(entry.account, defaults.account) or "default",
-                pre_hooks=_tuple(entry.pre_hooks),
-                post_hooks=_tuple(entry.post_hooks),
-                deploy_hooks=_tuple(_first(entry.deploy_hooks, defaults.deploy_hooks)),
-                failure_hooks=_tuple(_first(entry.failure_hooks, defaults.failure_hooks)),
+                agree_tos=bool(_first(entry.agree_tos, defaults.agree_tos)),
+                eab=loader.eab(entry, block),
             )
         )
     return ConfigFile(
         path=path,
         certificates=tuple(certificates),
-        agree_tos=defaults.agree_tos,
-        eab_kid=defaults.eab_kid,
-        eab_hmac_key_file=defaults.eab_hmac_key_file,
         warnings=_exposure(path, sorted(set(loader.secret_paths))),
     )
 

@@ -24,12 +24,14 @@ from certherd.challenges.spec import SolverSpec
 from certherd.crypto.certs import CertificateInfo, describe_certificate, load_pem_chain
 from certherd.errors import AlreadyRevokedError, TransportError
 from certherd.manager.accounts import CaOptions, open_client
+from certherd.manager.accounts import ca_options as options_of
 from certherd.manager.ari import ARI_MAX_RECHECK
 from certherd.manager.clients import ClientPool
-from certherd.manager.lineage import HookSettings, LineageSettings, LineageState
+from certherd.manager.lineage import LineageState
 from certherd.manager.outcome import Outcome
 from certherd.manager.policy import FAILURE_BACKOFF, renewal_threshold
 from certherd.manager.service import Manager
+from certherd.settings import HookSettings, LineageSettings
 from certherd.storage.base import Storage
 from certherd.storage.layout import archive_file, pending_key, renewal_settings, state_file
 from certherd.storage.memory import MemoryStorage
@@ -71,7 +73,8 @@ async def manager(storage: MemoryStorage, clock: FakeClock) -> AsyncIterator[Man
 
 
 def ca_options(ca: PebbleServer, account: str = "default") -> CaOptions:
-    return CaOptions(ca.directory_url, str(ca.ca_bundle), agree_tos=True, account=account)
+    """How the manager reaches ``ca`` for a lineage of ``account``."""
+    return options_of(settings_for(ca, account=account))
 
 
 def settings_for(ca: PebbleServer, name: str = NAME, **changes: Any) -> LineageSettings:
@@ -81,12 +84,13 @@ def settings_for(ca: PebbleServer, name: str = NAME, **changes: Any) -> LineageS
         directory_url=ca.directory_url,
         ca_bundle=str(ca.ca_bundle),
         solvers=(SolverSpec("http", {"listen": f"127.0.0.1:{ca.options.http_port}"}),),
+        agree_tos=True,
     )
     return replace(settings, **changes)
 
 
 async def issue(manager: Manager, ca: PebbleServer, name: str = NAME) -> Outcome:
-    outcome = await manager.issue(settings_for(ca, name), ca_options(ca))
+    outcome = await manager.issue(settings_for(ca, name))
     assert (outcome.lineage, outcome.action, outcome.version) == (name, "issued", 1), outcome
     return outcome
 
@@ -311,7 +315,7 @@ async def test_load_rebuilds_a_state_older_than_the_live_version(
     the state still names version 1. Loading rebuilds it from the live certificate,
     keeps the failure history and owes the deploy hooks (they never ran for it)."""
     settings = settings_for(ca, hooks=HookSettings(deploy=("/bin/true",)))
-    outcome = await manager.issue(settings, ca_options(ca))
+    outcome = await manager.issue(settings)
     assert outcome.version == 1
     before_crash = replace(
         await LineageState.load(storage, NAME), failures=2, last_error="an earlier failure"

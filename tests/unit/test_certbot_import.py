@@ -22,13 +22,14 @@ from certherd.crypto.encoding import b64url
 from certherd.crypto.keys import public_key_equal
 from certherd.errors import ConfigError, CryptoError
 from certherd.manager.accounts import CaOptions, load_account
-from certherd.manager.lineage import LineageSettings, LineageState
+from certherd.manager.lineage import LineageState
 from certherd.migrate.certbot_import import (
     import_certbot,
     key_from_jwk,
     parse_conf,
     read_lineage,
 )
+from certherd.settings import LineageSettings
 from certherd.storage.filesystem import FilesystemStorage
 
 SERVER = "https://acme.example.test/directory"

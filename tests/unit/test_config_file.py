@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 
 from certherd.challenges.spec import SolverSpec
-from certherd.config import CA_PRESETS, CertificateConfig, load_config_file
+from certherd.config import CA_PRESETS, load_config_file
 from certherd.errors import ConfigError
+from certherd.settings import HookSettings, LineageSettings
 
 GOOD = """\
 # certherd.toml for the web servers
@@ -87,37 +88,38 @@ def test_a_good_file_is_read_with_its_defaults(tmp_path: Path) -> None:
     path = write(tmp_path, GOOD)
     config = load_config_file(path)
     assert config.path == path
-    assert config.agree_tos is True
-    assert config.eab_kid is None
     first, api, shop = config.certificates
-    assert first == CertificateConfig(
-        lineage="example.com",
-        domains=("example.com", "www.example.com"),
+    assert first == LineageSettings(
+        name="example.com",
+        names=("example.com", "www.example.com"),
         directory_url=CA_PRESETS["letsencrypt-staging"].directory_url,
         solvers=(SolverSpec("webroot", {"path": "/var/www/html"}),),
         email="ops@example.com",
-        deploy_hooks=("systemctl reload nginx",),
-        failure_hooks=("/usr/local/bin/page-oncall",),
+        agree_tos=True,
+        hooks=HookSettings(
+            deploy=("systemctl reload nginx",), failure=("/usr/local/bin/page-oncall",)
+        ),
     )
-    assert api.lineage == "api"
-    assert api.failure_hooks == ("/usr/local/bin/page-oncall",), "the default applies"
-    assert api.domains == ("api.example.com",)
+    assert first.eab is None
+    assert api.name == "api"
+    assert api.hooks.failure == ("/usr/local/bin/page-oncall",), "the default applies"
+    assert api.names == ("api.example.com",)
     assert api.directory_url == "https://acme.internal/directory", "server beats the default ca"
     assert api.key_type == "rsa2048"
     assert api.reuse_key is True
-    assert api.pre_hooks == ("echo pre",)
+    assert api.hooks.pre == ("echo pre",)
     assert api.solvers == (
         SolverSpec("dns", {"provider": "rfc2136"}, ("*.api.example.com",)),
         SolverSpec("http", {"listen": "8080"}),
     )
-    assert shop.lineage == "_.shop.example"  # a wildcard-first lineage (issue 9 item 9)
+    assert shop.name == "_.shop.example"  # a wildcard-first lineage (issue 9 item 9)
     assert shop.directory_url == CA_PRESETS["letsencrypt"].directory_url
     assert shop.account == "shop"
     assert shop.solvers == (
         SolverSpec("dns", {"provider": "exec", "command": "/usr/local/bin/dns-hook"}),
     )
-    assert shop.deploy_hooks == (), "an empty list overrides the default"
-    assert shop.failure_hooks == ("mail -s shop ops@example.com", "logger shop")
+    assert shop.hooks.deploy == (), "an empty list overrides the default"
+    assert shop.hooks.failure == ("mail -s shop ops@example.com", "logger shop")
     assert shop.key_type == "ec256"
     assert shop.email == "ops@example.com"
 
@@ -249,7 +251,7 @@ def test_domains_are_the_names_the_ca_sees(tmp_path: Path) -> None:
         'domains = ["Dot.example.", "dot.example", "bücher.example", "0::1"]\n',
     )
     (entry,) = load_config_file(path).certificates
-    assert entry.domains == ("dot.example", "xn--bcher-kva.example", "::1")
+    assert entry.names == ("dot.example", "xn--bcher-kva.example", "::1")
 
 
 def test_a_bad_key_type(tmp_path: Path) -> None:
@@ -471,11 +473,7 @@ def test_defaults_that_are_not_a_table(tmp_path: Path) -> None:
 
 
 def test_hooks_reach_the_lineage_settings_and_survive_a_round_trip(tmp_path: Path) -> None:
-    from certherd.manager.apply import settings_for
-    from certherd.manager.lineage import HookSettings, LineageSettings
-
-    shop = load_config_file(write(tmp_path, GOOD)).certificates[2]
-    settings = settings_for(shop)
+    settings = load_config_file(write(tmp_path, GOOD)).certificates[2]
     assert settings.hooks == HookSettings(
         pre=(), post=(), deploy=(), failure=("mail -s shop ops@example.com", "logger shop")
     )

@@ -327,7 +327,7 @@ def test_the_readme_example_is_valid(tmp_path: Path) -> None:
     path.write_text(example)
     path.chmod(0o600)
     config = load_config_file(path)
-    assert [c.lineage for c in config.certificates] == ["example.com", "wild"]
+    assert [c.name for c in config.certificates] == ["example.com", "wild"]
     dns = config.certificates[1].solvers[1]
     assert dns.secrets == {"key_secret": SecretRef("file", "/etc/certherd/tsig.secret")}
 

@@ -18,7 +18,8 @@ import pytest
 
 from certherd.challenges.spec import SolverSpec
 from certherd.manager.index import LineageIndex, RenewalPlan, plan_renewal
-from certherd.manager.lineage import LineageSettings, LineageState
+from certherd.manager.lineage import LineageState
+from certherd.settings import LineageSettings
 from certherd.storage import FilesystemStorage, MemoryStorage, Storage
 from certherd.storage.layout import INDEX, renewal_settings, state_file
 
@@ -339,7 +340,7 @@ async def test_a_damaged_state_file_does_not_break_the_refresh(three: CountingSt
 
 
 def test_settings_round_trip() -> None:
-    from certherd.manager.lineage import HookSettings
+    from certherd.settings import HookSettings
 
     settings = settings_for(
         "a.example",

@@ -15,8 +15,9 @@ from fakes import FakeClock, HostileAcmeServer
 from certherd.acme import AcmeClient
 from certherd.challenges.spec import SolverSpec
 from certherd.manager.accounts import CaOptions
-from certherd.manager.lineage import LineageSettings, LineageState
+from certherd.manager.lineage import LineageState
 from certherd.manager.service import Manager
+from certherd.settings import LineageSettings
 from certherd.storage import MemoryStorage
 from certherd.storage.base import Storage
 
@@ -55,7 +56,7 @@ def test_replaces_goes_only_to_the_ca_that_issued_the_certificate() -> None:
         manager = Manager(MemoryStorage(), clock=clock, client_factory=open_client)
         try:
             for settings in (_settings(staging), _settings(staging), _settings(production)):
-                outcome = await manager.issue(settings, CaOptions(settings.directory_url))
+                outcome = await manager.issue(settings)
                 assert not outcome.failed, outcome
                 if settings.directory_url.startswith(staging.base_url):
                     state = await LineageState.load(manager.storage, NAME)

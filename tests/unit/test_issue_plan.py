@@ -10,13 +10,13 @@ from hypothesis import strategies as st
 
 from certherd.challenges.spec import SolverSpec
 from certherd.errors import ConfigError
-from certherd.manager.lineage import HookSettings, LineageSettings
 from certherd.manager.request import (
     IssuePlan,
     earlier_wildcard_lineage,
     plan_issue,
     settings_changes,
 )
+from certherd.settings import HookSettings, LineageSettings
 from certherd.storage.memory import MemoryStorage
 
 

@@ -19,8 +19,9 @@ from fakes import START, FakeClock, HostileAcmeServer, Reply, Seen, b64url_decod
 from certherd.acme import AcmeClient
 from certherd.challenges.spec import SolverSpec
 from certherd.manager.accounts import CaOptions
-from certherd.manager.lineage import LineageSettings, LineageState
+from certherd.manager.lineage import LineageState
 from certherd.manager.service import Manager
+from certherd.settings import LineageSettings
 from certherd.storage import MemoryStorage
 from certherd.storage.base import Storage
 
@@ -119,7 +120,7 @@ def _settings(ca: SlowCa) -> LineageSettings:
 
 async def _wait_first(manager: Manager, ca: SlowCa, clock: FakeClock) -> LineageState:
     settings = _settings(ca)
-    outcome = await manager.issue(settings, CaOptions(settings.directory_url))
+    outcome = await manager.issue(settings)
     assert outcome.action == "waiting", outcome
     assert not outcome.failed
     assert "waiting on the CA until 2035-05-30" in outcome.reason
@@ -147,7 +148,7 @@ async def test_a_ten_year_retry_after_stops_at_once_and_is_respected(
         assert outcome.action == "waiting", outcome
         assert "waiting on the CA until" in outcome.reason
     settings = _settings(ca)
-    again = await manager.issue(settings, CaOptions(settings.directory_url))
+    again = await manager.issue(settings)
     assert again.action == "waiting", again
     assert ca.order_polls() == polls
     assert ca.orders_placed() == 1

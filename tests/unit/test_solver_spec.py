@@ -66,9 +66,8 @@ def test_a_secret_from_another_config_file_is_read_from_it(tmp_path: Path) -> No
     """A lineage applied with ``apply --config FILE`` keeps a reference to that file;
     ``renew`` (which reads only the config dir's certherd.toml) reads the secret there."""
     from certherd.config import load_config_file
-    from certherd.manager.apply import settings_for
-    from certherd.manager.lineage import LineageSettings
     from certherd.manager.service import Manager
+    from certherd.settings import LineageSettings
     from certherd.storage.memory import MemoryStorage
 
     path = tmp_path / "elsewhere.toml"
@@ -77,7 +76,7 @@ def test_a_secret_from_another_config_file_is_read_from_it(tmp_path: Path) -> No
         f'solver_options = {{ provider = "rfc2136", server = "192.0.2.1", key_secret = "{SECRET}" }}\n'  # noqa: E501
     )
     path.chmod(0o600)
-    wanted = settings_for(load_config_file(path).certificates[0])
+    wanted = load_config_file(path).certificates[0]
     stored = LineageSettings.from_json(wanted.to_json(), "test")
     assert "key_secret" not in stored.solvers[0].options
     manager = Manager(MemoryStorage())

@@ -29,7 +29,7 @@ from typing import Any, Literal
 from certherd.errors import ConfigError
 from certherd.schema import REDACTED, looks_secret
 
-__all__ = ["SecretRef", "SolverSpec", "read_secret_file"]
+__all__ = ["SecretRef", "SolverSpec", "read_secret_file", "secret_ref"]
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +53,30 @@ class SecretRef:
             "config": self.where or "certherd.toml",
             "value": "the lineage's settings file",
         }[self.source]
+
+    def read(self, environ: Mapping[str, str], given: str | None, what: str) -> str:
+        """The secret ``what`` from where it comes from: ``environ`` for ``env``, the
+        file for ``file``; ``given`` is the value known for ``config`` (as the config
+        file gives it now) and ``value`` (as stored). Raises :class:`ConfigError` naming
+        ``what`` and the source, never the value."""
+        if self.source == "env":
+            value = environ.get(self.where)
+            if not value:
+                raise ConfigError(
+                    f"{what} comes from {self.describe()}, which is not set: set it in "
+                    "the environment of certherd"
+                )
+            return value
+        if self.source == "file":
+            return read_secret_file(self.where, what)
+        if not given:
+            if self.source == "config":
+                raise ConfigError(
+                    f"{what} comes from {self.describe()}, which no longer gives it: put "
+                    "it back, or issue the lineage again"
+                )
+            raise ConfigError(f"{what} is missing from {self.describe()}: give it again")
+        return given
 
 
 @dataclass(frozen=True, eq=False, repr=False)
@@ -94,7 +118,7 @@ class SolverSpec:
         secrets: dict[str, SecretRef] = {}
         for key, value in dict(data.get("options", {})).items():
             if isinstance(value, dict):
-                ref = _ref(str(key), value)
+                ref = secret_ref(f"solver option {key}", value)
                 secrets[str(key)] = ref
                 if ref.source == "value":
                     options[str(key)] = str(value["value"])
@@ -120,26 +144,12 @@ class SolverSpec:
             return self
         options = dict(self.options)
         for key, ref in self.secrets.items():
-            if ref.source == "env":
-                value = environ.get(ref.where)
-                if not value:
-                    raise ConfigError(
-                        f"{self.kind} solver: {key} comes from {ref.describe()}, which is "
-                        "not set: set it in the environment of certherd"
-                    )
-                options[key] = value
-            elif ref.source == "file":
-                options[key] = read_secret_file(ref.where, f"{self.kind} solver: {key}")
-            elif ref.source == "config":
-                value = (configured.options.get(key) if configured is not None else None) or (
-                    self.options.get(key)
-                )
-                if not value:
-                    raise ConfigError(
-                        f"{self.kind} solver: {key} comes from {ref.describe()}, which no "
-                        "longer gives it: put it back, or issue the lineage again"
-                    )
-                options[key] = value
+            if ref.source == "value":
+                continue
+            given = configured.options.get(key) if configured is not None else None
+            options[key] = ref.read(
+                environ, given or self.options.get(key), f"{self.kind} solver: {key}"
+            )
         return SolverSpec(self.kind, options, self.names, self.secrets)
 
     def __eq__(self, other: object) -> bool:
@@ -156,15 +166,17 @@ class SolverSpec:
         return f"SolverSpec(kind={self.kind!r}, options={shown['options']!r}, names={self.names!r})"
 
 
-def _ref(key: str, value: Mapping[str, Any]) -> SecretRef:
+def secret_ref(key: str, value: Mapping[str, Any]) -> SecretRef:
+    """The reference stored for secret ``key``: ``{"env": NAME}``, ``{"file": PATH}``,
+    ``{"config": PATH}`` or ``{"value": ...}``; ConfigError for any other shape."""
     if len(value) != 1 or next(iter(value)) not in SOURCES:
         raise ConfigError(
-            f'solver option {key}: a secret is written {{ env = "NAME" }} or '
+            f'{key}: a secret is written {{ env = "NAME" }} or '
             f'{{ file = "/path" }}, not {sorted(value)}'
         )
     source, where = next(iter(value.items()))
     if not isinstance(where, str) or (source != "value" and not where):
-        raise ConfigError(f"solver option {key}: {source} must be a non-empty string")
+        raise ConfigError(f"{key}: {source} must be a non-empty string")
     return SecretRef(SOURCES[SOURCES.index(source)], where if source != "value" else "")
 
 

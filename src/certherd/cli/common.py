@@ -23,7 +23,9 @@ from certherd.key_types import DEFAULT_KEY_TYPE, KEY_TYPE_NAMES
 
 __all__ = [
     "Context",
+    "build_ca",
     "ca_options",
+    "ca_settings",
     "concurrency_option",
     "key_type_option",
     "pass_context",
@@ -188,6 +190,11 @@ def ca_options(command: F) -> F:
             type=click.Path(dir_okay=False, exists=True),
             help="File holding the EAB HMAC key (never pass the key on the command line).",
         ),
+        click.option(
+            "--eab-hmac-key-env",
+            metavar="NAME",
+            help="Environment variable holding the EAB HMAC key (instead of a file).",
+        ),
         click.option("--account", default="default", show_default=True, hidden=True),
     ]
     for option in reversed(options):
@@ -195,21 +202,32 @@ def ca_options(command: F) -> F:
     return command
 
 
-def build_ca(params: dict[str, Any]) -> Any:
-    """CaOptions from the CA flags (popped from ``params``)."""
-    from certherd.acme.jws import ExternalAccountBinding
+def ca_settings(params: dict[str, Any]) -> dict[str, Any]:
+    """The CA and account settings of a certificate from the CA flags (popped from
+    ``params``), named as :class:`~certherd.settings.LineageSettings` names them. The
+    EAB HMAC key is kept by reference (its file, by absolute path, or its variable) and
+    read once now, so a bad one is a usage error before any CA is asked."""
+    import os
+    from pathlib import Path
+
+    from certherd.challenges.spec import SecretRef
     from certherd.config import resolve_directory_url
     from certherd.errors import ConfigError
-    from certherd.manager.accounts import CaOptions
+    from certherd.settings import EabSettings
 
     server = params.pop("server", None)
     ca = params.pop("ca", None)
     kid = params.pop("eab_kid", None)
     key_file = params.pop("eab_hmac_key_file", None)
-    eab = None
-    if bool(kid) != bool(key_file):
-        raise ConfigError("External Account Binding needs both --eab-kid and --eab-hmac-key-file")
-    email = params.get("email")
+    key_env = params.pop("eab_hmac_key_env", None)
+    if key_file and key_env:
+        raise ConfigError("give either --eab-hmac-key-file or --eab-hmac-key-env, not both")
+    if bool(kid) != bool(key_file or key_env):
+        raise ConfigError(
+            "External Account Binding needs both --eab-kid and --eab-hmac-key-file "
+            "(or --eab-hmac-key-env)"
+        )
+    email = params.pop("email", None)
     if email:
         from certherd.acme.client import contact_uris
 
@@ -219,19 +237,36 @@ def build_ca(params: dict[str, Any]) -> Any:
             raise ConfigError(
                 f"--email {email!r} is not an e-mail address: write NAME@DOMAIN"
             ) from None
-    if kid and key_file:
-        from certherd.challenges.spec import read_secret_file
+    eab = None
+    if kid:
+        flag = "--eab-hmac-key-file" if key_file else "--eab-hmac-key-env"
+        ref = SecretRef("file", str(Path(key_file).absolute())) if key_file else None
+        eab = EabSettings(kid, ref or SecretRef("env", key_env))
+        try:
+            eab.binding(os.environ)
+        except ConfigError as exc:
+            said = exc.naming(lambda setting: "--eab-kid" if setting == "eab_kid" else flag)
+            raise ConfigError(f"{flag}: {said}") from None
+    return {
+        "directory_url": resolve_directory_url(server, ca),
+        "account": params.pop("account", "default"),
+        "ca_bundle": params.pop("ca_bundle", None),
+        "email": email,
+        "agree_tos": bool(params.pop("agree_tos", False)),
+        "eab": eab,
+    }
 
-        text = read_secret_file(key_file, "the EAB HMAC key (--eab-hmac-key-file)")
-        eab = ExternalAccountBinding.from_b64url(kid, text)
-    return CaOptions(
-        directory_url=resolve_directory_url(server, ca),
-        ca_bundle=params.pop("ca_bundle", None),
-        email=params.pop("email", None),
-        agree_tos=bool(params.pop("agree_tos", False)),
-        eab=eab,
-        account=params.pop("account", "default"),
-    )
+
+def build_ca(params: dict[str, Any]) -> Any:
+    """CaOptions from the CA flags (popped from ``params``), for the ``account``
+    commands (no certificate: the EAB key is read now)."""
+    import os
+
+    from certherd.manager.accounts import CaOptions
+
+    settings = ca_settings(params)
+    eab = settings.pop("eab")
+    return CaOptions(**settings, eab=None if eab is None else eab.binding(os.environ))
 
 
 def unusable_config_dir(config_dir: Path, error: BaseException) -> None:

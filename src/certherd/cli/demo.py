@@ -14,6 +14,7 @@ demo is never written into or replaced.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import secrets
 import shlex
@@ -79,12 +80,12 @@ async def _issue(
     """Issue the demo lineage into ``staging`` as ``certherd issue`` would; its name."""
     from certherd.app import Certherd
     from certherd.challenges.spec import SolverSpec
-    from certherd.manager.accounts import CaOptions
-    from certherd.manager.lineage import LineageSettings
+    from certherd.settings import LineageSettings
     from certherd.storage.layout import lineage_for
 
     # The lineage names the folder's copy of the CA (by its final path), so ``renew``
-    # trusts the demo CA's HTTPS and never the system roots for it.
+    # trusts the demo CA's HTTPS and never the system roots for it; until the folder is
+    # in place, the copy in the staging folder.
     shutil.copyfile(ca_bundle, staging / DEMO_CA_FILE)
     settings = LineageSettings(
         name=lineage_for(names[0]),
@@ -93,14 +94,17 @@ async def _issue(
         solvers=(SolverSpec("http", {"listen": f"127.0.0.1:{http_port}"}),),
         ca_bundle=str(target / DEMO_CA_FILE),
         key_type=key_type,
+        email="demo@certherd.test",
+        agree_tos=True,
     )
-    ca = CaOptions(directory_url, str(ca_bundle), email="demo@certherd.test", agree_tos=True)
     async with Certherd(staging, on_event=ctx.tell) as certherd:
-        await certherd.issue_lineage(settings, ca)
+        staged = dataclasses.replace(settings, ca_bundle=str(staging / DEMO_CA_FILE))
+        await certherd.issue_lineage(staged)
         # One renew check while the CA is up, as a scheduled `renew` would make: it learns
         # that Pebble has no ARI and records when to look again, so the `renew --dry-run`
         # suggested below answers from the index instead of calling a CA that is gone.
         await certherd.renew([settings.name])
+        await settings.save(certherd.storage)  # the CA's copy where the folder will be
     return settings.name
 
 

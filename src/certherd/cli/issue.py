@@ -8,8 +8,8 @@ import click
 
 from certherd.cli.common import (
     Context,
-    build_ca,
     ca_options,
+    ca_settings,
     exit_for,
     key_type_option,
     pass_context,
@@ -17,7 +17,7 @@ from certherd.cli.common import (
     unusable_config_dir,
 )
 
-__all__ = ["issue", "solver_options", "solver_specs"]
+__all__ = ["issue", "issue_settings", "solver_options", "solver_specs"]
 
 
 def solver_options(command: Any) -> Any:
@@ -213,6 +213,35 @@ def solver_specs(params: dict[str, Any], names: tuple[str, ...]) -> tuple[Any, .
     return tuple(specs)
 
 
+def issue_settings(params: dict[str, Any]) -> Any:
+    """The certificate's :class:`~certherd.settings.LineageSettings` from the flags of
+    ``issue`` (popped from ``params``), checked before any CA is asked: the names as
+    the CA will judge them, the CA flags, then the solvers."""
+    from certherd.names import canonical_names
+    from certherd.settings import HookSettings, LineageSettings
+    from certherd.storage.layout import check_name, lineage_for
+
+    names = canonical_names(params.pop("names"))
+    lineage = params.pop("lineage", None)
+    ca = ca_settings(params)
+    return LineageSettings(
+        name=check_name(lineage) if lineage else lineage_for(names[0]),
+        names=names,
+        solvers=solver_specs(params, names),
+        key_type=params.pop("key_type"),
+        reuse_key=params.pop("reuse_key"),
+        profile=params.pop("profile"),
+        preferred_chain=params.pop("preferred_chain"),
+        hooks=HookSettings(
+            pre=params.pop("pre_hooks"),
+            post=params.pop("post_hooks"),
+            deploy=params.pop("deploy_hooks"),
+            failure=params.pop("failure_hooks"),
+        ),
+        **ca,
+    )
+
+
 @click.command("issue")
 @click.option(
     "-d",
@@ -276,60 +305,33 @@ def issue(ctx: Context, /, **params: Any) -> None:
 
     Names already held by a lineage that is not due: nothing is ordered (--force
     reissues). A lineage holding some of the names is expanded to all of them."""
-    from certherd.manager.lineage import HookSettings
-    from certherd.names import canonical_names, describe_name
+    from certherd.names import describe_name
 
-    # Checked as the CA will judge them, before anything else (no CA contact for a typo).
-    names = canonical_names(params.pop("names"))
-    shown = [describe_name(n) for n in names]
-    if shown != list(names):
-        ctx.say(f"names: {', '.join(shown)}")
-    lineage = params.pop("lineage", None)
+    named = bool(params.get("lineage"))
     force: bool = params.pop("force")
-    ca = build_ca(params)
-    solvers = solver_specs(params, names)
-    ctx.warn(exposed_secrets(solvers))
-    options = {
-        "solvers": solvers,
-        "lineage": lineage,
-        "directory_url": ca.directory_url,
-        "ca_bundle": ca.ca_bundle,
-        "email": ca.email,
-        "agree_tos": ca.agree_tos,
-        "eab": ca.eab,
-        "account": ca.account,
-        "key_type": params.pop("key_type"),
-        "reuse_key": params.pop("reuse_key"),
-        "profile": params.pop("profile"),
-        "preferred_chain": params.pop("preferred_chain"),
-        "hooks": HookSettings(
-            pre=params.pop("pre_hooks"),
-            post=params.pop("post_hooks"),
-            deploy=params.pop("deploy_hooks"),
-            failure=params.pop("failure_hooks"),
-        ),
-        "force": force,
-    }
-    outcome = run_async(_issue(ctx, names, options))
+    settings = issue_settings(params)
+    shown = [describe_name(n) for n in settings.names]
+    if shown != list(settings.names):
+        ctx.say(f"names: {', '.join(shown)}")
+    ctx.warn(exposed_secrets(settings.solvers))
+    outcome = run_async(_issue(ctx, settings, force=force, named=named))
     exit_for(bool(outcome.hook_errors))
 
 
-async def _issue(ctx: Context, names: tuple[str, ...], options: dict[str, Any]) -> Any:
+async def _issue(ctx: Context, settings: Any, *, force: bool, named: bool) -> Any:
     from certherd.cli.render import outcome_document, print_outcomes
     from certherd.errors import CertherdError, ConfigError, UnavailableError
     from certherd.manager.outcome import Outcome
-    from certherd.storage.layout import lineage_for
 
     try:
         async with ctx.certherd() as certherd:
-            outcome = await certherd.issue(names, **options)
+            outcome = await certherd.issue_lineage(settings, force=force, named=named)
     except CertherdError as exc:
         unusable_config_dir(ctx.config_dir, exc)  # a ConfigError (exit 2) if it is that
         if not ctx.json or isinstance(exc, ConfigError | UnavailableError):
             raise
         # --json promises one document, also when the certificate could not be obtained.
-        name = options["lineage"] or lineage_for(names[0])
-        failed = Outcome(name, "failed", "requested", error=exc.text(1000))
+        failed = Outcome(settings.name, "failed", "requested", error=exc.text(1000))
         ctx.emit(outcome_document([failed], ctx.config_dir, ctx.words))
         click.echo(f"certherd: error: {ctx.words(exc)}", err=True)  # as without --json
         raise SystemExit(1) from None

@@ -11,9 +11,10 @@ from typing import Any
 import click
 
 from certherd.cli.common import Context
-from certherd.manager.lineage import LineageSettings, LineageState
+from certherd.manager.lineage import LineageState
 from certherd.manager.outcome import Outcome
 from certherd.names import describe_name
+from certherd.settings import LineageSettings
 
 __all__ = [
     "damaged_document",
@@ -117,6 +118,10 @@ def lineage_document(
         "key_type": settings.key_type,
         "profile": settings.profile,
         "solvers": [s.to_json() for s in settings.solvers],
+        "account": settings.account,
+        "email": settings.email,
+        "agree_tos": settings.agree_tos,
+        "eab": settings.eab.to_json() if settings.eab is not None else None,  # key redacted
         "version": state.version,
         "serial": state.serial,
         "issuer": state.issuer,
@@ -171,6 +176,10 @@ def damaged_document(name: str, reason: str, config_dir: Path) -> dict[str, Any]
         "key_type": None,
         "profile": None,
         "solvers": [],
+        "account": None,
+        "email": None,
+        "agree_tos": False,
+        "eab": None,
         "version": None,
         "serial": None,
         "issuer": None,

@@ -8,8 +8,10 @@ already knows.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
-from typing import Any
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 from certherd.acme.client import AcmeClient
 from certherd.acme.jws import ExternalAccountBinding
@@ -33,10 +35,14 @@ from certherd.storage.layout import (
     ca_id,
 )
 
+if TYPE_CHECKING:
+    from certherd.settings import LineageSettings
+
 __all__ = [
     "AccountRecord",
     "CaOptions",
     "Rollover",
+    "ca_options",
     "finish_rollover",
     "load_account",
     "open_client",
@@ -52,7 +58,9 @@ ES256, is the one every ACME server MUST implement (RFC 8555 §6.2)."""
 
 @dataclass(frozen=True)
 class CaOptions:
-    """Which CA to talk to and how: the global CA options of the CLI, as data."""
+    """Which CA to talk to, with which account, and how: the CA and account part of a
+    certificate's settings with its secrets read (:func:`ca_options`), or the CA flags
+    of the ``account`` commands."""
 
     directory_url: str
     ca_bundle: str | None = None
@@ -61,10 +69,55 @@ class CaOptions:
     eab: ExternalAccountBinding | None = None
     allow_http: bool = False
     account: str = "default"
+    read_eab: Callable[[], ExternalAccountBinding] | None = field(
+        default=None, compare=False, repr=False
+    )
+    """Reads the EAB when an account is created (the key's file may be gone once it
+    has been: a CA accepts an EAB key once), for ``eab`` not given."""
 
     @property
     def ca_id(self) -> str:
         return ca_id(self.directory_url)
+
+    def binding(self) -> ExternalAccountBinding | None:
+        """The External Account Binding to create the account with, if any."""
+        if self.eab is None and self.read_eab is not None:
+            return self.read_eab()
+        return self.eab
+
+
+def ca_options(
+    settings: LineageSettings,
+    *,
+    environ: Mapping[str, str] | None = None,
+    configured: LineageSettings | None = None,
+) -> CaOptions:
+    """How to reach the CA of ``settings`` with its account: the one place a
+    certificate's settings become :class:`CaOptions`.
+
+    The EAB HMAC key is read from where it comes from: ``environ`` (default: this
+    process's environment), its file, or ``configured`` (the same certificate as
+    certherd.toml gives it now, for a key written in the file), and only when an
+    account is created: a renewal with the account stored needs no EAB key. Reading
+    raises ConfigError naming the setting and its source, never the key."""
+    read_eab = None
+    if settings.eab is not None:
+        eab = settings.eab
+        twin = configured.eab if configured is not None else None
+        env = os.environ if environ is None else environ
+
+        def read_eab() -> ExternalAccountBinding:
+            return eab.binding(env, twin)
+
+    return CaOptions(
+        directory_url=settings.directory_url,
+        ca_bundle=settings.ca_bundle,
+        email=settings.email,
+        agree_tos=settings.agree_tos,
+        allow_http=settings.allow_http,
+        account=settings.account,
+        read_eab=read_eab,
+    )
 
 
 @dataclass(frozen=True)
@@ -151,7 +204,7 @@ async def register(storage: Storage, options: CaOptions) -> tuple[AcmeClient, Ac
         contact = [options.email] if options.email else list(record.contact)
         try:
             account = await client.register(
-                contact=contact, agree_tos=options.agree_tos, eab=options.eab
+                contact=contact, agree_tos=options.agree_tos, eab=options.binding()
             )
         except (ProblemError, ConfigError):
             if fresh:  # refused before or by the CA: no account holds this key

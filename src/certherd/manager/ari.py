@@ -18,7 +18,8 @@ from certherd.crypto.certs import load_pem_chain
 from certherd.errors import FeatureUnsupportedError, LockTimeoutError
 from certherd.manager.accounts import CaOptions
 from certherd.manager.clients import ClientPool
-from certherd.manager.lineage import LineageSettings, LineageState
+from certherd.manager.lineage import LineageState
+from certherd.settings import LineageSettings
 from certherd.storage.base import Storage
 from certherd.storage.layout import archive_file
 

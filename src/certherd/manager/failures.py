@@ -15,9 +15,10 @@ from dataclasses import replace
 
 from certherd.errors import CertherdError, StorageError
 from certherd.manager.hooks import run_lineage_hooks
-from certherd.manager.lineage import LineageSettings, LineageState
+from certherd.manager.lineage import LineageState
 from certherd.manager.outcome import describe_failure
 from certherd.manager.policy import needs_renewal
+from certherd.settings import LineageSettings
 from certherd.storage.base import Storage
 
 __all__ = ["note_unexpected", "record_failure", "tell_failure"]

@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from certherd.errors import CertherdError, safe_text
-from certherd.manager.lineage import LineageSettings
+from certherd.settings import LineageSettings
 from certherd.storage.base import LocalPaths, Storage
 from certherd.storage.layout import FILES
 

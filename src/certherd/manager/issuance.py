@@ -35,11 +35,12 @@ from certherd.errors import (
 )
 from certherd.manager.accounts import CaOptions
 from certherd.manager.hooks import run_lineage_hooks
-from certherd.manager.lineage import LineageSettings, LineageState
+from certherd.manager.lineage import LineageState
 from certherd.manager.obtain import complete_order, open_order, select_chain
 from certherd.manager.outcome import Action, Outcome
 from certherd.manager.versions import find_stored_version, next_version, write_version
 from certherd.names import normalize_names
+from certherd.settings import LineageSettings
 from certherd.storage.base import Storage
 from certherd.storage.layout import FILES, archive_file, pending_key
 

@@ -1,7 +1,6 @@
-"""A lineage: one certificate's settings (how to obtain it) and state (what we know).
+"""A lineage's state: what we know of its certificate (its settings, how to obtain
+it, are :class:`certherd.settings.LineageSettings`).
 
-Settings (``renewal/<name>.json``) are written when the lineage is issued or applied
-and read by ``renew``, so a renewal repeats exactly what the first issuance did.
 State (``state/<name>.json``) is rewritten after every attempt: the live version, its
 expiry, the ARI window and the moment picked inside it, failures and the last error.
 """
@@ -10,19 +9,18 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import dataclass, fields, replace
 from typing import TYPE_CHECKING, Any
 
-from certherd.challenges.spec import SolverSpec
-from certherd.errors import CertherdError, ConfigError, NotFoundError, StorageError
-from certherd.key_types import DEFAULT_KEY_TYPE
+from certherd.errors import CertherdError, NotFoundError, StorageError
+from certherd.settings import LineageSettings
 from certherd.storage.base import Storage
-from certherd.storage.layout import renewal_settings, state_file
+from certherd.storage.layout import state_file
 
 if TYPE_CHECKING:
     from cryptography import x509
 
-__all__ = ["HookSettings", "LineageSettings", "LineageState", "load_lineage"]
+__all__ = ["LineageState", "load_lineage"]
 
 SCHEMA = 1
 
@@ -36,88 +34,6 @@ def _time(value: Any) -> dt.datetime | None:
 
 def _iso(value: dt.datetime | None) -> str | None:
     return None if value is None else value.astimezone(dt.UTC).isoformat()
-
-
-@dataclass(frozen=True)
-class HookSettings:
-    """User commands run around issuance: pre (before), post (after), deploy (on
-    success), failure (when obtaining a certificate failed: for telling someone)."""
-
-    pre: tuple[str, ...] = ()
-    post: tuple[str, ...] = ()
-    deploy: tuple[str, ...] = ()
-    failure: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class LineageSettings:
-    """How a lineage is obtained, so ``renew`` can repeat it."""
-
-    name: str
-    names: tuple[str, ...]
-    directory_url: str
-    solvers: tuple[SolverSpec, ...]
-    account: str = "default"
-    ca_bundle: str | None = None
-    key_type: str = DEFAULT_KEY_TYPE
-    reuse_key: bool = False
-    profile: str | None = None
-    preferred_chain: str | None = None
-    hooks: HookSettings = HookSettings()
-    allow_http: bool = False
-
-    def to_json(self) -> bytes:
-        data = asdict(self)
-        # Secrets as references (or, given on a command line, as values: this file is
-        # written 0600 in a 0700 folder); never printed: see SolverSpec.to_json.
-        data["solvers"] = [s.to_json(reveal=True) for s in self.solvers]
-        data["names"] = list(self.names)
-        data["hooks"] = {k: list(v) for k, v in asdict(self.hooks).items()}
-        data["schema"] = SCHEMA
-        return json.dumps(data, indent=2, sort_keys=True).encode() + b"\n"
-
-    @classmethod
-    def from_json(cls, raw: bytes, where: str) -> LineageSettings:
-        try:
-            data = json.loads(raw)
-            hooks = data.get("hooks") or {}
-            return cls(
-                name=str(data["name"]),
-                names=tuple(str(n) for n in data["names"]),
-                directory_url=str(data["directory_url"]),
-                solvers=tuple(SolverSpec.from_json(s) for s in data.get("solvers", ())),
-                account=str(data.get("account", "default")),
-                ca_bundle=data.get("ca_bundle"),
-                key_type=str(data.get("key_type", DEFAULT_KEY_TYPE)),
-                reuse_key=bool(data.get("reuse_key", False)),
-                profile=data.get("profile"),
-                preferred_chain=data.get("preferred_chain"),
-                hooks=HookSettings(
-                    pre=tuple(hooks.get("pre", ())),
-                    post=tuple(hooks.get("post", ())),
-                    deploy=tuple(hooks.get("deploy", ())),
-                    failure=tuple(hooks.get("failure", ())),
-                ),
-                allow_http=bool(data.get("allow_http", False)),
-            )
-        except (ValueError, KeyError, TypeError, AttributeError) as exc:
-            name = where.rsplit("/", 1)[-1].removesuffix(".json")
-            raise ConfigError(
-                f"{where} is damaged ({type(exc).__name__}: {exc}): restore it from a backup "
-                f"or fix it by hand, or run `certherd delete {name}` and issue it again"
-            ) from None
-
-    @classmethod
-    async def load(cls, storage: Storage, name: str) -> LineageSettings:
-        key = renewal_settings(name)
-        try:
-            raw = await storage.read(key)
-        except NotFoundError:
-            raise NotFoundError(f"no lineage named {name!r}: see `certherd list`") from None
-        return cls.from_json(raw, key)
-
-    async def save(self, storage: Storage) -> None:
-        await storage.write(renewal_settings(self.name), self.to_json())
 
 
 @dataclass(frozen=True)

@@ -20,11 +20,12 @@ from certherd.manager.ari import update_state
 from certherd.manager.failures import note_unexpected, record_failure, tell_failure
 from certherd.manager.hygiene import clear_interrupted
 from certherd.manager.index import plan_renewal
-from certherd.manager.lineage import LineageSettings, LineageState
+from certherd.manager.lineage import LineageState
 from certherd.manager.outcome import Action, Outcome, describe_failure
 from certherd.manager.policy import RenewalDecision, needs_renewal
 from certherd.manager.tasks import finish_all
 from certherd.names import name_set
+from certherd.settings import LineageSettings
 
 if TYPE_CHECKING:
     from certherd.manager.service import Manager

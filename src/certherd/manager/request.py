@@ -20,18 +20,17 @@ import asyncio
 import contextlib
 import datetime as dt
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from typing import TYPE_CHECKING, Literal
 
 from certherd.errors import CertherdError, ConfigError, NotFoundError, SettingsText
-from certherd.manager.lineage import LineageSettings
 from certherd.manager.outcome import Outcome
 from certherd.names import describe_name, name_set
+from certherd.settings import LineageSettings
 from certherd.storage.base import Storage
 from certherd.storage.layout import lineage_for, renewal_settings
 
 if TYPE_CHECKING:
-    from certherd.manager.accounts import CaOptions
     from certherd.manager.service import Manager
 
 __all__ = [
@@ -125,22 +124,15 @@ def plan_issue(
 
 def settings_changes(wanted: LineageSettings, stored: LineageSettings) -> list[str]:
     """The settings (names aside) in which ``wanted`` differs from ``stored``, in words."""
-    changes = []
-    for field in (
-        "directory_url",
-        "account",
-        "solvers",
-        "ca_bundle",
-        "key_type",
-        "reuse_key",
-        "profile",
-        "preferred_chain",
-        "hooks",
-        "allow_http",
-    ):
-        if getattr(wanted, field) != getattr(stored, field):
-            changes.append(field.replace("_", " ").replace("directory url", "CA"))
-    return changes
+    return [
+        _WORDS.get(item.name, item.name.replace("_", " "))
+        for item in fields(LineageSettings)
+        if item.name not in ("name", "names")
+        and getattr(wanted, item.name) != getattr(stored, item.name)
+    ]
+
+
+_WORDS = {"directory_url": "CA", "agree_tos": "terms of service", "eab": "EAB"}
 
 
 REISSUE_ON = ("CA", "account", "key type", "profile")
@@ -187,7 +179,6 @@ def _still(plan: IssuePlan) -> Callable[[LineageSettings | None], None]:
 async def request_certificate(
     manager: Manager,
     settings: LineageSettings,
-    ca: CaOptions,
     *,
     force: bool = False,
     named: bool = False,
@@ -209,7 +200,7 @@ async def request_certificate(
                 if isinstance(kept, Outcome):
                     return kept
                 why = kept
-            return await _order(manager, wanted, ca, plan, why)
+            return await _order(manager, wanted, plan, why)
         except _LineageChangedError:
             continue
     raise ConfigError(
@@ -217,9 +208,7 @@ async def request_certificate(
     )
 
 
-async def _order(
-    manager: Manager, wanted: LineageSettings, ca: CaOptions, plan: IssuePlan, why: str
-) -> Outcome:
+async def _order(manager: Manager, wanted: LineageSettings, plan: IssuePlan, why: str) -> Outcome:
     name = wanted.name
     if plan.kind == "expand":
         reason = f"expanded: {plan.change(wanted.names)}"
@@ -230,7 +219,7 @@ async def _order(
         reason = why or "requested"
     if plan.kind in ("expand", "replace"):
         manager._say(name, reason)
-    outcome = await manager.issue(wanted, ca, precondition=_still(plan))
+    outcome = await manager.issue(wanted, precondition=_still(plan))
     return replace(outcome, reason=reason) if outcome.reason == "requested" else outcome
 
 

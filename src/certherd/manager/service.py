@@ -29,15 +29,16 @@ from certherd.challenges.spec import SolverSpec
 from certherd.clock import Clock, SystemClock
 from certherd.errors import CertherdError, NotFoundError
 from certherd.manager import renewal, revocation
-from certherd.manager.accounts import CaOptions
+from certherd.manager.accounts import CaOptions, ca_options
 from certherd.manager.ari import refresh_renewal_info
 from certherd.manager.clients import ClientFactory, ClientPool
 from certherd.manager.failures import note_unexpected, record_failure, tell_failure
 from certherd.manager.hygiene import working_on
 from certherd.manager.issuance import Issuer
-from certherd.manager.lineage import LineageSettings, LineageState, load_lineage
+from certherd.manager.lineage import LineageState, load_lineage
 from certherd.manager.outcome import Action, Outcome, describe_failure
 from certherd.manager.policy import RenewalDecision
+from certherd.settings import LineageSettings
 from certherd.storage.base import Storage
 from certherd.storage.layout import state_file
 
@@ -66,29 +67,21 @@ class Manager(Issuer):
         """One ACME client per CA and account, shared by every lineage."""
         self._gate = asyncio.Semaphore(max(1, concurrency))
         self._on_event = on_event
-        self.known_cas: dict[tuple[str, str], CaOptions] = {}
-        self.configured: dict[str, LineageSettings] = {}
-        """Lineages as certherd.toml gives them now: their secrets (stored as references
-        to the file) are read from here."""
+        self._config_files: dict[str, tuple[tuple[int, int], dict[str, LineageSettings]]] = {}
 
     def ca_for(self, settings: LineageSettings) -> CaOptions:
-        """How to reach the lineage's CA: the options of certherd.toml when given (so
-        ``renew`` can create the account the file describes), else its own settings."""
-        known = self.known_cas.get((settings.directory_url, settings.account))
-        if known is not None:
-            return known
-        return CaOptions(
-            settings.directory_url,
-            settings.ca_bundle,
-            allow_http=settings.allow_http,
-            account=settings.account,
+        """How to reach the lineage's CA with its account, from its own settings (which
+        carry the contact, the terms of service and the EAB key's reference, so a renewal
+        can create the account they describe)."""
+        return ca_options(
+            settings, environ=self.solvers.environ, configured=self._configured(settings)
         )
 
     def solver_specs(self, settings: LineageSettings) -> tuple[SolverSpec, ...]:
         """The lineage's solvers with every secret read from where it comes from: the
-        environment, a file, certherd.toml (as loaded into ``configured``), or the
-        lineage's own settings file."""
-        configured = self.configured.get(settings.name) or self._configured_in_file(settings)
+        environment, a file, certherd.toml (read again), or the lineage's own settings
+        file."""
+        configured = self._configured(settings)
         given = configured.solvers if configured is not None else ()
         resolved = []
         for index, spec in enumerate(settings.solvers):
@@ -102,31 +95,28 @@ class Manager(Issuer):
         """The lineage's lock, with what killed runs left of it tidied (manager.hygiene)."""
         return working_on(self.storage, name, say=self._say)
 
-    def _configured_in_file(self, settings: LineageSettings) -> LineageSettings | None:
-        """The lineage as the config file its secrets come from gives it, for a lineage
-        applied from another file (``apply --config FILE``) than the one this run read."""
-        paths = {
-            ref.where
-            for spec in settings.solvers
-            for ref in spec.secrets.values()
-            if ref.source == "config" and ref.where
-        }
+    def _configured(self, settings: LineageSettings) -> LineageSettings | None:
+        """The lineage as the config file its secrets are written in gives it now
+        (secrets given in certherd.toml are stored as references to the file, which
+        this reads: once per manager while the file is unchanged)."""
+        paths = settings.config_files()
         if len(paths) != 1:
             return None
         from pathlib import Path
 
         from certherd.config import load_config_file
-        from certherd.manager.apply import settings_for
 
         path = Path(paths.pop())
-        if not path.is_file():
-            return None  # SolverSpec.resolve names the file and the setting
-        for entry in load_config_file(path).certificates:
-            if entry.lineage == settings.name:
-                wanted = settings_for(entry)
-                self.configured.setdefault(settings.name, wanted)
-                return wanted
-        return None
+        try:
+            info = path.stat()
+        except OSError:
+            return None  # SecretRef.read names the file and the setting
+        seen = (info.st_mtime_ns, info.st_size)
+        cached = self._config_files.get(str(path))
+        if cached is None or cached[0] != seen:
+            found = {entry.name: entry for entry in load_config_file(path).certificates}
+            cached = self._config_files[str(path)] = (seen, found)
+        return cached[1].get(settings.name)
 
     def _say(self, lineage: str, text: str) -> None:
         if self._on_event is not None:
@@ -160,23 +150,23 @@ class Manager(Issuer):
     # -- issuing ------------------------------------------------------------------------
 
     async def request(
-        self, settings: LineageSettings, ca: CaOptions, *, force: bool = False, named: bool = False
+        self, settings: LineageSettings, *, force: bool = False, named: bool = False
     ) -> Outcome:
         """``certherd issue``: a certificate for ``settings.names``, ordered only when no
         lineage holds them or it is due; a lineage holding some of them is expanded.
         ``named``: ``settings.name`` was chosen by the user (see manager.request)."""
         from certherd.manager.request import request_certificate
 
-        return await request_certificate(self, settings, ca, force=force, named=named)
+        return await request_certificate(self, settings, force=force, named=named)
 
     async def issue(
         self,
         settings: LineageSettings,
-        ca: CaOptions,
         *,
         precondition: Callable[[LineageSettings | None], None] | None = None,
     ) -> Outcome:
-        """Obtain a certificate for ``settings`` now and make it the live version.
+        """Obtain a certificate for ``settings`` now (from its CA, with its account) and
+        make it the live version.
 
         ``precondition`` is called under the lineage lock with the stored settings (None
         for a new lineage) and may raise to stop before anything is ordered."""
@@ -201,7 +191,12 @@ class Manager(Issuer):
                 )
             try:
                 return await self._obtain(
-                    settings, ca, ordering, action, "requested", save_settings=True
+                    settings,
+                    self.ca_for(settings),
+                    ordering,
+                    action,
+                    "requested",
+                    save_settings=True,
                 )
             except Exception as exc:
                 # Any exception, not only ours (issue 9.3): the failure is remembered and

@@ -23,7 +23,7 @@ from certherd.crypto.encoding import b64url_decode
 from certherd.crypto.keys import PrivateKey, load_private_key, private_key_to_pem
 from certherd.errors import ConfigError, CryptoError, safe_text
 from certherd.key_types import EC_CURVES, RSA_SIZES
-from certherd.manager.lineage import HookSettings
+from certherd.settings import HookSettings
 
 __all__ = [
     "ACME_V1",

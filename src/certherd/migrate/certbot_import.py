@@ -45,8 +45,8 @@ from certherd.errors import (
     InvalidNameError,
     NotFoundError,
 )
-from certherd.manager.accounts import AccountRecord, CaOptions, load_account, save_account
-from certherd.manager.lineage import LineageSettings, LineageState
+from certherd.manager.accounts import AccountRecord, ca_options, load_account, save_account
+from certherd.manager.lineage import LineageState
 from certherd.migrate.certbot_conf import (
     ACME_V1,
     LETS_ENCRYPT,
@@ -60,6 +60,7 @@ from certherd.migrate.certbot_conf import (
 from certherd.migrate.certbot_conf import key_from_jwk as key_from_jwk
 from certherd.migrate.certbot_conf import parse_conf as parse_conf
 from certherd.names import canonical_names
+from certherd.settings import LineageSettings
 from certherd.storage.base import Storage
 from certherd.storage.layout import FILES, archive_file, check_name, renewal_settings
 
@@ -202,6 +203,10 @@ def read_lineage(
         or setting_text(params, "preferred_profile"),
         preferred_chain=setting_text(params, "preferred_chain"),
         hooks=hook_settings(params, certbot_dir, warnings),
+        email=next(
+            (c.removeprefix("mailto:") for c in account.contact if c.startswith("mailto:")), None
+        ),
+        agree_tos=True,  # Certbot registered the account once the terms were agreed to
     )
     return CertbotLineage(settings, versions, live, account, scripts, tuple(warnings))
 
@@ -394,7 +399,7 @@ async def _import(
         # Check again under the lock: another certherd may have imported it meanwhile.
         if not replace and await storage.exists(renewal_settings(name)):
             return ImportResult(name, "skipped", "imported by another certherd meanwhile")
-        account = await _store_account(storage, settings.directory_url, lineage.account)
+        account = await _store_account(storage, settings, lineage.account)
         stale = set(await storage.list(f"archive/{name}"))
         for version, files in sorted(lineage.versions.items()):
             for file in FILES:
@@ -413,10 +418,13 @@ async def _import(
     return dataclasses.replace(result, settings=settings, account=account)
 
 
-async def _store_account(storage: Storage, server: str, account: CertbotAccount) -> str:
+async def _store_account(
+    storage: Storage, settings: LineageSettings, account: CertbotAccount
+) -> str:
     """Store the account (or find it stored) under certherd's layout; its name there."""
     for name in ("default", f"certbot-{account.id[:16]}"):
-        options = CaOptions(server, account=check_name(name, "account name"))
+        named = dataclasses.replace(settings, account=check_name(name, "account name"))
+        options = ca_options(named)
         try:
             existing = await load_account(storage, options)
         except NotFoundError:

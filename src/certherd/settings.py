@@ -1,0 +1,207 @@
+"""The settings of one certificate: the one model every producer yields.
+
+certherd.toml (:mod:`certherd.config`), the flags of ``certherd issue`` and the Certbot
+import (:mod:`certherd.migrate`) each produce a :class:`LineageSettings`; the manager
+stores it as ``renewal/<name>.json`` and ``renew`` repeats exactly what it says. It holds
+everything about the certificate: its names and key, how the names are proved, the
+hooks, and which CA and account obtain it (contact, terms of service, External Account
+Binding), so a renewal can create the account the settings describe.
+
+Secrets are *references* (:class:`~certherd.challenges.spec.SecretRef`): the EAB HMAC
+key, like a solver's TSIG key, is stored as ``{"file": PATH}``, ``{"env": NAME}`` or
+``{"config": certherd.toml}``, never as its value, unless it was given as a value (then
+the settings file, mode 0600 in a 0700 folder, is the one place it can be read from
+later). Every shown form (``repr()``, :meth:`LineageSettings.shown`) redacts it.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any
+
+from certherd.challenges.spec import SecretRef, SolverSpec, secret_ref
+from certherd.errors import ConfigError, NotFoundError
+from certherd.key_types import DEFAULT_KEY_TYPE
+from certherd.schema import REDACTED
+from certherd.storage.base import Storage
+from certherd.storage.layout import renewal_settings
+
+if TYPE_CHECKING:
+    from certherd.acme.jws import ExternalAccountBinding
+
+__all__ = ["EabSettings", "HookSettings", "LineageSettings"]
+
+SCHEMA = 1
+
+
+@dataclass(frozen=True)
+class HookSettings:
+    """User commands run around issuance: pre (before), post (after), deploy (on
+    success), failure (when obtaining a certificate failed: for telling someone)."""
+
+    pre: tuple[str, ...] = ()
+    post: tuple[str, ...] = ()
+    deploy: tuple[str, ...] = ()
+    failure: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, eq=False, repr=False)
+class EabSettings:
+    """External Account Binding (RFC 8555 §7.3.4): "the CA ... provides the ACME client
+    with a MAC key and a key identifier"; here the key id, and where the MAC key comes
+    from (``hmac_key``). ``value`` holds the key only when it was given as a value (or
+    once resolved); it is never part of ``repr()`` nor of equality, only its source is.
+    """
+
+    kid: str
+    hmac_key: SecretRef
+    value: str = ""
+
+    def to_json(self, *, reveal: bool = False) -> dict[str, Any]:
+        """As stored (``reveal=True``: only for the lineage's 0600 settings file), or as
+        shown (the default: a key given as a value is :data:`~certherd.schema.REDACTED`)."""
+        if self.hmac_key.source == "value":
+            key: dict[str, str] = {"value": self.value if reveal else REDACTED}
+        else:
+            key = {self.hmac_key.source: self.hmac_key.where}
+        return {"kid": self.kid, "hmac_key": key}
+
+    @classmethod
+    def from_json(cls, data: Any) -> EabSettings:
+        key = data["hmac_key"]
+        if not isinstance(key, dict):
+            raise ValueError("eab.hmac_key must be a reference like {'file': PATH}")
+        ref = secret_ref("eab.hmac_key", key)
+        return cls(str(data["kid"]), ref, str(key["value"]) if ref.source == "value" else "")
+
+    def binding(
+        self, environ: Mapping[str, str], configured: EabSettings | None = None
+    ) -> ExternalAccountBinding:
+        """The binding, its key read from where it comes from (``configured``: the same
+        settings as certherd.toml gives them now, for a key written in the file).
+        Raises :class:`ConfigError` naming the setting and its source, never the key."""
+        from certherd.acme.jws import ExternalAccountBinding
+
+        given = configured.value if configured is not None else None
+        text = self.hmac_key.read(environ, given or self.value or None, "eab_hmac_key")
+        return ExternalAccountBinding.from_b64url(self.kid, text)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, EabSettings):
+            return NotImplemented
+        return self.to_json(reveal=True) == other.to_json(reveal=True)
+
+    def __hash__(self) -> int:
+        return hash(
+            (self.kid, self.hmac_key, self.value if self.hmac_key.source == "value" else "")
+        )
+
+    def __repr__(self) -> str:
+        return f"EabSettings(kid={self.kid!r}, hmac_key={self.to_json()['hmac_key']!r})"
+
+
+@dataclass(frozen=True)
+class LineageSettings:
+    """Everything about one certificate (a lineage), so ``renew`` can repeat it: what
+    to obtain, how to prove the names, what to run, and which CA and account obtain it.
+
+    The CA and account: ``directory_url`` (the CA's ACME directory), ``account`` (the
+    name of the account at that CA in storage), ``ca_bundle`` (roots trusted for the
+    CA's HTTPS), ``allow_http`` (a plain-HTTP directory, for tests), and what a new
+    account is created with: ``email`` (its contact), ``agree_tos`` (the CA's terms of
+    service accepted) and ``eab`` (External Account Binding, its key by reference).
+    """
+
+    name: str
+    names: tuple[str, ...]
+    directory_url: str
+    solvers: tuple[SolverSpec, ...]
+    account: str = "default"
+    ca_bundle: str | None = None
+    key_type: str = DEFAULT_KEY_TYPE
+    reuse_key: bool = False
+    profile: str | None = None
+    preferred_chain: str | None = None
+    hooks: HookSettings = HookSettings()
+    allow_http: bool = False
+    email: str | None = None
+    agree_tos: bool = False
+    eab: EabSettings | None = None
+
+    def _document(self, *, reveal: bool) -> dict[str, Any]:
+        data = asdict(self)
+        data["solvers"] = [s.to_json(reveal=reveal) for s in self.solvers]
+        data["names"] = list(self.names)
+        data["hooks"] = {k: list(v) for k, v in asdict(self.hooks).items()}
+        data["eab"] = None if self.eab is None else self.eab.to_json(reveal=reveal)
+        return data
+
+    def to_json(self) -> bytes:
+        """As stored in ``renewal/<name>.json``: secrets as references (or, given as
+        values, as values: this file is written 0600 in a 0700 folder)."""
+        data = self._document(reveal=True)
+        data["schema"] = SCHEMA
+        return json.dumps(data, indent=2, sort_keys=True).encode() + b"\n"
+
+    def shown(self) -> dict[str, Any]:
+        """As printed (``show --json``): every secret given as a value is redacted."""
+        return self._document(reveal=False)
+
+    @classmethod
+    def from_json(cls, raw: bytes, where: str) -> LineageSettings:
+        """Read settings as stored; a file written before a setting existed gets its
+        default (the CA and account settings came later than the rest)."""
+        try:
+            data = json.loads(raw)
+            hooks = data.get("hooks") or {}
+            eab = data.get("eab")
+            email = data.get("email")
+            return cls(
+                name=str(data["name"]),
+                names=tuple(str(n) for n in data["names"]),
+                directory_url=str(data["directory_url"]),
+                solvers=tuple(SolverSpec.from_json(s) for s in data.get("solvers", ())),
+                account=str(data.get("account", "default")),
+                ca_bundle=data.get("ca_bundle"),
+                key_type=str(data.get("key_type", DEFAULT_KEY_TYPE)),
+                reuse_key=bool(data.get("reuse_key", False)),
+                profile=data.get("profile"),
+                preferred_chain=data.get("preferred_chain"),
+                hooks=HookSettings(
+                    pre=tuple(hooks.get("pre", ())),
+                    post=tuple(hooks.get("post", ())),
+                    deploy=tuple(hooks.get("deploy", ())),
+                    failure=tuple(hooks.get("failure", ())),
+                ),
+                allow_http=bool(data.get("allow_http", False)),
+                email=None if email is None else str(email),
+                agree_tos=bool(data.get("agree_tos", False)),
+                eab=None if eab is None else EabSettings.from_json(eab),
+            )
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            name = where.rsplit("/", 1)[-1].removesuffix(".json")
+            raise ConfigError(
+                f"{where} is damaged ({type(exc).__name__}: {exc}): restore it from a backup "
+                f"or fix it by hand, or run `certherd delete {name}` and issue it again"
+            ) from None
+
+    @classmethod
+    async def load(cls, storage: Storage, name: str) -> LineageSettings:
+        key = renewal_settings(name)
+        try:
+            raw = await storage.read(key)
+        except NotFoundError:
+            raise NotFoundError(f"no lineage named {name!r}: see `certherd list`") from None
+        return cls.from_json(raw, key)
+
+    async def save(self, storage: Storage) -> None:
+        await storage.write(renewal_settings(self.name), self.to_json())
+
+    def config_files(self) -> set[str]:
+        """The config files (certherd.toml) that secrets of these settings are read from."""
+        refs = [ref for spec in self.solvers for ref in spec.secrets.values()]
+        if self.eab is not None:
+            refs.append(self.eab.hmac_key)
+        return {ref.where for ref in refs if ref.source == "config" and ref.where}
