@@ -211,3 +211,45 @@ def test_a_missing_or_non_executable_program_is_a_config_error(tmp_path: Path) -
     for command in (str(tmp_path / "missing"), str(plain)):
         with pytest.raises(ConfigError, match="not an executable program"):
             ExecProvider(ExecConfig(command), PARENT_ENV)
+
+
+async def test_children_ignoring_sigterm_die_with_a_hook_that_obeys_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The leader exits on SIGTERM; SIGKILL must still reach the rest of its group."""
+    from certherd import programs
+
+    monkeypatch.setattr(programs, "TERMINATE_GRACE", 0.5)
+    pids = tmp_path / "pids"
+    hook = write_hook(
+        tmp_path / "stubborn-child.py",
+        "import subprocess\n"
+        "child = subprocess.Popen(['/bin/sh', '-c', \"trap '' TERM; sleep 60 & wait\"])\n"
+        f"open({str(pids)!r}, 'w').write(f'{{os.getpid()}} {{child.pid}}')\n"
+        "time.sleep(60)",
+    )
+    provider = ExecProvider(ExecConfig(str(hook), timeout=3.0), PARENT_ENV)
+    with pytest.raises(HookError):
+        await provider.add_txt(RECORD)
+    for pid in map(int, pids.read_text().split()):
+        assert gone_soon(pid), f"process {pid} outlived its hook's timeout"
+
+
+async def test_a_daemon_started_by_the_hook_does_not_hold_up_the_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A hook that leaves something running with its output open still ends the run."""
+    from certherd import programs
+
+    monkeypatch.setattr(programs, "OUTPUT_GRACE", 0.2)
+    pid_file = tmp_path / "daemon.pid"
+    hook = tmp_path / "starts-a-daemon"
+    hook.write_text(f"#!/bin/sh\necho added\nsleep 60 &\necho $! > {pid_file}\n")
+    hook.chmod(0o755)
+    provider = ExecProvider(ExecConfig(str(hook), timeout=10.0), PARENT_ENV)
+    started = time.monotonic()
+    try:
+        await provider.add_txt(RECORD)
+        assert time.monotonic() - started < 5
+    finally:
+        os.kill(int(pid_file.read_text()), 9)
