@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from typing import TYPE_CHECKING, Any
 
 from certherd.challenges.spec import SecretRef, SolverSpec, secret_ref
@@ -34,6 +34,8 @@ if TYPE_CHECKING:
 __all__ = ["EabSettings", "HookSettings", "LineageSettings"]
 
 SCHEMA = 1
+_PLAIN = ("str", "str | None", "bool")
+"""The types of the settings stored as they are (JSON text, null or a boolean)."""
 
 
 @dataclass(frozen=True)
@@ -151,34 +153,24 @@ class LineageSettings:
 
     @classmethod
     def from_json(cls, raw: bytes, where: str) -> LineageSettings:
-        """Read settings as stored; a file written before a setting existed gets its
-        default (the CA and account settings came later than the rest)."""
+        """Read settings as stored; a setting the file does not have (written before
+        it existed: the CA and account details came later than the rest) gets its
+        default."""
         try:
             data = json.loads(raw)
+            plain: dict[str, Any] = {  # text and flags: read as their type says
+                item.name: bool(data[item.name]) if item.type == "bool" else str(data[item.name])
+                for item in fields(cls)
+                if item.type in _PLAIN and data.get(item.name) is not None
+            }
             hooks = data.get("hooks") or {}
             eab = data.get("eab")
-            email = data.get("email")
             return cls(
-                name=str(data["name"]),
                 names=tuple(str(n) for n in data["names"]),
-                directory_url=str(data["directory_url"]),
                 solvers=tuple(SolverSpec.from_json(s) for s in data.get("solvers", ())),
-                account=str(data.get("account", "default")),
-                ca_bundle=data.get("ca_bundle"),
-                key_type=str(data.get("key_type", DEFAULT_KEY_TYPE)),
-                reuse_key=bool(data.get("reuse_key", False)),
-                profile=data.get("profile"),
-                preferred_chain=data.get("preferred_chain"),
-                hooks=HookSettings(
-                    pre=tuple(hooks.get("pre", ())),
-                    post=tuple(hooks.get("post", ())),
-                    deploy=tuple(hooks.get("deploy", ())),
-                    failure=tuple(hooks.get("failure", ())),
-                ),
-                allow_http=bool(data.get("allow_http", False)),
-                email=None if email is None else str(email),
-                agree_tos=bool(data.get("agree_tos", False)),
+                hooks=HookSettings(**{k: tuple(map(str, v)) for k, v in hooks.items()}),
                 eab=None if eab is None else EabSettings.from_json(eab),
+                **plain,
             )
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             name = where.rsplit("/", 1)[-1].removesuffix(".json")

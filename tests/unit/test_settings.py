@@ -9,6 +9,7 @@ existed still load.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 from typing import Any
@@ -320,3 +321,28 @@ def test_the_manager_reaches_the_ca_from_the_settings_alone(tmp_path: Path) -> N
     binding = options.binding()
     assert binding is not None
     assert binding.kid == "kid-1"
+
+
+def test_a_key_in_certherd_toml_is_found_for_a_lineage_kept_under_another_name(
+    tmp_path: Path,
+) -> None:
+    """apply keeps a wildcard-first entry under the name of the lineage that already
+    holds its names: its secrets are still read from the file's entry."""
+    settings = from_toml(
+        tmp_path,
+        f'[defaults]\nserver = "{SERVER}"\neab_kid = "kid-1"\neab_hmac_key = "{EAB_KEY}"\n'
+        '[[certificate]]\ndomains = ["*.a.test", "a.test"]\nsolver = "dns"\n'
+        'solver_options = { provider = "exec", command = "/bin/true" }\n',
+    )
+    stored = LineageSettings.from_json(settings.to_json(), "renewal/a.test.json")
+    kept = dataclasses.replace(stored, name="a.test")
+    assert settings.name != kept.name
+    binding = Manager(MemoryStorage()).ca_for(kept).binding()
+    assert binding is not None
+    assert binding.hmac_key == b"secret-eab-hmac-key-of-the-test"
+
+
+def test_settings_of_the_wrong_type_are_damaged() -> None:
+    raw = dict(SETTINGS_BEFORE_ACCOUNT_DETAILS, eab={"kid": "k", "hmac_key": "inline"})
+    with pytest.raises(ConfigError, match=r"renewal/old\.test\.json is damaged"):
+        LineageSettings.from_json(json.dumps(raw).encode(), "renewal/old.test.json")

@@ -114,9 +114,15 @@ class Manager(Issuer):
         seen = (info.st_mtime_ns, info.st_size)
         cached = self._config_files.get(str(path))
         if cached is None or cached[0] != seen:
-            found = {entry.name: entry for entry in load_config_file(path).certificates}
-            cached = self._config_files[str(path)] = (seen, found)
-        return cached[1].get(settings.name)
+            entries = {entry.name: entry for entry in load_config_file(path).certificates}
+            cached = self._config_files[str(path)] = (seen, entries)
+        entries = cached[1]
+        if settings.name in entries:
+            return entries[settings.name]
+        from certherd.names import name_set  # kept under an earlier name (apply's wildcard rule)
+
+        names = name_set(settings.names)
+        return next((e for e in entries.values() if name_set(e.names) == names), None)
 
     def _say(self, lineage: str, text: str) -> None:
         if self._on_event is not None:
