@@ -41,7 +41,6 @@ RANKS: dict[str, int] = {
     "daemon": 10,
     "install": 10,
     "migrate": 10,
-    "_tracked": 10,
     "app": 11,
     "cli": 12,
     "__main__": 13,

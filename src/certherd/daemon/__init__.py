@@ -12,6 +12,7 @@ from certherd import _lazy
 if _typing.TYPE_CHECKING:
     from certherd.daemon.loop import Daemon, DaemonStatus, raise_open_file_limit
     from certherd.daemon.metrics import LineageMetrics, MetricsServer, render_metrics
+    from certherd.daemon.serve import serve
 
 # Loaded on first use: `certherd run` imports what it needs, nothing more.
 _EXPORTS: dict[str, str] = {
@@ -21,6 +22,7 @@ _EXPORTS: dict[str, str] = {
     "LineageMetrics": "certherd.daemon.metrics",
     "MetricsServer": "certherd.daemon.metrics",
     "render_metrics": "certherd.daemon.metrics",
+    "serve": "certherd.daemon.serve",
 }
 
 __all__ = [
@@ -30,6 +32,7 @@ __all__ = [
     "MetricsServer",
     "raise_open_file_limit",
     "render_metrics",
+    "serve",
 ]
 
 

@@ -23,10 +23,10 @@ from __future__ import annotations
 
 import os
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
+from certherd.app.events import Event, EventKind, LineageRecord, Revocation
 from certherd.errors import ConfigError, NotFoundError, refuse_text
 from certherd.key_types import DEFAULT_KEY_TYPE
 
@@ -45,46 +45,9 @@ if TYPE_CHECKING:
     from certherd.settings import EabSettings, HookSettings, LineageSettings
     from certherd.storage.base import Storage
 
-__all__ = ["Certherd", "Event", "EventKind", "LineageRecord", "Revocation"]
-
-EventKind = Literal["planned", "started", "step", "finished", "propagation", "warning", "notice"]
-"""``planned``: how many certificates a run will work on (``total``); ``started`` and
-``finished`` (with its ``outcome``): one certificate's work; ``step``: a step of one
-lineage's work; ``propagation``: a DNS record's propagation round; ``warning``: about
-the configuration (each told once per :class:`Certherd`); ``notice``: the daemon's news."""
+__all__ = ["Certherd"]
 
 LETSENCRYPT = "https://acme-v02.api.letsencrypt.org/directory"
-
-
-@dataclass(frozen=True)
-class Event:
-    """Something :class:`Certherd` tells while it works (``on_event``)."""
-
-    kind: EventKind
-    text: str = ""
-    lineage: str = ""
-    outcome: Outcome | None = None
-    total: int = 0
-
-
-@dataclass(frozen=True)
-class LineageRecord:
-    """One stored lineage as ``certherd list`` shows it: its settings and state, or why
-    they cannot be read (``error``: a damaged file; the others still list)."""
-
-    name: str
-    settings: LineageSettings | None
-    state: LineageState | None
-    error: str | None = None
-
-
-@dataclass(frozen=True)
-class Revocation:
-    """A revoked lineage's state after :meth:`Certherd.revoke`; ``deleted_files``: how
-    many files ``delete=True`` removed (None: the lineage was kept)."""
-
-    state: LineageState
-    deleted_files: int | None = None
 
 
 class Certherd:
@@ -180,7 +143,7 @@ class Certherd:
     def manager(self) -> Manager:
         """The certificate manager (built on first use; closed by :meth:`aclose`)."""
         if self._manager is None:
-            from certherd._tracked import TrackedManager
+            from certherd.app.tracked import TrackedManager
 
             self._manager = TrackedManager(
                 self.storage,
@@ -493,16 +456,8 @@ class Certherd:
         Each cycle follows certherd.toml again. ``metrics``: ``[ADDR:]PORT`` for the
         Prometheus ``/metrics`` and ``/health``. ``on_cycle`` gets each cycle's outcomes.
         With ``signals``, SIGTERM and SIGINT stop it and SIGHUP starts a cycle now."""
-        import asyncio
-        import signal
-
-        from certherd.challenges.options import parse_listen_address
-        from certherd.daemon.loop import Daemon, raise_open_file_limit
-        from certherd.daemon.metrics import MetricsServer
-
-        before, after = raise_open_file_limit()
-        if after != before:
-            self._emit("notice", f"open file limit raised from {before} to {after}")
+        from certherd.daemon.loop import Daemon
+        from certherd.daemon.serve import serve
 
         async def before_cycle() -> None:
             await self._follow(self.read_config())
@@ -517,38 +472,18 @@ class Certherd:
         self._daemon = daemon
         if self._stopping:
             daemon.stop()
-        loop = asyncio.get_running_loop()
-        if signals:
-            for signum in (signal.SIGTERM, signal.SIGINT):
-                loop.add_signal_handler(signum, self.stop)
-
-            def reload() -> None:
-                self._emit(
-                    "notice",
-                    "SIGHUP: reading the configuration again and checking every lineage now",
-                )
-                self.wake()
-
-            loop.add_signal_handler(signal.SIGHUP, reload)
-        server: MetricsServer | None = None
         try:
-            if metrics:
-                host, port = parse_listen_address(metrics, default_host="127.0.0.1")
-                server = MetricsServer(host, port, daemon.metrics, health=daemon.health)
-                await server.start()
-                self._emit("notice", f"metrics on http://{host or '*'}:{server.port}/metrics")
-            where = f"config dir {self.config_dir}" if self.config_dir else "storage"
-            self._emit("notice", f"certherd daemon started ({where})")
-            await daemon.run()
+            await serve(
+                daemon,
+                metrics=metrics,
+                signals=signals,
+                notice=lambda text: self._emit("notice", text),
+                where=f"config dir {self.config_dir}" if self.config_dir else "storage",
+            )
         finally:
-            if server is not None:
-                await server.stop()
             await self.aclose()
             self._daemon = None
             self._stopping = False
-            if signals:
-                for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-                    loop.remove_signal_handler(signum)
             self._emit("notice", "certherd daemon stopped")
 
     def stop(self) -> None:

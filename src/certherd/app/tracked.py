@@ -1,4 +1,4 @@
-"""The manager of :class:`certherd.app.Certherd`: it also tells when each certificate's
+"""The manager of :class:`~certherd.app.entry.Certherd`: it also tells when each certificate's
 work starts and ends (its ``started`` and ``finished`` events, for progress displays)."""
 
 from __future__ import annotations

@@ -1,0 +1,59 @@
+"""Serving a :class:`~certherd.daemon.loop.Daemon` as ``certherd run`` does: the open
+file limit raised, the metrics endpoint, the stop and reload signals, and the news."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections.abc import Callable
+
+from certherd.challenges.options import parse_listen_address
+from certherd.daemon.loop import Daemon, raise_open_file_limit
+from certherd.daemon.metrics import MetricsServer
+
+__all__ = ["serve"]
+
+
+async def serve(
+    daemon: Daemon,
+    *,
+    metrics: str | None = None,
+    signals: bool = True,
+    notice: Callable[[str], None] = lambda text: None,
+    where: str = "storage",
+) -> None:
+    """Run ``daemon`` until it is stopped.
+
+    ``metrics``: ``[ADDR:]PORT`` where Prometheus ``/metrics`` and ``/health`` are served
+    (127.0.0.1 when no address is given). With ``signals``, SIGTERM and SIGINT stop the
+    daemon and SIGHUP starts a cycle now; the handlers are removed when it returns.
+    ``notice`` hears what a log should show; ``where`` names the storage in it.
+    """
+    before, after = raise_open_file_limit()
+    if after != before:
+        notice(f"open file limit raised from {before} to {after}")
+    loop = asyncio.get_running_loop()
+    if signals:
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, daemon.stop)
+
+        def reload() -> None:
+            notice("SIGHUP: reading the configuration again and checking every lineage now")
+            daemon.wake()
+
+        loop.add_signal_handler(signal.SIGHUP, reload)
+    server: MetricsServer | None = None
+    try:
+        if metrics:
+            host, port = parse_listen_address(metrics, default_host="127.0.0.1")
+            server = MetricsServer(host, port, daemon.metrics, health=daemon.health)
+            await server.start()
+            notice(f"metrics on http://{host or '*'}:{server.port}/metrics")
+        notice(f"certherd daemon started ({where})")
+        await daemon.run()
+    finally:
+        if server is not None:
+            await server.stop()
+        if signals:
+            for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+                loop.remove_signal_handler(signum)
