@@ -7,8 +7,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
 if TYPE_CHECKING:
-    from certherd.manager.lineage import LineageSettings, LineageState
+    from certherd.manager.lineage import LineageState
     from certherd.manager.outcome import Outcome
+    from certherd.settings import LineageSettings
 
 __all__ = ["Event", "EventKind", "LineageRecord", "Revocation"]
 
