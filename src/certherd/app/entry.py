@@ -1,22 +1,9 @@
-"""The library's front door: one object does what the ``certherd`` commands do.
-
-:class:`Certherd` opens a config dir (a folder: :class:`FilesystemStorage` and the
-certherd.toml in it) or any :class:`~certherd.storage.base.Storage`, and wires the
-rest in one place: the solvers (with the secrets of the process environment), the
-certherd.toml sync, the renewal plan and the certificate manager. Every CLI command is
-flag parsing, one call here and printing; a program calls the same methods::
-
-    async with Certherd("/etc/certherd") as certherd:
-        outcomes = await certherd.renew()  # what `certherd renew` does
-
-Methods return data (:class:`~certherd.manager.outcome.Outcome`, settings and state);
-what happens meanwhile is told to ``on_event`` as :class:`Event` values. Every error
-raised is a :class:`~certherd.errors.CertherdError`; a lineage named that does not
-exist is a :class:`~certherd.errors.ConfigError`, as a wrong option is.
-
-The no-op paths stay cheap: ``renew`` with nothing due reads the renewal index and
-never imports the ACME client; the manager is built on first need and closed by
-:meth:`Certherd.aclose` (or leaving the ``async with``).
+"""The library's front door, :class:`Certherd`: one object does what the ``certherd``
+commands do, on a config dir or any storage, and returns data (outcomes, settings,
+state); what happens meanwhile goes to ``on_event``. Every error it raises is a
+:class:`~certherd.errors.CertherdError` (a lineage named that does not exist: a
+:class:`~certherd.errors.ConfigError`). ``renew`` with nothing due reads the renewal
+index only: no manager, no ACME client imported.
 """
 
 from __future__ import annotations
@@ -269,6 +256,7 @@ class Certherd:
         SecretRef("file", "/etc/certherd/eab.key"))``) are what the account is created
         with, now or by a later renewal if it is lost. Raises a CertherdError when the
         certificate cannot be obtained."""
+        from certherd.challenges.options import solver_from_table
         from certherd.names import canonical_names
         from certherd.settings import HookSettings, LineageSettings
         from certherd.storage.layout import check_name, lineage_for
@@ -277,7 +265,7 @@ class Certherd:
         checked = canonical_names(tuple(names))
         if email:
             _check_email(email)
-        specs = tuple(_solver_spec(item) for item in solvers)
+        specs = tuple(solver_from_table(item) for item in solvers)
         settings = LineageSettings(
             name=check_name(lineage) if lineage else lineage_for(checked[0]),
             names=checked,
@@ -516,23 +504,3 @@ def _check_email(email: str) -> None:
         raise ConfigError(
             f"{{email}} {email!r} is not an e-mail address: write NAME@DOMAIN", settings=("email",)
         ) from None
-
-
-def _solver_spec(item: SolverSpec | Mapping[str, Any]) -> SolverSpec:
-    """A solver given as a table (as in certherd.toml's ``solvers``), checked; a spec as is."""
-    from certherd.challenges.options import solver_spec
-    from certherd.challenges.spec import SecretRef, SolverSpec
-    from certherd.schema import SchemaError
-
-    if isinstance(item, SolverSpec):
-        return item
-    options = dict(item)
-    kind = options.pop("kind", None)
-    names = options.pop("names", ())
-    refuse_text(names, "a solver's names")
-    if not isinstance(kind, str):
-        raise ConfigError('every solver needs kind = "http" (or webroot, tls-alpn, dns, hook)')
-    try:
-        return solver_spec(kind, options, tuple(names), strict=False, inline=SecretRef("value"))
-    except SchemaError as err:
-        raise ConfigError(f"solver {kind!r}: {err}") from None

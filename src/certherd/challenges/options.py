@@ -22,7 +22,7 @@ import msgspec
 
 from certherd.addresses import split_host_port
 from certherd.challenges.spec import SecretRef, SolverSpec
-from certherd.errors import ConfigError
+from certherd.errors import ConfigError, refuse_text
 from certherd.schema import SchemaError, convert, looks_secret, secret_fields
 
 __all__ = [
@@ -35,6 +35,7 @@ __all__ = [
     "WebrootOptions",
     "parse_listen_address",
     "parse_resolver",
+    "solver_from_table",
     "solver_spec",
 ]
 
@@ -183,6 +184,25 @@ def solver_spec(
                 sources[key] = inline
     text = {k: _text(v) for k, v in values.items() if k not in references}
     return SolverSpec(kind, text, names, sources)
+
+
+def solver_from_table(table: SolverSpec | Mapping[str, Any]) -> SolverSpec:
+    """A solver a program gives as a table, as in certherd.toml's ``solvers``
+    (``{"kind": "http", "listen": "80"}``, ``names`` for some names only), checked
+    against its kind's schema; a secret given as a value is kept as one. A
+    :class:`SolverSpec` is returned as it is. ConfigError names what is wrong."""
+    if isinstance(table, SolverSpec):
+        return table
+    options = dict(table)
+    kind = options.pop("kind", None)
+    names = options.pop("names", ())
+    refuse_text(names, "a solver's names")
+    if not isinstance(kind, str):
+        raise ConfigError('every solver needs kind = "http" (or webroot, tls-alpn, dns, hook)')
+    try:
+        return solver_spec(kind, options, tuple(names), strict=False, inline=SecretRef("value"))
+    except SchemaError as err:
+        raise ConfigError(f"solver {kind!r}: {err}") from None
 
 
 def _reference(key: str, value: Mapping[str, Any]) -> SecretRef:
