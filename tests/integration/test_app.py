@@ -162,6 +162,10 @@ async def test_mistakes_are_certherd_errors_before_any_ca_contact(tmp_path: Path
                 solvers=[{"kind": "webroot", "path": str(tmp_path / "missing")}],
                 directory_url="https://127.0.0.1:9/directory",
             )
+        with pytest.raises(ConfigError, match="unknown CA 'letsencrypt-stagign'"):
+            await certherd.issue(
+                ["x.certherd.test"], solvers=[{"kind": "http"}], ca="letsencrypt-stagign"
+            )
         with pytest.raises(ConfigError, match="solver 'htp'"):
             await certherd.issue(["x.certherd.test"], solvers=[{"kind": "htp"}])
         with pytest.raises(TypeError, match="names must be a list"):

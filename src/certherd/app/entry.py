@@ -34,8 +34,6 @@ if TYPE_CHECKING:
 
 __all__ = ["Certherd"]
 
-LETSENCRYPT = "https://acme-v02.api.letsencrypt.org/directory"
-
 
 class Certherd:
     """Accounts, certificates and settings in one storage, and what can be done with them.
@@ -231,7 +229,8 @@ class Certherd:
         *,
         solvers: Sequence[SolverSpec | Mapping[str, Any]],
         lineage: str | None = None,
-        directory_url: str = LETSENCRYPT,
+        directory_url: str | None = None,
+        ca: str | None = None,
         ca_bundle: str | None = None,
         email: str | None = None,
         agree_tos: bool = False,
@@ -251,12 +250,16 @@ class Certherd:
         ``solvers``: :class:`SolverSpec` values, or tables as in certherd.toml's
         ``solvers`` (``{"kind": "http", "listen": "80"}``; ``names`` limits one to those
         names). ``lineage``: its name (default: the lineage holding these names, else the
-        first name). ``email``, ``agree_tos`` and ``eab`` (External Account Binding: the
+        first name). The CA: ``directory_url``, or ``ca``, a known one (``letsencrypt``,
+        the default, ``letsencrypt-staging``, ``zerossl``, ``google``...: see
+        :data:`certherd.config.CA_PRESETS`); ``ca_bundle`` trusts a private CA's roots.
+        ``email``, ``agree_tos`` and ``eab`` (External Account Binding: the
         key id and where its HMAC key comes from, e.g. ``EabSettings("kid",
         SecretRef("file", "/etc/certherd/eab.key"))``) are what the account is created
         with, now or by a later renewal if it is lost. Raises a CertherdError when the
         certificate cannot be obtained."""
         from certherd.challenges.options import solver_from_table
+        from certherd.config import resolve_directory_url
         from certherd.names import canonical_names
         from certherd.settings import HookSettings, LineageSettings
         from certherd.storage.layout import check_name, lineage_for
@@ -269,7 +272,7 @@ class Certherd:
         settings = LineageSettings(
             name=check_name(lineage) if lineage else lineage_for(checked[0]),
             names=checked,
-            directory_url=directory_url,
+            directory_url=resolve_directory_url(directory_url, ca),
             solvers=specs,
             account=account,
             ca_bundle=ca_bundle,
