@@ -72,9 +72,9 @@ def resolve_directory_url(server: str | None, ca: str | None) -> str:
     preset = CA_PRESETS.get(name)
     if preset is None:
         raise ConfigError(
-            f"unknown CA {ca!r} in "
+            f"unknown CA {ca!r}: set "
             "{ca}"
-            f": choose one of {', '.join(CA_PRESETS)}, or give another CA's URL in "
+            f" to one of {', '.join(CA_PRESETS)}, or give another CA's directory URL as "
             "{server}",
             settings=("ca", "server"),
         )

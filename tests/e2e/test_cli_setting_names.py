@@ -1,6 +1,7 @@
 """The library names settings (``eab_kid``, ``ca_bundle``); the CLI prints them as its
 user sets them (issue 11, item 6): flags for ``issue``, certherd.toml keys for
-``apply``, both for ``renew`` with a certherd.toml (its lineages may come from either).
+``apply``, both for ``renew`` (and ``run``) with a certherd.toml (their lineages may come
+from either).
 """
 
 from __future__ import annotations
@@ -63,7 +64,7 @@ def test_apply_names_the_certherd_toml_keys(certherd: Certherd, eab_pebble: Pebb
     result = certherd("--json", "apply", check=False)
     assert result.code == 1, result.describe()
     [failed] = result.json()["results"]
-    words = "give eab_kid (certherd.toml) and eab_hmac_key_file (certherd.toml) with the values"
+    words = "give eab_kid in certherd.toml and eab_hmac_key_file in certherd.toml with the values"
     assert words in failed["error"]
     assert words in result.stderr  # the failure, also said on stderr with --json
     assert "--eab" not in result.stdout + result.stderr  # flags this user never used
@@ -76,7 +77,7 @@ def test_issue_without_the_ca_bundle_names_the_flag(certherd: Certherd) -> None:
     assert result.code == 1, result.describe()
     [line] = result.stderr.splitlines()
     assert "TLS verification" in line
-    assert line.endswith("give the CA's root in --ca-bundle if it is a private CA"), line
+    assert line.endswith("give the CA's root as --ca-bundle if it is a private CA"), line
 
 
 def test_renew_with_a_certherd_toml_names_both(certherd: Certherd) -> None:
@@ -89,5 +90,5 @@ def test_renew_with_a_certherd_toml_names_both(certherd: Certherd) -> None:
     assert result.code == 1, result.describe()
     [failed] = result.json()["results"]
     assert failed["error"].endswith(
-        "give the CA's root in --ca-bundle (or ca_bundle in certherd.toml) if it is a private CA"
+        "give the CA's root as --ca-bundle (or ca_bundle in certherd.toml) if it is a private CA"
     ), failed["error"]

@@ -50,7 +50,7 @@ async def test_an_untrusted_ca_certificate_names_the_ca_bundle_setting(
         with pytest.raises(TransportError, match="TLS verification") as caught:
             await client.directory()
     assert caught.value.settings == ("ca_bundle",)
-    assert "give the CA's root in ca_bundle if it is a private CA" in str(caught.value)
+    assert "give the CA's root as ca_bundle if it is a private CA" in str(caught.value)
 
 
 async def test_directory_lists_every_resource_and_meta(pebble: PebbleServer) -> None:

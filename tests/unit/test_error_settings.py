@@ -201,7 +201,7 @@ def test_a_taken_http01_port_names_the_listen_and_webroot_settings() -> None:
     finally:
         taken.close()
     assert caught.value.settings == ("http.listen", "webroot.path")
-    assert "choose another in http.listen, or use webroot.path" in str(caught.value)
+    assert "choose another as http.listen, or use webroot.path" in str(caught.value)
 
 
 def test_server_and_ca_together_name_both() -> None:
@@ -235,28 +235,33 @@ def test_the_cli_names_flags_for_commands_that_take_flags(tmp_path: Path) -> Non
     assert "give --name a.test to replace them" in words(plan.value, "issue", tmp_path)
 
 
-def test_the_cli_names_certherd_toml_keys_for_apply_and_run(tmp_path: Path) -> None:
+def test_the_cli_names_certherd_toml_keys_for_apply(tmp_path: Path) -> None:
     from certherd.cli.flags import words
 
-    for command in ("apply", "run"):
+    for command in ("apply",):
         text = words(_eab_error(), command, tmp_path)
         assert text == (
-            "this CA requires External Account Binding: give eab_kid (certherd.toml) and "
-            "eab_hmac_key_file (certherd.toml)"
+            "this CA requires External Account Binding: give eab_kid in certherd.toml and "
+            "eab_hmac_key_file in certherd.toml"
         )
     forced = errors.SettingsText("already covered; {force} reissues now", ("force",))
     assert words(forced, "apply", tmp_path) == "already covered; --force reissues now"
 
 
-def test_renew_names_both_when_a_certherd_toml_may_hold_the_setting(tmp_path: Path) -> None:
+def test_renew_and_run_name_both_when_a_certherd_toml_may_hold_the_setting(
+    tmp_path: Path,
+) -> None:
+    """They work on every lineage: one from certherd.toml, or one ``issue`` made."""
     from certherd.cli.flags import words
 
-    error = ConfigError("give the CA's root in {ca_bundle}", settings=("ca_bundle",))
-    assert words(error, "renew", tmp_path) == "give the CA's root in --ca-bundle"
+    error = ConfigError("give the CA's root as {ca_bundle}", settings=("ca_bundle",))
+    for command in ("renew", "run"):
+        assert words(error, command, tmp_path) == "give the CA's root as --ca-bundle"
     (tmp_path / "certherd.toml").write_text("")
-    assert words(error, "renew", tmp_path) == (
-        "give the CA's root in --ca-bundle (or ca_bundle in certherd.toml)"
-    )
+    for command in ("renew", "run"):
+        assert words(error, command, tmp_path) == (
+            "give the CA's root as --ca-bundle (or ca_bundle in certherd.toml)"
+        )
 
 
 def test_import_certbot_says_which_command_takes_the_flags(tmp_path: Path) -> None:

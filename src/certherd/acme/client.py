@@ -124,7 +124,7 @@ class AcmeClient:
         except UnsafeResponseError:
             raise ConfigError(
                 f"directory URL {safe_text(directory_url, 200)} is not an https URL: "
-                "give the CA's https directory URL in {directory_url}",
+                "give the CA's https directory URL as {directory_url}",
                 settings=("directory_url",),
             ) from None
         jws.algorithm_for(account_key)  # refuse unusable keys now, not at the first POST
@@ -312,7 +312,7 @@ class AcmeClient:
         idents = identifiers_from(identifiers)
         if not idents:
             raise ConfigError(
-                "an order needs at least one name: give them in {identifiers}",
+                "an order needs at least one name ({identifiers})",
                 settings=("identifiers",),
             )
         payload: dict[str, Any] = {"identifiers": [i.to_json() for i in idents]}

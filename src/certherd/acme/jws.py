@@ -165,7 +165,7 @@ class ExternalAccountBinding:
             raw = b64url_decode(encoded_key.strip())
         except CryptoError:
             raise ConfigError(
-                "the EAB HMAC key ({eab_hmac_key}) is not base64url: copy the key exactly "
+                "the EAB HMAC key given as {eab_hmac_key} is not base64url: copy it exactly "
                 "as your CA shows it",
                 settings=("eab_hmac_key",),
             ) from None

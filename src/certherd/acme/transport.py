@@ -383,7 +383,7 @@ class Transport:
                 if verify_failure:
                     raise TransportError(
                         f"TLS verification of {safe_text(url, 200)} failed ({verify_failure}): "
-                        "give the CA's root in {ca_bundle} if it is a private CA",
+                        "give the CA's root as {ca_bundle} if it is a private CA",
                         settings=("ca_bundle",),
                     ) from None
                 if (sent and not safe) or connection_errors >= policy.connection_attempts:

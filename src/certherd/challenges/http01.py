@@ -103,7 +103,7 @@ class Http01StandaloneSolver:
             where = f"{self.host or '*'}:{self.port}"
             raise ConfigError(
                 f"cannot listen for http-01 on {where}: {exc.strerror or exc}; "
-                "free the port, choose another in {http.listen}, or use {webroot.path}",
+                "free the port, choose another as {http.listen}, or use {webroot.path}",
                 settings=("http.listen", "webroot.path"),
             ) from None
 

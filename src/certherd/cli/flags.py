@@ -6,12 +6,12 @@ names what its user sets instead, chosen by where the command takes its settings
 
 - commands that take them from flags (``issue``, ``account ...``, ``demo``,
   ``import-certbot``...): the flag, ``--eab-kid``;
-- ``apply`` and ``run``, which take them from certherd.toml: the key there,
-  ``eab_kid (certherd.toml)``; a setting certherd.toml does not have (``--force``)
+- ``apply``, which takes them from certherd.toml only: the key there,
+  ``eab_kid in certherd.toml``; a setting certherd.toml does not have (``--force``)
   stays a flag;
-- ``renew`` with a certherd.toml: its lineages come from that file or from the flags of
-  the ``issue`` that made them, so both: ``--eab-kid (or eab_kid in certherd.toml)``;
-  without one, the flag.
+- ``renew`` and ``run`` with a certherd.toml: they work on every lineage, from that file
+  or from the flags of the ``issue`` that made it, so both:
+  ``--eab-kid (or eab_kid in certherd.toml)``; without a certherd.toml, the flag.
 
 One table (:data:`SETTINGS`), plus :data:`PER_COMMAND` where a command's remedy is
 another command's flag. Kept light: imported only when an error is printed.
@@ -41,9 +41,9 @@ SOLVER_FLAGS = "--http, --webroot, --tls-alpn, --dns or --solver-hook"
 
 SETTINGS: Mapping[str, Setting] = {
     # the CA and the account
-    "directory_url": Setting("--server URL", "server"),
-    "server": Setting("--server URL", "server"),
-    "ca": Setting("--ca NAME", "ca"),
+    "directory_url": Setting("--server", "server"),
+    "server": Setting("--server", "server"),
+    "ca": Setting("--ca", "ca"),
     "ca_bundle": Setting("--ca-bundle", "ca_bundle"),
     "email": Setting("--email", "email"),
     "agree_tos": Setting("--agree-tos", "agree_tos"),
@@ -75,8 +75,10 @@ PER_COMMAND: Mapping[str, Mapping[str, str]] = {
 }
 """Where a command's words for a setting differ from :data:`SETTINGS`'s flag."""
 
-FROM_FILE = frozenset({"apply", "run"})
+FROM_FILE = frozenset({"apply"})
 """The commands that take a certificate's settings from certherd.toml only."""
+FROM_EITHER = frozenset({"renew", "run"})
+"""The commands that work on every lineage: made from certherd.toml or by ``issue``."""
 
 
 def naming(command: str, *, from_file: bool | None) -> Callable[[str], str]:
@@ -93,7 +95,7 @@ def naming(command: str, *, from_file: bool | None) -> Callable[[str], str]:
         if known.key is None or from_file is False:
             return known.flag
         if from_file:
-            return f"{known.key} (certherd.toml)"
+            return f"{known.key} in certherd.toml"
         return f"{known.flag} (or {known.key} in certherd.toml)"
 
     return name
@@ -112,7 +114,7 @@ def words(text: str | BaseException, command: str, config_dir: Path, limit: int 
         return text
     if command in FROM_FILE:
         from_file: bool | None = True
-    elif command == "renew" and (config_dir / "certherd.toml").exists():
+    elif command in FROM_EITHER and (config_dir / "certherd.toml").exists():
         from_file = None
     else:
         from_file = False

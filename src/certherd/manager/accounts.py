@@ -238,7 +238,7 @@ async def open_client(storage: Storage, options: CaOptions) -> AcmeClient:
     if not options.agree_tos:
         raise ConfigError(
             f"no account yet at {options.directory_url}: read the CA's terms of service and "
-            "set {agree_tos} (with {email} for expiry and problem notices)",
+            "set {agree_tos}, and {email} for expiry and problem notices",
             settings=("agree_tos", "email"),
         )
     client, _account = await register(storage, options)
