@@ -73,7 +73,11 @@ domains = ["toml.eab.test"]
     assert stored["eab"] == {"kid": KID, "hmac_key": {"file": str(key_file)}}
     shown = runner("--json", "show", "toml.eab.test")
     assert shown.json()["eab"] == {"kid": KID, "hmac_key": {"file": str(key_file)}}
-    assert key not in _everything_written(runner, renewed.stdout, renewed.stderr, shown.stdout)
+    human = runner("show", "toml.eab.test").stdout
+    assert f"key id {KID}, HMAC key from the file {key_file}" in human
+    assert key not in _everything_written(
+        runner, renewed.stdout, renewed.stderr, shown.stdout, human
+    )
 
     # A CA takes an EAB key once: with the account stored, renew does not read it.
     key_file.unlink()

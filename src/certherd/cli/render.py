@@ -263,12 +263,28 @@ def show_rows(document: dict[str, Any], now: dt.datetime | None = None) -> list[
             several(label, [_solver_text(s) if isinstance(s, dict) else _text(s) for s in value])
         elif key == "files" and isinstance(value, dict):
             several(label, [f"{name}: {path}" for name, path in value.items()])
+        elif key == "eab" and isinstance(value, dict):
+            rows.append((label, _eab_text(value)))
         elif key == "ari_window" and isinstance(value, dict):
             start, end = value.get("start"), value.get("end")
             rows.append((label, f"{_text(start)} to {_text(end)}"))
         else:
             rows.append((label, _text(value)))
     return rows
+
+
+def _eab_text(eab: dict[str, Any]) -> str:
+    """External Account Binding as ``show`` says it: the key id and where the key comes
+    from (never the key)."""
+    from certherd.challenges.spec import SOURCES, SecretRef
+
+    reference = eab.get("hmac_key") or {}
+    ref = SecretRef("value")
+    for source in SOURCES:
+        if source != "value" and isinstance(reference.get(source), str):
+            ref = SecretRef(source, reference[source])
+    described = ref.describe()
+    return f"key id {_text(eab.get('kid'))}, HMAC key from {described}"
 
 
 STYLES = {
