@@ -322,6 +322,23 @@ async def test_a_renewal_finishing_within_the_grace_completes(manager: StubManag
     assert set(daemon.status.states) == {"a.example"}
 
 
+async def test_metrics_and_health_know_storage_before_the_first_cycle_ends(
+    manager: StubManager,
+) -> None:
+    """A first cycle renewing many lineages takes minutes: meanwhile /metrics lists what
+    storage holds and /health reports an expired certificate, rather than nothing."""
+    await manager.add("expired.example", not_after=START - DAY)
+    await manager.add("fine.example", not_after=START + 30 * DAY)
+    manager.block = True
+    daemon = daemon_for(manager, grace=0.2)
+    running = asyncio.create_task(daemon.run())
+    await asyncio.wait_for(manager.started.wait(), 5)
+    assert daemon.status.cycles == 0
+    assert [m.lineage for m in daemon.metrics()] == ["expired.example", "fine.example"]
+    assert daemon.health() == "expired: expired.example"
+    await stop_and_time(daemon, running)
+
+
 async def test_stop_before_run_does_nothing(manager: StubManager) -> None:
     daemon = daemon_for(manager)
     daemon.stop()

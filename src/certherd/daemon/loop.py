@@ -121,6 +121,17 @@ class Daemon:
             return f"expired: {', '.join(sorted(expired))}"
         return self.status.last_error
 
+    async def refresh_status(self) -> None:
+        """Read every lineage's state from storage into the status (metrics, health)."""
+        # A fresh map: a deleted lineage must stop counting for health, metrics and sleep.
+        states: dict[str, LineageState] = {}
+        for name in await self.manager.lineages():
+            try:
+                states[name] = await LineageState.load(self.manager.storage, name)
+            except CertherdError:
+                continue  # a damaged state file: renew reports it; the rest still count
+        self.status.states = states
+
     async def cycle(self) -> list[Outcome]:
         """One pass: renew what is due, then refresh the status."""
         if self._before_cycle is not None:
@@ -133,14 +144,7 @@ class Daemon:
                 self.status.failures_total[outcome.lineage] = (
                     self.status.failures_total.get(outcome.lineage, 0) + 1
                 )
-        # A fresh map: a deleted lineage must stop counting for health, metrics and sleep.
-        states: dict[str, LineageState] = {}
-        for name in await self.manager.lineages():
-            try:
-                states[name] = await LineageState.load(self.manager.storage, name)
-            except CertherdError:
-                continue  # a damaged state file: renew reports it; the rest still count
-        self.status.states = states
+        await self.refresh_status()
         self.status.cycles += 1
         self.status.last_cycle = self.manager.clock.now()
         self.status.last_error = None
@@ -165,6 +169,13 @@ class Daemon:
 
     async def run(self) -> None:
         """Cycle until :meth:`stop`."""
+        # What storage holds is served from the start: a first cycle renewing many
+        # lineages takes minutes, and meanwhile /metrics and /health must not be empty
+        # (an expired certificate is unhealthy before any cycle ends).
+        try:
+            await self.refresh_status()
+        except CertherdError as exc:
+            log.error("cannot read the lineages: %s", exc)
         while not self._stop.is_set():
             self._wake.clear()  # a wake() from now on asks for one more cycle
             work = asyncio.ensure_future(self.cycle())
