@@ -92,3 +92,21 @@ def test_renew_with_a_certherd_toml_names_both(certherd: Certherd) -> None:
     assert failed["error"].endswith(
         "give the CA's root as --ca-bundle (or ca_bundle in certherd.toml) if it is a private CA"
     ), failed["error"]
+
+
+def test_a_ca_bundle_that_is_not_pem_names_the_flag_or_the_key(
+    certherd: Certherd, tmp_path: Path
+) -> None:
+    not_pem = tmp_path / "roots.pem"
+    not_pem.write_text("not a certificate\n")
+    server = certherd.server
+    ca = ["--server", server.directory_url, "--ca-bundle", str(not_pem), "--agree-tos"]
+    result = certherd("issue", "-d", "pem.setting.test", *certherd.http, *ca, check=False)
+    assert result.code == 2, result.describe()
+    [line] = result.stderr.splitlines()
+    assert line.endswith("give a readable PEM file as --ca-bundle"), line
+    _write_config(certherd, _config(server).replace(str(server.ca_bundle), str(not_pem)))
+    applied = certherd("--json", "apply", check=False)
+    assert applied.code == 1, applied.describe()
+    [failed] = applied.json()["results"]
+    assert failed["error"].endswith("give a readable PEM file as ca_bundle in certherd.toml")

@@ -181,6 +181,19 @@ def test_a_bad_eab_hmac_key_names_eab_hmac_key() -> None:
         assert "eab_hmac_key" in str(caught.value)
 
 
+def test_an_unreadable_ca_bundle_names_ca_bundle(tmp_path: Path) -> None:
+    from certherd.acme.client import AcmeClient
+    from certherd.crypto.keys import generate_key
+
+    not_pem = tmp_path / "roots.pem"
+    not_pem.write_text("not a certificate\n")
+    for bundle in (tmp_path / "missing.pem", not_pem):
+        with pytest.raises(ConfigError) as caught:
+            AcmeClient("https://acme.test/dir", generate_key(), ca_bundle=str(bundle))
+        assert caught.value.settings == ("ca_bundle",)
+        assert str(caught.value).endswith("give a readable PEM file as ca_bundle")
+
+
 def test_no_solver_names_solvers() -> None:
     with pytest.raises(ConfigError) as caught:
         SolverPool(environ={}).choice([])

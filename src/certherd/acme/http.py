@@ -109,5 +109,8 @@ def _ssl_context(ca_bundle: str | None) -> ssl.SSLContext:
         return ssl.create_default_context(cafile=ca_bundle)
     except (OSError, ssl.SSLError) as exc:
         raise ConfigError(
-            f"cannot use CA bundle {ca_bundle}: {exc.strerror or exc}: give a readable PEM file"
+            f"cannot use the CA bundle {safe_text(ca_bundle, 300)}: "
+            f"{safe_text(exc.strerror or exc, 200)}: give a readable PEM file as "
+            "{ca_bundle}",
+            settings=("ca_bundle",),
         ) from None
