@@ -64,7 +64,7 @@ def decide(
     failure backoff, revocation)."""
     same_order = state.order_url is not None and set(state.order_names) == set(settings.names)
     if same_order and state.order_retry_at is not None and now < state.order_retry_at:
-        # The CA's requested time is respected even by --force: asking before it is
+        # The CA's requested time is respected even when forced: asking before it is
         # what it asked us not to do, and a new order could issue twice.
         when = state.order_retry_at.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
         return RenewalDecision(

@@ -8,7 +8,8 @@ Which lineage the requested names go to, as Certbot decides (``--expand``,
 - a lineage holds some of them (a subset): it is expanded to all of them;
 - else a new lineage, under the default name (:func:`~certherd.storage.layout.lineage_for`);
   when a lineage of that name holds other names, it is never silently replaced: the
-  caller has to name the lineage (``--name``), and then its names are replaced, and said so.
+  caller has to name the lineage (``settings.name``, ``named=True``), and then its names
+  are replaced, and said so.
 
 The plan is pure (:func:`plan_issue`); :func:`request_certificate` carries it out under
 the lineage's lock, after checking that nobody changed the lineage meanwhile.
@@ -185,7 +186,7 @@ async def request_certificate(
 ) -> Outcome:
     """Make sure a certificate for ``settings.names`` exists; order one only if needed.
 
-    ``named``: ``settings.name`` was given by the user (``--name``), else it is chosen
+    ``named``: ``settings.name`` was given by the user, else it is chosen
     (:func:`plan_issue`). ``force`` reissues even when nothing is due.
     """
     for _ in range(PLAN_ATTEMPTS):

@@ -407,7 +407,7 @@ async def _import(
                 await storage.write(key, files[file], private=file == "privkey.pem")
                 stale.discard(key)
         await storage.publish(name, live, FILES)
-        for key in sorted(stale):  # --replace: certherd's own versions of this lineage
+        for key in sorted(stale):  # replace=True: certherd's own versions of this lineage
             await storage.delete(key)
         await state.save(storage)
         for path, text in lineage.scripts.items():
