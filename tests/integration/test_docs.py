@@ -132,7 +132,7 @@ def test_issue_example_puts_a_live_certificate_in_managed_storage(
     code = _entry_example("certherd.issue(")
     local_names = '"docsissue.example.test", "www.docsissue.example.test"'
     replacements = {
-        '"https://acme-staging-v02.api.letsencrypt.org/directory"': repr(pebble.directory_url),
+        'ca="letsencrypt-staging"': f"directory_url={pebble.directory_url!r}",
         '"example.com", "www.example.com"': local_names,
         '"listen": "80"': f'"listen": "127.0.0.1:{pebble.options.http_port}"',
     }
