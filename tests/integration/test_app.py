@@ -4,6 +4,8 @@ commands do, called from Python on a config dir or on any storage."""
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -102,10 +104,22 @@ async def test_renew_follows_the_config_dir_certherd_toml(
         [outcome] = await certherd.renew()  # learns that Pebble has no ARI
         assert outcome.action == "not-due"
 
+    # Nothing due: the index answers, in a fresh interpreter that never loads the
+    # manager nor the HTTP stack (what a cron job every few minutes pays).
+    probe = (
+        "import asyncio, sys\n"
+        "from certherd import Certherd\n"
+        f"outcomes = asyncio.run(Certherd({str(config_dir)!r}).renew())\n"
+        "print([o.action for o in outcomes])\n"
+        "print(sorted({'httpx', 'certherd.manager.service'} & set(sys.modules)))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == ["['not-due']", "[]"]
+
     third = Certherd(config_dir)
-    [outcome] = await third.renew()
-    assert outcome.action == "not-due"
-    assert third._manager is None  # the index answered: no manager, no ACME client
     dry = await third.renew(["renew.certherd.test"], force=True, dry_run=True)
     assert [o.action for o in dry] == ["would-renew"]
     await third.aclose()

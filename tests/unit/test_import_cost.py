@@ -46,6 +46,15 @@ def test_importing_the_client_leaves_the_http_stack_unloaded(statement: str) -> 
     assert loaded_after(statement) == []
 
 
+def test_importing_certherd_leaves_the_entry_point_unloaded() -> None:
+    """``import certherd`` (which ``certherd --version`` does) loads no part of the entry
+    point; ``certherd.Certherd`` loads it on first use, and still not the HTTP stack."""
+    code = "import certherd, sys\nassert 'certherd.app' not in sys.modules, 'eager'"
+    assert loaded_after(code) == []
+    code = "from certherd import Certherd\nassert Certherd.__module__ == 'certherd.app.entry'"
+    assert loaded_after(code) == []
+
+
 def test_the_first_client_loads_httpx_and_talks_to_the_ca(pebble: PebbleServer) -> None:
     """The deferred import happens where it is needed: a fresh process that imported
     nothing but certherd.acme reads Pebble's directory, then fails cleanly on a closed

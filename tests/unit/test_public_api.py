@@ -47,6 +47,7 @@ def test_every_package_is_covered() -> None:
     assert set(PACKAGES) >= {
         "certherd",
         "certherd.acme",
+        "certherd.app",
         "certherd.challenges",
         "certherd.crypto",
         "certherd.daemon",
