@@ -346,3 +346,18 @@ def test_settings_of_the_wrong_type_are_damaged() -> None:
     raw = dict(SETTINGS_BEFORE_ACCOUNT_DETAILS, eab={"kid": "k", "hmac_key": "inline"})
     with pytest.raises(ConfigError, match=r"renewal/old\.test\.json is damaged"):
         LineageSettings.from_json(json.dumps(raw).encode(), "renewal/old.test.json")
+
+
+def test_a_key_written_in_a_file_others_can_read_is_warned_about(tmp_path: Path) -> None:
+    path = tmp_path / "certherd.toml"
+    path.write_text(
+        f'[defaults]\nserver = "{SERVER}"\neab_kid = "kid-1"\neab_hmac_key = "{EAB_KEY}"\n'
+        '[[certificate]]\ndomains = ["a.test"]\nsolver = "http"\n'
+    )
+    path.chmod(0o644)
+    (warning,) = load_config_file(path).warnings
+    assert "defaults.eab_hmac_key" in warning
+    assert "chmod 600" in warning
+    assert EAB_KEY not in warning
+    path.chmod(0o600)
+    assert load_config_file(path).warnings == ()
