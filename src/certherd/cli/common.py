@@ -14,12 +14,15 @@ import sys
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
 from certherd.cli.signals import run_async  # commands import it from here
 from certherd.key_types import DEFAULT_KEY_TYPE, KEY_TYPE_NAMES
+
+if TYPE_CHECKING:
+    from certherd.app import Certherd, Event
 
 __all__ = [
     "Context",
@@ -73,14 +76,16 @@ class Context:
 
         return words(text, self.command, self.config_dir, limit)
 
-    def certherd(self, *, concurrency: int = 10, on_event: Any = None) -> Any:
+    def certherd(
+        self, *, concurrency: int = 10, on_event: Callable[[Event], None] | None = None
+    ) -> Certherd:
         """The library entry point on this config dir; what it tells goes to ``on_event``
         (default :meth:`tell`)."""
         from certherd.app import Certherd
 
         return Certherd(self.config_dir, concurrency=concurrency, on_event=on_event or self.tell)
 
-    def tell(self, event: Any) -> None:
+    def tell(self, event: Event) -> None:
         """Print what the entry point tells as ``issue``, ``demo`` and ``run`` do: each
         step of a lineage's work, DNS propagation rounds, notices (stderr), warnings."""
         if event.kind == "step":

@@ -77,12 +77,13 @@ async def _documents(ctx: Context, only: str | None) -> list[dict[str, Any]]:
             return [lineage_document(settings, state, ctx.config_dir)]
         documents = []
         for record in await certherd.records():
-            if record.error is not None:
-                # One damaged lineage is a row that says so, never the end of the whole list.
-                documents.append(damaged_document(record.name, record.error, ctx.config_dir))
-                click.echo(f"certherd: {record.name}: {record.error}", err=True)
-            else:
+            if record.settings is not None and record.state is not None:
                 documents.append(lineage_document(record.settings, record.state, ctx.config_dir))
+            else:
+                # One damaged lineage is a row that says so, never the end of the whole list.
+                reason = record.error or "cannot be read"
+                documents.append(damaged_document(record.name, reason, ctx.config_dir))
+                click.echo(f"certherd: {record.name}: {reason}", err=True)
         return documents
 
 

@@ -11,12 +11,15 @@ from __future__ import annotations
 
 import sys
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from certherd.cli.common import Context
 from certherd.errors import safe_text
+
+if TYPE_CHECKING:
+    from certherd.app import Event
 
 __all__ = ["Progress"]
 
@@ -37,7 +40,7 @@ class Progress:
         self._live: Any = None
         self._started = time.monotonic()
 
-    def __call__(self, event: Any) -> None:
+    def __call__(self, event: Event) -> None:
         """One event of the entry point (:class:`certherd.app.Event`)."""
         if event.kind == "planned":
             self.plan(event.total)
@@ -45,7 +48,7 @@ class Progress:
             self.start(event.lineage)
         elif event.kind == "step":
             self.step(event.lineage, event.text)
-        elif event.kind == "finished":
+        elif event.kind == "finished" and event.outcome is not None:
             self.finish(event.lineage, event.outcome.action, event.outcome.error)
         else:
             self.ctx.tell(event)  # propagation rounds, warnings

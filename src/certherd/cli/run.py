@@ -3,11 +3,15 @@ SIGHUP reads the configuration again and checks every lineage at once."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 import click
 
 from certherd.cli.common import Context, concurrency_option, pass_context, run_async
+
+if TYPE_CHECKING:
+    from certherd.app import Event
+    from certherd.manager.outcome import Outcome
 
 __all__ = ["run"]
 
@@ -56,11 +60,11 @@ async def _run(
     max_interval: float,
     concurrency: int,
 ) -> None:
-    def tell(event: Any) -> None:
+    def tell(event: Event) -> None:
         if event.kind not in ("planned", "started", "finished"):  # the cycle reports those
             ctx.tell(event)
 
-    def report(outcomes: list[Any]) -> None:
+    def report(outcomes: list[Outcome]) -> None:
         for o in outcomes:
             if o.action in ("renewed", "issued", "deployed"):
                 ctx.say(f"{o.lineage}: {o.action} ({ctx.words(o.reason)}), version {o.version}")
