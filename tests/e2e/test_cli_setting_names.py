@@ -1,7 +1,7 @@
 """The library names settings (``eab_kid``, ``ca_bundle``); the CLI prints them as its
 user sets them (issue 11, item 6): flags for ``issue``, certherd.toml keys for
-``apply``, both for ``renew`` (and ``run``) with a certherd.toml (their lineages may come
-from either).
+``apply``; ``renew`` (and ``run``) with a certherd.toml name its key for the lineages it
+lists and the flag for those ``issue`` made.
 """
 
 from __future__ import annotations
@@ -80,9 +80,11 @@ def test_issue_without_the_ca_bundle_names_the_flag(certherd: Certherd) -> None:
     assert line.endswith("give the CA's root as --ca-bundle if it is a private CA"), line
 
 
-def test_renew_with_a_certherd_toml_names_both(certherd: Certherd) -> None:
-    """A lineage of certherd.toml whose ca_bundle was taken out: ``renew`` cannot tell
-    a file's lineage from one ``issue`` made, so it names the key and the flag."""
+def test_renew_names_the_certherd_toml_key_for_a_lineage_of_the_file(
+    certherd: Certherd,
+) -> None:
+    """A lineage of certherd.toml whose ca_bundle was taken out: ``renew`` names the key
+    there, not the flag (it would for a lineage ``issue`` made)."""
     _write_config(certherd, _config(certherd.server))
     assert certherd("--json", "apply").json()["failed"] == 0
     _write_config(certherd, _config(certherd.server, ca_bundle=False))
@@ -90,8 +92,9 @@ def test_renew_with_a_certherd_toml_names_both(certherd: Certherd) -> None:
     assert result.code == 1, result.describe()
     [failed] = result.json()["results"]
     assert failed["error"].endswith(
-        "give the CA's root as --ca-bundle (or ca_bundle in certherd.toml) if it is a private CA"
+        "give the CA's root as ca_bundle in certherd.toml if it is a private CA"
     ), failed["error"]
+    assert "--ca-bundle" not in result.stdout + result.stderr
 
 
 def test_a_ca_bundle_that_is_not_pem_names_the_flag_or_the_key(

@@ -261,20 +261,33 @@ def test_the_cli_names_certherd_toml_keys_for_apply(tmp_path: Path) -> None:
     assert words(forced, "apply", tmp_path) == "already covered; --force reissues now"
 
 
-def test_renew_and_run_name_both_when_a_certherd_toml_may_hold_the_setting(
-    tmp_path: Path,
-) -> None:
-    """They work on every lineage: one from certherd.toml, or one ``issue`` made."""
+def test_renew_and_run_name_the_key_for_a_lineage_of_certherd_toml(tmp_path: Path) -> None:
+    """They work on every lineage: one certherd.toml lists (its key), one ``issue`` made
+    (the flag); about no lineage in particular, both."""
     from certherd.cli.flags import words
 
     error = ConfigError("give the CA's root as {ca_bundle}", settings=("ca_bundle",))
     for command in ("renew", "run"):
-        assert words(error, command, tmp_path) == "give the CA's root as --ca-bundle"
-    (tmp_path / "certherd.toml").write_text("")
+        for lineage in (None, "a.test"):
+            text = words(error, command, tmp_path, lineage=lineage)
+            assert text == "give the CA's root as --ca-bundle"  # no certherd.toml
+    toml = tmp_path / "certherd.toml"
+    toml.write_text(
+        '[defaults]\nserver = "https://acme.test/dir"\nagree_tos = true\nsolver = "http"\n\n'
+        '[[certificate]]\ndomains = ["a.test"]\n'
+    )
     for command in ("renew", "run"):
-        assert words(error, command, tmp_path) == (
-            "give the CA's root as --ca-bundle (or ca_bundle in certherd.toml)"
-        )
+        listed = words(error, command, tmp_path, lineage="a.test")
+        assert listed == "give the CA's root as ca_bundle in certherd.toml"
+        issued = words(error, command, tmp_path, lineage="made-by-issue")
+        assert issued == "give the CA's root as --ca-bundle"
+        either = words(error, command, tmp_path)
+        assert either == "give the CA's root as --ca-bundle (or ca_bundle in certherd.toml)"
+    toml.write_text(toml.read_text().replace('"a.test"', '"other.test"'))  # run: read again
+    assert words(error, "run", tmp_path, lineage="other.test") == listed
+    assert words(error, "run", tmp_path, lineage="a.test") == issued
+    toml.write_text("not toml [")
+    assert words(error, "renew", tmp_path, lineage="a.test") == either
 
 
 def test_import_certbot_says_which_command_takes_the_flags(tmp_path: Path) -> None:

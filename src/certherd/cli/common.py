@@ -67,14 +67,15 @@ class Context:
 
         configure_logging(self.verbose, self.quiet)
 
-    def words(self, text: Any, limit: int = 2000) -> str:
+    def words(self, text: Any, limit: int = 2000, *, lineage: str | None = None) -> str:
         """An error (or an outcome's error or reason) with the settings it names written
-        as this command's user sets them: flags, or certherd.toml keys (cli/flags.py)."""
+        as this command's user sets them: flags, or certherd.toml keys (cli/flags.py);
+        ``lineage``: the lineage it is about."""
         if isinstance(text, str) and not getattr(text, "settings", ()):
             return text
         from certherd.cli.flags import words
 
-        return words(text, self.command, self.config_dir, limit)
+        return words(text, self.command, self.config_dir, limit, lineage=lineage)
 
     def certherd(
         self, *, concurrency: int = 10, on_event: Callable[[Event], None] | None = None
@@ -89,7 +90,7 @@ class Context:
         """Print what the entry point tells as ``issue``, ``demo`` and ``run`` do: each
         step of a lineage's work, DNS propagation rounds, notices (stderr), warnings."""
         if event.kind == "step":
-            self.say(f"{event.lineage}: {self.words(event.text)}")
+            self.say(f"{event.lineage}: {self.words(event.text, lineage=event.lineage)}")
         elif event.kind == "propagation":
             self.say(f"  {event.text}")
         elif event.kind == "notice":
@@ -137,7 +138,7 @@ class Context:
             return
         for outcome in outcomes:
             if outcome.failed:
-                error = self.words(outcome.error)
+                error = self.words(outcome.error, lineage=outcome.lineage)
                 click.echo(f"certherd: {outcome.lineage}: failed: {error}", err=True)
             for problem in outcome.hook_errors:
                 click.echo(f"certherd: {outcome.lineage}: {problem}", err=True)

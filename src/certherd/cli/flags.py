@@ -10,8 +10,9 @@ names what its user sets instead, chosen by where the command takes its settings
   ``eab_kid in certherd.toml``; a setting certherd.toml does not have (``--force``)
   stays a flag;
 - ``renew`` and ``run`` with a certherd.toml: they work on every lineage, from that file
-  or from the flags of the ``issue`` that made it, so both:
-  ``--eab-kid (or eab_kid in certherd.toml)``; without a certherd.toml, the flag.
+  or from the flags of the ``issue`` that made it: for a lineage the file lists, its
+  key; for another, the flag; for no lineage in particular, both:
+  ``--eab-kid (or eab_kid in certherd.toml)``. Without a certherd.toml, the flag.
 
 One table (:data:`SETTINGS`), plus :data:`PER_COMMAND` where a command's remedy is
 another command's flag. Kept light: imported only when an error is printed.
@@ -19,6 +20,7 @@ another command's flag. Kept light: imported only when an error is printed.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -101,9 +103,18 @@ def naming(command: str, *, from_file: bool | None) -> Callable[[str], str]:
     return name
 
 
-def words(text: str | BaseException, command: str, config_dir: Path, limit: int = 2000) -> str:
+def words(
+    text: str | BaseException,
+    command: str,
+    config_dir: Path,
+    limit: int = 2000,
+    *,
+    lineage: str | None = None,
+) -> str:
     """``text`` (an error, or an outcome's error or reason) with its settings named as
-    ``command``'s user sets them; anything that names none, as it reads."""
+    ``command``'s user sets them; anything that names none, as it reads. ``lineage``:
+    the lineage it is about, if any (``renew`` and ``run`` then name the certherd.toml key
+    for a lineage the file lists, the flag for one ``issue`` made)."""
     if isinstance(text, CertherdError):
         if not text.settings:
             return safe_text(text, limit)
@@ -114,8 +125,32 @@ def words(text: str | BaseException, command: str, config_dir: Path, limit: int 
         return text
     if command in FROM_FILE:
         from_file: bool | None = True
-    elif command in FROM_EITHER and (config_dir / "certherd.toml").exists():
-        from_file = None
+    elif command in FROM_EITHER and (config_dir / CONFIG_FILE).exists():
+        listed = _listed(config_dir / CONFIG_FILE) if lineage is not None else None
+        from_file = None if listed is None else lineage in listed
     else:
         from_file = False
     return text.naming(naming(command, from_file=from_file))
+
+
+CONFIG_FILE = "certherd.toml"  # certherd.config.CONFIG_FILE, without importing the schema
+
+
+def _listed(path: Path) -> frozenset[str] | None:
+    """The lineages certherd.toml at ``path`` lists; None if it cannot be read (then
+    both the flag and the key are named). Read again when the file changes (``run``)."""
+    try:
+        seen = path.stat()
+    except OSError:
+        return None
+    return _listed_version(path, seen.st_mtime_ns, seen.st_size)
+
+
+@functools.lru_cache(maxsize=4)
+def _listed_version(path: Path, mtime_ns: int, size: int) -> frozenset[str] | None:
+    from certherd.config import load_config_file
+
+    try:
+        return frozenset(settings.name for settings in load_config_file(path).certificates)
+    except CertherdError:
+        return None

@@ -97,7 +97,7 @@ class Progress:
     def finish(self, lineage: str, action: str, error: str | None = None) -> None:
         self.working.pop(lineage, None)
         if error is not None:
-            error = self.ctx.words(error)  # the settings it names, as this command sets them
+            error = self.ctx.words(error, lineage=lineage)  # its settings, as the user sets them
         if error is not None or action == "failed":
             self.failed += 1
             self.failures.append((lineage, error or "failed"))

@@ -55,19 +55,22 @@ def _expiry(not_after: dt.datetime | str | None, now: dt.datetime, *, seconds: b
 
 
 def outcome_document(
-    outcomes: Sequence[Outcome], config_dir: Path, words: Callable[[str], str] = str
+    outcomes: Sequence[Outcome], config_dir: Path, words: Callable[..., str] | None = None
 ) -> dict[str, Any]:
     """The results as one JSON document; ``words`` names the settings an error or a
-    reason names as the command's user sets them (:meth:`Context.words`)."""
+    reason names as the command's user sets them (:meth:`Context.words`, given the text
+    and the ``lineage``)."""
+    if words is None:
+        words = _as_is
     return {
         "results": [
             {
                 "lineage": o.lineage,
                 "action": o.action,
-                "reason": words(o.reason),
+                "reason": words(o.reason, lineage=o.lineage),
                 "version": o.version,
                 "not_after": _iso(o.not_after),
-                "error": words(o.error) if o.error else o.error,
+                "error": words(o.error, lineage=o.lineage) if o.error else o.error,
                 "hook_errors": list(o.hook_errors),
                 "live_dir": str(config_dir / "live" / o.lineage) if o.version else None,
             }
@@ -75,6 +78,10 @@ def outcome_document(
         ],
         "failed": sum(1 for o in outcomes if o.failed),
     }
+
+
+def _as_is(text: str, *, lineage: str | None = None) -> str:
+    return text
 
 
 SUMMARY_OVER = 30
@@ -95,7 +102,7 @@ def print_outcomes(ctx: Context, outcomes: Sequence[Outcome]) -> None:
 
     rows = []
     for o in outcomes:
-        why = ctx.words(o.error if o.error else o.reason)
+        why = ctx.words(o.error if o.error else o.reason, lineage=o.lineage)
         if o.hook_errors:
             why += " | hook failed: " + "; ".join(o.hook_errors)
         expires = _expiry(o.not_after, dt.datetime.now(dt.UTC))

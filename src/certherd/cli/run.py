@@ -67,9 +67,10 @@ async def _run(
     def report(outcomes: list[Outcome]) -> None:
         for o in outcomes:
             if o.action in ("renewed", "issued", "deployed"):
-                ctx.say(f"{o.lineage}: {o.action} ({ctx.words(o.reason)}), version {o.version}")
+                reason = ctx.words(o.reason, lineage=o.lineage)
+                ctx.say(f"{o.lineage}: {o.action} ({reason}), version {o.version}")
             elif o.failed:
-                error = ctx.words(o.error)
+                error = ctx.words(o.error, lineage=o.lineage)
                 click.echo(f"certherd: {o.lineage}: renewal failed: {error}", err=True)
             for problem in o.hook_errors:
                 click.echo(f"certherd: {o.lineage}: hook failed: {problem}", err=True)
