@@ -12,7 +12,9 @@ them is one line that names what is wrong (and, where we know it, how to fix it)
     ├── CryptoError                    a key, CSR or certificate cannot be used
     ├── StorageError                   reading or writing certherd's state failed
     │   ├── NotFoundError              no such key / lineage / account
-    │   └── LockTimeoutError           another certherd holds the lock for too long
+    │   ├── LockTimeoutError           another certherd holds the lock for too long
+    │   ├── LeaseLostError             our lease ran out and another holder was granted it
+    │   └── FencedError                a write carried a lease older than the latest grant
     ├── SolverError                    a challenge could not be presented or cleaned up
     │   ├── DnsProviderError           a DNS provider failed to add/remove a TXT value
     │   ├── PropagationTimeoutError    the TXT value did not reach every name server in time
@@ -83,11 +85,13 @@ __all__ = [
     "DnsProviderError",
     "ExternalAccountRequiredError",
     "FeatureUnsupportedError",
+    "FencedError",
     "HookError",
     "IncorrectResponseError",
     "InvalidContactError",
     "InvalidNameError",
     "InvalidProfileError",
+    "LeaseLostError",
     "LockTimeoutError",
     "MalformedError",
     "NotFoundError",
@@ -269,6 +273,16 @@ class NotFoundError(StorageError):
 
 class LockTimeoutError(StorageError):
     """Another certherd process held the lock longer than we were willing to wait."""
+
+
+class LeaseLostError(StorageError):
+    """Renewing a lease failed: it ran out and another holder was granted the name
+    (this holder was paused or cut off past its time to live). Stop working on it."""
+
+
+class FencedError(StorageError):
+    """A write or delete carried a lease whose fencing token is older than the latest
+    grant of that name: a holder that lost its lease may not overwrite the new one's work."""
 
 
 class SolverError(CertherdError):

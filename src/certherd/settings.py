@@ -25,8 +25,9 @@ from certherd.challenges.spec import SecretRef, SolverSpec, secret_ref
 from certherd.errors import ConfigError, NotFoundError
 from certherd.key_types import DEFAULT_KEY_TYPE
 from certherd.schema import REDACTED
-from certherd.storage.base import Storage
+from certherd.storage.base import Lease, Storage
 from certherd.storage.layout import renewal_settings
+from certherd.storage.leases import held_lease
 
 if TYPE_CHECKING:
     from certherd.acme.jws import ExternalAccountBinding
@@ -188,8 +189,11 @@ class LineageSettings:
             raise NotFoundError(f"no lineage named {name!r}: see `certherd list`") from None
         return cls.from_json(raw, key)
 
-    async def save(self, storage: Storage) -> None:
-        await storage.write(renewal_settings(self.name), self.to_json())
+    async def save(self, storage: Storage, *, fence: Lease | None = None) -> None:
+        """Write the settings, carrying ``fence`` or else the lease this task holds on
+        the lineage (:func:`~certherd.storage.leases.held_lease`), if any."""
+        fence = fence or held_lease(self.name)
+        await storage.write(renewal_settings(self.name), self.to_json(), fence=fence)
 
     def config_files(self) -> set[str]:
         """The config files (certherd.toml) that secrets of these settings are read from."""

@@ -254,22 +254,6 @@ def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> None
         time.sleep(0.02)
 
 
-def has_open(pid: int, path: Path) -> bool:
-    """Whether process ``pid`` holds ``path`` open (Linux ``/proc``)."""
-    wanted = str(path.resolve())
-    try:
-        fds = list(Path(f"/proc/{pid}/fd").iterdir())
-    except OSError:
-        return False
-    for fd in fds:
-        try:
-            if os.readlink(fd) == wanted:
-                return True
-        except OSError:
-            continue
-    return False
-
-
 def holds_flock(pid: int, path: Path) -> bool:
     """Whether process ``pid`` holds a ``flock`` on ``path`` (Linux ``/proc/locks``)."""
     try:

@@ -20,7 +20,6 @@ import pytest
 from e2e_helpers import (
     archive_versions,
     fault_environment,
-    has_open,
     holds_flock,
     live_problems,
     live_version,
@@ -224,15 +223,20 @@ def test_two_renewals_of_a_due_lineage_give_one_certificate(
     assert "third of the lifetime" in dry[0]["reason"]
 
     (sync / "armed-pre").touch()
-    lock = certherd.config_dir / "locks" / "due.test.lock"
+    marker = certherd.config_dir / "locks" / ".held" / "due.test"
     first = certherd.start("--json", "renew")
     second = certherd.start("--json", "renew")
-    # The winner waits in its pre hook, holding the lock; the loser has decided the
-    # lineage is due and waits for the lock: both hold the lock file open.
+
+    def both_at_the_lease() -> bool:
+        """The winner waits in its pre hook, holding the lease (its flock on the lease's
+        marker); the loser has decided the lineage is due and says it waits for it."""
+        runs = (first, second)
+        holding = [run for run in runs if holds_flock(run.pid, marker)]
+        waiting = [run for run in runs if "waiting for the lock of due.test" in run.stderr_so_far()]
+        return len(holding) == 1 and len(waiting) == 1 and holding != waiting
+
     wait_until(lambda: (sync / "reached-pre").exists(), 60, "the pre hook")
-    wait_until(
-        lambda: has_open(first.pid, lock) and has_open(second.pid, lock), 60, "both at the lock"
-    )
+    wait_until(both_at_the_lease, 60, "one holding the lease, one waiting for it")
     (sync / "release-pre").touch()
     results = [first.wait(), second.wait()]
     for result in results:
@@ -260,9 +264,9 @@ def test_a_renewal_check_does_not_undo_a_concurrent_renewal(
         60,
         "the check to write the state",
     )
-    lock = certherd.config_dir / "locks" / "lost.test.lock"
-    # Paused with the old state read and not under the lock: a renewal now is the race.
-    raced = (fault / "reached").exists() and not holds_flock(check.pid, lock)
+    marker = certherd.config_dir / "locks" / ".held" / "lost.test"  # flock-ed by the holder
+    # Paused with the old state read and not under the lease: a renewal now is the race.
+    raced = (fault / "reached").exists() and not holds_flock(check.pid, marker)
     if raced:
         certherd("renew", "--force")
     (fault / "release").touch()

@@ -58,7 +58,8 @@ def test_a_failed_issue_leaves_no_lock_and_no_stub_account(
             check=False,
         )
         assert refused.code == 1, refused.describe()
-    assert _files(certherd.config_dir) == []
+    # Only the fencing-token floor of forgotten locks (certherd.storage.filelocks).
+    assert _files(certherd.config_dir) in ([], ["locks/.tokens"])
 
     failed = certherd(
         "issue", "-d", "nowebroot.test", "--webroot", str(tmp_path / "missing"), *certherd.ca,
@@ -67,7 +68,7 @@ def test_a_failed_issue_leaves_no_lock_and_no_stub_account(
     assert failed.code in (1, 2), failed.describe()
     left = _files(certherd.config_dir)
     assert not any("nowebroot.test" in path for path in left), left
-    assert all(path.startswith("accounts/") for path in left), left
+    assert all(path.startswith("accounts/") for path in left if path != "locks/.tokens"), left
 
 
 def test_one_damaged_settings_file_is_one_damaged_row(certherd: Certherd) -> None:

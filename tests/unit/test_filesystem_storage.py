@@ -1,5 +1,6 @@
-"""FilesystemStorage beyond the shared contract: modes, live symlinks, flock across
-processes, failed writes, read-only and forbidden folders, and keys that try to escape."""
+"""FilesystemStorage beyond the shared contract: modes, live symlinks, lock files and
+leases across processes, failed writes, read-only and forbidden folders, and keys that
+try to escape."""
 
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from certherd.errors import ConfigError, LockTimeoutError, StorageError
-from certherd.storage import FilesystemStorage
+from certherd.storage import FilesystemStorage, holding
 from certherd.storage.layout import (
     FILES,
     account_key,
@@ -128,13 +129,6 @@ async def test_an_older_install_is_tightened_on_first_use(root: Path) -> None:
     assert mode(elsewhere) == 0o644, "a symlink is not followed"
 
 
-async def test_lock_files_are_private(storage: FilesystemStorage, root: Path) -> None:
-    async with storage.lock("example.com"):
-        pass
-    assert mode(root / "locks") == 0o700
-    assert mode(root / "locks/example.com.lock") == 0o600
-
-
 # -- live symlinks --------------------------------------------------------------------
 
 
@@ -219,46 +213,51 @@ async def test_a_failed_publish_leaves_no_empty_live_folder(
     assert not (root / "live/example.com").exists()
 
 
-# -- fingerprints ---------------------------------------------------------------------
+# -- stat -----------------------------------------------------------------------------
 
 
-async def test_a_rewrite_within_one_clock_tick_changes_the_fingerprint(
+async def test_a_rewrite_within_one_clock_tick_changes_the_stat_token(
     storage: FilesystemStorage, root: Path
 ) -> None:
     """Kernels without fine-grained timestamps give two quick writes the same mtime."""
     await storage.write("state/a.json", b"aaaa")
-    before = (await storage.fingerprints("state"))["state/a.json"]
+    before = (await storage.stat("state/a.json")).token
     old = (root / "state/a.json").stat()
     await storage.write("state/a.json", b"bbbb")
     os.utime(root / "state/a.json", ns=(old.st_atime_ns, old.st_mtime_ns))
-    assert (await storage.fingerprints("state"))["state/a.json"] != before
+    assert (await storage.stat("state/a.json")).token != before
+    assert (await storage.stat_all("state"))["state/a.json"].token != before
 
 
-# -- locks across processes -----------------------------------------------------------
+# -- leases across processes ------------------------------------------------------------
 
 HOLDER = textwrap.dedent(
     """
-    import fcntl, os, sys
-    fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT, 0o600)
-    fcntl.flock(fd, fcntl.LOCK_EX)
-    print("locked", flush=True)
-    sys.stdin.readline()
+    import asyncio, sys
+    from certherd.storage import FilesystemStorage, holding
+
+    async def main():
+        lease = await FilesystemStorage(sys.argv[1]).acquire("example.com", ttl=60, wait=5)
+        print(lease.token, flush=True)
+        sys.stdin.readline()  # then exit without releasing: the kernel drops the flock
+
+    asyncio.run(main())
     """
 )
 
 
 @contextlib.contextmanager
-def lock_holder(path: Path) -> Iterator[subprocess.Popen[str]]:
-    """Another process holding ``flock`` on ``path`` until its stdin closes."""
+def lease_holder(root: Path) -> Iterator[subprocess.Popen[str]]:
+    """Another process holding the lease ``example.com`` until its stdin closes."""
     child = subprocess.Popen(
-        [sys.executable, "-c", HOLDER, str(path)],
+        [sys.executable, "-c", HOLDER, str(root)],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
     )
     try:
         assert child.stdout is not None
-        assert child.stdout.readline().strip() == "locked"
+        assert child.stdout.readline().strip().isdigit()
         yield child
     finally:
         if child.poll() is None:
@@ -269,123 +268,49 @@ def lock_holder(path: Path) -> Iterator[subprocess.Popen[str]]:
                 stream.close()
 
 
-async def acquire_in_background(
-    storage: FilesystemStorage, name: str
-) -> tuple[asyncio.Task[None], asyncio.Event, asyncio.Event]:
-    """Start waiting for ``name``; returns the task, "got it" and "let go" events."""
-    got = asyncio.Event()
-    release = asyncio.Event()
-
-    async def take() -> None:
-        async with storage.lock(name, timeout=10):
-            got.set()
-            await release.wait()
-
-    return asyncio.create_task(take()), got, release
-
-
-async def test_lock_waits_for_another_process(storage: FilesystemStorage, root: Path) -> None:
-    async with storage.lock("example.com"):
-        pass  # creates the lock file with its folder's modes
-    with lock_holder(root / "locks/example.com.lock") as child:
+async def test_a_lease_waits_for_another_process_and_says_so(
+    storage: FilesystemStorage, root: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    with lease_holder(root) as child:
         with pytest.raises(LockTimeoutError, match=r"another certherd holds example\.com"):
-            async with storage.lock("example.com", timeout=0.1):
-                pytest.fail("got a lock another process holds")
-        task, got, release = await acquire_in_background(storage, "example.com")
+            await storage.acquire("example.com", ttl=30, wait=0.1)
+        waiter = asyncio.create_task(storage.acquire("example.com", ttl=30, wait=10))
         await asyncio.sleep(0.2)
-        assert not got.is_set()
+        assert not waiter.done()
+        assert "waiting for the lock of example.com" in caplog.text
         assert child.stdin is not None
-        child.stdin.close()  # the holder exits, and the kernel drops its lock
-        started = time.monotonic()
-        await asyncio.wait_for(got.wait(), 5)
-        assert time.monotonic() - started < 2
-        release.set()
-        await task
+        child.stdin.close()  # the holder exits without releasing: the kernel drops its flock
+        lease = await asyncio.wait_for(waiter, 5)
+        assert "got the lock of example.com after" in caplog.text
+    await storage.release(lease)
 
 
-async def test_a_killed_holder_releases_the_lock(storage: FilesystemStorage, root: Path) -> None:
-    async with storage.lock("example.com"):
-        pass
-    with lock_holder(root / "locks/example.com.lock") as child:
-        task, got, release = await acquire_in_background(storage, "example.com")
-        await asyncio.sleep(0.1)
-        assert not got.is_set()
-        os.kill(child.pid, signal.SIGKILL)
-        await asyncio.wait_for(got.wait(), 5)
-        assert child.wait(5) == -signal.SIGKILL
-        release.set()
-        await task
+async def test_lock_files_are_private(storage: FilesystemStorage, root: Path) -> None:
+    lease = await storage.acquire("example.com", ttl=30, wait=0)
+    assert mode(root / "locks") == 0o700
+    assert mode(root / "locks/example.com.lock") == 0o600
+    assert mode(root / "locks/.held") == 0o700
+    assert mode(root / "locks/.held/example.com") == 0o600
+    await storage.release(lease)
 
 
-async def test_our_lock_keeps_another_process_out(storage: FilesystemStorage, root: Path) -> None:
-    probe = textwrap.dedent(
-        """
-        import fcntl, os, sys
-        fd = os.open(sys.argv[1], os.O_RDWR)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            print("busy")
-        else:
-            print("free")
-        """
-    )
-    path = root / "locks/example.com.lock"
-
-    def try_lock() -> str:
-        done = subprocess.run(
-            [sys.executable, "-c", probe, str(path)], capture_output=True, text=True, check=True
-        )
-        return done.stdout.strip()
-
-    async with storage.lock("example.com"):
-        assert try_lock() == "busy"
-    assert try_lock() == "free"
-
-
-PROBE = textwrap.dedent(
-    """
-    import fcntl, os, sys
-    fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        print("busy")
-    else:
-        print("free")
-    """
-)
-
-
-def probe_lock(path: Path) -> str:
-    """Whether another process could take ``flock`` on the file at ``path`` now."""
-    done = subprocess.run(
-        [sys.executable, "-c", PROBE, str(path)], capture_output=True, text=True, check=True
-    )
-    return done.stdout.strip()
-
-
-async def test_a_lock_file_removed_by_its_holder_still_keeps_others_out(
+async def test_a_lock_file_forgotten_while_others_wait_keeps_tokens_growing(
     storage: FilesystemStorage, root: Path
 ) -> None:
     """The holder removes its lock file (a deleted lineage, a failed first issue) while
-    we wait on it: the flock we then win is on a removed file and keeps nobody out, so
-    the lock must be taken again on the file now at the path (issue 10 item 9)."""
-    async with storage.lock("example.com"):
-        pass
-    path = root / "locks/example.com.lock"
-    with lock_holder(path) as child:
-        task, got, release = await acquire_in_background(storage, "example.com")
-        await asyncio.sleep(0.2)
-        assert not got.is_set()
-        path.unlink()  # what the holder's forget() does before it lets go
-        assert child.stdin is not None
-        child.stdin.close()
-        await asyncio.wait_for(got.wait(), 5)
-        assert await asyncio.to_thread(probe_lock, path) == "busy"
-        release.set()
-        await task
-    assert probe_lock(path) == "free"
+    another waits on it: the waiter is granted the lease on the new file with a higher
+    token, and that grant keeps everyone else out (issue 10 item 9)."""
+    first = await storage.acquire("example.com", ttl=30, wait=0)
+    waiter = asyncio.create_task(FilesystemStorage(root).acquire("example.com", ttl=30, wait=5))
+    await asyncio.sleep(0.1)
+    await storage.forget("example.com")
+    assert not (root / "locks/example.com.lock").exists()
+    await storage.release(first)
+    second = await asyncio.wait_for(waiter, 5)
+    assert second.token > first.token
+    with pytest.raises(LockTimeoutError):
+        await storage.acquire("example.com", ttl=30, wait=0)
+    assert (root / "locks/example.com.lock").exists()
 
 
 async def test_a_killed_holder_is_reported_as_interrupted(
@@ -394,22 +319,22 @@ async def test_a_killed_holder_is_reported_as_interrupted(
     program = textwrap.dedent(
         """
         import asyncio, os, signal, sys
-        from certherd.storage import FilesystemStorage
+        from certherd.storage import FilesystemStorage, holding
 
         async def main():
-            async with FilesystemStorage(sys.argv[1]).lock("example.com"):
+            async with holding(FilesystemStorage(sys.argv[1]), "example.com"):
                 os.kill(os.getpid(), signal.SIGKILL)
 
         asyncio.run(main())
         """
     )
-    async with storage.lock("other.test"):
+    async with holding(storage, "other.test"):
         assert await storage.interrupted() == ["other.test"]  # held now: a live holder
     assert await storage.interrupted() == []
     killed = subprocess.run([sys.executable, "-c", program, str(root)], check=False)
     assert killed.returncode == -signal.SIGKILL
     assert await storage.interrupted() == ["example.com"]
-    async with storage.lock("example.com"):
+    async with holding(storage, "example.com", wait=0):  # free at once: its holder died
         pass
     assert await storage.interrupted() == []
 
@@ -468,13 +393,14 @@ async def test_clearing_leftovers_takes_only_its_own_old_temporary_files(
 async def test_forget_removes_the_empty_archive_folder_and_the_lock(
     storage: FilesystemStorage, root: Path
 ) -> None:
-    async with storage.lock("example.com"):
+    async with holding(storage, "example.com"):
         await write_version(storage, "example.com", 1)
         for file in FILES:
             await storage.delete(archive_file("example.com", file, 1))
         await storage.forget("example.com")
     assert not (root / "archive/example.com").exists()
     assert not (root / "locks/example.com.lock").exists()
+    assert not (root / "locks/.held/example.com").exists()
     await write_version(storage, "kept.test", 1)
     await storage.forget("kept.test")
     assert (root / "archive/kept.test/cert1.pem").is_file()  # a folder with values stays
@@ -727,7 +653,7 @@ async def test_the_storage_refuses_keys_that_leave_its_folder(
     with pytest.raises(ValueError, match="bad storage key"):
         await storage.delete(key)
     with pytest.raises(ValueError, match="bad storage key"):
-        await storage.exists(key)
+        await storage.stat(key)
     assert sorted(p.name for p in tmp_path.iterdir()) == []
 
 
@@ -738,7 +664,7 @@ async def test_listing_refuses_prefixes_that_leave_its_folder(
     with pytest.raises(ValueError, match="bad storage key"):
         await storage.list(prefix)
     with pytest.raises(ValueError, match="bad storage key"):
-        await storage.fingerprints(prefix)
+        await storage.stat_all(prefix)
 
 
 @pytest.mark.parametrize("name", ["..", "../etc", "a/b", "a\0b"])
@@ -748,5 +674,4 @@ async def test_lineage_and_lock_names_are_checked(storage: FilesystemStorage, na
     with pytest.raises(ConfigError):
         await storage.unpublish(name)
     with pytest.raises(ConfigError):
-        async with storage.lock(name):
-            pass
+        await storage.acquire(name, ttl=30, wait=0)

@@ -8,7 +8,10 @@ from pathlib import Path
 
 from certherd.manager.hygiene import clear_interrupted, partial_versions, tidy_lineage
 from certherd.storage import FilesystemStorage
+from certherd.storage.base import has_value
 from certherd.storage.layout import FILES, archive_file
+from certherd.storage.leases import holding
+from certherd.storage.lineages import publish
 from certherd.storage.memory import MemoryStorage
 
 
@@ -23,7 +26,7 @@ async def test_only_incomplete_versions_newer_than_the_live_one_are_partial() ->
     storage = MemoryStorage()
     await _write(storage, 1, ("cert.pem", "chain.pem"))  # old and odd: history, kept
     await _write(storage, 2, FILES)
-    await storage.publish("example.com", 2, FILES)
+    await publish(storage, "example.com", 2)
     await _write(storage, 3, FILES)  # complete but never published: an issued certificate
     await _write(storage, 4, ("cert.pem", "chain.pem", "fullchain.pem"))  # killed before the key
     partial = await partial_versions(storage, "example.com")
@@ -35,8 +38,8 @@ async def test_only_incomplete_versions_newer_than_the_live_one_are_partial() ->
     removed = await tidy_lineage(storage, "example.com")
     assert sorted(removed) == partial[4]
     assert await partial_versions(storage, "example.com") == {}
-    assert await storage.exists(archive_file("example.com", "cert.pem", 3))
-    assert await storage.exists(archive_file("example.com", "cert.pem", 1))
+    assert await has_value(storage, archive_file("example.com", "cert.pem", 3))
+    assert await has_value(storage, archive_file("example.com", "cert.pem", 1))
 
 
 async def test_a_lineage_held_by_a_live_process_is_not_tidied(tmp_path: Path) -> None:
@@ -44,11 +47,11 @@ async def test_a_lineage_held_by_a_live_process_is_not_tidied(tmp_path: Path) ->
     await _write(storage, 1, ("cert.pem",))
     leftover = tmp_path / "archive/example.com/.chain1.pem.0123456789abcdef.tmp"
     leftover.write_bytes(b"x")
-    async with storage.lock("example.com"):  # a run at work (its marker is there)
+    async with holding(storage, "example.com"):  # a run at work (its marker is there)
         assert await storage.interrupted() == ["example.com"]
         assert await clear_interrupted(storage, before=time.time() + 60) == {}
         assert leftover.exists()
-        assert await storage.exists(archive_file("example.com", "cert.pem", 1))
+        assert await has_value(storage, archive_file("example.com", "cert.pem", 1))
 
 
 async def test_old_temporary_files_of_the_index_are_cleared(tmp_path: Path) -> None:

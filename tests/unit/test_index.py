@@ -21,6 +21,7 @@ from certherd.manager.index import LineageIndex, RenewalPlan, plan_renewal
 from certherd.manager.lineage import LineageState
 from certherd.settings import LineageSettings
 from certherd.storage import FilesystemStorage, MemoryStorage, Storage
+from certherd.storage.base import has_value
 from certherd.storage.layout import INDEX, renewal_settings, state_file
 
 NOW = dt.datetime(2025, 6, 1, 12, 0, tzinfo=dt.UTC)
@@ -119,7 +120,7 @@ async def test_a_first_run_checks_everything_and_builds_the_index(
 ) -> None:
     for name in ("b.example", "a.example"):
         await add_lineage(storage, name)
-    assert not await storage.exists(INDEX)
+    assert not await has_value(storage, INDEX)
     plan = await renew_run(storage)
     assert plan.to_check == ["a.example", "b.example"]
     assert plan.not_due == []
@@ -288,7 +289,7 @@ async def test_an_unreadable_index_counts_as_missing(three: CountingStorage) -> 
     await three.delete(INDEX)
     plan = await renew_run(three)
     assert plan.to_check == ["a.example", "b.example", "c.example"]
-    assert await three.exists(INDEX)
+    assert await has_value(three, INDEX)
 
 
 async def test_a_failed_index_write_costs_only_speed(three: CountingStorage) -> None:

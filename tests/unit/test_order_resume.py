@@ -24,6 +24,7 @@ from certherd.manager.service import Manager
 from certherd.settings import LineageSettings
 from certherd.storage import MemoryStorage
 from certherd.storage.base import Storage
+from certherd.storage.lineages import live_version
 
 TEN_YEARS = 315360000
 NAME = "slow.test"
@@ -167,7 +168,7 @@ async def test_the_same_order_is_resumed_after_the_cas_time(
     state = await LineageState.load(manager.storage, NAME)
     assert state.version == 1
     assert state.order_url is None
-    assert await manager.storage.live_version(NAME) == 1
+    assert await live_version(manager.storage, NAME) == 1
 
 
 @pytest.mark.parametrize("ending", ["invalid", "expired"])

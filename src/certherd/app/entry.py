@@ -341,9 +341,10 @@ class Certherd:
 
     async def delete(self, name: str) -> int:
         """Remove lineage ``name`` and all its files (a damaged one too); how many."""
+        from certherd.storage.base import has_value
         from certherd.storage.layout import renewal_settings
 
-        if not await self.storage.exists(renewal_settings(name)):
+        if not await has_value(self.storage, renewal_settings(name)):
             await self.load(name)  # a ConfigError for an unknown name
         return await self.manager.delete(name)
 

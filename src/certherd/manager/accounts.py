@@ -26,7 +26,7 @@ from certherd.errors import (
 )
 from certherd.key_types import KeyType
 from certherd.manager.hygiene import STARTED
-from certherd.storage.base import Leftovers, Storage
+from certherd.storage.base import Leftovers, Storage, has_value
 from certherd.storage.layout import (
     account_json,
     account_key,
@@ -34,6 +34,7 @@ from certherd.storage.layout import (
     account_lock,
     ca_id,
 )
+from certherd.storage.leases import held_lease, holding
 
 if TYPE_CHECKING:
     from certherd.settings import LineageSettings
@@ -153,9 +154,14 @@ async def load_account(storage: Storage, options: CaOptions) -> AccountRecord:
 
 
 async def save_account(storage: Storage, options: CaOptions, record: AccountRecord) -> None:
-    """Store the key (0600) and the account URL and contact."""
+    """Store the key (0600) and the account URL and contact; the writes carry the
+    account's lease when this task holds it (a rollover)."""
+    fence = held_lease(account_lock(options.ca_id, options.account))
     await storage.write(
-        account_key(options.ca_id, options.account), private_key_to_pem(record.key), private=True
+        account_key(options.ca_id, options.account),
+        private_key_to_pem(record.key),
+        private=True,
+        fence=fence,
     )
     meta = {
         "url": record.url,
@@ -165,6 +171,7 @@ async def save_account(storage: Storage, options: CaOptions, record: AccountReco
     await storage.write(
         account_json(options.ca_id, options.account),
         json.dumps(meta, indent=2, sort_keys=True).encode() + b"\n",
+        fence=fence,
     )
 
 
@@ -226,8 +233,8 @@ async def open_client(storage: Storage, options: CaOptions) -> AcmeClient:
     unless an interrupted key rollover left a pending key: then the CA is asked which key
     it knows, and that one is used (see :func:`finish_rollover`).
     """
-    if await storage.exists(account_key_next(options.ca_id, options.account)):
-        async with storage.lock(account_lock(options.ca_id, options.account)):
+    if await has_value(storage, account_key_next(options.ca_id, options.account)):
+        async with holding(storage, account_lock(options.ca_id, options.account)):
             await finish_rollover(storage, options)
     try:
         record = await load_account(storage, options)
@@ -294,7 +301,8 @@ async def finish_rollover(storage: Storage, options: CaOptions) -> Account | Non
             )
         contact = accepted.contact or record.contact
         await save_account(storage, options, AccountRecord(pending, accepted.url, contact))
-        await storage.delete(pending_path)
+        lock = account_lock(options.ca_id, options.account)
+        await storage.delete(pending_path, fence=held_lease(lock))
         return accepted
     if await _known_to_ca(options, record.key) is None:
         raise StorageError(
@@ -314,7 +322,7 @@ async def rollover(storage: Storage, options: CaOptions) -> Rollover:
     interrupted one (:func:`finish_rollover`); if the CA had agreed, that is the result,
     else the same pending key is offered to the CA.
     """
-    async with storage.lock(account_lock(options.ca_id, options.account)):
+    async with holding(storage, account_lock(options.ca_id, options.account)) as lease:
         record = await load_account(storage, options)  # NotFoundError names the account
         pending_path = account_key_next(options.ca_id, options.account)
         settled = await finish_rollover(storage, options)
@@ -324,7 +332,8 @@ async def rollover(storage: Storage, options: CaOptions) -> Rollover:
             new_key = load_private_key(await storage.read(pending_path))
         except NotFoundError:
             new_key = generate_key(ACCOUNT_KEY_TYPE)
-            await storage.write(pending_path, private_key_to_pem(new_key), private=True)
+            pem = private_key_to_pem(new_key)
+            await storage.write(pending_path, pem, private=True, fence=lease)
         async with _client(options, record) as client:
             if record.url is None:
                 await client.find_account()  # §7.3.1: the URL the stored key controls
@@ -332,5 +341,5 @@ async def rollover(storage: Storage, options: CaOptions) -> Rollover:
         await save_account(
             storage, options, AccountRecord(new_key, account.url, account.contact or record.contact)
         )
-        await storage.delete(pending_path)
+        await storage.delete(pending_path, fence=lease)
         return Rollover(account)

@@ -22,6 +22,7 @@ from certherd.manager.lineage import LineageState
 from certherd.settings import LineageSettings
 from certherd.storage.base import Storage
 from certherd.storage.layout import archive_file
+from certherd.storage.leases import holding
 
 __all__ = [
     "ARI_MAX_RECHECK",
@@ -49,7 +50,7 @@ async def update_state(storage: Storage, seen: LineageState, **changes: Any) -> 
     renewal is not waited for long: these facts are only a cache.
     """
     try:
-        async with storage.lock(seen.name, timeout=STATE_LOCK_WAIT):
+        async with holding(storage, seen.name, wait=STATE_LOCK_WAIT):
             current = await LineageState.load(storage, seen.name)
             if current.version != seen.version:
                 return current

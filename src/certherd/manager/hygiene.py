@@ -10,13 +10,14 @@ concurrent run's files are never touched.
 from __future__ import annotations
 
 import contextlib
-import re
 import time
 from collections.abc import AsyncIterator, Callable
 
 from certherd.errors import LockTimeoutError, StorageError
-from certherd.storage.base import Leftovers, Storage
+from certherd.storage.base import Lease, Leftovers, Storage, has_value
 from certherd.storage.layout import FILES, INDEX, check_name, renewal_settings, state_file
+from certherd.storage.leases import LEASE_TTL, LOCK_WAIT, held_lease, holding
+from certherd.storage.lineages import archive_keys, archive_versions, live_version
 
 __all__ = [
     "STARTED",
@@ -32,19 +33,13 @@ STARTED = time.time()
 INDEX_MARGIN = 60.0
 """Seconds before this process started that a temporary file of index.json must be older."""
 
-_VERSIONED = re.compile(r"^(cert|chain|fullchain|privkey)(\d+)\.pem$")
-
 
 async def partial_versions(storage: Storage, lineage: str) -> dict[int, list[str]]:
     """Versions of ``lineage`` in ``archive/`` that miss a file, newer than the live one,
     with their keys: what a crash while saving a version leaves. (The key is written
     last, so such a version has no usable certificate and key pair.)"""
-    found: dict[int, list[str]] = {}
-    for key in await storage.list(f"archive/{check_name(lineage)}"):
-        match = _VERSIONED.match(key.rsplit("/", 1)[-1])
-        if match:
-            found.setdefault(int(match.group(2)), []).append(key)
-    live = await storage.live_version(lineage) or 0
+    found = await archive_versions(storage, check_name(lineage))
+    live = await live_version(storage, lineage) or 0
     return {
         version: keys
         for version, keys in found.items()
@@ -60,7 +55,7 @@ async def tidy_lineage(storage: Storage, lineage: str, *, before: float = STARTE
         removed += await storage.clear_leftovers(lineage, before=before)
     for keys in (await partial_versions(storage, lineage)).values():
         for key in keys:
-            await storage.delete(key)
+            await storage.delete(key, fence=held_lease(lineage))
         removed += keys
     return removed
 
@@ -83,7 +78,7 @@ async def clear_interrupted(storage: Storage, *, before: float = STARTED) -> dic
             cleared[INDEX] = index
     for name in await storage.interrupted():
         try:
-            async with storage.lock(name, timeout=0):
+            async with holding(storage, name, wait=0):
                 removed = await tidy_lineage(storage, name, before=before)
         except (LockTimeoutError, StorageError):
             continue
@@ -93,11 +88,11 @@ async def clear_interrupted(storage: Storage, *, before: float = STARTED) -> dic
 
 
 async def _has_values(storage: Storage, lineage: str) -> bool:
-    if await storage.exists(renewal_settings(lineage)):
+    if await has_value(storage, renewal_settings(lineage)):
         return True
-    if await storage.exists(state_file(lineage)):
+    if await has_value(storage, state_file(lineage)):
         return True
-    return bool(await storage.list(f"archive/{lineage}"))
+    return bool(await archive_keys(storage, lineage))
 
 
 @contextlib.asynccontextmanager
@@ -105,23 +100,24 @@ async def working_on(
     storage: Storage,
     lineage: str,
     *,
-    timeout: float = 300.0,
+    timeout: float = LOCK_WAIT,
     say: Callable[[str, str], None] | None = None,
-) -> AsyncIterator[None]:
-    """Hold ``lineage``'s lock for a piece of work, tidied before and after.
+) -> AsyncIterator[Lease]:
+    """Hold ``lineage``'s lease for a piece of work (renewed in the background; the
+    work's writes carry it: ``held_lease(lineage)``), tidied before and after.
 
     Before: if its last holder died holding the lock, what that run left is removed.
     After: a lineage that has no values (a first issue that failed, a deleted lineage)
     leaves no lock file or empty folder behind.
     """
     interrupted = isinstance(storage, Leftovers) and lineage in await storage.interrupted()
-    async with storage.lock(lineage, timeout=timeout):
+    async with holding(storage, lineage, ttl=LEASE_TTL, wait=timeout) as lease:
         if interrupted:
             removed = await tidy_lineage(storage, lineage)
             if removed and say is not None:
                 say(lineage, "removed what an interrupted run left: " + ", ".join(removed))
         try:
-            yield
+            yield lease
         finally:
             if isinstance(storage, Leftovers):
                 with contextlib.suppress(StorageError):

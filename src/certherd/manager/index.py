@@ -1,12 +1,13 @@
 """An index of every lineage's next check, so a renew run with nothing due stays cheap.
 
-``index.json`` holds, per lineage, when it must next be looked at and the storage
-fingerprints of its settings and state files at the time the entry was made. A run
-lists the fingerprints (one directory scan each), trusts an entry only while both
-fingerprints are unchanged, and reads the state of everything else. A missing, damaged or
-foreign-version index is rebuilt; an entry goes stale by itself when any process (or a
-user's editor) rewrites the lineage's files. Fingerprints are taken *before* the state
-is read, so a write racing the read leaves a mismatch, never a wrong entry.
+``index.json`` holds, per lineage, when it must next be looked at and the change tokens
+(:attr:`~certherd.storage.base.Stat.token`) of its settings and state values at the time
+the entry was made, its fingerprint. A run stats both folders (one listing each where
+the store can), trusts an entry only while its fingerprint is unchanged, and reads the
+state of everything else. A missing, damaged or foreign-version index is rebuilt; an
+entry goes stale by itself when any process (or a user's editor) rewrites the lineage's
+values. Fingerprints are taken *before* the state is read, so a write racing the read
+leaves a mismatch, never a wrong entry.
 """
 
 from __future__ import annotations
@@ -20,8 +21,14 @@ from typing import Any
 from certherd.errors import StorageError
 from certherd.manager.lineage import LineageState
 from certherd.manager.outcome import Outcome
-from certherd.storage.base import Storage
-from certherd.storage.layout import INDEX
+from certherd.storage.base import Storage, stat_below
+from certherd.storage.layout import (
+    INDEX,
+    SETTINGS_FOLDER,
+    STATE_FOLDER,
+    lineage_of_settings,
+    lineage_of_state,
+)
 
 __all__ = ["IndexEntry", "LineageIndex", "RenewalPlan", "plan_renewal"]
 
@@ -99,16 +106,19 @@ class LineageIndex:
 
     async def scan(self) -> None:
         """List every lineage and the current fingerprint of its files."""
-        settings = await self.storage.fingerprints("renewal")
-        states = await self.storage.fingerprints("state")
-        self.names = sorted(
-            key.removeprefix("renewal/").removesuffix(".json")
-            for key in settings
-            if key.endswith(".json")
-        )
+        settings = {
+            name: found.token
+            for key, found in (await stat_below(self.storage, SETTINGS_FOLDER)).items()
+            if (name := lineage_of_settings(key)) is not None
+        }
+        states = {
+            name: found.token
+            for key, found in (await stat_below(self.storage, STATE_FOLDER)).items()
+            if (name := lineage_of_state(key)) is not None
+        }
+        self.names = sorted(settings)
         self.fingerprints = {
-            name: f"{settings[f'renewal/{name}.json']}|{states.get(f'state/{name}.json', '-')}"
-            for name in self.names
+            name: f"{settings[name]}|{states.get(name, '-')}" for name in self.names
         }
         for gone in set(self.entries) - set(self.names):
             del self.entries[gone]

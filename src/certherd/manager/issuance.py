@@ -42,7 +42,9 @@ from certherd.manager.versions import find_stored_version, next_version, write_v
 from certherd.names import normalize_names
 from certherd.settings import LineageSettings
 from certherd.storage.base import Storage
-from certherd.storage.layout import FILES, archive_file, pending_key
+from certherd.storage.layout import archive_file, pending_key
+from certherd.storage.leases import held_lease
+from certherd.storage.lineages import publish
 
 __all__ = ["Issuer"]
 
@@ -119,12 +121,12 @@ class Issuer:
                 state, order_url=None, order_names=(), order_retry_at=None, stored_version=version
             )
             await state.save(self.storage)
-            await self.storage.delete(pending_key(name))
+            await self.storage.delete(pending_key(name), fence=held_lease(name))
             if settings.preferred_chain:
                 chosen = await self._preferred_chain(client, order, chain, settings, key)
                 if chosen is not chain:
                     await write_version(self.storage, name, version, chosen, key)
-            await self.storage.publish(name, version, FILES)
+            await publish(self.storage, name, version, fence=held_lease(name))
             # State (and, for a new lineage, its settings) right after the switch, before
             # any hook: a crash in a hook must not leave a live certificate nobody renews.
             new_state = replace(
@@ -178,7 +180,9 @@ class Issuer:
             profile=settings.profile,
             replaces=state.certificate_id if state.version is not None else None,
         )
-        await self.storage.write(pending_key(name), private_key_to_pem(key), private=True)
+        await self.storage.write(
+            pending_key(name), private_key_to_pem(key), private=True, fence=held_lease(name)
+        )
         state = replace(
             state,
             order_url=order.url,
@@ -196,7 +200,7 @@ class Issuer:
             await replace(current, order_url=None, order_names=(), order_retry_at=None).save(
                 self.storage
             )
-        await self.storage.delete(pending_key(state.name))
+        await self.storage.delete(pending_key(state.name), fence=held_lease(state.name))
 
     async def _wait_on_ca(
         self,
@@ -241,8 +245,8 @@ class Issuer:
         name = settings.name
         self._say(name, f"version {version} was stored but not made live: making it live")
         pem = await self.storage.read(archive_file(name, "cert.pem", version))
-        await self.storage.publish(name, version, FILES)
-        await self.storage.delete(pending_key(name))
+        await publish(self.storage, name, version, fence=held_lease(name))
+        await self.storage.delete(pending_key(name), fence=held_lease(name))
         new_state = replace(
             self._state_from(name, load_pem_chain(pem)[0], version),
             deploy_owed=bool(settings.hooks.deploy),

@@ -14,8 +14,10 @@ from typing import TYPE_CHECKING, Any
 
 from certherd.errors import CertherdError, NotFoundError, StorageError
 from certherd.settings import LineageSettings
-from certherd.storage.base import Storage
+from certherd.storage.base import Lease, Storage
 from certherd.storage.layout import state_file
+from certherd.storage.leases import held_lease
+from certherd.storage.lineages import live_version
 
 if TYPE_CHECKING:
     from cryptography import x509
@@ -162,8 +164,11 @@ class LineageState:
         except NotFoundError:
             return cls(name=name)
 
-    async def save(self, storage: Storage) -> None:
-        await storage.write(state_file(self.name), self.to_json())
+    async def save(self, storage: Storage, *, fence: Lease | None = None) -> None:
+        """Write the state, carrying ``fence`` or else the lease this task holds on the
+        lineage (:func:`~certherd.storage.leases.held_lease`), if any."""
+        fence = fence or held_lease(self.name)
+        await storage.write(state_file(self.name), self.to_json(), fence=fence)
 
     def with_failure(self, error: str, now: dt.datetime) -> LineageState:
         return replace(self, failures=self.failures + 1, last_failure=now, last_error=error)
@@ -181,7 +186,7 @@ async def load_lineage(
     """
     settings = await LineageSettings.load(storage, name)
     state = await LineageState.load(storage, name)
-    live = await storage.live_version(name)
+    live = await live_version(storage, name)
     if live is not None and live != state.version:
         from certherd.crypto.certs import load_pem_chain
         from certherd.storage.layout import archive_file

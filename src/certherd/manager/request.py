@@ -28,8 +28,9 @@ from certherd.errors import CertherdError, ConfigError, NotFoundError, SettingsT
 from certherd.manager.outcome import Outcome
 from certherd.names import describe_name, name_set
 from certherd.settings import LineageSettings
-from certherd.storage.base import Storage
+from certherd.storage.base import Storage, has_value
 from certherd.storage.layout import lineage_for, renewal_settings
+from certherd.storage.leases import holding
 
 if TYPE_CHECKING:
     from certherd.manager.service import Manager
@@ -247,7 +248,7 @@ async def _keep_if_not_due(
     if when is not None:
         reason += f"; renewal from {when.astimezone(dt.UTC):%Y-%m-%d %H:%M} UTC"
     if changes:
-        async with manager.storage.lock(wanted.name):
+        async with holding(manager.storage, wanted.name):
             _still(plan)(await _stored(manager, wanted.name))
             await wanted.save(manager.storage)
         reason += f"; new settings saved for renewals ({', '.join(changes)})"
@@ -262,7 +263,7 @@ async def earlier_wildcard_lineage(storage: Storage, lineage: str, names: Sequen
     if not lineage.startswith("_."):
         return lineage
     try:
-        if await storage.exists(renewal_settings(lineage)):
+        if await has_value(storage, renewal_settings(lineage)):
             return lineage
         earlier = await LineageSettings.load(storage, lineage[2:])
     except CertherdError:  # not there, damaged or unreadable: the new name, as before

@@ -20,6 +20,8 @@ from certherd.manager.hygiene import tidy_lineage, working_on
 from certherd.manager.lineage import LineageState
 from certherd.storage.base import Storage
 from certherd.storage.layout import archive_file, renewal_settings, state_file
+from certherd.storage.leases import holding
+from certherd.storage.lineages import archive_keys, unpublish
 
 if TYPE_CHECKING:
     from certherd.manager.service import Manager
@@ -51,7 +53,7 @@ async def mark_revoked(
     storage: Storage, seen: LineageState, reason: str, now: dt.datetime
 ) -> LineageState:
     """Flag the live version ``seen`` as revoked and due now (if it is still live)."""
-    async with storage.lock(seen.name):
+    async with holding(storage, seen.name):
         current = await LineageState.load(storage, seen.name)
         if current.version != seen.version:
             return current  # replaced meanwhile: the new version is not revoked
@@ -65,11 +67,11 @@ async def delete_lineage(
 ) -> int:
     """Remove every file of lineage ``name`` (its lock and folders too), under its lock;
     returns how many files were removed."""
-    async with working_on(storage, name, say=say):
+    async with working_on(storage, name, say=say) as lease:
         await tidy_lineage(storage, name)  # temporary files would keep its folder
-        keys = await storage.list(f"archive/{name}")
+        keys = await archive_keys(storage, name)
         keys += [renewal_settings(name), state_file(name)]
         for key in keys:
-            await storage.delete(key)
-        await storage.unpublish(name)
+            await storage.delete(key, fence=lease)
+        await unpublish(storage, name, fence=lease)
     return len(keys)

@@ -39,8 +39,9 @@ from certherd.manager.lineage import LineageState, load_lineage
 from certherd.manager.outcome import Action, Outcome, describe_failure
 from certherd.manager.policy import RenewalDecision
 from certherd.settings import LineageSettings
-from certherd.storage.base import Storage
+from certherd.storage.base import Lease, Storage, has_value
 from certherd.storage.layout import state_file
+from certherd.storage.lineages import lineage_names
 
 __all__ = ["Manager", "Outcome"]
 
@@ -91,8 +92,9 @@ class Manager(Issuer):
             resolved.append(spec.resolve(self.solvers.environ, twin))
         return tuple(resolved)
 
-    def _working_on(self, name: str) -> AbstractAsyncContextManager[None]:
-        """The lineage's lock, with what killed runs left of it tidied (manager.hygiene)."""
+    def _working_on(self, name: str) -> AbstractAsyncContextManager[Lease]:
+        """The lineage's lease, with what killed runs left of it tidied (manager.hygiene);
+        the work's writes carry it (``held_lease(name)``)."""
         return working_on(self.storage, name, say=self._say)
 
     def _configured(self, settings: LineageSettings) -> LineageSettings | None:
@@ -139,10 +141,7 @@ class Manager(Issuer):
     # -- reading ------------------------------------------------------------------------
 
     async def lineages(self) -> list[str]:
-        keys = await self.storage.list("renewal")
-        return [
-            k.removeprefix("renewal/").removesuffix(".json") for k in keys if k.endswith(".json")
-        ]
+        return await lineage_names(self.storage)
 
     async def load(self, name: str) -> tuple[LineageSettings, LineageState]:
         """Settings and state of ``name``; the state follows what is actually live.
@@ -208,7 +207,7 @@ class Manager(Issuer):
                 # Any exception, not only ours (issue 9.3): the failure is remembered and
                 # told; the caller gets a certherd error, never a traceback.
                 note_unexpected(settings.name, exc)
-                if await self.storage.exists(state_file(settings.name)):
+                if await has_value(self.storage, state_file(settings.name)):
                     # A lineage (or an order of one) that exists: remember the failure.
                     state = await record_failure(self.storage, state, exc, self.clock.now())
                 for problem in await tell_failure(self.storage, settings, state, exc):

@@ -25,7 +25,9 @@ from certherd.crypto.keys import (
 )
 from certherd.errors import CertherdError
 from certherd.storage.base import Storage
-from certherd.storage.layout import archive_file
+from certherd.storage.layout import archive_file, archive_version
+from certherd.storage.leases import held_lease
+from certherd.storage.lineages import archive_keys
 
 __all__ = ["StoredVersion", "find_stored_version", "next_version", "write_version"]
 
@@ -42,19 +44,12 @@ class StoredVersion:
 
 
 def _versions(keys: Sequence[str]) -> set[int]:
-    found: set[int] = set()
-    for key in keys:
-        stem = key.rsplit("/", 1)[-1].removesuffix(".pem")
-        for prefix in ("cert", "chain", "fullchain", "privkey"):
-            number = stem.removeprefix(prefix)
-            if number != stem and number.isdigit():
-                found.add(int(number))
-    return found
+    return {parsed[1] for key in keys if (parsed := archive_version(key)) is not None}
 
 
 async def next_version(storage: Storage, name: str) -> int:
     """One more than the highest version in the archive (any file of it)."""
-    return max(_versions(await storage.list(f"archive/{name}")), default=0) + 1
+    return max(_versions(await archive_keys(storage, name)), default=0) + 1
 
 
 async def write_version(
@@ -63,6 +58,7 @@ async def write_version(
     """Write the four files of ``version`` (the key private); each atomic.
 
     Rewriting a version that is not live yet (a chosen alternate chain) is allowed.
+    The writes carry the lease this task holds on the lineage, if any.
     """
     contents = {
         "cert.pem": chain.leaf_pem,
@@ -71,7 +67,12 @@ async def write_version(
         "privkey.pem": private_key_to_pem(key),
     }
     for file, data in contents.items():
-        await storage.write(archive_file(name, file, version), data, private=file == "privkey.pem")
+        await storage.write(
+            archive_file(name, file, version),
+            data,
+            private=file == "privkey.pem",
+            fence=held_lease(name),
+        )
 
 
 async def find_stored_version(
@@ -86,7 +87,7 @@ async def find_stored_version(
 
     A partial version (a crash while writing it) or a damaged one is skipped.
     """
-    keys = await storage.list(f"archive/{name}")
+    keys = await archive_keys(storage, name)
     wanted = {n.lower() for n in names}
     for version in sorted(_versions(keys), reverse=True):
         if live is not None and version <= live:

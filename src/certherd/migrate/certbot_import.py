@@ -61,8 +61,10 @@ from certherd.migrate.certbot_conf import key_from_jwk as key_from_jwk
 from certherd.migrate.certbot_conf import parse_conf as parse_conf
 from certherd.names import canonical_names
 from certherd.settings import LineageSettings
-from certherd.storage.base import Storage
+from certherd.storage.base import Storage, has_value
 from certherd.storage.layout import FILES, archive_file, check_name, renewal_settings
+from certherd.storage.leases import holding
+from certherd.storage.lineages import archive_keys, publish
 
 __all__ = [
     "CertbotAccount",
@@ -328,7 +330,7 @@ async def import_certbot(
         try:
             check_name(name)
             _check_trusted_file(conf)
-            if not replace and await storage.exists(renewal_settings(name)):
+            if not replace and await has_value(storage, renewal_settings(name)):
                 results.append(ImportResult(name, "skipped", "certherd has it already"))
                 continue
             lineage = read_lineage(
@@ -395,20 +397,21 @@ async def _import(
     if dry_run:
         return result
     name = settings.name
-    async with storage.lock(name):
-        # Check again under the lock: another certherd may have imported it meanwhile.
-        if not replace and await storage.exists(renewal_settings(name)):
+    async with holding(storage, name) as lease:
+        # Check again under the lease: another certherd may have imported it meanwhile.
+        if not replace and await has_value(storage, renewal_settings(name)):
             return ImportResult(name, "skipped", "imported by another certherd meanwhile")
         account = await _store_account(storage, settings, lineage.account)
-        stale = set(await storage.list(f"archive/{name}"))
+        stale = set(await archive_keys(storage, name))
         for version, files in sorted(lineage.versions.items()):
             for file in FILES:
                 key = archive_file(name, file, version)
-                await storage.write(key, files[file], private=file == "privkey.pem")
+                private = file == "privkey.pem"
+                await storage.write(key, files[file], private=private, fence=lease)
                 stale.discard(key)
-        await storage.publish(name, live, FILES)
+        await publish(storage, name, live, fence=lease)
         for key in sorted(stale):  # replace=True: certherd's own versions of this lineage
-            await storage.delete(key)
+            await storage.delete(key, fence=lease)
         await state.save(storage)
         for path, text in lineage.scripts.items():
             path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)

@@ -1,7 +1,18 @@
-"""Where certherd keeps its state: a key-value Storage with locks (filesystem by default)."""
+"""Where certherd keeps its state: a key-value store and a locker with leases (one
+Storage; filesystem by default), with lineages laid out above them."""
 
-from certherd.storage.base import Storage
+from certherd.storage.base import KeyValueStore, Lease, Locker, Stat, Storage
 from certherd.storage.filesystem import FilesystemStorage
+from certherd.storage.leases import holding
 from certherd.storage.memory import MemoryStorage
 
-__all__ = ["FilesystemStorage", "MemoryStorage", "Storage"]
+__all__ = [
+    "FilesystemStorage",
+    "KeyValueStore",
+    "Lease",
+    "Locker",
+    "MemoryStorage",
+    "Stat",
+    "Storage",
+    "holding",
+]

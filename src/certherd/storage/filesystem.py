@@ -5,35 +5,31 @@ Values are files written through a temp file, fsync and rename; private values a
 ``archive`` and ``locks`` are 0700 (tightened on first use where an older certherd
 left them open). ``live/<lineage>/*.pem`` are
 relative symlinks into ``archive/<lineage>/``, each swapped atomically by renaming a
-new link over the old one, so a web server never reads a half-written file. Locks are
-``flock`` on ``locks/<name>.lock``: held across processes on this machine, released by
-the kernel if the holder dies (kill -9 included).
+new link over the old one, so a web server never reads a half-written file. Leases
+live in ``locks/`` (see :mod:`certherd.storage.filelocks`): exclusive across processes
+on this machine, free at once if the holder dies (kill -9 included), granted again
+with a higher fencing token once a paused holder's lease expired.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import errno
-import fcntl
 import functools
-import logging
 import os
 import re
 import stat
-import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 from certherd._nofollow import untrusted_reason
 from certherd.crypto.files import atomic_write
-from certherd.errors import ConfigError, LockTimeoutError, NotFoundError, StorageError
+from certherd.errors import ConfigError, NotFoundError, StorageError
+from certherd.storage.base import Lease, Stat
+from certherd.storage.filelocks import FileLocker, explain
 from certherd.storage.layout import FILES, check_name
 
 __all__ = ["FilesystemStorage"]
-
-log = logging.getLogger(__name__)
 
 _PRIVATE_TOPS = ("accounts", "archive", "locks", "renewal", "state")
 """Folders only their owner may enter (0700): keys, settings (which may hold a DNS
@@ -96,13 +92,17 @@ def staging_pattern(lineage: str) -> re.Pattern[str]:
     return re.compile(rf"^\.{re.escape(lineage)}\.\d+\.new$")
 
 
-_LOCK_POLL = 0.05
 Names = list[str]  # (the class's ``list`` method hides the builtin in its body)
-_HELD = ".held"  # locks/.held/<name>: exists while <name> is held (left by a killed holder)
 # atomic_write's temporary files: ".<name>.<16 hex digits>.tmp" beside the value.
 _ARCHIVE_TEMPORARY = re.compile(
     r"^\.(?:(?:cert|chain|fullchain|privkey)\d+|pending-privkey)\.pem\.[0-9a-f]{16}\.tmp$"
 )
+
+
+def _stat_of(info: os.stat_result) -> Stat:
+    # The inode too: every atomic write makes a new file, so a rewrite within one tick
+    # of a coarse mtime clock (same size) still changes the token.
+    return Stat(info.st_size, info.st_mtime, f"{info.st_ino}:{info.st_mtime_ns}:{info.st_size}")
 
 
 def _temporary_pattern(file: str) -> re.Pattern[str]:
@@ -110,54 +110,14 @@ def _temporary_pattern(file: str) -> re.Pattern[str]:
     return re.compile(rf"^\.{re.escape(file)}\.[0-9a-f]{{16}}\.tmp$")
 
 
-def _usable_name(name: str) -> bool:
-    try:
-        check_name(name, "lock name")
-    except ConfigError:
-        return False
-    return True
-
-
-def _same_file(fd: int, path: Path) -> bool:
-    """Whether the open file ``fd`` is still the file at ``path``."""
-    try:
-        current = os.stat(path)
-    except OSError:
-        return False
-    held = os.fstat(fd)
-    return (held.st_dev, held.st_ino) == (current.st_dev, current.st_ino)
-
-
-def _mark(marker: Path) -> None:
-    """Create the empty file ``marker`` (its folder too); a failure only costs a tidy-up."""
-    for _ in range(2):
-        try:
-            os.close(os.open(marker, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600))
-            return
-        except FileNotFoundError:
-            with contextlib.suppress(OSError):
-                os.mkdir(marker.parent, 0o700)
-        except OSError:
-            return
-
-
-def _explain(exc: OSError) -> str:
-    if exc.errno == errno.ENOSPC:
-        return "the disk is full: free some space"
-    if exc.errno in (errno.EROFS,):
-        return "the file system is read-only: keep certherd's state on a writable one"
-    if exc.errno in (errno.EACCES, errno.EPERM):
-        return "permission denied: run as the owner of the config dir or fix its permissions"
-    return exc.strerror or str(exc)
-
-
 class FilesystemStorage:
-    """Storage in a local folder. Safe across processes through ``lock()``."""
+    """Storage in a local folder; leases safe across processes (storage.filelocks)."""
 
     def __init__(self, root: str | os.PathLike[str]) -> None:
         self.root = Path(root)
         self._secured = False
         self._root_checked = False
+        self._locks = FileLocker(self.root / "locks", self._ensure_parent)
 
     def _check_root(self) -> None:
         """ConfigError if another user could change what the folder holds (once per object).
@@ -171,7 +131,7 @@ class FilesystemStorage:
         try:
             reason = untrusted_reason(self.root)
         except OSError as exc:
-            raise StorageError(f"cannot check {self.root}: {_explain(exc)}") from None
+            raise StorageError(f"cannot check {self.root}: {explain(exc)}") from None
         if reason is not None:
             raise ConfigError(
                 f"the config dir {self.root} is not safe for keys and hooks: {reason}; use a "
@@ -216,6 +176,7 @@ class FilesystemStorage:
         return self.root.joinpath(*parts)
 
     def _ensure_parent(self, path: Path) -> None:
+        self._check_root()
         relative = path.relative_to(self.root).parts
         mode = 0o700 if relative and relative[0] in _PRIVATE_TOPS else 0o755
         try:
@@ -226,7 +187,7 @@ class FilesystemStorage:
                 if not current.is_dir():
                     current.mkdir(mode=mode, exist_ok=True)
         except OSError as exc:
-            raise StorageError(f"cannot create {path.parent}: {_explain(exc)}") from None
+            raise StorageError(f"cannot create {path.parent}: {explain(exc)}") from None
 
     async def read(self, key: str) -> bytes:
         path = self._path(key)
@@ -237,31 +198,44 @@ class FilesystemStorage:
             # A folder, or a path below a value, holds no value either.
             raise NotFoundError(f"{key} not found in {self.root}") from None
         except OSError as exc:
-            raise StorageError(f"cannot read {path}: {_explain(exc)}") from None
+            raise StorageError(f"cannot read {path}: {explain(exc)}") from None
 
-    async def write(self, key: str, data: bytes, *, private: bool = False) -> None:
+    async def write(
+        self, key: str, data: bytes, *, private: bool = False, fence: Lease | None = None
+    ) -> None:
         path = self._path(key)
         self._secure()
         self._ensure_parent(path)
         private = private or key.split("/", 1)[0] in _PRIVATE_VALUES
-        try:
-            atomic_write(path, data, mode=0o600 if private else 0o644)
-        except ConfigError as exc:
-            cause = exc.__cause__
-            reason = _explain(cause) if isinstance(cause, OSError) else str(exc)
-            raise StorageError(f"cannot write {path}: {reason}") from None
+        async with self._locks.fenced(fence):
+            try:
+                atomic_write(path, data, mode=0o600 if private else 0o644)
+            except ConfigError as exc:
+                cause = exc.__cause__
+                reason = explain(cause) if isinstance(cause, OSError) else str(exc)
+                raise StorageError(f"cannot write {path}: {reason}") from None
 
-    async def delete(self, key: str) -> None:
+    async def delete(self, key: str, *, fence: Lease | None = None) -> None:
+        path = self._path(key)
+        async with self._locks.fenced(fence):
+            try:
+                path.unlink()
+            except FileNotFoundError:
+                return
+            except OSError as exc:
+                raise StorageError(f"cannot delete {path}: {explain(exc)}") from None
+
+    async def stat(self, key: str) -> Stat:
         path = self._path(key)
         try:
-            path.unlink()
-        except FileNotFoundError:
-            return
+            info = os.stat(path)
+        except (FileNotFoundError, NotADirectoryError):
+            raise NotFoundError(f"{key} not found in {self.root}") from None
         except OSError as exc:
-            raise StorageError(f"cannot delete {path}: {_explain(exc)}") from None
-
-    async def exists(self, key: str) -> bool:
-        return self._path(key).is_file()
+            raise StorageError(f"cannot read {path}: {explain(exc)}") from None
+        if not stat.S_ISREG(info.st_mode):
+            raise NotFoundError(f"{key} not found in {self.root}")  # a folder is no value
+        return _stat_of(info)
 
     async def list(self, prefix: str) -> list[str]:
         self._secure()
@@ -278,109 +252,51 @@ class FilesystemStorage:
                 keys.append(full.relative_to(self.root).as_posix())
         return sorted(keys)
 
-    async def fingerprints(self, prefix: str) -> dict[str, str]:
-        base = self._path(prefix.strip("/"))
-        found: dict[str, str] = {}
-        try:
-            entries = os.scandir(base)
-        except FileNotFoundError:
-            return found
-        except OSError as exc:
-            raise StorageError(f"cannot list {base}: {_explain(exc)}") from None
-        with entries:
-            for entry in entries:
-                if entry.name.startswith(".") or not entry.is_file(follow_symlinks=False):
-                    continue
-                stat = entry.stat(follow_symlinks=False)
-                # The inode too: every atomic write makes a new file, so a rewrite within one
-                # tick of a coarse mtime clock (same size) still changes the fingerprint.
-                token = f"{stat.st_ino}:{stat.st_mtime_ns}:{stat.st_size}"
-                found[f"{prefix.strip('/')}/{entry.name}"] = token
+    async def stat_all(self, prefix: str) -> dict[str, Stat]:
+        """Every key below ``prefix`` with its Stat, in one scan of its folders."""
+        top = prefix.strip("/")
+        base = self._path(top) if top else self.root
+        found: dict[str, Stat] = {}
+        pending = [(base, top)]
+        while pending:
+            folder, key_prefix = pending.pop()
+            try:
+                entries = os.scandir(folder)
+            except (FileNotFoundError, NotADirectoryError):
+                continue
+            except OSError as exc:
+                raise StorageError(f"cannot list {folder}: {explain(exc)}") from None
+            with entries:
+                for entry in entries:
+                    if entry.name.startswith("."):
+                        continue  # temp files of an interrupted write, staging folders
+                    key = f"{key_prefix}/{entry.name}" if key_prefix else entry.name
+                    if entry.is_dir(follow_symlinks=False):  # as list(): not linked folders
+                        pending.append((Path(entry.path), key))
+                    elif entry.is_file():  # as read() and list(): symlinks followed
+                        found[key] = _stat_of(entry.stat())
         return found
 
-    @contextlib.asynccontextmanager
-    async def lock(self, name: str, *, timeout: float = 300.0) -> AsyncIterator[None]:
-        path = self._path(f"locks/{check_name(name, 'lock name')}.lock")
-        self._ensure_parent(path)
-        fd = await self._acquire(path, name, timeout)
-        marker = path.parent / _HELD / name
-        try:
-            _mark(marker)  # gone again on release: left behind, the holder died holding it
-            try:
-                yield
-            finally:
-                with contextlib.suppress(OSError):
-                    os.unlink(marker)
-                fcntl.flock(fd, fcntl.LOCK_UN)
-        finally:
-            os.close(fd)
+    # -- leases (certherd.storage.filelocks) ----------------------------------------------
 
-    async def _acquire(self, path: Path, name: str, timeout: float) -> int:
-        """flock ``path``, waiting up to ``timeout``; the descriptor holding the lock.
+    async def acquire(self, name: str, *, ttl: float, wait: float) -> Lease:
+        return await self._locks.acquire(name, ttl=ttl, wait=wait)
 
-        A lock file can be removed by its holder (a deleted lineage, a failed first issue):
-        a flock won on a removed file keeps nobody out, so after winning it the file is
-        checked to still be the one at ``path``, else the current one is taken.
-        """
-        started = time.monotonic()
-        deadline = started + timeout
-        waited = False
-        while True:
-            try:
-                fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-            except OSError as exc:
-                raise StorageError(f"cannot open lock {path}: {_explain(exc)}") from None
-            try:
-                while True:
-                    try:
-                        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                        break
-                    except BlockingIOError:
-                        if not waited and timeout > 0:  # a mere try (timeout 0) is no wait
-                            waited = True
-                            log.warning(
-                                "waiting for the lock of %s (%s): another certherd is working "
-                                "on it (up to %.0f s)",
-                                name,
-                                path,
-                                timeout,
-                            )
-                        if time.monotonic() >= deadline:
-                            raise LockTimeoutError(
-                                f"another certherd holds {name} (lock {path}) for more than "
-                                f"{timeout:.0f}s: wait for it to finish, or check for a "
-                                "stuck process"
-                            ) from None
-                        await asyncio.sleep(_LOCK_POLL)
-                if _same_file(fd, path):
-                    if waited:
-                        log.warning(
-                            "got the lock of %s after %.1f s", name, time.monotonic() - started
-                        )
-                    return fd
-            except BaseException:
-                os.close(fd)
-                raise
-            os.close(fd)
+    async def renew(self, lease: Lease, *, ttl: float) -> Lease:
+        return await self._locks.renew(lease, ttl=ttl)
+
+    async def release(self, lease: Lease) -> None:
+        await self._locks.release(lease)
 
     async def forget(self, lineage: str) -> None:
         name = check_name(lineage)
         with contextlib.suppress(OSError):
             (self.root / "archive" / name).rmdir()  # only if empty
-        path = self._path(f"locks/{name}.lock")
-        try:
-            path.unlink()
-        except FileNotFoundError:
-            return
-        except OSError as exc:
-            raise StorageError(f"cannot delete {path}: {_explain(exc)}") from None
+        self._check_root()
+        await self._locks.forget(name)
 
     async def interrupted(self) -> Names:
-        try:
-            names = os.listdir(self.root / "locks" / _HELD)
-        except OSError:
-            return []
-        return sorted(name for name in names if _usable_name(name))
+        return await self._locks.interrupted()
 
     async def clear_leftovers(self, lineage: str, *, before: float) -> Names:
         name = check_name(lineage)
@@ -421,11 +337,13 @@ class FilesystemStorage:
                 else:
                     os.unlink(entry.path)
             except OSError as exc:
-                raise StorageError(f"cannot remove {entry.path}: {_explain(exc)}") from None
+                raise StorageError(f"cannot remove {entry.path}: {explain(exc)}") from None
             removed.append(Path(entry.path).relative_to(self.root).as_posix())
         return removed
 
-    async def publish(self, lineage: str, version: int, files: tuple[str, ...]) -> None:
+    async def publish(
+        self, lineage: str, version: int, files: tuple[str, ...], *, fence: Lease | None = None
+    ) -> None:
         live = self._path(f"live/{check_name(lineage)}/x").parent
         targets = {
             file: Path("..", "..", "archive", lineage, f"{file.removesuffix('.pem')}{version}.pem")
@@ -436,10 +354,11 @@ class FilesystemStorage:
             if not (self.root / target.relative_to("../..")).is_file():
                 raise StorageError(f"cannot publish {lineage} v{version}: {target} is missing")
         self._ensure_parent(live)
-        try:
-            self._publish_folder(live, targets)
-        except OSError as exc:
-            raise StorageError(f"cannot update {live}: {_explain(exc)}") from None
+        async with self._locks.fenced(fence):
+            try:
+                self._publish_folder(live, targets)
+            except OSError as exc:
+                raise StorageError(f"cannot update {live}: {explain(exc)}") from None
 
     def _publish_folder(self, live: Path, targets: dict[str, Path]) -> None:
         """Build the new live folder beside the old one, then swap the two in one step.
@@ -473,13 +392,14 @@ class FilesystemStorage:
             _rmtree(staging, ignore_errors=True)
         _fsync_directory(parent)
 
-    async def unpublish(self, lineage: str) -> None:
+    async def unpublish(self, lineage: str, *, fence: Lease | None = None) -> None:
         live = self.live_dir(lineage)
-        for file in FILES:
-            with contextlib.suppress(FileNotFoundError):
-                (live / file).unlink()
-        with contextlib.suppress(OSError):
-            live.rmdir()
+        async with self._locks.fenced(fence):
+            for file in FILES:
+                with contextlib.suppress(FileNotFoundError):
+                    (live / file).unlink()
+            with contextlib.suppress(OSError):
+                live.rmdir()
 
     def live_dir(self, lineage: str) -> Path:
         return self.root / "live" / check_name(lineage)

@@ -8,6 +8,7 @@
                                           privkey<N>.pem too; privkey private)
     archive/<lineage>/pending-privkey.pem the key of an order not yet stored (private)
     live/<lineage>/cert.pem ...           the published version (symlinks on a filesystem)
+    live/<lineage>.json                   the published version elsewhere ({"version": N})
     renewal/<lineage>.json                how the lineage is obtained (names, solver, ...)
     state/<lineage>.json                  what we know of it (expiry, ARI window, failures)
     index.json                            a summary of all lineages for fast renew checks
@@ -26,14 +27,21 @@ from certherd.errors import ConfigError
 __all__ = [
     "FILES",
     "INDEX",
+    "SETTINGS_FOLDER",
+    "STATE_FOLDER",
     "account_json",
     "account_key",
     "account_key_next",
     "account_lock",
     "archive_file",
+    "archive_folder",
+    "archive_version",
     "ca_id",
     "check_name",
     "lineage_for",
+    "lineage_of_settings",
+    "lineage_of_state",
+    "live_record",
     "pending_key",
     "renewal_settings",
     "state_file",
@@ -41,6 +49,9 @@ __all__ = [
 
 FILES = ("cert.pem", "chain.pem", "fullchain.pem", "privkey.pem")
 INDEX = "index.json"
+SETTINGS_FOLDER = "renewal"
+STATE_FOLDER = "state"
+_VERSIONED = re.compile(r"^(cert|chain|fullchain|privkey)(\d+)\.pem$")
 _NAME_MAX = 128
 _NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$")
 
@@ -116,6 +127,24 @@ def archive_file(lineage: str, file: str, version: int) -> str:
     return f"archive/{check_name(lineage)}/{stem}{version}.pem"
 
 
+def archive_folder(lineage: str) -> str:
+    """The prefix of every archive key of ``lineage`` (its versions, its pending key)."""
+    return f"archive/{check_name(lineage)}"
+
+
+def archive_version(key: str) -> tuple[str, int] | None:
+    """``("cert.pem", 3)`` for ``archive/<lineage>/cert3.pem``; None for any other key."""
+    match = _VERSIONED.match(key.rsplit("/", 1)[-1])
+    if match is None or not key.startswith("archive/"):
+        return None
+    return f"{match.group(1)}.pem", int(match.group(2))
+
+
+def live_record(lineage: str) -> str:
+    """The key of ``lineage``'s live version on a store without live files."""
+    return f"live/{check_name(lineage)}.json"
+
+
 def pending_key(lineage: str) -> str:
     """The private key of an order placed but not yet stored as a version (private)."""
     return f"archive/{check_name(lineage)}/pending-privkey.pem"
@@ -123,9 +152,28 @@ def pending_key(lineage: str) -> str:
 
 def renewal_settings(lineage: str) -> str:
     """The key of a lineage's settings (names, CA, solvers, key type)."""
-    return f"renewal/{check_name(lineage)}.json"
+    return f"{SETTINGS_FOLDER}/{check_name(lineage)}.json"
 
 
 def state_file(lineage: str) -> str:
     """The key of a lineage's renewal state (open order, failures, ARI window)."""
-    return f"state/{check_name(lineage)}.json"
+    return f"{STATE_FOLDER}/{check_name(lineage)}.json"
+
+
+def _lineage_in(key: str, folder: str) -> str | None:
+    """The lineage of ``<folder>/<lineage>.json``; not checked here, so a stray file
+    with a bad name is reported (ConfigError) where it is used, not silently skipped."""
+    name = key.removeprefix(f"{folder}/")
+    if name == key or "/" in name or not name.endswith(".json"):
+        return None
+    return name.removesuffix(".json")
+
+
+def lineage_of_settings(key: str) -> str | None:
+    """The lineage whose settings are at ``key`` (``renewal/<lineage>.json``), else None."""
+    return _lineage_in(key, SETTINGS_FOLDER)
+
+
+def lineage_of_state(key: str) -> str | None:
+    """The lineage whose state is at ``key`` (``state/<lineage>.json``), else None."""
+    return _lineage_in(key, STATE_FOLDER)

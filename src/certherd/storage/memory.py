@@ -1,25 +1,51 @@
-"""Storage in memory, for tests and for library users who keep state elsewhere."""
+"""Storage in memory, for tests and for library users who keep state elsewhere.
+
+One process only: leases exclude the tasks of this process (any event loop, one at a
+time); a lease whose holder forgets it (a task that never releases) is free at expiry.
+The live version is a small value kept by :mod:`certherd.storage.lineages`.
+"""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import AsyncIterator
+import itertools
+import os
+import secrets
+import time
+from dataclasses import replace
 
-from certherd.errors import LockTimeoutError, NotFoundError, StorageError
-from certherd.storage.layout import archive_file, check_name
+from certherd.errors import FencedError, LeaseLostError, LockTimeoutError, NotFoundError
+from certherd.storage.base import Lease, Stat
+from certherd.storage.layout import check_name
 
 __all__ = ["MemoryStorage"]
 
+_POLL = 0.01
+
 
 class MemoryStorage:
-    """A dict with the Storage contract; locks are per process (asyncio)."""
+    """A dict with the Storage contract; leases per process."""
 
     def __init__(self) -> None:
         self.values: dict[str, bytes] = {}
         self.private: set[str] = set()
-        self._locks: dict[str, asyncio.Lock] = {}
-        self._live: dict[str, int] = {}
+        self._stats: dict[str, Stat] = {}
+        self._writes = itertools.count(1)
+        self._leases: dict[str, Lease] = {}
+        """The latest grant of each name (kept after release, for its token)."""
+        self._released: set[tuple[str, int]] = set()
+
+    # -- values -------------------------------------------------------------------------
+
+    def _check_fence(self, fence: Lease | None) -> None:
+        if fence is None:
+            return
+        latest = self._leases.get(fence.name)
+        if latest is not None and fence.token < latest.token:
+            raise FencedError(
+                f"refused a write under the lease of {fence.name} with token {fence.token}: "
+                f"it was granted again since (token {latest.token})"
+            )
 
     async def read(self, key: str) -> bytes:
         try:
@@ -27,50 +53,76 @@ class MemoryStorage:
         except KeyError:
             raise NotFoundError(f"{key} not found in memory storage") from None
 
-    async def write(self, key: str, data: bytes, *, private: bool = False) -> None:
+    async def write(
+        self, key: str, data: bytes, *, private: bool = False, fence: Lease | None = None
+    ) -> None:
+        self._check_fence(fence)  # no await between the check and the change
         self.values[key] = bytes(data)
+        self._stats[key] = Stat(len(data), time.time(), str(next(self._writes)))
         if private:
             self.private.add(key)
+        else:
+            self.private.discard(key)
 
-    async def delete(self, key: str) -> None:
+    async def delete(self, key: str, *, fence: Lease | None = None) -> None:
+        self._check_fence(fence)
         self.values.pop(key, None)
+        self._stats.pop(key, None)
         self.private.discard(key)
-
-    async def exists(self, key: str) -> bool:
-        return key in self.values
 
     async def list(self, prefix: str) -> list[str]:
         start = prefix.rstrip("/") + "/" if prefix.strip("/") else ""
         return sorted(k for k in self.values if k.startswith(start))
 
-    async def fingerprints(self, prefix: str) -> dict[str, str]:
-        start = prefix.strip("/") + "/"
-        return {
-            k: f"{id(v)}:{len(v)}:{hash(v)}"
-            for k, v in self.values.items()
-            if k.startswith(start) and "/" not in k[len(start) :]
-        }
-
-    @contextlib.asynccontextmanager
-    async def lock(self, name: str, *, timeout: float = 300.0) -> AsyncIterator[None]:
-        lock = self._locks.setdefault(check_name(name, "lock name"), asyncio.Lock())
+    async def stat(self, key: str) -> Stat:
         try:
-            await asyncio.wait_for(lock.acquire(), timeout)
-        except TimeoutError:
-            raise LockTimeoutError(f"lock {name} held for more than {timeout:.0f}s") from None
-        try:
-            yield
-        finally:
-            lock.release()
+            return self._stats[key]
+        except KeyError:
+            raise NotFoundError(f"{key} not found in memory storage") from None
 
-    async def publish(self, lineage: str, version: int, files: tuple[str, ...]) -> None:
-        for file in files:
-            if archive_file(lineage, file, version) not in self.values:
-                raise StorageError(f"cannot publish {lineage} v{version}: {file} is missing")
-        self._live[lineage] = version
+    async def stat_all(self, prefix: str) -> dict[str, Stat]:
+        return {key: self._stats[key] for key in await self.list(prefix)}
 
-    async def unpublish(self, lineage: str) -> None:
-        self._live.pop(check_name(lineage), None)
+    # -- leases -------------------------------------------------------------------------
 
-    async def live_version(self, lineage: str) -> int | None:
-        return self._live.get(check_name(lineage))
+    async def acquire(self, name: str, *, ttl: float, wait: float) -> Lease:
+        check_name(name, "lock name")
+        deadline = time.monotonic() + max(wait, 0.0)
+        while True:
+            latest = self._leases.get(name)
+            now = time.time()
+            if latest is None or (name, latest.token) in self._released or now >= latest.expires:
+                token = (latest.token if latest else 0) + 1
+                if latest is not None:
+                    self._released.discard((name, latest.token))
+                holder = f"memory/{os.getpid()}/{secrets.token_hex(4)}"
+                lease = Lease(name, holder, token, now + ttl)
+                self._leases[name] = lease
+                return lease
+            if time.monotonic() >= deadline:
+                raise LockTimeoutError(
+                    f"another holder ({latest.holder}) holds {name} for more than "
+                    f"{wait:.0f}s: wait for it to finish"
+                )
+            await asyncio.sleep(_POLL)
+
+    async def renew(self, lease: Lease, *, ttl: float) -> Lease:
+        latest = self._leases.get(lease.name)
+        if (
+            latest is None
+            or latest.token != lease.token
+            or ((lease.name, lease.token) in self._released)
+        ):
+            holder = f" to {latest.holder} (token {latest.token})" if latest else ""
+            raise LeaseLostError(
+                f"the lease of {lease.name} (token {lease.token}) ran out and was granted"
+                f"{holder}: stop working on it"
+            )
+        renewed = replace(lease, expires=time.time() + ttl)
+        self._leases[lease.name] = renewed
+        return renewed
+
+    async def release(self, lease: Lease) -> None:
+        latest = self._leases.get(lease.name)
+        if latest is not None and latest.token == lease.token:
+            self._released.add((lease.name, lease.token))

@@ -1,0 +1,74 @@
+"""Holding a lease for a piece of work: acquire, renew in the background, release.
+
+``async with holding(storage, name) as lease:`` is what callers use (not the Locker's
+three calls): the lease is renewed every ``ttl / 3`` while the block runs and released
+when it ends, however it ends. Writes of the work carry it (``fence=lease``), so a
+holder that was paused past its lease cannot overwrite what the next holder wrote.
+
+While a block holds a lease, :func:`held_lease` returns it to code running in the same
+task (and tasks it starts), so helpers several calls deep can fence their writes
+without the lease being passed through every signature.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Mapping
+from contextvars import ContextVar
+
+from certherd.errors import LeaseLostError, StorageError
+from certherd.storage.base import Lease, Locker
+
+__all__ = ["LEASE_TTL", "LOCK_WAIT", "held_lease", "holding"]
+
+log = logging.getLogger(__name__)
+
+LEASE_TTL = 120.0
+"""Seconds a lease lasts unless renewed (renewed every third of it while held)."""
+LOCK_WAIT = 300.0
+"""Seconds to wait for another holder by default."""
+
+_held: ContextVar[Mapping[str, Lease] | None] = ContextVar("certherd_held_leases", default=None)
+
+
+def held_lease(name: str) -> Lease | None:
+    """The lease on ``name`` this task holds through :func:`holding`, if any."""
+    return (_held.get() or {}).get(name)
+
+
+@contextlib.asynccontextmanager
+async def holding(
+    locker: Locker, name: str, *, ttl: float = LEASE_TTL, wait: float = LOCK_WAIT
+) -> AsyncIterator[Lease]:
+    """Hold the lease ``name`` for the ``async with`` block, renewed in the background.
+
+    LockTimeoutError if another holder keeps it longer than ``wait``. If a renewal finds
+    the lease lost (this process was paused past ``ttl``), the loss is logged and the
+    block's fenced writes are refused (FencedError); the block is not cancelled.
+    """
+    lease = await locker.acquire(name, ttl=ttl, wait=wait)
+    current = [lease]
+
+    async def keep() -> None:
+        while True:
+            await asyncio.sleep(ttl / 3)
+            try:
+                current[0] = await locker.renew(current[0], ttl=ttl)
+            except LeaseLostError as exc:
+                log.error("%s; what this run still writes to %s is refused", exc, name)
+                return
+            except StorageError as exc:  # tried again at the next third
+                log.warning("cannot renew the lease of %s: %s", name, exc)
+
+    renewing = asyncio.create_task(keep(), name=f"renew lease {name}")
+    held = _held.set({**(_held.get() or {}), name: lease})
+    try:
+        yield lease
+    finally:
+        _held.reset(held)
+        renewing.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await renewing
+        await locker.release(current[0])
