@@ -17,6 +17,7 @@ from certherd.crypto import describe_certificate, load_pem_chain
 from certherd.errors import ConfigError
 from certherd.manager.outcome import Outcome
 from certherd.storage.layout import archive_file
+from certherd.storage.lineages import live_version
 from certherd.storage.memory import MemoryStorage
 from certherd.testing.pebble import PebbleServer
 
@@ -61,7 +62,7 @@ async def test_issue_into_any_storage_then_list_revoke_delete(pebble: PebbleServ
         pem = await storage.read(archive_file("app.certherd.test", "cert.pem", 1))
         leaf = describe_certificate(load_pem_chain(pem)[0])
         assert sorted(leaf.dns_names) == sorted(names)
-        assert await storage.live_version("app.certherd.test") == 1
+        assert await live_version(storage, "app.certherd.test") == 1
         assert any(e.kind == "step" and e.lineage == "app.certherd.test" for e in events)
 
         again = await issue()
@@ -134,7 +135,7 @@ async def test_apply_a_config_file_onto_any_storage(pebble: PebbleServer, tmp_pa
         assert (outcome.action, outcome.reason) == ("issued", "new in the config file")
         [again] = await certherd.apply()
         assert again.action == "not-due"
-    assert await storage.live_version("apply.certherd.test") == 1
+    assert await live_version(storage, "apply.certherd.test") == 1
 
 
 async def test_the_daemon_runs_a_cycle_and_stops(pebble: PebbleServer, tmp_path: Path) -> None:

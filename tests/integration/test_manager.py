@@ -32,8 +32,9 @@ from certherd.manager.outcome import Outcome
 from certherd.manager.policy import FAILURE_BACKOFF, renewal_threshold
 from certherd.manager.service import Manager
 from certherd.settings import HookSettings, LineageSettings
-from certherd.storage.base import Storage
+from certherd.storage.base import Storage, has_value
 from certherd.storage.layout import archive_file, pending_key, renewal_settings, state_file
+from certherd.storage.lineages import live_version
 from certherd.storage.memory import MemoryStorage
 from certherd.testing.pebble import PebbleServer
 
@@ -102,7 +103,7 @@ async def leaf(storage: Storage, version: int, name: str = NAME) -> CertificateI
 
 async def live(storage: Storage, name: str) -> int | None:
     """The version of ``name`` that is live (served), None if none is."""
-    return await storage.live_version(name)
+    return await live_version(storage, name)
 
 
 async def values(storage: Storage, prefix: str = "") -> dict[str, bytes]:
@@ -137,7 +138,7 @@ async def test_issue_makes_version_one_live_with_its_state(
     assert (state.failures, state.last_error, state.order_url) == (0, None, None)
     # Saved for renewals, and nothing of the order is left.
     assert await LineageSettings.load(storage, NAME) == settings_for(ca)
-    assert not await storage.exists(pending_key(NAME))
+    assert not await has_value(storage, pending_key(NAME))
 
 
 async def test_renew_before_the_threshold_is_not_due_and_says_until_when(
@@ -215,7 +216,7 @@ async def test_a_failed_renewal_is_counted_backs_off_and_leaves_live_alone(
     assert state.version == 1
     # The order stays open, with its key, for the next attempt to resume.
     assert state.order_url is not None
-    assert await storage.exists(pending_key(NAME))
+    assert await has_value(storage, pending_key(NAME))
     # Asked again at once, it backs off instead of hammering the CA.
     again = await manager.renew_one(NAME)
     assert again.action == "not-due"

@@ -30,8 +30,6 @@ import fcntl
 import json
 import logging
 import os
-import secrets
-import socket
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, replace
@@ -303,7 +301,7 @@ class FileLocker:
         ):
             return None
         token = max(record.token if record else 0, self._floor()) + 1
-        holder = f"{socket.gethostname()}/{os.getpid()}/{secrets.token_hex(4)}"
+        holder = f"{os.uname().nodename}/{os.getpid()}/{os.urandom(4).hex()}"
         marker = self._mark(name)
         lease = Lease(name, holder, token, now + ttl)
         try:

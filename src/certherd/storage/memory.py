@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import itertools
 import os
-import secrets
 import time
 from dataclasses import replace
 
@@ -95,7 +94,7 @@ class MemoryStorage:
                 token = (latest.token if latest else 0) + 1
                 if latest is not None:
                     self._released.discard((name, latest.token))
-                holder = f"memory/{os.getpid()}/{secrets.token_hex(4)}"
+                holder = f"memory/{os.getpid()}/{os.urandom(4).hex()}"
                 lease = Lease(name, holder, token, now + ttl)
                 self._leases[name] = lease
                 return lease
