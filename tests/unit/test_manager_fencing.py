@@ -19,8 +19,9 @@ from certherd.challenges.spec import SolverSpec
 from certherd.errors import CertherdError, FencedError
 from certherd.manager import hygiene
 from certherd.manager.accounts import CaOptions
-from certherd.manager.lineage import LineageSettings, LineageState
+from certherd.manager.lineage import LineageState
 from certherd.manager.service import Manager
+from certherd.settings import LineageSettings
 from certherd.storage import Lease, MemoryStorage
 from certherd.storage.base import Storage
 from certherd.storage.lineages import archive_keys, live_version
@@ -64,7 +65,7 @@ async def test_a_run_paused_past_its_lease_cannot_overwrite_the_next_holder(
         directory_url=server.url("/directory"),
         solvers=(SolverSpec("hook", {"challenge": "http-01", "command": "/bin/false"}),),
     )
-    work = asyncio.create_task(manager.issue(settings, CaOptions(settings.directory_url)))
+    work = asyncio.create_task(manager.issue(settings))
     await asyncio.wait_for(inside.wait(), 10)
     storage.running.clear()  # paused: no renewal from now on
     await asyncio.sleep(0.5)  # past its ttl
