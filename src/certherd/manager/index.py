@@ -106,20 +106,19 @@ class LineageIndex:
 
     async def scan(self) -> None:
         """List every lineage and the current fingerprint of its files."""
-        settings = {
-            name: found.token
-            for key, found in (await stat_below(self.storage, SETTINGS_FOLDER)).items()
-            if (name := lineage_of_settings(key)) is not None
-        }
+        settings = await stat_below(self.storage, SETTINGS_FOLDER)
         states = {
             name: found.token
             for key, found in (await stat_below(self.storage, STATE_FOLDER)).items()
             if (name := lineage_of_state(key)) is not None
         }
-        self.names = sorted(settings)
-        self.fingerprints = {
-            name: f"{settings[name]}|{states.get(name, '-')}" for name in self.names
+        fingerprints = {
+            name: f"{found.token}|{states.get(name, '-')}"
+            for key, found in settings.items()
+            if (name := lineage_of_settings(key)) is not None
         }
+        self.names = sorted(fingerprints)
+        self.fingerprints = fingerprints
         for gone in set(self.entries) - set(self.names):
             del self.entries[gone]
             self._dirty = True

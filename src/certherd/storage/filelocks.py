@@ -53,6 +53,8 @@ log = logging.getLogger(__name__)
 HELD = ".held"
 _TOKENS = ".tokens"
 _POLL = 0.02
+_SECTION_QUIET = 1.0
+"""Seconds a busy critical section is waited for before acquire says it waits."""
 _SECTION_WAIT = 30.0
 """How long renew, release and fenced writes wait for another process's critical
 section (milliseconds long, unless that process is stopped in the middle of one)."""
@@ -269,10 +271,16 @@ class FileLocker:
                     wait,
                 )
 
+        def busy() -> None:
+            # Another process's grant or fenced write takes milliseconds: only a longer
+            # wait (a holder stopped inside one, or a foreign flock) is worth saying.
+            if time.monotonic() - started >= _SECTION_QUIET:
+                waiting()
+
         while True:
             remaining = max(deadline - time.monotonic(), 0.0)
             try:
-                fd = await self._section(name, remaining, create=True, on_busy=waiting)
+                fd = await self._section(name, remaining, create=True, on_busy=busy)
             except LockTimeoutError:
                 raise LockTimeoutError(self._timeout_text(name, wait)) from None
             assert fd is not None

@@ -271,10 +271,12 @@ class FilesystemStorage:
                     if entry.name.startswith("."):
                         continue  # temp files of an interrupted write, staging folders
                     key = f"{key_prefix}/{entry.name}" if key_prefix else entry.name
-                    if entry.is_dir(follow_symlinks=False):  # as list(): not linked folders
+                    if entry.is_file():  # as read() and list(): symlinks followed
+                        info = entry.stat()  # (inlined _stat_of: 10,000s of keys per run)
+                        token = f"{info.st_ino}:{info.st_mtime_ns}:{info.st_size}"
+                        found[key] = Stat(info.st_size, info.st_mtime, token)
+                    elif entry.is_dir(follow_symlinks=False):  # as list(): not linked folders
                         pending.append((Path(entry.path), key))
-                    elif entry.is_file():  # as read() and list(): symlinks followed
-                        found[key] = _stat_of(entry.stat())
         return found
 
     # -- leases (certherd.storage.filelocks) ----------------------------------------------

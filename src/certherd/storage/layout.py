@@ -163,10 +163,10 @@ def state_file(lineage: str) -> str:
 def _lineage_in(key: str, folder: str) -> str | None:
     """The lineage of ``<folder>/<lineage>.json``; not checked here, so a stray file
     with a bad name is reported (ConfigError) where it is used, not silently skipped."""
-    name = key.removeprefix(f"{folder}/")
-    if name == key or "/" in name or not name.endswith(".json"):
+    head, _, name = key.partition("/")
+    if head != folder or not name.endswith(".json") or "/" in name:
         return None
-    return name.removesuffix(".json")
+    return name[:-5]
 
 
 def lineage_of_settings(key: str) -> str | None:
