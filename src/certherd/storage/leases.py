@@ -71,4 +71,7 @@ async def holding(
         renewing.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await renewing
-        await locker.release(current[0])
+        try:
+            await locker.release(current[0])
+        except StorageError as exc:  # never hide how the block ended: it expires anyway
+            log.warning("cannot release the lease of %s (it expires by itself): %s", name, exc)
