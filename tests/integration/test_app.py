@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -187,3 +188,23 @@ async def test_mistakes_are_certherd_errors_before_any_ca_contact(tmp_path: Path
             await certherd.issue("x.certherd.test", solvers=[{"kind": "http"}])
         with pytest.raises(ConfigError, match=r"certherd\.toml"):
             await certherd.apply()
+
+
+def test_the_daemon_with_signals_outside_the_main_thread_is_refused(tmp_path: Path) -> None:
+    """Only the main thread gets signals: asked for them elsewhere, ``run`` says so (a
+    ConfigError naming the setting) before it does anything, instead of asyncio's error."""
+    caught: list[BaseException] = []
+
+    def in_a_thread() -> None:
+        try:
+            asyncio.run(Certherd(MemoryStorage()).run(signals=True))
+        except BaseException as exc:
+            caught.append(exc)
+
+    worker = threading.Thread(target=in_a_thread)
+    worker.start()
+    worker.join(30)
+    [error] = caught
+    assert isinstance(error, ConfigError)
+    assert "signals" in str(error)
+    assert "main thread" in str(error)

@@ -447,7 +447,8 @@ class Certherd:
 
         Each cycle follows certherd.toml again. ``metrics``: ``[ADDR:]PORT`` for the
         Prometheus ``/metrics`` and ``/health``. ``on_cycle`` gets each cycle's outcomes.
-        With ``signals``, SIGTERM and SIGINT stop it and SIGHUP starts a cycle now."""
+        With ``signals`` (main thread only), SIGTERM and SIGINT stop it and SIGHUP starts a
+        cycle now."""
         from certherd.daemon.loop import Daemon
         from certherd.daemon.serve import serve
 

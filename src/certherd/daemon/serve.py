@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import threading
 from collections.abc import Callable
 
 from certherd.challenges.options import parse_listen_address
 from certherd.daemon.loop import Daemon, raise_open_file_limit
 from certherd.daemon.metrics import MetricsServer
+from certherd.errors import ConfigError
 
 __all__ = ["serve"]
 
@@ -29,6 +31,12 @@ async def serve(
     daemon and SIGHUP starts a cycle now; the handlers are removed when it returns.
     ``notice`` hears what a log should show; ``where`` names the storage in it.
     """
+    if signals and threading.current_thread() is not threading.main_thread():
+        raise ConfigError(
+            "{signals} needs the main thread (only it receives signals): run the daemon "
+            "there, or without signals and stop it by calling stop()",
+            settings=("signals",),
+        )
     before, after = raise_open_file_limit()
     if after != before:
         notice(f"open file limit raised from {before} to {after}")
