@@ -390,7 +390,7 @@ async def test_a_waiter_is_granted_the_lease_when_it_is_released(storage: Storag
 
 
 async def test_a_waiter_is_granted_the_lease_when_it_expires(storage: Storage) -> None:
-    first = await storage.acquire("example.com", ttl=0.5, wait=0)  # never renewed
+    first = await storage.acquire("example.com", ttl=1.0, wait=0)  # never renewed
     waiter = asyncio.create_task(storage.acquire("example.com", ttl=30, wait=10))
     await asyncio.sleep(0.2)
     assert not waiter.done(), "granted before expiry"
@@ -465,7 +465,7 @@ async def test_a_holder_that_pauses_past_its_lease_loses_it_and_cannot_write(
     processes) stops past its ttl; we are granted the lease with a higher token and
     write; it wakes: its renew fails and its fenced write and delete are refused."""
     storage = backend.storage
-    paused_token = int(await other.command("acquire example.com 0.3"))
+    paused_token = int(await other.command("acquire example.com 1.5"))  # ttl 1.5 s
     assert await other.command("write state/example.com.json paused-before") == "ok"
     other.pause()
     try:
@@ -509,10 +509,10 @@ async def test_lock_names_are_checked(storage: Storage, name: str) -> None:
 
 
 async def test_holding_renews_the_lease_in_the_background(storage: Storage) -> None:
-    async with holding(storage, "example.com", ttl=0.3) as lease:
+    async with holding(storage, "example.com", ttl=0.6) as lease:
         assert held_lease("example.com") == lease
         assert held_lease("other.example") is None
-        await asyncio.sleep(1.0)  # three ttls: without renewal it would have expired
+        await asyncio.sleep(2.0)  # over three ttls: without renewal it would have expired
         with pytest.raises(LockTimeoutError):
             await storage.acquire("example.com", ttl=30, wait=0)
         await storage.write("state/example.com.json", b"still ours", fence=lease)
