@@ -13,13 +13,13 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from certherd.app.events import Event, EventKind, LineageRecord, Revocation
 from certherd.errors import ConfigError, NotFoundError, refuse_text
 from certherd.key_types import DEFAULT_KEY_TYPE
 
 if TYPE_CHECKING:
     from certherd.acme.client import AcmeClient, RevocationReason
     from certherd.acme.messages import Account
+    from certherd.app.events import Event, EventKind, LineageRecord, Revocation
     from certherd.challenges.factory import SolverPool
     from certherd.challenges.spec import SolverSpec
     from certherd.clock import Clock
@@ -142,13 +142,22 @@ class Certherd:
             )
         return self._manager
 
-    def _emit(self, kind: EventKind, text: str = "", lineage: str = "") -> None:
+    def _emit(
+        self,
+        kind: EventKind,
+        text: str = "",
+        lineage: str = "",
+        outcome: Outcome | None = None,
+        total: int = 0,
+    ) -> None:
+        """Tell ``on_event`` (events are built only when someone listens)."""
         if self._on_event is not None:
-            self._on_event(Event(kind, text, lineage))
+            from certherd.app.events import Event
+
+            self._on_event(Event(kind, text, lineage, outcome, total))
 
     def _finished(self, outcome: Outcome) -> None:
-        if self._on_event is not None:
-            self._on_event(Event("finished", lineage=outcome.lineage, outcome=outcome))
+        self._emit("finished", lineage=outcome.lineage, outcome=outcome)
 
     def read_config(self, path: str | os.PathLike[str] | None = None) -> ConfigFile | None:
         """certherd.toml checked (``path``, else :attr:`config_file`; None if there is
@@ -203,8 +212,7 @@ class Certherd:
             if not dry_run:  # a dry run writes nothing, not even the index (a cache)
                 await plan.index.save()
             return plan.not_due
-        if self._on_event is not None:
-            self._on_event(Event("planned", total=len(plan.to_check)))
+        self._emit("planned", total=len(plan.to_check))
         return await self.manager.renew(wanted or None, force=force, dry_run=dry_run)
 
     async def apply(self, config_file: str | os.PathLike[str] | None = None) -> list[Outcome]:
@@ -219,8 +227,7 @@ class Certherd:
             path = where  # load_config_file says it is missing and how to make one
         config = self.read_config(path)
         assert config is not None
-        if self._on_event is not None:
-            self._on_event(Event("planned", total=len(config.certificates)))
+        self._emit("planned", total=len(config.certificates))
         return await apply_config(self.manager, config)
 
     async def issue(
@@ -315,6 +322,7 @@ class Certherd:
     async def records(self) -> list[LineageRecord]:
         """Every lineage for ``certherd list``: a damaged one is a record with ``error``,
         never the end of the whole list; one deleted meanwhile is left out."""
+        from certherd.app.events import LineageRecord
         from certherd.errors import CertherdError, safe_text
 
         records = []
@@ -334,6 +342,8 @@ class Certherd:
     ) -> Revocation:
         """Revoke the live certificate of ``name`` (the next renew replaces it), then
         with ``delete`` remove the lineage and its files."""
+        from certherd.app.events import Revocation
+
         await self.load(name)
         state = await self.manager.revoke(name, reason)
         removed = await self.manager.delete(name) if delete else None
