@@ -9,22 +9,22 @@ index only: no manager, no ACME client imported.
 from __future__ import annotations
 
 import os
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from certherd.app.accounts import AccountCalls
 from certherd.errors import ConfigError, NotFoundError, refuse_text
 from certherd.key_types import DEFAULT_KEY_TYPE
 
 if TYPE_CHECKING:
-    from certherd.acme.client import AcmeClient, RevocationReason
-    from certherd.acme.messages import Account
+    from certherd.acme.client import RevocationReason
     from certherd.app.events import Event, EventKind, LineageRecord, Revocation
     from certherd.challenges.factory import SolverPool
     from certherd.challenges.spec import SolverSpec
     from certherd.clock import Clock
     from certherd.config import ConfigFile
-    from certherd.manager.accounts import CaOptions, Rollover
+    from certherd.manager.accounts import CaOptions
     from certherd.manager.lineage import LineageState
     from certherd.manager.outcome import Outcome
     from certherd.manager.service import Manager
@@ -35,7 +35,7 @@ if TYPE_CHECKING:
 __all__ = ["Certherd"]
 
 
-class Certherd:
+class Certherd(AccountCalls):
     """Accounts, certificates and settings in one storage, and what can be done with them.
 
     ``storage``: a config dir (a path: certherd's own folder layout, created as needed;
@@ -357,64 +357,6 @@ class Certherd:
         if not await has_value(self.storage, renewal_settings(name)):
             await self.load(name)  # a ConfigError for an unknown name
         return await self.manager.delete(name)
-
-    # -- certherd account ---------------------------------------------------------------
-
-    async def register_account(self, ca: CaOptions) -> Account:
-        """Create the account of ``ca`` (or find the one of the stored key) and store it."""
-        from certherd.manager.accounts import register
-
-        client, account = await register(self.storage, ca)
-        await client.aclose()
-        return account
-
-    async def fetch_account(self, ca: CaOptions) -> Account:
-        """The stored account of ``ca`` as the CA has it now."""
-        return await self._with_account(ca, lambda client: client.fetch_account())
-
-    async def update_account(self, ca: CaOptions) -> Account:
-        """Replace the account's contacts with ``ca.email``; the stored record follows."""
-        from certherd.manager.accounts import AccountRecord, save_account
-
-        if not ca.email:
-            raise ConfigError("updating an account needs an email address")
-
-        async def work(client: AcmeClient) -> Account:
-            account = await client.update_account([ca.email or ""])
-            record = AccountRecord(client.account_key, account.url, account.contact)
-            await save_account(self.storage, ca, record)
-            return account
-
-        return await self._with_account(ca, work)
-
-    async def rollover_account(self, ca: CaOptions) -> Rollover:
-        """Replace the account key (RFC 8555 §7.3.5), or finish an interrupted rollover."""
-        from certherd.manager.accounts import rollover
-
-        try:
-            return await rollover(self.storage, ca)
-        except NotFoundError as exc:
-            raise ConfigError.saying(exc) from None
-
-    async def deactivate_account(self, ca: CaOptions) -> Account:
-        """Deactivate the account at the CA: it can never be used again."""
-        return await self._with_account(ca, lambda client: client.deactivate_account())
-
-    async def _with_account(
-        self, ca: CaOptions, work: Callable[[AcmeClient], Awaitable[Account]]
-    ) -> Account:
-        """``work`` with a client of the stored account; none stored is a ConfigError."""
-        from certherd.manager.accounts import load_account, open_client
-
-        try:
-            await load_account(self.storage, ca)
-        except NotFoundError as exc:
-            raise ConfigError.saying(exc) from None
-        client = await open_client(self.storage, ca)
-        try:
-            return await work(client)
-        finally:
-            await client.aclose()
 
     # -- certherd import-certbot --------------------------------------------------------
 
