@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from certherd.errors import ConfigError, LockTimeoutError, StorageError
+from certherd.errors import ConfigError, FencedError, LockTimeoutError, StorageError
 from certherd.storage import FilesystemStorage, holding
 from certherd.storage.layout import (
     FILES,
@@ -404,6 +404,27 @@ async def test_forget_removes_the_empty_archive_folder_and_the_lock(
     await write_version(storage, "kept.test", 1)
     await storage.forget("kept.test")
     assert (root / "archive/kept.test/cert1.pem").is_file()  # a folder with values stays
+
+
+async def test_a_lost_lease_cannot_forget_the_new_holders_lock(
+    storage: FilesystemStorage, root: Path
+) -> None:
+    """A run paused past its lease ends its work on a lineage without values: its forget
+    must not remove the lock file and marker of the holder that took over."""
+    old = await storage.acquire("example.com", ttl=0.2, wait=0)
+    await asyncio.sleep(0.3)
+    new = await storage.acquire("example.com", ttl=30, wait=0)
+    with pytest.raises(FencedError):
+        await storage.forget("example.com", fence=old)
+    assert (root / "locks/example.com.lock").exists()
+    assert (root / "locks/.held/example.com").exists()
+    with pytest.raises(LockTimeoutError):
+        await storage.acquire("example.com", ttl=30, wait=0)
+    await storage.forget("example.com", fence=new)
+    assert not (root / "locks/example.com.lock").exists()
+    assert not (root / "locks/.held/example.com").exists()
+    later = await storage.acquire("example.com", ttl=30, wait=0)
+    assert later.token > new.token
 
 
 # -- failed writes --------------------------------------------------------------------

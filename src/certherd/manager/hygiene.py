@@ -122,4 +122,4 @@ async def working_on(
             if isinstance(storage, Leftovers):
                 with contextlib.suppress(StorageError):
                     if not await _has_values(storage, lineage):
-                        await storage.forget(lineage)
+                        await storage.forget(lineage, fence=lease)

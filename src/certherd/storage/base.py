@@ -226,9 +226,10 @@ class Leftovers(Protocol):
         """Remove temporary files of interrupted writes of ``key`` older than ``before``."""
         ...
 
-    async def forget(self, lineage: str) -> None:
+    async def forget(self, lineage: str, *, fence: Lease | None = None) -> None:
         """Remove what a lineage without values leaves: its empty ``archive`` folder and
-        its lock files (while holding its lease; a waiter then takes a fresh one)."""
+        its lock files (while holding its lease, given as ``fence``: FencedError, nothing
+        removed, if it was granted to another holder since)."""
         ...
 
 

@@ -373,14 +373,20 @@ class FileLocker:
 
     # -- abilities of the filesystem ------------------------------------------------------
 
-    async def forget(self, name: str) -> None:
+    async def forget(self, name: str, *, fence: Lease | None = None) -> None:
         """Remove the lock file and marker of ``name`` (held by us), keeping its token
-        as a floor so the next grant's token is still higher."""
+        as a floor so the next grant's token is still higher. With ``fence``:
+        FencedError, nothing removed, if the name was granted to another holder since."""
         fd = await self._section(name, _SECTION_WAIT, create=False)
         if fd is None:
             return
         try:
             record = _read_record(fd)
+            if fence is not None and record is not None and record.token != fence.token:
+                raise FencedError(
+                    f"refused to remove the lock of {name} with token {fence.token}: it was "
+                    f"granted again since (token {record.token})"
+                )
             if record is not None:
                 self._raise_floor(record.token)
                 self._drop_marker(name, record.token, unlink=False)

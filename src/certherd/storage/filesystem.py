@@ -290,12 +290,12 @@ class FilesystemStorage:
     async def release(self, lease: Lease) -> None:
         await self._locks.release(lease)
 
-    async def forget(self, lineage: str) -> None:
+    async def forget(self, lineage: str, *, fence: Lease | None = None) -> None:
         name = check_name(lineage)
+        self._check_root()
+        await self._locks.forget(name, fence=fence)  # first: FencedError removes nothing
         with contextlib.suppress(OSError):
             (self.root / "archive" / name).rmdir()  # only if empty
-        self._check_root()
-        await self._locks.forget(name)
 
     async def interrupted(self) -> Names:
         return await self._locks.interrupted()
