@@ -294,3 +294,54 @@ def test_one_unusable_lock_fails_only_its_lineage(certherd: Certherd) -> None:
     assert by_name["stuck.test"]["action"] == "failed"
     assert "stuck.test.lock" in by_name["stuck.test"]["error"]
     assert snapshot(certherd.live("stuck.test")) == before
+
+
+SHORT_LEASES = """\
+# certherd's lineage leases last one second here (120 s by default), so a test can
+# pause a run past its lease without waiting two minutes.
+import certherd.manager.hygiene
+
+certherd.manager.hygiene.LEASE_TTL = 1.0
+"""
+
+
+def test_a_run_stopped_past_its_lease_cannot_overwrite_the_next_run(
+    certherd: Certherd, tmp_path: Path
+) -> None:
+    """A first ``issue`` is SIGSTOPped in its pre hook, holding the lineage's lease, until
+    the lease ran out; a second ``issue`` is granted the lease and makes version 1 live.
+    The first wakes up (SIGCONT) and carries on: every write it tries is refused, so
+    version 1 stays what the second run made, and the first one says why it failed."""
+    sync = tmp_path / "sync"
+    hooks = _sync_hooks(sync)
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(SHORT_LEASES)
+    path = os.pathsep.join(p for p in (str(site), os.environ.get("PYTHONPATH", "")) if p)
+    env = {"PYTHONPATH": path}
+    (sync / "armed-pre").touch()
+    first = certherd.start(
+        "--json", "issue", "-d", "paused.test", *certherd.http, *certherd.ca, *hooks, env=env
+    )
+    wait_until(lambda: (sync / "reached-pre").exists(), 60, "the first run's pre hook")
+    os.kill(first.pid, signal.SIGSTOP)
+    try:
+        time.sleep(2.0)  # twice the lease: it ran out while the first run was stopped
+        second = certherd.issue("paused.test", check=False)
+    finally:
+        os.kill(first.pid, signal.SIGCONT)
+        (sync / "release-pre").touch()
+    assert second.code == 0, second.describe()
+    [made] = second.json()["results"]
+    assert (made["action"], made["version"]) == ("issued", 1)
+    served = load_cert(certherd.live("paused.test") / "cert.pem").serial_number
+
+    woken = first.wait()
+    assert woken.code == 1, woken.describe()
+    assert "refused a write under the lease of paused.test" in woken.stderr, woken.describe()
+    assert sorted(archive_versions(certherd.archive("paused.test"))) == [1]
+    assert live_version(certherd.config_dir, "paused.test") == 1
+    assert load_cert(certherd.live("paused.test") / "cert.pem").serial_number == served
+    shown = certherd("--json", "show", "paused.test").json()
+    assert shown["version"] == 1
+    assert int(shown["serial"], 16) == served
