@@ -32,10 +32,10 @@ async def serve(
     ``notice`` hears what a log should show; ``where`` names the storage in it.
     """
     if signals and threading.current_thread() is not threading.main_thread():
+        # An argument of this call, not a setting: no front end has a word for it.
         raise ConfigError(
-            "{signals} needs the main thread (only it receives signals): run the daemon "
-            "there, or without signals and stop it by calling stop()",
-            settings=("signals",),
+            "signals=True needs the main thread (only it receives signals): run the daemon "
+            "there, or pass signals=False and stop it by calling stop()"
         )
     before, after = raise_open_file_limit()
     if after != before:
