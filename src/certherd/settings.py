@@ -32,7 +32,7 @@ from certherd.storage.leases import held_lease
 if TYPE_CHECKING:
     from certherd.acme.jws import ExternalAccountBinding
 
-__all__ = ["EabSettings", "HookSettings", "LineageSettings"]
+__all__ = ["EabSettings", "HookSettings", "LineageSettings", "NotifyTarget"]
 
 SCHEMA = 1
 _PLAIN = ("str", "str | None", "bool")
@@ -105,6 +105,51 @@ class EabSettings:
         return f"EabSettings(kid={self.kid!r}, hmac_key={self.to_json()['hmac_key']!r})"
 
 
+@dataclass(frozen=True, eq=False, repr=False)
+class NotifyTarget:
+    """Where notifications go (:mod:`certherd.manager.notify`): an apprise URL
+    (``mailto://user:password@host``, ``json://host/path``, ``slack://...``). A URL can
+    carry a password or a token, so it is a secret: stored by reference (``url``: a
+    file, a variable, certherd.toml), ``value`` only when given as a value (or once
+    read), never shown."""
+
+    url: SecretRef
+    value: str = ""
+
+    def to_json(self, *, reveal: bool = False) -> dict[str, str]:
+        """As stored (``reveal=True``), or as shown (a value :data:`REDACTED`)."""
+        if self.url.source == "value":
+            return {"value": self.value if reveal else REDACTED}
+        return {self.url.source: self.url.where}
+
+    @classmethod
+    def from_json(cls, data: Any) -> NotifyTarget:
+        if not isinstance(data, dict):
+            raise ValueError("notify entries must be references like {'file': PATH}")
+        ref = secret_ref("notify", data)
+        return cls(ref, str(data["value"]) if ref.source == "value" else "")
+
+    def read(self, environ: Mapping[str, str], configured: NotifyTarget | None = None) -> str:
+        """The URL, read from where it comes from (``configured``: the same target as
+        certherd.toml gives it now). ConfigError naming the source, never the URL."""
+        given = configured.value if configured is not None else None
+        return self.url.read(environ, given or self.value or None, "notify URL")
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, NotifyTarget):
+            return NotImplemented
+        return (self.url, self.value if self.url.source == "value" else "") == (
+            other.url,
+            other.value if other.url.source == "value" else "",
+        )
+
+    def __hash__(self) -> int:
+        return hash((self.url, self.value if self.url.source == "value" else ""))
+
+    def __repr__(self) -> str:
+        return f"NotifyTarget({self.to_json()!r})"
+
+
 @dataclass(frozen=True)
 class LineageSettings:
     """Everything about one certificate (a lineage), so ``renew`` can repeat it: what
@@ -132,6 +177,8 @@ class LineageSettings:
     email: str | None = None
     agree_tos: bool = False
     eab: EabSettings | None = None
+    notify: tuple[NotifyTarget, ...] = ()
+    notify_expiry_days: int = 7
 
     def _document(self, *, reveal: bool) -> dict[str, Any]:
         data = asdict(self)
@@ -139,6 +186,7 @@ class LineageSettings:
         data["names"] = list(self.names)
         data["hooks"] = {k: list(v) for k, v in asdict(self.hooks).items()}
         data["eab"] = None if self.eab is None else self.eab.to_json(reveal=reveal)
+        data["notify"] = [target.to_json(reveal=reveal) for target in self.notify]
         return data
 
     def to_json(self) -> bytes:
@@ -171,6 +219,8 @@ class LineageSettings:
                 solvers=tuple(SolverSpec.from_json(s) for s in data.get("solvers", ())),
                 hooks=HookSettings(**{k: tuple(map(str, v)) for k, v in hooks.items()}),
                 eab=None if eab is None else EabSettings.from_json(eab),
+                notify=tuple(NotifyTarget.from_json(t) for t in data.get("notify") or ()),
+                notify_expiry_days=int(data.get("notify_expiry_days", 7)),
                 **plain,
             )
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
@@ -200,4 +250,5 @@ class LineageSettings:
         refs = [ref for spec in self.solvers for ref in spec.secrets.values()]
         if self.eab is not None:
             refs.append(self.eab.hmac_key)
+        refs += [target.url for target in self.notify]
         return {ref.where for ref in refs if ref.source == "config" and ref.where}

@@ -17,7 +17,7 @@ from certherd.config._where import Where, read_text, syntax_error
 from certherd.errors import ConfigError
 from certherd.key_types import DEFAULT_KEY_TYPE, KeyTypeName
 from certherd.schema import SchemaError, convert, dotted
-from certherd.settings import EabSettings, HookSettings, LineageSettings
+from certherd.settings import EabSettings, HookSettings, LineageSettings, NotifyTarget
 
 __all__ = [
     "CA_PRESETS",
@@ -120,6 +120,8 @@ class DefaultsTable(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     eab_kid: str | None = None
     eab_hmac_key_file: str | None = None
     eab_hmac_key: SecretText | None = None
+    notify: list[SecretText] | None = None
+    notify_expiry_days: int | None = None
 
 
 class CertificateTable(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -147,6 +149,8 @@ class CertificateTable(msgspec.Struct, forbid_unknown_fields=True, kw_only=True)
     eab_kid: str | None = None
     eab_hmac_key_file: str | None = None
     eab_hmac_key: SecretText | None = None
+    notify: list[SecretText] | None = None
+    notify_expiry_days: int | None = None
 
 
 class ConfigDocument(msgspec.Struct, forbid_unknown_fields=True):
@@ -351,6 +355,55 @@ class _Loader:
         self.secret_paths.append(dotted(key_at))
         return EabSettings(kid, self.inline, key.strip())
 
+    def notify(self, entry: CertificateTable, block: int) -> tuple[NotifyTarget, ...]:
+        """Where notifications go: a certificate's own list (``[]``: nowhere) wins over
+        the defaults. A URL may hold a password or a token: written here it is stored
+        as a reference to this file; ``{ env = "NAME" }`` or ``{ file = "/path" }``
+        keep it out of the file."""
+        own = entry.notify is not None
+        urls = entry.notify if own else self.defaults.notify
+        at: tuple[str | int, ...] = ("certificate", block) if own else ("defaults",)
+        at = (*at, "notify")
+        targets = []
+        for index, url in enumerate(urls or ()):
+            item_at = (*at, index)
+            if isinstance(url, dict):
+                source, where = next(iter(url.items())) if len(url) == 1 else ("", "")
+                if source not in ("env", "file") or not where.strip():
+                    raise self.fail(
+                        f"{dotted(item_at)}: a URL by reference is "
+                        '{ env = "VARIABLE" } or { file = "/path/to/file" }',
+                        item_at,
+                    )
+                ref = SecretRef("env" if source == "env" else "file", where.strip())
+                targets.append(NotifyTarget(ref))
+                continue
+            scheme, separator, rest = url.strip().partition("://")
+            if not separator or not scheme.isascii() or not scheme.isalnum() or not rest:
+                raise self.fail(
+                    f"{dotted(item_at)} is not a notification URL: write one as apprise "
+                    'reads it, like "mailto://user:password@mail.example.com" or '
+                    '"json://hooks.example.com/certherd"',
+                    item_at,
+                )
+            self.secret_paths.append(dotted(item_at))
+            targets.append(NotifyTarget(self.inline, url.strip()))
+        return tuple(targets)
+
+    def expiry_days(self, entry: CertificateTable, block: int) -> int:
+        """``notify_expiry_days``: tell when the certificate expires within so many days."""
+        own = entry.notify_expiry_days is not None
+        days = entry.notify_expiry_days if own else self.defaults.notify_expiry_days
+        if days is None:
+            return 7
+        if not 1 <= days <= 60:
+            at: tuple[str | int, ...] = ("certificate", block) if own else ("defaults",)
+            raise self.fail(
+                f"{dotted((*at, 'notify_expiry_days'))} must be a number of days from 1 to 60",
+                (*at, "notify_expiry_days"),
+            )
+        return days
+
 
 def load_config_file(path: Path) -> ConfigFile:
     """Read and check certherd.toml against :class:`ConfigDocument` and each solver's
@@ -415,6 +468,8 @@ def load_config_file(path: Path) -> ConfigFile:
                 email=_first(entry.email, defaults.email),
                 agree_tos=bool(_first(entry.agree_tos, defaults.agree_tos)),
                 eab=loader.eab(entry, block),
+                notify=loader.notify(entry, block),
+                notify_expiry_days=loader.expiry_days(entry, block),
             )
         )
     return ConfigFile(

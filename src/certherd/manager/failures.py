@@ -16,12 +16,20 @@ from dataclasses import replace
 from certherd.errors import CertherdError, StorageError
 from certherd.manager.hooks import run_lineage_hooks
 from certherd.manager.lineage import LineageState
-from certherd.manager.outcome import describe_failure
+from certherd.manager.notify import NotifyHost, notify_event
+from certherd.manager.outcome import Outcome, describe_failure
 from certherd.manager.policy import needs_renewal
 from certherd.settings import LineageSettings
 from certherd.storage.base import Storage
 
-__all__ = ["note_unexpected", "record_failure", "tell_failure"]
+__all__ = [
+    "note_unexpected",
+    "notify_expiring",
+    "notify_failure",
+    "notify_recovery",
+    "record_failure",
+    "tell_failure",
+]
 
 log = logging.getLogger(__name__)
 
@@ -73,3 +81,74 @@ async def tell_failure(
         "CERTHERD_NOT_AFTER": state.not_after.isoformat() if state.not_after else "",
     }
     return await run_lineage_hooks("failure", settings, storage, state.version, extra)
+
+
+def _expiry(state: LineageState) -> str:
+    if state.not_after is None:
+        return "no certificate yet"
+    return state.not_after.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+async def notify_failure(
+    host: NotifyHost, settings: LineageSettings, state: LineageState, error: BaseException
+) -> None:
+    """Tell the lineage's notify targets (once per interval) that obtaining failed: the
+    CA's problem (certherd's one line for it), attempts so far, the live expiry."""
+    await notify_event(
+        host,
+        settings,
+        "failed",
+        describe_failure(error, 1000),
+        details={
+            "attempts failed in a row": str(max(state.failures, 1)),
+            "live certificate expires": _expiry(state),
+        },
+    )
+
+
+async def notify_recovery(
+    host: NotifyHost, settings: LineageSettings, before: LineageState, outcome: Outcome
+) -> None:
+    """After failures (``before.failures``), the first success is told."""
+    if before.failures <= 0 or outcome.action not in ("issued", "renewed"):
+        return
+    expires = "unknown"
+    if outcome.not_after is not None:
+        expires = outcome.not_after.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    await notify_event(
+        host,
+        settings,
+        "recovered",
+        f"{settings.name} was {outcome.action} (version {outcome.version}) after "
+        f"{before.failures} failed attempts",
+        details={"new certificate expires": expires},
+    )
+
+
+async def notify_expiring(
+    host: NotifyHost, settings: LineageSettings, state: LineageState, outcome: Outcome
+) -> bool:
+    """The live certificate expires within ``settings.notify_expiry_days`` (and past the
+    point where a healthy renewal happens: a third of its lifetime left) and this run
+    did not renew it: tell, with why."""
+    now = host.clock.now()
+    if state.not_after is None or state.not_before is None or not settings.notify:
+        return False
+    left = state.not_after - now
+    third = (state.not_after - state.not_before) / 3
+    if left > min(dt.timedelta(days=settings.notify_expiry_days), third):
+        return False
+    days = left.total_seconds() / 86400
+    when = "has expired" if days <= 0 else f"expires in {days:.1f} days"
+    why = outcome.error or outcome.reason
+    return await notify_event(
+        host,
+        settings,
+        "expiring",
+        f"the certificate of {settings.name} {when} and was not renewed: {why}",
+        details={
+            "expires": _expiry(state),
+            "attempts failed in a row": str(state.failures),
+            "last error": state.last_error or "none",
+        },
+    )

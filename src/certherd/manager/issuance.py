@@ -14,7 +14,7 @@ version, in an order chosen so nothing the CA issued is lost:
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 
 from cryptography import x509
@@ -36,6 +36,7 @@ from certherd.errors import (
 from certherd.manager.accounts import CaOptions
 from certherd.manager.hooks import run_lineage_hooks
 from certherd.manager.lineage import LineageState
+from certherd.manager.notify import EventKind
 from certherd.manager.obtain import complete_order, open_order, select_chain
 from certherd.manager.outcome import Action, Outcome
 from certherd.manager.versions import find_stored_version, next_version, write_version
@@ -63,6 +64,16 @@ class Issuer:
         raise NotImplementedError
 
     def solver_specs(self, settings: LineageSettings) -> tuple[SolverSpec, ...]:
+        raise NotImplementedError
+
+    async def notify(
+        self,
+        settings: LineageSettings,
+        kind: EventKind,
+        text: str,
+        details: Mapping[str, str] | None = None,
+    ) -> bool:
+        """Tell the lineage's notify targets (a CA fail-over, say); never raises."""
         raise NotImplementedError
 
     async def _obtain(

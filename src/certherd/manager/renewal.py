@@ -17,7 +17,14 @@ from typing import TYPE_CHECKING
 
 from certherd.errors import safe_text
 from certherd.manager.ari import update_state
-from certherd.manager.failures import note_unexpected, record_failure, tell_failure
+from certherd.manager.failures import (
+    note_unexpected,
+    notify_expiring,
+    notify_failure,
+    notify_recovery,
+    record_failure,
+    tell_failure,
+)
 from certherd.manager.hygiene import clear_interrupted
 from certherd.manager.index import plan_renewal
 from certherd.manager.lineage import LineageState
@@ -52,6 +59,8 @@ async def renew(
             await plan.index.refresh(plan.to_check)
         await plan.index.save()
     by_name = {o.lineage: o for o in checked + plan.not_due}
+    if not dry_run:
+        await _tell_expiring(manager, list(by_name.values()))
     order = list(names) if names else plan.index.names
     return [by_name[n] for n in order if n in by_name]
 
@@ -133,10 +142,13 @@ async def renew_one(manager: Manager, name: str, *, force: bool, dry_run: bool) 
                 current.not_after,
             )
         try:
-            return await manager._obtain(settings, ca, current, "renewed", decision.reason)
+            outcome = await manager._obtain(settings, ca, current, "renewed", decision.reason)
+            await notify_recovery(manager, settings, current, outcome)
+            return outcome
         except Exception as exc:  # any exception: this lineage's failure, not the run's
             note_unexpected(name, exc)
             failed = await record_failure(manager.storage, current, exc, manager.clock.now())
+            await notify_failure(manager, settings, failed, exc)
             return Outcome(
                 name,
                 "failed",
@@ -146,6 +158,27 @@ async def renew_one(manager: Manager, name: str, *, force: bool, dry_run: bool) 
                 error=failed.last_error,
                 hook_errors=tuple(await tell_failure(manager.storage, settings, failed, exc)),
             )
+
+
+EXPIRY_NOTICE_MAX = dt.timedelta(days=60)
+"""Lineages further from expiry are not even read for the expiring-soon check."""
+
+
+async def _tell_expiring(manager: Manager, outcomes: Sequence[Outcome]) -> None:
+    """The expiring-soon event: each lineage this run did not renew whose certificate
+    expires soon (read only when within :data:`EXPIRY_NOTICE_MAX`) is told."""
+    now = manager.clock.now()
+    for outcome in outcomes:
+        if outcome.action in ("issued", "renewed") or outcome.not_after is None:
+            continue
+        if outcome.not_after - now > EXPIRY_NOTICE_MAX:
+            continue
+        try:
+            settings, state = await manager.load(outcome.lineage)
+        except Exception as exc:  # a damaged lineage: renew reported it already
+            note_unexpected(outcome.lineage, exc)
+            continue
+        await notify_expiring(manager, settings, state, outcome)
 
 
 async def deploy_owed(manager: Manager, settings: LineageSettings) -> Outcome:

@@ -18,8 +18,8 @@ from certherd.crypto.certs import load_pem_chain
 from certherd.errors import AlreadyRevokedError, NotFoundError
 from certherd.manager.hygiene import tidy_lineage, working_on
 from certherd.manager.lineage import LineageState
-from certherd.storage.base import Storage
-from certherd.storage.layout import archive_file, renewal_settings, state_file
+from certherd.storage.base import Storage, has_value
+from certherd.storage.layout import archive_file, notify_record, renewal_settings, state_file
 from certherd.storage.leases import holding
 from certherd.storage.lineages import archive_keys, unpublish
 
@@ -71,6 +71,8 @@ async def delete_lineage(
         await tidy_lineage(storage, name)  # temporary files would keep its folder
         keys = await archive_keys(storage, name)
         keys += [renewal_settings(name), state_file(name)]
+        if await has_value(storage, notify_record(name)):
+            keys.append(notify_record(name))
         for key in keys:
             await storage.delete(key, fence=lease)
         await unpublish(storage, name, fence=lease)

@@ -19,7 +19,8 @@ is loaded (:func:`~certherd.manager.lineage.load_lineage`).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
+import contextlib
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import replace
 
@@ -32,12 +33,20 @@ from certherd.manager import renewal, revocation
 from certherd.manager.accounts import CaOptions, ca_options
 from certherd.manager.ari import refresh_renewal_info
 from certherd.manager.clients import ClientFactory, ClientPool
-from certherd.manager.failures import note_unexpected, record_failure, tell_failure
+from certherd.manager.failures import (
+    note_unexpected,
+    notify_failure,
+    notify_recovery,
+    record_failure,
+    tell_failure,
+)
 from certherd.manager.hygiene import working_on
 from certherd.manager.issuance import Issuer
 from certherd.manager.lineage import LineageState, load_lineage
+from certherd.manager.notify import EventKind, notify_event
 from certherd.manager.outcome import Action, Outcome, describe_failure
 from certherd.manager.policy import RenewalDecision
+from certherd.schema import looks_secret
 from certherd.settings import LineageSettings
 from certherd.storage.base import Lease, Storage, has_value
 from certherd.storage.layout import state_file
@@ -126,6 +135,44 @@ class Manager(Issuer):
         names = name_set(settings.names)
         return next((e for e in entries.values() if name_set(e.names) == names), None)
 
+    def notify_urls(self, settings: LineageSettings) -> list[str]:
+        """The lineage's notify URLs read from where they come from (certherd.toml read
+        again, a file, the environment); ConfigError naming the source, never a URL."""
+        configured = self._configured(settings)
+        given = configured.notify if configured is not None else ()
+        return [
+            target.read(self.solvers.environ, given[index] if index < len(given) else None)
+            for index, target in enumerate(settings.notify)
+        ]
+
+    def known_secrets(self, settings: LineageSettings) -> set[str]:
+        """Every secret value of the lineage that can be read now (solver credentials,
+        the EAB key): kept out of notifications (manager.notify)."""
+        found: set[str] = set()
+        with contextlib.suppress(CertherdError):
+            for spec in self.solver_specs(settings):
+                found.update(spec.options[key] for key in spec.secrets if key in spec.options)
+                found.update(v for k, v in spec.options.items() if looks_secret(k))
+        eab = settings.eab
+        if eab is not None:
+            with contextlib.suppress(CertherdError):
+                configured = self._configured(settings)
+                given = configured.eab.value if configured and configured.eab else None
+                environ = self.solvers.environ
+                found.add(eab.hmac_key.read(environ, given or eab.value or None, "eab_hmac_key"))
+        return found
+
+    async def notify(
+        self,
+        settings: LineageSettings,
+        kind: EventKind,
+        text: str,
+        details: Mapping[str, str] | None = None,
+    ) -> bool:
+        """Tell the lineage's notify targets about ``kind`` (deduplicated; never raises):
+        see :func:`certherd.manager.notify.notify_event`."""
+        return await notify_event(self, settings, kind, text, details=details)
+
     def _say(self, lineage: str, text: str) -> None:
         if self._on_event is not None:
             self._on_event(lineage, text)
@@ -195,7 +242,7 @@ class Manager(Issuer):
                     state, certificate_id=None, order_url=None, order_names=(), order_retry_at=None
                 )
             try:
-                return await self._obtain(
+                outcome = await self._obtain(
                     settings,
                     self.ca_for(settings),
                     ordering,
@@ -203,6 +250,8 @@ class Manager(Issuer):
                     "requested",
                     save_settings=True,
                 )
+                await notify_recovery(self, settings, state, outcome)
+                return outcome
             except Exception as exc:
                 # Any exception, not only ours (issue 9.3): the failure is remembered and
                 # told; the caller gets a certherd error, never a traceback.
@@ -212,6 +261,7 @@ class Manager(Issuer):
                     state = await record_failure(self.storage, state, exc, self.clock.now())
                 for problem in await tell_failure(self.storage, settings, state, exc):
                     self._say(settings.name, f"failure hook failed: {problem}")
+                await notify_failure(self, settings, state, exc)
                 if isinstance(exc, CertherdError):
                     raise
                 raise CertherdError(describe_failure(exc)) from exc

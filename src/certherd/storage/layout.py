@@ -11,6 +11,7 @@
     live/<lineage>.json                   the published version elsewhere ({"version": N})
     renewal/<lineage>.json                how the lineage is obtained (names, solver, ...)
     state/<lineage>.json                  what we know of it (expiry, ARI window, failures)
+    notify/<lineage>.json                 when each notification was last sent (dedup)
     index.json                            a summary of all lineages for fast renew checks
 
 Names put into keys are validated here, so a key can never leave its folder.
@@ -42,6 +43,7 @@ __all__ = [
     "lineage_of_settings",
     "lineage_of_state",
     "live_record",
+    "notify_record",
     "pending_key",
     "renewal_settings",
     "state_file",
@@ -143,6 +145,11 @@ def archive_version(key: str) -> tuple[str, int] | None:
 def live_record(lineage: str) -> str:
     """The key of ``lineage``'s live version on a store without live files."""
     return f"live/{check_name(lineage)}.json"
+
+
+def notify_record(lineage: str) -> str:
+    """When each notification event of ``lineage`` was last sent (one per interval)."""
+    return f"notify/{check_name(lineage)}.json"
 
 
 def pending_key(lineage: str) -> str:

@@ -1,0 +1,280 @@
+"""Telling people when it matters: notifications through apprise.
+
+Let's Encrypt stopped its expiry e-mails in 2025: the client is the only one left to
+notice a renewal that keeps failing. A lineage's ``notify`` settings list apprise URLs
+(``mailto://``, ``json://``, ``slack://``, ``matrix://`` ... 100+ services); these events
+are told to them:
+
+``failed``      a renewal (or issuance) failed: the CA's problem, the attempts so far,
+                when the live certificate expires;
+``expiring``    the certificate expires within ``notify_expiry_days`` and was not
+                renewed (checked by every ``renew`` and daemon cycle);
+``recovered``   the first success after failures;
+``failover``    another CA than the first had to be used (see :func:`notify_event`).
+
+Deduplicated: one message per event and lineage per :data:`DEDUP_INTERVAL` (the time
+each was last sent is kept at ``notify/<lineage>.json``); a ``recovered`` message
+clears the record of ``failed`` and ``expiring`` (a new failure is told at once), a
+``failed`` one that of ``recovered``. A message never carries a secret: it is built
+from certherd's own one-line texts (which name settings, never values), and every
+secret the lineage knows (solver credentials, the EAB key, the notify URLs themselves)
+is replaced by ``***`` before it leaves. A notifier that fails never changes the
+outcome of a renewal: it is logged in one line (the target's index and scheme, never
+its URL) and that is all. apprise is imported only when a message is sent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+import logging
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Literal, Protocol
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+from certherd.clock import Clock
+from certherd.errors import CertherdError, NotFoundError, StorageError, safe_text
+from certherd.schema import REDACTED
+from certherd.settings import LineageSettings
+from certherd.storage.base import Storage
+from certherd.storage.layout import notify_record
+from certherd.storage.leases import held_lease
+
+__all__ = [
+    "DEDUP_INTERVAL",
+    "EVENTS",
+    "EventKind",
+    "Notice",
+    "NotifyHost",
+    "compose",
+    "notify_event",
+    "scrub",
+]
+
+log = logging.getLogger(__name__)
+
+EventKind = Literal["failed", "expiring", "recovered", "failover"]
+EVENTS: dict[EventKind, str] = {
+    "failed": "renewal failed",
+    "expiring": "certificate expires soon",
+    "recovered": "renewal recovered",
+    "failover": "CA fail-over",
+}
+DEDUP_INTERVAL = dt.timedelta(hours=24)
+"""One message per event kind and lineage within this time."""
+SEND_TIMEOUT = 60.0
+"""How long all targets of one message may take (apprise's own socket timeouts are
+shorter); past it the message counts as not sent."""
+_CLEARS: dict[EventKind, tuple[EventKind, ...]] = {
+    "failed": ("recovered",),
+    "recovered": ("failed", "expiring"),
+}
+
+
+class NotifyHost(Protocol):
+    """What sending needs from its caller (the :class:`~certherd.manager.service.Manager`):
+    storage for the dedup record, the clock, the lineage's notify URLs read from where
+    they come from, and the secret values to keep out of messages."""
+
+    storage: Storage
+    clock: Clock
+
+    def notify_urls(self, settings: LineageSettings) -> list[str]: ...
+
+    def known_secrets(self, settings: LineageSettings) -> set[str]: ...
+
+
+@dataclass(frozen=True)
+class Notice:
+    """One message: its title and body (plain text), already scrubbed."""
+
+    kind: EventKind
+    lineage: str
+    title: str
+    body: str
+
+
+def scrub(text: str, secrets: Iterable[str]) -> str:
+    """``text`` with every secret (and, for a URL, its password, user and tokens) as
+    ``***``; the longest first, so a secret holding another is replaced whole."""
+    pieces: set[str] = set()
+    for secret in secrets:
+        if len(secret) >= 4:
+            pieces.add(secret)
+        pieces.update(_url_secrets(secret))
+    for piece in sorted(pieces, key=len, reverse=True):
+        text = text.replace(piece, REDACTED)
+    return text
+
+
+def _url_secrets(url: str) -> set[str]:
+    """The parts of a notify URL that may be secret: user and password (3 characters
+    or more), path segments and query values long enough to be tokens (Slack's and
+    Telegram's live there; 8 or more, so words like ``hooks`` stay readable)."""
+    if "://" not in url:
+        return set()
+    try:
+        parts = urlsplit(url)
+        login = {unquote(parts.username or ""), unquote(parts.password or "")}
+    except ValueError:
+        return set()
+    tokens = {unquote(segment) for segment in parts.path.split("/")}
+    tokens.update(value for _, value in parse_qsl(parts.query))
+    return {p for p in login if len(p) >= 3} | {t for t in tokens if len(t) >= 8}
+
+
+def compose(
+    settings: LineageSettings,
+    kind: EventKind,
+    text: str,
+    *,
+    details: Mapping[str, str] | None = None,
+    secrets: Iterable[str] = (),
+) -> Notice:
+    """The message for ``kind`` about ``settings``' lineage: a title, then ``text``, then
+    the lineage's names, CA and ``details`` (attempts, expiry ...), one per line."""
+    title = f"certherd: {EVENTS[kind]}: {settings.name}"
+    lines = [safe_text(text, 2000), ""]
+    lines.append(f"lineage: {settings.name}")
+    lines.append(f"names: {', '.join(settings.names)}")
+    lines.append(f"CA: {safe_text(settings.directory_url, 300)}")
+    lines += [f"{key}: {safe_text(value, 500)}" for key, value in (details or {}).items()]
+    kept = list(secrets)
+    return Notice(kind, settings.name, scrub(title, kept), scrub("\n".join(lines), kept))
+
+
+async def notify_event(
+    host: NotifyHost,
+    settings: LineageSettings,
+    kind: EventKind,
+    text: str,
+    *,
+    details: Mapping[str, str] | None = None,
+) -> bool:
+    """Tell ``settings.notify`` about ``kind`` (with ``text``, one line, and ``details``),
+    unless the same kind was told for this lineage within :data:`DEDUP_INTERVAL`.
+
+    Returns whether a message went out to at least one target. Never raises (but for
+    cancellation): a notifier that fails is logged in one line and the caller goes on.
+    This is the one call for every event, ``failover`` included::
+
+        await notify_event(manager, settings, "failover", "CA A refused: ...; B issued")
+    """
+    if not settings.notify:
+        return False
+    name = settings.name
+    try:
+        now = host.clock.now()
+        record = await _load(host.storage, name)
+        last = record.get(kind)
+        if last is not None and now - last < DEDUP_INTERVAL:
+            log.debug("lineage %s: %s already told at %s", name, kind, last.isoformat())
+            return False
+        urls = host.notify_urls(settings)
+        notice = compose(
+            settings,
+            kind,
+            text,
+            details=details,
+            secrets=[*host.known_secrets(settings), *urls],
+        )
+        sent = await _send(name, urls, notice)
+        if sent:
+            record[kind] = now
+            for cleared in _CLEARS.get(kind, ()):
+                record.pop(cleared, None)
+            await _save(host.storage, name, record)
+        return sent
+    except asyncio.CancelledError:
+        raise
+    except CertherdError as exc:  # a URL that cannot be read, storage: one line
+        log.warning("lineage %s: %s notification not sent: %s", name, kind, exc.text(300))
+    except Exception as exc:  # a bug in a notifier must not fail a renewal
+        log.warning("lineage %s: %s notification not sent: %s", name, kind, type(exc).__name__)
+    return False
+
+
+async def _load(storage: Storage, name: str) -> dict[EventKind, dt.datetime]:
+    try:
+        raw = await storage.read(notify_record(name))
+    except NotFoundError:
+        return {}
+    try:
+        data = json.loads(raw)
+        return {kind: dt.datetime.fromisoformat(str(data[kind])) for kind in EVENTS if kind in data}
+    except (ValueError, TypeError):
+        log.warning("lineage %s: %s is damaged: starting it again", name, notify_record(name))
+        return {}
+
+
+async def _save(storage: Storage, name: str, record: dict[EventKind, dt.datetime]) -> None:
+    data = {kind: moment.astimezone(dt.UTC).isoformat() for kind, moment in record.items()}
+    try:
+        await storage.write(
+            notify_record(name),
+            json.dumps(data, sort_keys=True).encode() + b"\n",
+            fence=held_lease(name),
+        )
+    except StorageError as exc:  # the message went out; at worst it goes out again
+        log.warning("lineage %s: cannot record the notification sent: %s", name, exc.text(200))
+
+
+async def _send(name: str, urls: list[str], notice: Notice) -> bool:
+    """Send ``notice`` to every URL (in a thread: apprise blocks); whether any took it."""
+    if not urls:
+        return False
+    try:
+        results = await asyncio.wait_for(
+            asyncio.to_thread(_send_blocking, urls, notice), SEND_TIMEOUT
+        )
+    except TimeoutError:
+        log.warning(
+            "lineage %s: %s notification not sent within %d s", name, notice.kind, SEND_TIMEOUT
+        )
+        return False
+    for index, problem in results.items():
+        log.warning(
+            "lineage %s: %s notification to notify[%d] (%s) not sent: %s",
+            name,
+            notice.kind,
+            index,
+            _scheme(urls[index]),
+            problem,
+        )
+    return len(results) < len(urls)
+
+
+_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]{0,30})://")
+
+
+def _scheme(url: str) -> str:
+    match = _SCHEME.match(url)
+    return match.group(1) if match else "?"
+
+
+def _send_blocking(urls: list[str], notice: Notice) -> dict[int, str]:
+    """Send to each URL on its own, so one bad target is named and the rest still go;
+    returns what went wrong, by index, as apprise said it (its log, scrubbed)."""
+    import apprise
+
+    problems: dict[int, str] = {}
+    for index, url in enumerate(urls):
+        sender = apprise.Apprise()
+        if not sender.add(url):
+            problems[index] = "apprise does not know this URL: see docs/notifications.md"
+            continue
+        capture = apprise.LogCapture(level=logging.WARNING, fmt="%(message)s")  # type: ignore[no-untyped-call]
+        with capture as captured:
+            try:
+                sent = bool(sender.notify(title=notice.title, body=notice.body))
+            except Exception as exc:  # a plugin's bug: this target failed, not the run
+                sent = False
+                problems[index] = f"unexpected {type(exc).__name__}"
+        if not sent and index not in problems:
+            said = [line for line in captured.getvalue().splitlines() if line.strip()]
+            reason = scrub(said[-1], [url]) if said else "refused"
+            problems[index] = safe_text(reason, 200)
+    return problems
