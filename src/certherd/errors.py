@@ -15,6 +15,7 @@ them is one line that names what is wrong (and, where we know it, how to fix it)
     │   ├── LockTimeoutError           another certherd holds the lock for too long
     │   ├── LeaseLostError             our lease ran out and another holder was granted it
     │   └── FencedError                a write carried a lease older than the latest grant
+    ├── InstallError                   a web server refused a change (its own message)
     ├── SolverError                    a challenge could not be presented or cleaned up
     │   ├── DnsProviderError           a DNS provider failed to add/remove a TXT value
     │   ├── PropagationTimeoutError    the TXT value did not reach every name server in time
@@ -88,6 +89,7 @@ __all__ = [
     "FencedError",
     "HookError",
     "IncorrectResponseError",
+    "InstallError",
     "InvalidContactError",
     "InvalidNameError",
     "InvalidProfileError",
@@ -283,6 +285,11 @@ class LeaseLostError(StorageError):
 class FencedError(StorageError):
     """A write or delete carried a lease whose fencing token is older than the latest
     grant of that name: a holder that lost its lease may not overwrite the new one's work."""
+
+
+class InstallError(CertherdError):
+    """A web server refused a change to its config (the message is the server's own);
+    every file it touched has its previous bytes again."""
 
 
 class SolverError(CertherdError):

@@ -32,7 +32,13 @@ from certherd.storage.leases import held_lease
 if TYPE_CHECKING:
     from certherd.acme.jws import ExternalAccountBinding
 
-__all__ = ["EabSettings", "HookSettings", "LineageSettings", "NotifyTarget"]
+__all__ = [
+    "EabSettings",
+    "HookSettings",
+    "InstallerSettings",
+    "LineageSettings",
+    "NotifyTarget",
+]
 
 SCHEMA = 1
 _PLAIN = ("str", "str | None", "bool")
@@ -48,6 +54,24 @@ class HookSettings:
     post: tuple[str, ...] = ()
     deploy: tuple[str, ...] = ()
     failure: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class InstallerSettings:
+    """The web server a lineage is installed into (docs/installers.md): ``kind``
+    (``nginx``) and its options as text (``server_root``, ``ctl``, ``https_port``,
+    ``redirect``); :func:`certherd.install.base.installer_for` checks them."""
+
+    kind: str
+    options: tuple[tuple[str, str], ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        return {"kind": self.kind, "options": dict(self.options)}
+
+    @classmethod
+    def from_json(cls, data: Any) -> InstallerSettings:
+        options = data.get("options") or {}
+        return cls(str(data["kind"]), tuple(sorted((str(k), str(v)) for k, v in options.items())))
 
 
 @dataclass(frozen=True, eq=False, repr=False)
@@ -179,6 +203,7 @@ class LineageSettings:
     eab: EabSettings | None = None
     notify: tuple[NotifyTarget, ...] = ()
     notify_expiry_days: int = 7
+    installer: InstallerSettings | None = None
 
     def _document(self, *, reveal: bool) -> dict[str, Any]:
         data = asdict(self)
@@ -187,6 +212,7 @@ class LineageSettings:
         data["hooks"] = {k: list(v) for k, v in asdict(self.hooks).items()}
         data["eab"] = None if self.eab is None else self.eab.to_json(reveal=reveal)
         data["notify"] = [target.to_json(reveal=reveal) for target in self.notify]
+        data["installer"] = None if self.installer is None else self.installer.to_json()
         return data
 
     def to_json(self) -> bytes:
@@ -214,6 +240,7 @@ class LineageSettings:
             }
             hooks = data.get("hooks") or {}
             eab = data.get("eab")
+            installer = data.get("installer")
             return cls(
                 names=tuple(str(n) for n in data["names"]),
                 solvers=tuple(SolverSpec.from_json(s) for s in data.get("solvers", ())),
@@ -221,6 +248,7 @@ class LineageSettings:
                 eab=None if eab is None else EabSettings.from_json(eab),
                 notify=tuple(NotifyTarget.from_json(t) for t in data.get("notify") or ()),
                 notify_expiry_days=int(data.get("notify_expiry_days", 7)),
+                installer=None if installer is None else InstallerSettings.from_json(installer),
                 **plain,
             )
         except (ValueError, KeyError, TypeError, AttributeError) as exc:

@@ -31,7 +31,7 @@ from cryptography import x509
 from tests.servers.net import LOOPBACK, ServerStartError, free_port, tcp_answers
 from tests.servers.process import ChildProcess, Launcher, stop_and_remove
 
-__all__ = ["INSTALL_HINT", "NginxServer", "find_nginx"]
+__all__ = ["INSTALL_HINT", "NginxRoot", "NginxServer", "find_nginx"]
 
 INSTALL_HINT = "nginx is not installed: run `apt-get install -y nginx`"
 _STOP_GRACE = 5.0
@@ -274,7 +274,9 @@ def _quote(text: str) -> str:
     return f'"{text}"'
 
 
-def _served_certificate(host: str, port: int) -> x509.Certificate | None:
+def _served_certificate(
+    host: str, port: int, server_name: str | None = None
+) -> x509.Certificate | None:
     """The leaf certificate ``host:port`` hands out (not verified), or None."""
     context = ssl.create_default_context()
     context.check_hostname = False
@@ -282,9 +284,110 @@ def _served_certificate(host: str, port: int) -> x509.Certificate | None:
     try:
         with (
             socket.create_connection((host, port), timeout=2.0) as sock,
-            context.wrap_socket(sock) as tls,
+            context.wrap_socket(sock, server_hostname=server_name) as tls,
         ):
             der = tls.getpeercert(binary_form=True)
     except (OSError, ssl.SSLError):
         return None
     return x509.load_der_x509_certificate(der) if der else None
+
+
+class NginxRoot(Launcher):
+    """nginx run from a server root laid out like Debian's ``/etc/nginx`` (``nginx.conf``
+    including ``sites-enabled/*``), in a fresh 0755 temporary folder: what the nginx
+    installer edits. :meth:`write` puts files there before :meth:`start`; the main
+    config sets every path (pid, logs, temp folders) inside the root, so ``nginx -c
+    ROOT/nginx.conf -t`` and ``-s reload`` from outside work on this nginx alone.
+    """
+
+    def __init__(self, http_port: int = 0, *, startup_timeout: float = 15.0) -> None:
+        self.http_port = http_port or free_port(LOOPBACK)
+        self.startup_timeout = startup_timeout
+        self.root = Path(tempfile.mkdtemp(prefix="nginx-root-"))
+        self.root.chmod(0o755)
+        for folder in ("logs", "temp", "sites-enabled", "sites-available", "html"):
+            (self.root / folder).mkdir()
+        (self.root / "html" / "index.html").write_text("hello from nginx\n")
+        self._process: ChildProcess | None = None
+        self.binary = find_nginx()
+        user = _default_worker_user()
+        temps = "\n".join(
+            f"    {kind}_temp_path {_quote(str(self.root / 'temp' / kind))};"
+            for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+        )
+        self.write(
+            "nginx.conf",
+            (f"user {user};\n" if user else "") + "worker_processes 1;\n"
+            f"pid {_quote(str(self.root / 'nginx.pid'))};\n"
+            f"error_log {_quote(str(self.root / 'logs' / 'error.log'))} notice;\n"
+            "events { worker_connections 256; }\n"
+            "http {\n"
+            "    default_type text/plain;\n"
+            f"    access_log {_quote(str(self.root / 'logs' / 'access.log'))};\n"
+            f"{temps}\n"
+            "    include sites-enabled/*;\n"
+            "}\n",
+        )
+
+    def write(self, relative: str, text: str) -> Path:
+        path = self.root / relative
+        path.write_text(text)
+        return path
+
+    def site(self, name: str, text: str) -> Path:
+        """``sites-available/NAME`` with a symlink in ``sites-enabled`` (Debian's way)."""
+        path = self.write(f"sites-available/{name}", text)
+        (self.root / "sites-enabled" / name).symlink_to(path)
+        return path
+
+    def snapshot(self) -> dict[str, bytes]:
+        """Every config file's bytes (certherd's folder, live/ and logs left out)."""
+        found: dict[str, bytes] = {}
+        for path in sorted(self.root.rglob("*")):
+            relative = path.relative_to(self.root)
+            if relative.parts[0] in ("logs", "temp", "certherd", "live") or path.is_dir():
+                continue
+            if path.name == "nginx.pid":
+                continue
+            found[str(relative)] = (
+                path.read_bytes()
+                if not path.is_symlink()
+                else (b"-> " + str(path.readlink()).encode())
+            )
+        return found
+
+    @property
+    def master_pid(self) -> int:
+        if self._process is None:
+            raise RuntimeError("NginxRoot is not started")
+        return self._process.pid
+
+    def start(self) -> Self:
+        if self.binary is None:
+            raise ServerStartError(INSTALL_HINT)
+        command = [
+            self.binary,
+            "-c", str(self.root / "nginx.conf"),
+            "-e", str(self.root / "logs" / "error.log"),
+            "-g", "daemon off;",
+        ]  # fmt: skip
+        self._process = ChildProcess.spawn(command, self.root / "logs" / "stdout.log")
+        try:
+            self._process.wait_ready(
+                lambda: tcp_answers(LOOPBACK, self.http_port),
+                timeout=self.startup_timeout,
+                what=f"nginx at {self.root}",
+                log=self.root / "logs" / "error.log",
+            )
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def stop(self) -> None:
+        process, self._process = self._process, None
+        stop_and_remove(process, self.root, grace=_STOP_GRACE)
+
+    def served_certificate(self, port: int, server_name: str) -> x509.Certificate | None:
+        """The leaf certificate served on ``port`` for SNI ``server_name``, unverified."""
+        return _served_certificate(LOOPBACK, port, server_name)

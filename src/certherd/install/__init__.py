@@ -1,6 +1,7 @@
 """Putting certherd to work on a host: the twice-daily renewal schedule (systemd timer or
-cron.d file) today; the web-server installers (nginx, Apache, HAProxy: pointing a server at
-its certificate and reloading it) go here too (issue 13).
+cron.d file), and the web-server installers (:mod:`certherd.install.base`: the protocol;
+:mod:`certherd.install.nginx` today; Apache and HAProxy to come, issue 13) that point a
+server at its certificate and reload it.
 
 Installers sit above :mod:`certherd.manager` and below the CLI: they are built from typed
 settings, write files atomically and never see command-line flags.
@@ -11,15 +12,24 @@ import typing as _typing
 from certherd import _lazy
 
 if _typing.TYPE_CHECKING:
+    from certherd.install.base import Installer, installer_for
     from certherd.install.schedule import ScheduleKind, detect_schedule_kind, install_schedule
 
 _EXPORTS: dict[str, str] = {
+    "Installer": "certherd.install.base",
+    "installer_for": "certherd.install.base",
     "ScheduleKind": "certherd.install.schedule",
     "detect_schedule_kind": "certherd.install.schedule",
     "install_schedule": "certherd.install.schedule",
 }
 
-__all__ = ["ScheduleKind", "detect_schedule_kind", "install_schedule"]
+__all__ = [
+    "Installer",
+    "ScheduleKind",
+    "detect_schedule_kind",
+    "install_schedule",
+    "installer_for",
+]
 
 
 if not _typing.TYPE_CHECKING:

@@ -1,0 +1,82 @@
+"""What a web-server installer does, whatever the server (nginx today; Apache and
+HAProxy fit the same shape: issue 13).
+
+An installer is built from a lineage's :class:`~certherd.settings.InstallerSettings`
+(:func:`installer_for`) and:
+
+- ``check()``: refuses (:class:`~certherd.errors.InstallError`) a server whose config
+  already fails its own test, before anything is ordered or changed;
+- ``prepare_http01(names)`` / ``finish_http01()``: answers http-01 through the running
+  server while an order is under way (the ``nginx`` solver kind calls them);
+- ``install(lineage, names, certificate, key)``: serves the lineage's ``live/`` files
+  over TLS for its names; ``uninstall(lineage)`` takes that away again;
+- ``after_renewal()``: a new version is live: reload gracefully (or hot-swap).
+
+Every change is tested with the server's own config test and undone byte for byte when
+it fails.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
+
+from certherd.errors import ConfigError
+
+if TYPE_CHECKING:
+    from certherd.settings import InstallerSettings
+
+__all__ = ["INSTALLER_KINDS", "Installer", "installer_for"]
+
+INSTALLER_KINDS = ("nginx",)
+
+
+class Installer(Protocol):
+    """A web server certherd installs certificates into (see the module's docstring)."""
+
+    kind: str
+
+    async def check(self) -> None: ...
+
+    async def prepare_http01(self, names: Sequence[str]) -> object: ...
+
+    async def finish_http01(self) -> None: ...
+
+    async def install(
+        self, lineage: str, names: Sequence[str], certificate: Path, key: Path
+    ) -> object: ...
+
+    async def uninstall(self, lineage: str) -> bool: ...
+
+    async def after_renewal(self) -> None: ...
+
+
+def installer_for(settings: InstallerSettings) -> Installer:
+    """The installer ``settings`` describe; ConfigError for an unknown kind or option."""
+    options = dict(settings.options)
+    if settings.kind == "nginx":
+        from certherd.install.nginx.installer import NginxInstaller
+
+        try:
+            port = int(options.pop("https_port", "443"))
+        except ValueError:
+            raise ConfigError("installer https_port must be a port number") from None
+        if not 0 < port < 65536:
+            raise ConfigError(f"installer https_port {port} is not a port (1-65535)")
+        redirect = options.pop("redirect", "false").lower() in ("true", "1", "yes")
+        installer = NginxInstaller(
+            Path(options.pop("server_root", "/etc/nginx")),
+            options.pop("ctl", "nginx"),
+            port,
+            redirect,
+        )
+        if options:
+            raise ConfigError(
+                f"unknown nginx installer option {sorted(options)[0]!r}: use server_root, "
+                "ctl, https_port, redirect"
+            )
+        return installer
+    raise ConfigError(
+        f"unknown installer kind {settings.kind!r}: use one of {', '.join(INSTALLER_KINDS)}"
+    )

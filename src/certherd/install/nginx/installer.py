@@ -1,0 +1,345 @@
+"""The nginx installer: http-01 through the running nginx, TLS for a lineage, reloads.
+
+Everything certherd adds lives in ``ROOT/certherd/`` (``ROOT`` is the server root,
+``/etc/nginx`` by default), and the user's files only ever gain (and lose again) one
+``include`` line per matched ``server { }`` block:
+
+- ``acme-challenge.conf``: ``location ^~ /.well-known/acme-challenge/`` served from
+  ``ROOT/certherd/http-01/``; included in the blocks that answer the names being proved
+  (nginx's own choice per port: :func:`~certherd.install.nginx.parse.match_server`)
+  while an order is under way, removed after;
+- ``tls-NAME.conf``: ``listen PORT ssl`` (on the addresses the block listens on for
+  plain HTTP), ``ssl_certificate`` / ``ssl_certificate_key`` pointing into
+  ``live/NAME/`` and, with ``redirect``, HTTP to HTTPS (the challenge path excepted),
+  included in the block whose ``server_name`` matches each name of the lineage;
+- ``backup/``: a copy of every file before each change (the last twenty changes).
+
+Every change goes through :func:`~certherd.install.nginx.edit.apply_changes`: nginx's own
+test before (a failing config is refused) and after (a failing change is undone byte for
+byte), then a graceful reload.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import os
+import re
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from certherd.errors import ConfigError
+from certherd.install.nginx.edit import (
+    NginxControl,
+    add_include,
+    apply_changes,
+    check_before,
+    quoted,
+    remove_include,
+)
+from certherd.install.nginx.parse import NginxConfig, ServerBlock, match_server, read_config
+from certherd.storage.layout import check_name
+
+__all__ = ["NginxInstaller"]
+
+_LOCKS: dict[Path, asyncio.Lock] = {}
+"""One lock per server root in this process (the file lock covers other processes)."""
+
+
+@dataclass(frozen=True)
+class NginxInstaller:
+    """nginx at ``server_root`` (its ``nginx.conf``), controlled with ``ctl``."""
+
+    server_root: Path = Path("/etc/nginx")
+    ctl: str = "nginx"
+    https_port: int = 443
+    redirect: bool = False
+
+    kind = "nginx"
+
+    @property
+    def owned(self) -> Path:
+        """The folder of everything certherd adds (``ROOT/certherd``)."""
+        return self.server_root / "certherd"
+
+    @property
+    def control(self) -> NginxControl:
+        return NginxControl(self.ctl, self.server_root / "nginx.conf")
+
+    @property
+    def challenge_conf(self) -> Path:
+        return self.owned / "acme-challenge.conf"
+
+    @property
+    def challenge_root(self) -> Path:
+        """The webroot certherd writes http-01 answers under (``.well-known/...``)."""
+        return self.owned / "http-01"
+
+    def tls_conf(self, lineage: str, number: int = 0) -> Path:
+        suffix = f"+{number}" if number else ""
+        return self.owned / f"tls-{check_name(lineage)}{suffix}.conf"
+
+    # -- the whole-process lock ------------------------------------------------------------
+
+    @contextlib.asynccontextmanager
+    async def _locked(self) -> AsyncIterator[None]:
+        lock = _LOCKS.setdefault(self.server_root.resolve(), asyncio.Lock())
+        async with lock:
+            self.owned.mkdir(mode=0o755, parents=True, exist_ok=True)
+            descriptor = os.open(self.owned / ".lock", os.O_CREAT | os.O_RDWR, 0o600)
+            try:
+                while True:
+                    try:
+                        fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                        break
+                    except BlockingIOError:
+                        await asyncio.sleep(0.05)
+                yield
+            finally:
+                os.close(descriptor)
+
+    async def check(self) -> None:
+        """Refuse (InstallError) when nginx's config already fails its own test."""
+        await check_before(self.control)
+
+    # -- http-01 ---------------------------------------------------------------------------
+
+    async def prepare_http01(self, names: Sequence[str]) -> list[ServerBlock]:
+        """Include ``acme-challenge.conf`` in the blocks nginx picks for ``names`` on
+        each port it serves plain HTTP on; test and reload (only if anything changed).
+        Returns the blocks that answer (for a self-check)."""
+        async with self._locked():
+            self.challenge_root.mkdir(mode=0o755, parents=True, exist_ok=True)
+            # nginx's workers (another user) read the answers: 0755 whatever the umask.
+            os.chmod(self.challenge_root, 0o755)  # noqa: S103
+            config = read_config(self.server_root, owned=self.owned)
+            ports = sorted({port for block in config.servers for port in block.plain_ports()})
+            blocks: dict[int, ServerBlock] = {}
+            for name in names:
+                for port in ports:
+                    block = match_server(config.servers, name, port, fallback=True)
+                    if block is not None:
+                        blocks[block.index] = block
+            if not blocks:
+                raise ConfigError(
+                    f"nginx serves no plain HTTP for {', '.join(names)} ({config.main}): "
+                    "http-01 needs a server block listening on port 80"
+                )
+            wanted = self._challenge_location().encode()
+            changes: dict[Path, bytes | None] = {}
+            current = self.challenge_conf.read_bytes() if self.challenge_conf.exists() else None
+            if current != wanted:
+                changes[self.challenge_conf] = wanted
+            changes.update(
+                self._with_includes(
+                    config,
+                    list(blocks.values()),
+                    self.challenge_conf,
+                    "http-01 answers while certherd proves a name",
+                )
+            )
+            self._mark_user()
+            if changes:
+                await apply_changes(self.control, self.owned, changes)
+            return list(blocks.values())
+
+    async def finish_http01(self) -> None:
+        """Take the challenge include away again (once no other certherd process on
+        this server root still proves names), test and reload."""
+        async with self._locked():
+            if self._unmark_user():
+                return  # another certherd process still proves names here
+            config = read_config(self.server_root, owned=self.owned)
+            changes: dict[Path, bytes | None] = dict(
+                self._without_includes(config, self.challenge_conf)
+            )
+            if self.challenge_conf.exists():
+                changes[self.challenge_conf] = None
+            if changes:
+                await apply_changes(self.control, self.owned, changes)
+
+    def _challenge_location(self) -> str:
+        return (
+            "# certherd: answers ACME http-01 challenges while certherd proves a name;\n"
+            "# included only then, removed after.\n"
+            "location ^~ /.well-known/acme-challenge/ {\n"
+            f"    root {quoted(self.challenge_root)};\n"
+            "    default_type text/plain;\n"
+            "    try_files $uri =404;\n"
+            "}\n"
+        )
+
+    def _users(self) -> Path:
+        return self.owned / "users"
+
+    def _mark_user(self) -> None:
+        self._users().mkdir(mode=0o700, exist_ok=True)
+        marker = self._users() / str(os.getpid())
+        count = int(marker.read_text() or "0") if marker.exists() else 0
+        marker.write_text(str(count + 1))
+
+    def _unmark_user(self) -> bool:
+        """Drop one use by this process; True while some process (this or another
+        living one) still proves names here."""
+        marker = self._users() / str(os.getpid())
+        if marker.exists():
+            count = int(marker.read_text() or "1") - 1
+            if count > 0:
+                marker.write_text(str(count))
+            else:
+                marker.unlink()
+        others = []
+        for entry in self._users().iterdir() if self._users().exists() else ():
+            if entry.name.isdigit() and _alive(int(entry.name)):
+                others.append(entry)
+            else:
+                entry.unlink(missing_ok=True)
+        return bool(others)
+
+    # -- TLS for a lineage -----------------------------------------------------------------
+
+    async def install(
+        self, lineage: str, names: Sequence[str], certificate: Path, key: Path
+    ) -> list[ServerBlock]:
+        """Serve ``certificate`` / ``key`` over TLS in the blocks whose server_name
+        matches each of ``names``; test and reload. Returns the blocks."""
+        async with self._locked():
+            config = read_config(self.server_root, owned=self.owned)
+            blocks = self._tls_blocks(config, lineage, names)
+            changes: dict[Path, bytes | None] = {}
+            files: dict[str, Path] = {}
+            targets: list[tuple[ServerBlock, Path]] = []
+            for block in blocks:
+                content = self._tls_content(lineage, block, certificate, key)
+                if content not in files:
+                    files[content] = path = self.tls_conf(lineage, len(files))
+                    if not path.exists() or path.read_bytes() != content.encode():
+                        changes[path] = content.encode()
+                targets.append((block, files[content]))
+            changes.update(self._edits(config, targets, f"TLS for {lineage}"))
+            await apply_changes(self.control, self.owned, changes)
+            return blocks
+
+    def _tls_blocks(
+        self, config: NginxConfig, lineage: str, names: Sequence[str]
+    ) -> list[ServerBlock]:
+        ports = sorted({port for block in config.servers for port in block.plain_ports()})
+        chosen: dict[int, ServerBlock] = {}
+        for name in names:
+            block = next(
+                (
+                    found
+                    for port in ports
+                    if (found := match_server(config.servers, name, port, fallback=False))
+                ),
+                None,
+            )
+            if block is None:
+                raise ConfigError(
+                    f"no nginx server block has a server_name matching {name} "
+                    f"({config.main}): add `server_name {name};` to the block that serves it"
+                )
+            chosen[block.index] = block
+        for block in chosen.values():
+            text = config.texts[block.file][block.open_offset : block.close_offset]
+            others = set(re.findall(r"/tls-([^\"/+]+?)(?:\+\d+)?\.conf\"", text)) - {lineage}
+            if others:
+                raise ConfigError(
+                    f"the server block at {block.where} already serves the lineage "
+                    f"{sorted(others)[0]} over TLS: one block serves one certificate; give "
+                    "these names their own server block"
+                )
+            if "ssl_certificate" in block.directives and f"tls-{lineage}" not in text:
+                raise ConfigError(
+                    f"the server block at {block.where} has its own ssl_certificate: "
+                    "remove its TLS lines (or give it its own block) so certherd can add its own"
+                )
+        return list(chosen.values())
+
+    def _tls_content(self, lineage: str, block: ServerBlock, certificate: Path, key: Path) -> str:
+        lines = [
+            f"# certherd: TLS for the lineage {lineage}; `certherd uninstall {lineage}` removes it"
+        ]
+        if not any(listen.ssl and listen.port == self.https_port for listen in block.listens):
+            addresses = sorted({listen.address for listen in block.listens if not listen.ssl})
+            for address in addresses or [""]:
+                where = f"{address}:{self.https_port}" if address else str(self.https_port)
+                lines.append(f"listen {where} ssl;")
+        lines.append(f"ssl_certificate {quoted(certificate)};")
+        lines.append(f"ssl_certificate_key {quoted(key)};")
+        if self.redirect:
+            port = "" if self.https_port == 443 else f":{self.https_port}"
+            lines += [
+                "# HTTP to HTTPS, but for http-01 answers (the CA asks over HTTP)",
+                "set $certherd_https $scheme;",
+                'if ($uri ~ "^/\\.well-known/acme-challenge/") { set $certherd_https https; }',
+                f"if ($certherd_https = http) {{ return 301 https://$host{port}$request_uri; }}",
+            ]
+        return "\n".join(lines) + "\n"
+
+    async def after_renewal(self) -> None:
+        """A new version is live under ``live/``: test, then reload gracefully."""
+        async with self._locked():
+            await apply_changes(self.control, self.owned, {})
+
+    async def uninstall(self, lineage: str) -> bool:
+        """Take away what :meth:`install` added for ``lineage``; False if nothing was."""
+        async with self._locked():
+            config = read_config(self.server_root, owned=self.owned)
+            changes = self._without_tls(config, lineage)
+            if not changes:
+                return False
+            await apply_changes(self.control, self.owned, changes)
+            return True
+
+    # -- text changes ----------------------------------------------------------------------
+
+    def _tls_files(self, lineage: str) -> list[Path]:
+        return sorted(self.owned.glob(f"tls-{check_name(lineage)}.conf")) + sorted(
+            self.owned.glob(f"tls-{lineage}+*.conf")
+        )
+
+    def _without_tls(self, config: NginxConfig, lineage: str) -> dict[Path, bytes | None]:
+        changes: dict[Path, bytes | None] = {}
+        for target in self._tls_files(lineage):
+            changes.update(self._without_includes(config, target))
+            changes[target] = None
+        return changes
+
+    def _with_includes(
+        self, config: NginxConfig, blocks: list[ServerBlock], target: Path, why: str
+    ) -> dict[Path, bytes | None]:
+        return self._edits(config, [(block, target) for block in blocks], why)
+
+    def _edits(
+        self, config: NginxConfig, targets: list[tuple[ServerBlock, Path]], why: str
+    ) -> dict[Path, bytes | None]:
+        texts: dict[Path, str] = {}
+        # Last block first, so the offsets of the ones before stay right.
+        for block, target in sorted(targets, key=lambda item: -item[0].open_offset):
+            text = texts.get(block.file, config.texts[block.file])
+            inside = text[block.open_offset : block.close_offset]
+            if f"include {quoted(target)};" in inside:
+                continue
+            texts[block.file] = add_include(text, block, target, why)
+        return {path: text.encode("utf-8", "surrogateescape") for path, text in texts.items()}
+
+    def _without_includes(self, config: NginxConfig, target: Path) -> dict[Path, bytes | None]:
+        changes: dict[Path, bytes | None] = {}
+        for path, text in config.texts.items():
+            edited = remove_include(text, target)
+            if edited != text:
+                changes[path] = edited.encode("utf-8", "surrogateescape")
+        return changes
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
