@@ -5,6 +5,10 @@ refused as badNonce, authorization reuse 50%, no validation sleeps). ``pebble_fa
 starts more with other options; they too run until the session ends, so each test uses its
 own ACME account. A missing ``pebble`` fails the tests that need it with the install hint:
 it is never a skip.
+
+``postgres`` is one PostgreSQL server for the session (initdb in a temporary folder, a
+unix socket only, about half a second to start): ``postgres.database()`` makes a fresh
+database for a test. A missing PostgreSQL fails the tests that need it with the install hint.
 """
 
 from __future__ import annotations
@@ -13,7 +17,8 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from tests.servers.net import free_http_port
+from tests.servers.net import ServerStartError, free_http_port
+from tests.servers.postgres import PostgresServer
 
 from certherd.errors import UnavailableError
 from certherd.testing.pebble import PebbleOptions, PebbleServer
@@ -63,3 +68,18 @@ def pebble_factory() -> Iterator[PebbleFactory]:
     yield start
     for server in servers:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    """A PostgreSQL server of the session (stopped at its end); never a skip."""
+    server = PostgresServer()
+    try:
+        server.start()
+    except ServerStartError as err:
+        problem = str(err)
+    else:
+        yield server
+        server.stop()
+        return
+    pytest.fail(problem, pytrace=False)

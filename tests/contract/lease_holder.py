@@ -1,7 +1,7 @@
 """A lease holder in its own process, driven line by line on stdin (contract tests).
 
-``python lease_holder.py filesystem ROOT`` opens that storage; then each line is a
-command, answered by one line on stdout:
+``python lease_holder.py filesystem ROOT`` (or ``postgresql URL``) opens that storage;
+then each line is a command, answered by one line on stdout:
 
     acquire NAME TTL    -> the token
     renew               -> "ok" or "lost"
@@ -10,7 +10,8 @@ command, answered by one line on stdout:
     release             -> "ok"
     cycle NAME N        -> N acquire/release rounds: their tokens, space-separated
 
-A backend added to the contract suite (PostgreSQL) adds its way to open the store here.
+A backend added to the contract suite adds its way to open the store here. Commands
+run in one event loop (a PostgreSQL store keeps its connection pool in it).
 """
 
 from __future__ import annotations
@@ -27,6 +28,10 @@ def open_store(kind: str, where: str) -> Storage:
         from certherd.storage import FilesystemStorage
 
         return FilesystemStorage(where)
+    if kind == "postgresql":
+        from certherd.storage.postgresql import PostgresStorage
+
+        return PostgresStorage(where)
     raise SystemExit(f"unknown backend {kind!r}")
 
 
@@ -61,13 +66,18 @@ async def handle(store: Storage, lease: Lease | None, words: list[str]) -> tuple
     return "ok", lease
 
 
-def main() -> None:
+async def serve() -> None:
     store = open_store(sys.argv[1], sys.argv[2])
     lease: Lease | None = None
+    await store.list("")  # connected (and the schema made) before saying ready
     print("ready", flush=True)
-    for line in sys.stdin:
-        answer, lease = asyncio.run(handle(store, lease, line.split()))
+    while line := await asyncio.to_thread(sys.stdin.readline):
+        answer, lease = await handle(store, lease, line.split())
         print(answer, flush=True)
+
+
+def main() -> None:
+    asyncio.run(serve())
 
 
 if __name__ == "__main__":

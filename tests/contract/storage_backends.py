@@ -5,6 +5,8 @@ leaves behind, whether a value is private, and how to run a second lease holder 
 can be paused and killed: a child process (``lease_holder.py``) where the store is
 shared between processes, a driven object in this process for memory. PostgreSQL joins
 by adding a factory to ``BACKENDS`` (and its opening to ``lease_holder.py``).
+PostgreSQL runs on the session's test server (tests/servers/postgres.py), a new database
+for every test.
 """
 
 from __future__ import annotations
@@ -15,14 +17,17 @@ import signal
 import stat
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from certherd.errors import FencedError, LeaseLostError
 from certherd.storage import FilesystemStorage, MemoryStorage, Storage
 from certherd.storage.base import Lease
+
+if TYPE_CHECKING:
+    from tests.servers.postgres import PostgresServer
 
 HOLDER_SCRIPT = Path(__file__).with_name("lease_holder.py")
 
@@ -155,13 +160,15 @@ class Backend:
     """Whether other processes see the same store (then ``other_holder`` is one)."""
     frees_dead_holders_at_once: bool
     """Whether a holder that dies frees its lease before it expires."""
+    close: Callable[[], Awaitable[None]] | None = None
+    """What ends the store's use (a connection pool closed), in the test's event loop."""
 
 
 def _no_debris(key: str) -> None:
     """A backend with transactions leaves nothing behind a failed write."""
 
 
-def filesystem_backend(root: Path) -> Backend:
+def filesystem_backend(root: Path, postgres: Callable[[], PostgresServer]) -> Backend:
     def leave_debris(key: str) -> None:
         # atomic_write's temp file, as left by a crash between write and rename.
         path = root / key
@@ -182,7 +189,7 @@ def filesystem_backend(root: Path) -> Backend:
     )
 
 
-def memory_backend(root: Path) -> Backend:
+def memory_backend(root: Path, postgres: Callable[[], PostgresServer]) -> Backend:
     store = MemoryStorage()
     return Backend(
         "memory",
@@ -195,7 +202,38 @@ def memory_backend(root: Path) -> Backend:
     )
 
 
-BACKENDS: dict[str, Callable[[Path], Backend]] = {
+def postgresql_backend(root: Path, postgres: Callable[[], PostgresServer]) -> Backend:
+    from certherd.storage.postgresql import PostgresStorage
+
+    server = postgres()
+    database = server.database()
+    url = server.url(database)
+    store = PostgresStorage(url)
+
+    def is_private(key: str) -> bool:
+        """Whether a role granted SELECT on the values (a monitoring role) cannot see it."""
+        assert server.execute(f"SELECT 1 FROM certherd_values WHERE key = '{key}'", database)
+        server.execute("GRANT SELECT ON certherd_values TO monitor", database)
+        seen = server.execute(
+            f"SELECT 1 FROM certherd_values WHERE key = '{key}'", database, role="monitor"
+        )
+        return not seen
+
+    return Backend(
+        "postgresql",
+        store,
+        _no_debris,
+        is_private,
+        lambda: ChildHolder("postgresql", url),
+        shared=True,
+        frees_dead_holders_at_once=False,
+        close=store.aclose,
+    )
+
+
+BACKENDS: dict[str, Callable[[Path, Callable[[], PostgresServer]], Backend]] = {
     "filesystem": filesystem_backend,
     "memory": memory_backend,
+    "postgresql": postgresql_backend,
 }
+"""Each factory gets a fresh folder and, on demand, the session's PostgreSQL server."""

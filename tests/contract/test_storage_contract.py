@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
@@ -35,8 +35,11 @@ from certherd.storage.lineages import live_version, publish, unpublish
 
 
 @pytest.fixture(params=sorted(BACKENDS))
-def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
-    return BACKENDS[request.param](tmp_path / "store")
+async def backend(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Backend]:
+    made = BACKENDS[request.param](tmp_path / "store", lambda: request.getfixturevalue("postgres"))
+    yield made
+    if made.close is not None:
+        await made.close()
 
 
 @pytest.fixture
@@ -162,6 +165,23 @@ async def test_list_is_recursive_and_sorted(storage: Storage) -> None:
     assert await storage.list("archive/") == expected
     assert await storage.list("archive/a.example") == expected[:3]
     assert await storage.list("") == sorted(keys)
+
+
+async def test_list_takes_the_prefix_literally(storage: Storage) -> None:
+    """``_`` starts a wildcard's lineage (``_.example.com``) and is a wildcard of SQL's
+    LIKE, as is ``%``: a prefix matches itself only."""
+    keys = [
+        "archive/_.example.com/cert1.pem",
+        "archive/a.example.com/cert1.pem",
+        "state/100%/a.json",
+        "state/1000/a.json",
+    ]
+    for key in keys:
+        await storage.write(key, b"-")
+    assert await storage.list("archive/_.example.com") == ["archive/_.example.com/cert1.pem"]
+    assert await storage.list("state/100%") == ["state/100%/a.json"]
+    if isinstance(storage, StatListing):
+        assert list(await storage.stat_all("archive/_.example.com")) == [keys[0]]
 
 
 async def test_list_of_a_missing_prefix_is_empty(storage: Storage) -> None:

@@ -1,0 +1,159 @@
+"""The PostgreSQL storage's schema, its migrations, and what is said about its URL.
+
+certherd creates and migrates its own tables (no separate tool): the schema version is
+the row of ``certherd_schema``; each migration runs in one transaction, under a
+transaction-scoped advisory lock, so two nodes starting at once migrate once and the
+other waits and finds the work done. A database whose schema is newer than this
+certherd knows is refused (ConfigError: upgrade certherd), never written.
+
+::
+
+    certherd_schema  (version, migrated, by)         one row per migration applied
+    certherd_values  (key, data, size, private,      every value; key in "C" collation
+                      modified, version)             (byte order: prefix LIKE uses the index)
+    certherd_leases  (name, holder, token, granted,  one row per lease name, kept after
+                      expires)                       release (its token is the floor)
+    certherd_lease_tokens, certherd_value_versions   the two sequences
+
+Privileges: every object is REVOKEd FROM PUBLIC (a new table grants PUBLIC nothing
+already; the REVOKE says so and undoes a database whose default privileges grant it).
+``certherd_values`` has row-level security with one policy: a role that an administrator
+grants SELECT (a monitoring role) sees no ``private`` row; certherd's own role owns the
+tables and so bypasses the policy. Superusers bypass everything.
+
+This module imports nothing of psycopg: it takes the connection it is given.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from certherd.errors import ConfigError
+
+__all__ = ["LATEST", "MIGRATIONS", "URL_SCHEMES", "check_url", "migrate", "redact"]
+
+URL_SCHEMES = ("postgresql", "postgres")
+
+MIGRATIONS: tuple[tuple[str, ...], ...] = (
+    (  # version 1
+        """CREATE TABLE certherd_values (
+            key text COLLATE "C" PRIMARY KEY,
+            data bytea NOT NULL,
+            size bigint NOT NULL,
+            private boolean NOT NULL DEFAULT false,
+            modified timestamptz NOT NULL DEFAULT now(),
+            version bigint NOT NULL
+        )""",
+        "CREATE SEQUENCE certherd_value_versions",
+        """CREATE TABLE certherd_leases (
+            name text COLLATE "C" PRIMARY KEY,
+            holder text,
+            token bigint NOT NULL,
+            granted timestamptz NOT NULL,
+            expires timestamptz NOT NULL
+        )""",
+        "CREATE SEQUENCE certherd_lease_tokens",
+        "ALTER TABLE certherd_values ENABLE ROW LEVEL SECURITY",
+        "CREATE POLICY certherd_public_values ON certherd_values FOR SELECT USING (NOT private)",
+        "REVOKE ALL ON certherd_values, certherd_leases, certherd_schema FROM PUBLIC",
+        "REVOKE ALL ON SEQUENCE certherd_value_versions, certherd_lease_tokens FROM PUBLIC",
+    ),
+)
+"""Migration N (1-based) brings the schema from version N-1 to N; append, never edit."""
+
+LATEST = len(MIGRATIONS)
+
+_LOCK_KEY = 0x63657274_68657264 & 0x7FFF_FFFF_FFFF_FFFF
+"""The advisory lock taken while migrating (``certherd`` in ASCII)."""
+
+
+async def migrate(connection: Any, *, where: str) -> int:
+    """Bring the schema of ``connection``'s database to :data:`LATEST`; its version.
+
+    ``connection``: a psycopg AsyncConnection in autocommit mode. ConfigError if the
+    schema is newer than this certherd (``where`` names the database in that line).
+    """
+    version = await _version(connection)
+    _refuse_newer(version, where)
+    if version == LATEST:
+        return version  # the usual start: two small queries, no lock
+    async with connection.transaction():
+        await connection.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_KEY,))
+        await connection.execute(
+            "CREATE TABLE IF NOT EXISTS certherd_schema ("
+            " version integer PRIMARY KEY, migrated timestamptz NOT NULL DEFAULT now(),"
+            " by text NOT NULL)"
+        )
+        version = await _version(connection)  # another node may have migrated meanwhile
+        _refuse_newer(version, where)
+        from certherd import __version__
+
+        for number in range(version + 1, LATEST + 1):
+            for statement in MIGRATIONS[number - 1]:
+                await connection.execute(statement)
+            await connection.execute(
+                "INSERT INTO certherd_schema (version, by) VALUES (%s, %s)",
+                (number, f"certherd {__version__}"),
+            )
+    return LATEST
+
+
+async def _version(connection: Any) -> int:
+    cursor = await connection.execute(
+        "SELECT CASE WHEN to_regclass('certherd_schema') IS NULL THEN -1 END"
+    )
+    row = await cursor.fetchone()
+    if row[0] == -1:
+        return 0
+    cursor = await connection.execute("SELECT coalesce(max(version), 0) FROM certherd_schema")
+    row = await cursor.fetchone()
+    return int(row[0])
+
+
+def _refuse_newer(version: int, where: str) -> None:
+    if version > LATEST:
+        from certherd import __version__
+
+        raise ConfigError(
+            f"the PostgreSQL storage {where} has schema version {version}, newer than "
+            f"certherd {__version__} knows (version {LATEST}): upgrade certherd on this host"
+        )
+
+
+_SECRET_PARAMS = frozenset({"password", "sslpassword"})
+
+
+def check_url(url: str) -> str:
+    """``url`` if it names a PostgreSQL database (``postgresql://`` or ``postgres://``),
+    else a ConfigError in one line (the password never shown)."""
+    scheme = url.partition("://")[0].lower() if "://" in url else ""
+    if scheme not in URL_SCHEMES:
+        raise ConfigError(
+            f"the storage URL {redact(url)!r} is not a PostgreSQL URL: write "
+            "postgresql://USER@HOST[:PORT]/DATABASE (or ?host=/socket/dir); "
+            "for a folder use --config-dir"
+        )
+    return url
+
+
+def redact(url: str) -> str:
+    """``url`` with its password (in the user part or a ``password=`` parameter) as
+    ``***``: what every message and log line shows of a storage URL."""
+    try:
+        parts = urlsplit(url)
+        netloc = parts.netloc
+        if "@" in netloc:
+            user, _, hosts = netloc.rpartition("@")
+            if ":" in user:
+                user = user.partition(":")[0] + ":***"
+            netloc = f"{user}@{hosts}"
+        query = [
+            (name, "***" if name.lower() in _SECRET_PARAMS else value)
+            for name, value in parse_qsl(parts.query, keep_blank_values=True)
+        ]
+        shown = urlunsplit((parts.scheme, netloc, parts.path, urlencode(query, safe="/*"), ""))
+    except ValueError:
+        return "(an unreadable URL)"
+    return re.sub(r"[\x00-\x1f\x7f]", "?", shown)
