@@ -28,32 +28,6 @@ if _typing.TYPE_CHECKING:
     from certherd.acme.sync import SyncAcmeClient
     from certherd.clock import Clock, SystemClock
 
-# Loaded on first use, so importing one submodule does not import them all.
-_EXPORTS: dict[str, str] = {
-    "DNS_01": "certherd.acme.messages",
-    "HTTP_01": "certherd.acme.messages",
-    "TLS_ALPN_01": "certherd.acme.messages",
-    "Account": "certherd.acme.messages",
-    "AcmeClient": "certherd.acme.client",
-    "Authorization": "certherd.acme.messages",
-    "CertificateChain": "certherd.acme.client",
-    "Challenge": "certherd.acme.messages",
-    "Clock": "certherd.clock",
-    "Directory": "certherd.acme.messages",
-    "DirectoryMeta": "certherd.acme.messages",
-    "ExternalAccountBinding": "certherd.acme.jws",
-    "Identifier": "certherd.acme.messages",
-    "Order": "certherd.acme.messages",
-    "PollPolicy": "certherd.acme.retry",
-    "RenewalInfo": "certherd.acme.messages",
-    "RetryPolicy": "certherd.acme.retry",
-    "RevocationReason": "certherd.acme.client",
-    "Status": "certherd.acme.messages",
-    "SyncAcmeClient": "certherd.acme.sync",
-    "SystemClock": "certherd.clock",
-    "jwk_thumbprint": "certherd.acme.jws",
-    "key_authorization": "certherd.acme.jws",
-}
 
 __all__ = [
     "DNS_01",
@@ -83,6 +57,4 @@ __all__ = [
 
 
 if not _typing.TYPE_CHECKING:
-    # Hidden from type checkers: a module __getattr__ would make any misspelt import
-    # (``from certherd.acme import AcmeClinet``) an Any instead of an error.
-    __getattr__ = _lazy.exports_getattr(__name__, _EXPORTS)
+    __getattr__ = _lazy.exports_getattr(__name__)  # the imports above, on first use

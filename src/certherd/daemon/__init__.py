@@ -14,16 +14,6 @@ if _typing.TYPE_CHECKING:
     from certherd.daemon.metrics import LineageMetrics, MetricsServer, render_metrics
     from certherd.daemon.serve import serve
 
-# Loaded on first use: `certherd run` imports what it needs, nothing more.
-_EXPORTS: dict[str, str] = {
-    "Daemon": "certherd.daemon.loop",
-    "DaemonStatus": "certherd.daemon.loop",
-    "raise_open_file_limit": "certherd.daemon.loop",
-    "LineageMetrics": "certherd.daemon.metrics",
-    "MetricsServer": "certherd.daemon.metrics",
-    "render_metrics": "certherd.daemon.metrics",
-    "serve": "certherd.daemon.serve",
-}
 
 __all__ = [
     "Daemon",
@@ -37,5 +27,4 @@ __all__ = [
 
 
 if not _typing.TYPE_CHECKING:
-    # Hidden from type checkers, so that a misspelt import is an error, not an Any.
-    __getattr__ = _lazy.exports_getattr(__name__, _EXPORTS)
+    __getattr__ = _lazy.exports_getattr(__name__)  # the imports above, on first use

@@ -15,13 +15,6 @@ if _typing.TYPE_CHECKING:
     from certherd.install.base import Installer, installer_for
     from certherd.install.schedule import ScheduleKind, detect_schedule_kind, install_schedule
 
-_EXPORTS: dict[str, str] = {
-    "Installer": "certherd.install.base",
-    "installer_for": "certherd.install.base",
-    "ScheduleKind": "certherd.install.schedule",
-    "detect_schedule_kind": "certherd.install.schedule",
-    "install_schedule": "certherd.install.schedule",
-}
 
 __all__ = [
     "Installer",
@@ -33,5 +26,4 @@ __all__ = [
 
 
 if not _typing.TYPE_CHECKING:
-    # Hidden from type checkers, so that a misspelt import is an error, not an Any.
-    __getattr__ = _lazy.exports_getattr(__name__, _EXPORTS)
+    __getattr__ = _lazy.exports_getattr(__name__)  # the imports above, on first use
