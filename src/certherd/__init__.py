@@ -11,12 +11,10 @@ from certherd import _lazy
 
 if _typing.TYPE_CHECKING:
     from certherd.app import Certherd, Event, LineageRecord, Revocation
+else:
+    __getattr__ = _lazy.exports_getattr(__name__)  # the imports above, on first use
 
 __version__ = "0.1.0"
 
 
 __all__ = ["Certherd", "Event", "LineageRecord", "Revocation", "__version__"]
-
-
-if not _typing.TYPE_CHECKING:
-    __getattr__ = _lazy.exports_getattr(__name__)  # the imports above, on first use

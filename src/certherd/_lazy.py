@@ -3,9 +3,12 @@
 Keeps ``import certherd.x.y`` from importing every sibling (and httpx, cryptography...)
 just because the package ``__init__`` re-exports them. A package declares its names
 once, as imports under ``if TYPE_CHECKING:`` (so type checkers see them and a misspelt
-import is an error, not an ``Any``), lists them in ``__all__``, and ends with::
+import is an error, not an ``Any``: they never see the ``__getattr__``) and lists
+them in ``__all__``::
 
-    if not _typing.TYPE_CHECKING:
+    if _typing.TYPE_CHECKING:
+        from certherd.x.y import Thing
+    else:
         __getattr__ = _lazy.exports_getattr(__name__)
 
 The first name asked for reads those imports from the package's own source text: where each

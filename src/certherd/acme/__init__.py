@@ -27,7 +27,8 @@ if _typing.TYPE_CHECKING:
     from certherd.acme.retry import PollPolicy, RetryPolicy
     from certherd.acme.sync import SyncAcmeClient
     from certherd.clock import Clock, SystemClock
-
+else:
+    __getattr__ = _lazy.exports_getattr(__name__)  # the imports above, on first use
 
 __all__ = [
     "DNS_01",
@@ -54,7 +55,3 @@ __all__ = [
     "jwk_thumbprint",
     "key_authorization",
 ]
-
-
-if not _typing.TYPE_CHECKING:
-    __getattr__ = _lazy.exports_getattr(__name__)  # the imports above, on first use

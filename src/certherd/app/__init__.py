@@ -12,10 +12,7 @@ from certherd import _lazy
 if _typing.TYPE_CHECKING:
     from certherd.app.entry import Certherd
     from certherd.app.events import Event, EventKind, LineageRecord, Revocation
-
+else:
+    __getattr__ = _lazy.exports_getattr(__name__)  # the imports above, on first use
 
 __all__ = ["Certherd", "Event", "EventKind", "LineageRecord", "Revocation"]
-
-
-if not _typing.TYPE_CHECKING:
-    __getattr__ = _lazy.exports_getattr(__name__)  # the imports above, on first use

@@ -21,7 +21,8 @@ if _typing.TYPE_CHECKING:
     from certherd.challenges.spec import SolverSpec
     from certherd.challenges.tlsalpn01 import TlsAlpn01Solver
     from certherd.challenges.webroot import WebrootSolver
-
+else:
+    __getattr__ = _lazy.exports_getattr(__name__)  # the imports above, on first use
 
 __all__ = [
     "DNS_01",
@@ -46,7 +47,3 @@ __all__ = [
     "hook_environment",
     "parse_listen_address",
 ]
-
-
-if not _typing.TYPE_CHECKING:
-    __getattr__ = _lazy.exports_getattr(__name__)  # the imports above, on first use

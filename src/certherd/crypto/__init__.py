@@ -35,7 +35,8 @@ if _typing.TYPE_CHECKING:
         public_key_equal,
         write_private_key,
     )
-
+else:
+    __getattr__ = _lazy.exports_getattr(__name__)  # the imports above, on first use
 
 __all__ = [
     "CertificateInfo",
@@ -63,7 +64,3 @@ __all__ = [
     "verify_issued",
     "write_private_key",
 ]
-
-
-if not _typing.TYPE_CHECKING:
-    __getattr__ = _lazy.exports_getattr(__name__)  # the imports above, on first use

@@ -13,7 +13,8 @@ if _typing.TYPE_CHECKING:
     from certherd.daemon.loop import Daemon, DaemonStatus, raise_open_file_limit
     from certherd.daemon.metrics import LineageMetrics, MetricsServer, render_metrics
     from certherd.daemon.serve import serve
-
+else:
+    __getattr__ = _lazy.exports_getattr(__name__)  # the imports above, on first use
 
 __all__ = [
     "Daemon",
@@ -24,7 +25,3 @@ __all__ = [
     "render_metrics",
     "serve",
 ]
-
-
-if not _typing.TYPE_CHECKING:
-    __getattr__ = _lazy.exports_getattr(__name__)  # the imports above, on first use

@@ -8,7 +8,8 @@ from certherd import _lazy
 if _typing.TYPE_CHECKING:
     from certherd.dns.base import DnsProvider, ProviderInfo, TxtRecord
     from certherd.dns.registry import available_providers, check_settings, create_provider
-
+else:
+    __getattr__ = _lazy.exports_getattr(__name__)  # the imports above, on first use
 
 __all__ = [
     "DnsProvider",
@@ -18,7 +19,3 @@ __all__ = [
     "check_settings",
     "create_provider",
 ]
-
-
-if not _typing.TYPE_CHECKING:
-    __getattr__ = _lazy.exports_getattr(__name__)  # the imports above, on first use

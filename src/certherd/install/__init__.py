@@ -14,7 +14,8 @@ from certherd import _lazy
 if _typing.TYPE_CHECKING:
     from certherd.install.base import Installer, installer_for
     from certherd.install.schedule import ScheduleKind, detect_schedule_kind, install_schedule
-
+else:
+    __getattr__ = _lazy.exports_getattr(__name__)  # the imports above, on first use
 
 __all__ = [
     "Installer",
@@ -23,7 +24,3 @@ __all__ = [
     "install_schedule",
     "installer_for",
 ]
-
-
-if not _typing.TYPE_CHECKING:
-    __getattr__ = _lazy.exports_getattr(__name__)  # the imports above, on first use

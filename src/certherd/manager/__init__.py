@@ -19,7 +19,8 @@ if _typing.TYPE_CHECKING:
         needs_renewal,
         renewal_threshold,
     )
-
+else:
+    __getattr__ = _lazy.exports_getattr(__name__)  # the imports above, on first use
 
 __all__ = [
     "IssuedCertificate",
@@ -31,7 +32,3 @@ __all__ = [
     "renewal_threshold",
     "select_chain",
 ]
-
-
-if not _typing.TYPE_CHECKING:
-    __getattr__ = _lazy.exports_getattr(__name__)  # the imports above, on first use
