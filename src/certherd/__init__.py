@@ -9,12 +9,11 @@ import typing as _typing
 
 from certherd import _lazy
 
+__all__ = ["Certherd", "Event", "LineageRecord", "Revocation", "__version__"]
+
 if _typing.TYPE_CHECKING:
     from certherd.app import Certherd, Event, LineageRecord, Revocation
 else:
     __getattr__ = _lazy.exports_getattr(__name__)  # the imports above, on first use
 
 __version__ = "0.1.0"
-
-
-__all__ = ["Certherd", "Event", "LineageRecord", "Revocation", "__version__"]

@@ -9,10 +9,10 @@ import typing as _typing
 
 from certherd import _lazy
 
+__all__ = ["Certherd", "Event", "EventKind", "LineageRecord", "Revocation"]
+
 if _typing.TYPE_CHECKING:
     from certherd.app.entry import Certherd
     from certherd.app.events import Event, EventKind, LineageRecord, Revocation
 else:
     __getattr__ = _lazy.exports_getattr(__name__)  # the imports above, on first use
-
-__all__ = ["Certherd", "Event", "EventKind", "LineageRecord", "Revocation"]

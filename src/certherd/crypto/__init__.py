@@ -10,6 +10,33 @@ import typing as _typing
 
 from certherd import _lazy
 
+__all__ = [
+    "CertificateInfo",
+    "KeyType",
+    "PrivateKey",
+    "PublicKey",
+    "atomic_write",
+    "b64url",
+    "b64url_decode",
+    "build_csr",
+    "cert_to_pem",
+    "certificate_id",
+    "chain_to_pem",
+    "csr_der",
+    "csr_names",
+    "describe_certificate",
+    "generate_key",
+    "key_type_of",
+    "load_pem_chain",
+    "load_private_key",
+    "load_private_key_file",
+    "pick_in_window",
+    "private_key_to_pem",
+    "public_key_equal",
+    "verify_issued",
+    "write_private_key",
+]
+
 if _typing.TYPE_CHECKING:
     from certherd.crypto.ari import certificate_id, pick_in_window
     from certherd.crypto.certs import (
@@ -37,30 +64,3 @@ if _typing.TYPE_CHECKING:
     )
 else:
     __getattr__ = _lazy.exports_getattr(__name__)  # the imports above, on first use
-
-__all__ = [
-    "CertificateInfo",
-    "KeyType",
-    "PrivateKey",
-    "PublicKey",
-    "atomic_write",
-    "b64url",
-    "b64url_decode",
-    "build_csr",
-    "cert_to_pem",
-    "certificate_id",
-    "chain_to_pem",
-    "csr_der",
-    "csr_names",
-    "describe_certificate",
-    "generate_key",
-    "key_type_of",
-    "load_pem_chain",
-    "load_private_key",
-    "load_private_key_file",
-    "pick_in_window",
-    "private_key_to_pem",
-    "public_key_equal",
-    "verify_issued",
-    "write_private_key",
-]

@@ -9,13 +9,6 @@ import typing as _typing
 
 from certherd import _lazy
 
-if _typing.TYPE_CHECKING:
-    from certherd.daemon.loop import Daemon, DaemonStatus, raise_open_file_limit
-    from certherd.daemon.metrics import LineageMetrics, MetricsServer, render_metrics
-    from certherd.daemon.serve import serve
-else:
-    __getattr__ = _lazy.exports_getattr(__name__)  # the imports above, on first use
-
 __all__ = [
     "Daemon",
     "DaemonStatus",
@@ -25,3 +18,10 @@ __all__ = [
     "render_metrics",
     "serve",
 ]
+
+if _typing.TYPE_CHECKING:
+    from certherd.daemon.loop import Daemon, DaemonStatus, raise_open_file_limit
+    from certherd.daemon.metrics import LineageMetrics, MetricsServer, render_metrics
+    from certherd.daemon.serve import serve
+else:
+    __getattr__ = _lazy.exports_getattr(__name__)  # the imports above, on first use

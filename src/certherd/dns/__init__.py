@@ -5,12 +5,6 @@ import typing as _typing
 
 from certherd import _lazy
 
-if _typing.TYPE_CHECKING:
-    from certherd.dns.base import DnsProvider, ProviderInfo, TxtRecord
-    from certherd.dns.registry import available_providers, check_settings, create_provider
-else:
-    __getattr__ = _lazy.exports_getattr(__name__)  # the imports above, on first use
-
 __all__ = [
     "DnsProvider",
     "ProviderInfo",
@@ -19,3 +13,9 @@ __all__ = [
     "check_settings",
     "create_provider",
 ]
+
+if _typing.TYPE_CHECKING:
+    from certherd.dns.base import DnsProvider, ProviderInfo, TxtRecord
+    from certherd.dns.registry import available_providers, check_settings, create_provider
+else:
+    __getattr__ = _lazy.exports_getattr(__name__)  # the imports above, on first use

@@ -11,12 +11,6 @@ import typing as _typing
 
 from certherd import _lazy
 
-if _typing.TYPE_CHECKING:
-    from certherd.install.base import Installer, installer_for
-    from certherd.install.schedule import ScheduleKind, detect_schedule_kind, install_schedule
-else:
-    __getattr__ = _lazy.exports_getattr(__name__)  # the imports above, on first use
-
 __all__ = [
     "Installer",
     "ScheduleKind",
@@ -24,3 +18,9 @@ __all__ = [
     "install_schedule",
     "installer_for",
 ]
+
+if _typing.TYPE_CHECKING:
+    from certherd.install.base import Installer, installer_for
+    from certherd.install.schedule import ScheduleKind, detect_schedule_kind, install_schedule
+else:
+    __getattr__ = _lazy.exports_getattr(__name__)  # the imports above, on first use

@@ -6,6 +6,17 @@ import typing as _typing
 
 from certherd import _lazy
 
+__all__ = [
+    "IssuedCertificate",
+    "IssuedChain",
+    "RenewalDecision",
+    "failure_backoff",
+    "needs_renewal",
+    "obtain_certificate",
+    "renewal_threshold",
+    "select_chain",
+]
+
 if _typing.TYPE_CHECKING:
     from certherd.manager.obtain import (
         IssuedCertificate,
@@ -21,14 +32,3 @@ if _typing.TYPE_CHECKING:
     )
 else:
     __getattr__ = _lazy.exports_getattr(__name__)  # the imports above, on first use
-
-__all__ = [
-    "IssuedCertificate",
-    "IssuedChain",
-    "RenewalDecision",
-    "failure_backoff",
-    "needs_renewal",
-    "obtain_certificate",
-    "renewal_threshold",
-    "select_chain",
-]

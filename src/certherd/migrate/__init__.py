@@ -9,9 +9,9 @@ import typing as _typing
 
 from certherd import _lazy
 
+__all__ = ["ImportResult", "import_certbot"]
+
 if _typing.TYPE_CHECKING:
     from certherd.migrate.certbot_import import ImportResult, import_certbot
 else:
     __getattr__ = _lazy.exports_getattr(__name__)  # the imports above, on first use
-
-__all__ = ["ImportResult", "import_certbot"]

@@ -8,10 +8,10 @@ import typing as _typing
 
 from certherd import _lazy
 
+__all__ = ["NginxConfig", "NginxInstaller", "ServerBlock", "match_server", "read_config"]
+
 if _typing.TYPE_CHECKING:
     from certherd.install.nginx.installer import NginxInstaller
     from certherd.install.nginx.parse import NginxConfig, ServerBlock, match_server, read_config
 else:
     __getattr__ = _lazy.exports_getattr(__name__)  # the imports above, on first use
-
-__all__ = ["NginxConfig", "NginxInstaller", "ServerBlock", "match_server", "read_config"]
