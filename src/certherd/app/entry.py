@@ -19,6 +19,7 @@ from certherd.key_types import DEFAULT_KEY_TYPE
 
 if TYPE_CHECKING:
     from certherd.acme.client import RevocationReason
+    from certherd.app.check import Finding
     from certherd.app.events import Event, EventKind, LineageRecord, Revocation
     from certherd.challenges.factory import SolverPool
     from certherd.challenges.spec import SolverSpec
@@ -318,6 +319,25 @@ class Certherd(AccountCalls):
             return await self.manager.load(name)
         except NotFoundError as exc:
             raise ConfigError.saying(exc) from None
+
+    async def check(
+        self, names: Sequence[str] | None = None, *, http_port: int = 80
+    ) -> list[Finding]:
+        """``certherd check``: from this host, what would stop the next renewal of each
+        lineage (or those named); nothing is ordered or changed. ``http_port``: where
+        the CA fetches http-01 answers (80; a test CA may use another). See
+        :mod:`certherd.app.check`."""
+        from certherd.app.check import Finding, check_lineages
+
+        refuse_text(names, "names")
+        wanted = tuple(names or ())
+        _check_known(wanted, await self.lineages())
+        found = []
+        try:
+            self.read_config()
+        except ConfigError as exc:
+            found.append(Finding("", "config", "fail", exc.text(300)))
+        return found + await check_lineages(self, wanted or None, http_port=http_port)
 
     async def records(self) -> list[LineageRecord]:
         """Every lineage for ``certherd list``: a damaged one is a record with ``error``,

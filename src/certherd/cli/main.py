@@ -39,6 +39,10 @@ __all__ = ["Terminated", "entry", "main", "stop_like_ctrl_c"]
 COMMANDS: dict[str, tuple[str, str]] = {
     "account": ("certherd.cli.account:account", "Manage the ACME account for a CA."),
     "apply": ("certherd.cli.apply:apply", "Obtain what certherd.toml lists and is missing."),
+    "check": (
+        "certherd.cli.check:check",
+        "Check what would stop the next renewal, from this host.",
+    ),
     "completion": (
         "certherd.cli.completion:completion",
         "Print the shell completion script (bash, zsh, fish).",
