@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from certherd.manager.outcome import Outcome
     from certherd.manager.service import Manager
     from certherd.migrate.certbot_import import ImportResult
-    from certherd.settings import EabSettings, HookSettings, LineageSettings
+    from certherd.settings import CaSettings, EabSettings, HookSettings, LineageSettings
     from certherd.storage.base import Storage
 
 __all__ = ["Certherd"]
@@ -244,6 +244,7 @@ class Certherd(AccountCalls):
         agree_tos: bool = False,
         eab: EabSettings | None = None,
         account: str = "default",
+        fallback_cas: Sequence[CaSettings] = (),
         key_type: str = DEFAULT_KEY_TYPE,
         reuse_key: bool = False,
         profile: str | None = None,
@@ -264,8 +265,11 @@ class Certherd(AccountCalls):
         ``email``, ``agree_tos`` and ``eab`` (External Account Binding: the
         key id and where its HMAC key comes from, e.g. ``EabSettings("kid",
         SecretRef("file", "/etc/certherd/eab.key"))``) are what the account is created
-        with, now or by a later renewal if it is lost. Raises a CertherdError when the
-        certificate cannot be obtained."""
+        with, now or by a later renewal if it is lost. ``fallback_cas``: the CAs tried
+        after that one, in order, when it fails in a way another CA could fix, each a
+        :class:`~certherd.settings.CaSettings` with its own account details
+        (docs/failover.md). Raises a CertherdError when the certificate cannot be
+        obtained."""
         from certherd.challenges.options import solver_from_table
         from certherd.config import resolve_directory_url
         from certherd.names import canonical_names
@@ -292,6 +296,7 @@ class Certherd(AccountCalls):
             email=email,
             agree_tos=agree_tos,
             eab=eab,
+            fallback_cas=tuple(fallback_cas),
         )
         return await self.issue_lineage(settings, force=force, named=lineage is not None)
 

@@ -129,6 +129,8 @@ def lineage_document(
         "email": settings.email,
         "agree_tos": settings.agree_tos,
         "eab": settings.eab.to_json() if settings.eab is not None else None,  # key redacted
+        "cas": [ca.to_json() for ca in settings.cas],  # in the order tried; keys redacted
+        "issued_by": (state.issued_by or settings.directory_url) if state.version else None,
         "version": state.version,
         "serial": state.serial,
         "issuer": state.issuer,
@@ -187,6 +189,8 @@ def damaged_document(name: str, reason: str, config_dir: Path) -> dict[str, Any]
         "email": None,
         "agree_tos": False,
         "eab": None,
+        "cas": [],
+        "issued_by": None,
         "version": None,
         "serial": None,
         "issuer": None,
@@ -272,12 +276,30 @@ def show_rows(document: dict[str, Any], now: dt.datetime | None = None) -> list[
             several(label, [f"{name}: {path}" for name, path in value.items()])
         elif key == "eab" and isinstance(value, dict):
             rows.append((label, _eab_text(value)))
+        elif key == "cas" and isinstance(value, list):
+            issuer = document.get("issued_by")
+            several("CAs in order", [_ca_text(ca, issuer) for ca in value if isinstance(ca, dict)])
         elif key == "ari_window" and isinstance(value, dict):
             start, end = value.get("start"), value.get("end")
             rows.append((label, f"{_text(start)} to {_text(end)}"))
         else:
             rows.append((label, _text(value)))
     return rows
+
+
+def _ca_text(ca: dict[str, Any], issuer: Any) -> str:
+    """One CA of a lineage's list as ``show`` says it: its directory, the account there
+    (when not the default) and its EAB key id; marked if it issued the live version."""
+    text = str(ca.get("directory_url"))
+    details = []
+    if ca.get("account") not in (None, "default"):
+        details.append(f"account {ca['account']}")
+    if isinstance(ca.get("eab"), dict):
+        details.append(f"EAB key id {_text(ca['eab'].get('kid'))}")
+    if ca.get("ca_bundle"):
+        details.append(f"roots {ca['ca_bundle']}")
+    text += f" ({', '.join(details)})" if details else ""
+    return text + (" <- issued the live certificate" if ca.get("directory_url") == issuer else "")
 
 
 def _eab_text(eab: dict[str, Any]) -> str:
