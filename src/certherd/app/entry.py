@@ -41,7 +41,9 @@ class Certherd(AccountCalls):
 
     ``storage``: a config dir (a path: certherd's own folder layout, created as needed;
     default: the one the ``certherd`` command uses, ``$CERTHERD_DIR``, else
-    /etc/certherd for root, else ~/.config/certherd) or any storage object.
+    /etc/certherd for root, else ~/.config/certherd), a storage URL
+    (``postgresql://USER@HOST/DB``: the PostgreSQL storage, closed by :meth:`aclose`) or
+    any storage object.
     ``config_file``: certherd.toml (default: the config dir's, when it exists; none for
     a storage object). ``environ``: where solver secrets given as ``{env = NAME}`` are
     read (default: this process's environment). ``on_event`` hears :class:`Event`
@@ -66,6 +68,11 @@ class Certherd(AccountCalls):
             from certherd.config import default_config_dir
 
             storage = default_config_dir()
+        self._owned: Any = None
+        if isinstance(storage, str) and "://" in storage:
+            from certherd.storage.postgresql import PostgresStorage
+
+            storage = self._owned = PostgresStorage(storage)  # ConfigError for another URL
         if isinstance(storage, str | os.PathLike):
             from certherd.storage.filesystem import FilesystemStorage
 
@@ -93,10 +100,15 @@ class Certherd(AccountCalls):
         await self.aclose()
 
     async def aclose(self) -> None:
-        """Close every CA connection opened; the object can be used again after."""
+        """Close every CA connection opened (and the database connections of a storage
+        given as a URL); the object can be used again after."""
         manager, self._manager = self._manager, None
-        if manager is not None:
-            await manager.aclose()
+        try:
+            if manager is not None:
+                await manager.aclose()
+        finally:
+            if self._owned is not None:
+                await self._owned.aclose()
 
     # -- wiring -------------------------------------------------------------------------
 

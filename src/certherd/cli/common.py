@@ -48,11 +48,14 @@ class Context:
     verbose: int = 0
     command: str = ""
     """The command run (``issue``, ``account``...): it decides how settings are named."""
+    storage: str | None = None
+    """``--storage URL`` (a database); None: the config dir holds everything."""
 
     def update(
         self,
         *,
         config_dir: Path | None = None,
+        storage: str | None = None,
         json_output: bool = False,
         quiet: bool = False,
         verbose: int = 0,
@@ -60,6 +63,8 @@ class Context:
         """Take global options (given before or after the command); later ones add up."""
         if config_dir is not None:
             self.config_dir = config_dir
+        if storage:
+            self.storage = storage
         self.json = self.json or json_output
         self.quiet = self.quiet or quiet
         self.verbose += verbose
@@ -84,7 +89,26 @@ class Context:
         (default :meth:`tell`)."""
         from certherd.app import Certherd
 
-        return Certherd(self.config_dir, concurrency=concurrency, on_event=on_event or self.tell)
+        return Certherd(
+            self.storage or self.config_dir,
+            concurrency=concurrency,
+            on_event=on_event or self.tell,
+        )
+
+    @property
+    def live_root(self) -> Path | None:
+        """Where this host's live files are (``live/NAME/``); None with a database
+        storage, which keeps no files on this host (yet)."""
+        return self.config_dir if self.storage is None else None
+
+    @property
+    def where(self) -> str:
+        """The storage in words: the config dir, or the storage URL (password hidden)."""
+        if self.storage is None:
+            return str(self.config_dir)
+        from certherd.storage.pgschema import redact
+
+        return redact(self.storage)
 
     def tell(self, event: Event) -> None:
         """Print what the entry point tells as ``issue``, ``demo`` and ``run`` do: each

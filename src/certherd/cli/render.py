@@ -55,9 +55,10 @@ def _expiry(not_after: dt.datetime | str | None, now: dt.datetime, *, seconds: b
 
 
 def outcome_document(
-    outcomes: Sequence[Outcome], config_dir: Path, words: Callable[..., str] | None = None
+    outcomes: Sequence[Outcome], config_dir: Path | None, words: Callable[..., str] | None = None
 ) -> dict[str, Any]:
-    """The results as one JSON document; ``words`` names the settings an error or a
+    """The results as one JSON document (``config_dir``: where live files are on this
+    host, None for none: ``live_dir`` is then null); ``words`` names the settings an error or a
     reason names as the command's user sets them (:meth:`Context.words`, given the text
     and the ``lineage``)."""
     if words is None:
@@ -72,7 +73,9 @@ def outcome_document(
                 "not_after": _iso(o.not_after),
                 "error": words(o.error, lineage=o.lineage) if o.error else o.error,
                 "hook_errors": list(o.hook_errors),
-                "live_dir": str(config_dir / "live" / o.lineage) if o.version else None,
+                "live_dir": str(config_dir / "live" / o.lineage)
+                if o.version and config_dir is not None
+                else None,
             }
             for o in outcomes
         ],
@@ -90,7 +93,7 @@ SUMMARY_OVER = 30
 def print_outcomes(ctx: Context, outcomes: Sequence[Outcome]) -> None:
     """A table of what happened; with many lineages, "not due" ones become one line."""
     if not outcomes:  # no table of headers alone: say why there is nothing (on stderr)
-        ctx.say(f"nothing to do: no lineages in {ctx.config_dir}")
+        ctx.say(f"nothing to do: no lineages in {ctx.where}")
         return
 
     quiet_ones = [o for o in outcomes if o.action == "not-due"]
@@ -113,10 +116,11 @@ def print_outcomes(ctx: Context, outcomes: Sequence[Outcome]) -> None:
 def lineage_document(
     settings: LineageSettings,
     state: LineageState,
-    config_dir: Path,
+    config_dir: Path | None,
     now: dt.datetime | None = None,
 ) -> dict[str, Any]:
-    live = config_dir / "live" / settings.name
+    """``config_dir``: where live files are on this host (None: ``files`` is empty)."""
+    live = config_dir / "live" / settings.name if config_dir is not None else None
     now = now or dt.datetime.now(dt.UTC)
     return {
         "name": settings.name,
@@ -153,7 +157,7 @@ def lineage_document(
         "files": {
             f: str(live / f) for f in ("cert.pem", "chain.pem", "fullchain.pem", "privkey.pem")
         }
-        if state.version
+        if state.version and live is not None
         else {},
     }
 
@@ -175,7 +179,7 @@ def _remark(document: dict[str, Any]) -> str:
     return "; ".join(notes)
 
 
-def damaged_document(name: str, reason: str, config_dir: Path) -> dict[str, Any]:
+def damaged_document(name: str, reason: str, config_dir: Path | None) -> dict[str, Any]:
     """The row of a lineage whose stored files cannot be read: every field empty, and
     ``damaged`` saying what is wrong and how to fix it."""
     return {
