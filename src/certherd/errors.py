@@ -7,7 +7,8 @@ them is one line that names what is wrong (and, where we know it, how to fix it)
 
     CertherdError
     ├── ConfigError                    bad input from the user: options, files, keys
-    │   └── InvalidNameError           a name the CA would refuse (checked before any order)
+    │   ├── InvalidNameError           a name the CA would refuse (checked before any order)
+    │   └── InstallError               a web server's config test refused (its own message)
     ├── UnavailableError               a needed program (pebble, ...) is not installed
     ├── CryptoError                    a key, CSR or certificate cannot be used
     ├── StorageError                   reading or writing certherd's state failed
@@ -15,7 +16,6 @@ them is one line that names what is wrong (and, where we know it, how to fix it)
     │   ├── LockTimeoutError           another certherd holds the lock for too long
     │   ├── LeaseLostError             our lease ran out and another holder was granted it
     │   └── FencedError                a write carried a lease older than the latest grant
-    ├── InstallError                   a web server refused a change (its own message)
     ├── SolverError                    a challenge could not be presented or cleaned up
     │   ├── DnsProviderError           a DNS provider failed to add/remove a TXT value
     │   ├── PropagationTimeoutError    the TXT value did not reach every name server in time
@@ -32,7 +32,6 @@ them is one line that names what is wrong (and, where we know it, how to fix it)
         │   └── AuthorizationFailedError   ... with the CA's problem: also a ProblemError,
         │                                  of the problem's own type (IncorrectResponseError...)
         ├── FeatureUnsupportedError    the CA does not offer what was asked (no ARI, ...)
-        ├── CaFailoverError            every CA of a certificate's list was tried and failed
         └── ProblemError               the CA answered with an RFC 7807 problem document
             ├── AccountDoesNotExistError, AlreadyRevokedError, BadCSRError,
             ├── BadNonceError, BadPublicKeyError, BadRevocationReasonError,
@@ -76,7 +75,6 @@ __all__ = [
     "BadRevocationReasonError",
     "BadSignatureAlgorithmError",
     "CAAError",
-    "CaFailoverError",
     "CertherdError",
     "CertificateMismatchError",
     "CompoundError",
@@ -289,7 +287,7 @@ class FencedError(StorageError):
     grant of that name: a holder that lost its lease may not overwrite the new one's work."""
 
 
-class InstallError(CertherdError):
+class InstallError(ConfigError):
     """A web server refused a change to its config (the message is the server's own);
     every file it touched has its previous bytes again."""
 
@@ -387,18 +385,6 @@ class OrderFailedError(AcmeError):
 
 class FeatureUnsupportedError(AcmeError):
     """The CA does not offer a feature that was asked for (no ARI, no newAuthz, ...)."""
-
-
-class CaFailoverError(AcmeError):
-    """A certificate's CAs were tried in order and none gave it: ``failures`` holds
-    (directory URL, error) for each CA tried; the error of the last one is the cause."""
-
-    def __init__(self, failures: Sequence[tuple[str, CertherdError]]) -> None:
-        said = "; ".join(
-            f"{safe_text(url, 200)}: {safe_text(error, 400)}" for url, error in failures
-        )
-        super().__init__(f"every CA tried failed: {said}")
-        self.failures = tuple(failures)
 
 
 @dataclass(frozen=True)

@@ -35,6 +35,11 @@ class TrackedManager(Manager):
         if self._on_finish is not None:
             self._on_finish(outcome)
 
+    async def _after_deploy(self, settings: Any) -> list[str]:
+        from certherd.app.installing import after_deploy
+
+        return await after_deploy(settings)
+
     async def renew_one(self, name: str, *, force: bool = False, dry_run: bool = False) -> Outcome:
         self._started(name)
         outcome = await super().renew_one(name, force=force, dry_run=dry_run)

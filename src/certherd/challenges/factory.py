@@ -55,8 +55,11 @@ class SolverPool:
         *,
         environ: Mapping[str, str] | None = None,
         on_progress: ProgressCallback | None = None,
+        builders: Mapping[str, Callable[[SolverSpec], Solver]] | None = None,
     ) -> None:
         self.environ = dict(os.environ if environ is None else environ)
+        self.builders = dict(builders or {})
+        """Kinds built above this layer (``nginx``: by the installer, in certherd.app)."""
         self.on_progress = on_progress
         self._solvers: dict[tuple[Any, ...], Solver] = {}
 
@@ -127,6 +130,8 @@ class SolverPool:
             )
         if spec.kind == "dns":
             return self._dns(options)
+        if spec.kind in self.builders:
+            return self.builders[spec.kind](spec)
         raise ConfigError(f"unknown solver kind {spec.kind!r}: use one of {', '.join(KINDS)}")
 
     def _dns(self, options: Mapping[str, str]) -> Solver:

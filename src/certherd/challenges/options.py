@@ -8,7 +8,9 @@ Kinds and their options (see :mod:`certherd.challenges.factory` for what they do
 - ``tls-alpn``  ``listen = "[ADDR:]PORT"`` (default 443);
 - ``dns``       ``provider``, ``propagation_timeout``, ``propagation_interval``,
   ``resolver``, plus the settings of that DNS provider (each provider's own schema);
-- ``hook``      ``challenge``, ``command``, ``timeout``.
+- ``hook``      ``challenge``, ``command``, ``timeout``;
+- ``nginx``     ``server_root`` (default /etc/nginx), ``ctl`` (default nginx): http-01
+  through the running nginx (built by :mod:`certherd.app`: the installer sits above).
 
 Light on purpose: loading certherd.toml imports this module, not the solvers.
 """
@@ -31,6 +33,7 @@ __all__ = [
     "DnsSolverOptions",
     "HookOptions",
     "HttpOptions",
+    "NginxOptions",
     "TlsAlpnOptions",
     "WebrootOptions",
     "parse_listen_address",
@@ -119,12 +122,24 @@ class DnsSolverOptions(msgspec.Struct, forbid_unknown_fields=True, kw_only=True)
             _check(parse_resolver, self.resolver)
 
 
+class NginxOptions(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """``nginx``: http-01 answered through the running nginx (docs/installers.md)."""
+
+    server_root: str = "/etc/nginx"
+    ctl: str = "nginx"
+
+    def __post_init__(self) -> None:
+        if not self.server_root.strip() or not self.ctl.strip():
+            raise ValueError("nginx server_root and ctl must not be empty")
+
+
 SCHEMAS: Mapping[str, type[msgspec.Struct]] = {
     "http": HttpOptions,
     "webroot": WebrootOptions,
     "tls-alpn": TlsAlpnOptions,
     "dns": DnsSolverOptions,
     "hook": HookOptions,
+    "nginx": NginxOptions,
 }
 KINDS = tuple(SCHEMAS)
 DNS_OWN = frozenset(DnsSolverOptions.__struct_fields__)

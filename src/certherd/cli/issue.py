@@ -16,6 +16,7 @@ from certherd.cli.common import (
     run_async,
     unusable_config_dir,
 )
+from certherd.cli.installers import installer_options
 
 __all__ = ["issue", "issue_settings", "solver_options", "solver_specs"]
 
@@ -162,7 +163,9 @@ def exposed_secrets(specs: Any) -> list[str]:
     ]
 
 
-def solver_specs(params: dict[str, Any], names: tuple[str, ...]) -> tuple[Any, ...]:
+def solver_specs(
+    params: dict[str, Any], names: tuple[str, ...], first: tuple[Any, ...] = ()
+) -> tuple[Any, ...]:
     """SolverSpecs from the solver flags (popped from ``params``): http, webroot and
     tls-alpn first, so plain names use them; dns last (and for wildcards). Each is
     checked against its kind's schema (and its DNS provider's): a mistake is a usage
@@ -170,7 +173,7 @@ def solver_specs(params: dict[str, Any], names: tuple[str, ...]) -> tuple[Any, .
     from certherd.challenges.spec import SolverSpec
     from certherd.errors import ConfigError
 
-    specs: list[SolverSpec] = []
+    specs: list[SolverSpec] = list(first)
     http = params.pop("http", None)
     if http:
         specs.append(_spec("http", {"listen": http}))
@@ -208,7 +211,8 @@ def solver_specs(params: dict[str, Any], names: tuple[str, ...]) -> tuple[Any, .
         raise ConfigError("--dns-opt, --dns-propagation-timeout and --dns-resolver need --dns")
     if not specs:
         raise ConfigError(
-            "say how to prove the names: --http, --webroot DIR, --tls-alpn or --dns PROVIDER"
+            "say how to prove the names: --http, --webroot DIR, --tls-alpn, --dns PROVIDER "
+            "or --nginx"
         )
     return tuple(specs)
 
@@ -217,6 +221,7 @@ def issue_settings(params: dict[str, Any]) -> Any:
     """The certificate's :class:`~certherd.settings.LineageSettings` from the flags of
     ``issue`` (popped from ``params``), checked before any CA is asked: the names as
     the CA will judge them, the CA flags, then the solvers."""
+    from certherd.cli.installers import installer_settings, installer_solver
     from certherd.names import canonical_names
     from certherd.settings import HookSettings, LineageSettings
     from certherd.storage.layout import check_name, lineage_for
@@ -224,10 +229,13 @@ def issue_settings(params: dict[str, Any]) -> Any:
     names = canonical_names(params.pop("names"))
     lineage = params.pop("lineage", None)
     ca = ca_settings(params)
+    installer = installer_settings(params)
+    first = (installer_solver(installer),) if installer is not None else ()
     return LineageSettings(
         name=check_name(lineage) if lineage else lineage_for(names[0]),
         names=names,
-        solvers=solver_specs(params, names),
+        solvers=solver_specs(params, names, first),
+        installer=installer,
         key_type=params.pop("key_type"),
         reuse_key=params.pop("reuse_key"),
         profile=params.pop("profile"),
@@ -298,6 +306,7 @@ def issue_settings(params: dict[str, Any]) -> Any:
     metavar="CMD",
     help="Run when obtaining or renewing fails (CERTHERD_ERROR is set): tell someone.",
 )
+@installer_options
 @ca_options
 @pass_context
 def issue(ctx: Context, /, **params: Any) -> None:
@@ -327,17 +336,16 @@ async def _issue(ctx: Context, settings: Any, *, force: bool, named: bool) -> An
         async with ctx.certherd() as certherd:
             outcome = await certherd.issue_lineage(settings, force=force, named=named)
     except CertherdError as exc:
-        if ctx.storage is None:
-            unusable_config_dir(ctx.config_dir, exc)  # a ConfigError (exit 2) if it is that
+        unusable_config_dir(ctx.config_dir, exc)  # a ConfigError (exit 2) if it is that
         if not ctx.json or isinstance(exc, ConfigError | UnavailableError):
             raise
         # --json promises one document, also when the certificate could not be obtained.
         failed = Outcome(settings.name, "failed", "requested", error=exc.text(1000))
-        ctx.emit(outcome_document([failed], ctx.live_root, ctx.words))
+        ctx.emit(outcome_document([failed], ctx.config_dir, ctx.words))
         click.echo(f"certherd: error: {ctx.words(exc)}", err=True)  # as without --json
         raise SystemExit(1) from None
     ctx.emit(
-        lambda: outcome_document([outcome], ctx.live_root, ctx.words),
+        lambda: outcome_document([outcome], ctx.config_dir, ctx.words),
         lambda: print_outcomes(ctx, [outcome]),
     )
     ctx.report_failures([outcome])

@@ -39,10 +39,6 @@ __all__ = ["Terminated", "entry", "main", "stop_like_ctrl_c"]
 COMMANDS: dict[str, tuple[str, str]] = {
     "account": ("certherd.cli.account:account", "Manage the ACME account for a CA."),
     "apply": ("certherd.cli.apply:apply", "Obtain what certherd.toml lists and is missing."),
-    "check": (
-        "certherd.cli.check:check",
-        "Check what would stop the next renewal, from this host.",
-    ),
     "completion": (
         "certherd.cli.completion:completion",
         "Print the shell completion script (bash, zsh, fish).",
@@ -54,21 +50,26 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "certherd.cli.import_certbot:import_certbot",
         "Adopt the lineages and account of a Certbot setup.",
     ),
+    "install": (
+        "certherd.cli.installers:install",
+        "Serve a lineage's certificate through a web server (--nginx).",
+    ),
     "list": ("certherd.cli.lineages:list_lineages", "List lineages: names, expiry, next renewal."),
     "renew": ("certherd.cli.lineages:renew", "Renew the lineages that are due."),
     "revoke": ("certherd.cli.lineages:revoke", "Revoke a lineage's certificate."),
     "run": ("certherd.cli.run:run", "The daemon: renew on time, serve metrics."),
     "schedule": ("certherd.cli.schedule:schedule", "Install the twice-daily renew timer."),
     "show": ("certherd.cli.lineages:show", "Show one lineage."),
+    "uninstall": (
+        "certherd.cli.installers:uninstall",
+        "Take certherd's lines out of the web server again.",
+    ),
 }
 
 
 GLOBAL_HELP = {
     "config_dir": "Accounts, certificates and config (env CERTHERD_DIR; default /etc/certherd "
     "for root, else ~/.config/certherd).",
-    "storage": "Keep accounts, certificates and state in this storage instead of the config "
-    "dir: postgresql://USER@HOST[:PORT]/DB (any libpq URL; the password from PGPASSWORD or "
-    "PGPASSFILE, never needed here). Env CERTHERD_STORAGE.",
     "json_output": "Print one JSON document on stdout (results only; diagnostics on stderr).",
     "quiet": "Print only errors.",
     "verbose": "Log ACME requests, challenge steps, propagation checks and lock waits on "
@@ -88,13 +89,6 @@ def _global_options(*, after_command: bool) -> list[click.Option]:
             envvar=None if after_command else "CERTHERD_DIR",
             metavar="DIR",
             help=GLOBAL_HELP["config_dir"],
-            **late,
-        ),
-        click.Option(
-            ["--storage", "storage"],
-            envvar=None if after_command else "CERTHERD_STORAGE",
-            metavar="URL",
-            help=GLOBAL_HELP["storage"],
             **late,
         ),
         click.Option(
@@ -154,8 +148,7 @@ class LazyGroup(click.Group):
 
             state = ctx.find_object(Context)
             if state is not None:
-                if state.storage is None:  # the config dir holds the state
-                    unusable_config_dir(state.config_dir, exc)  # raises ConfigError (exit 2)
+                unusable_config_dir(state.config_dir, exc)  # raises ConfigError (exit 2)
                 if getattr(exc, "settings", ()):
                     # Printed by main(): the settings it names, as this command sets them.
                     exc.args = (state.words(exc),)
@@ -175,12 +168,7 @@ class LazyGroup(click.Group):
 @click.version_option(__version__, prog_name="certherd", message="%(prog)s %(version)s")
 @click.pass_context
 def cli(
-    ctx: click.Context,
-    config_dir: Path | None,
-    storage: str | None,
-    json_output: bool,
-    quiet: bool,
-    verbose: int,
+    ctx: click.Context, config_dir: Path | None, json_output: bool, quiet: bool, verbose: int
 ) -> None:
     """certherd: obtain, install and renew certificates over ACME (RFC 8555)."""
     from certherd.cli.common import Context
@@ -189,7 +177,7 @@ def cli(
     ctx.obj = Context(
         config_dir=config_dir or default_config_dir(), command=ctx.invoked_subcommand or ""
     )
-    ctx.obj.update(storage=storage, json_output=json_output, quiet=quiet, verbose=verbose)
+    ctx.obj.update(json_output=json_output, quiet=quiet, verbose=verbose)
 
 
 cli.params.extend(_global_options(after_command=False))

@@ -11,6 +11,18 @@ import typing as _typing
 
 from certherd import _lazy
 
+if _typing.TYPE_CHECKING:
+    from certherd.install.base import Installer, installer_for
+    from certherd.install.schedule import ScheduleKind, detect_schedule_kind, install_schedule
+
+_EXPORTS: dict[str, str] = {
+    "Installer": "certherd.install.base",
+    "installer_for": "certherd.install.base",
+    "ScheduleKind": "certherd.install.schedule",
+    "detect_schedule_kind": "certherd.install.schedule",
+    "install_schedule": "certherd.install.schedule",
+}
+
 __all__ = [
     "Installer",
     "ScheduleKind",
@@ -19,8 +31,7 @@ __all__ = [
     "installer_for",
 ]
 
-if _typing.TYPE_CHECKING:
-    from certherd.install.base import Installer, installer_for
-    from certherd.install.schedule import ScheduleKind, detect_schedule_kind, install_schedule
-else:
-    __getattr__ = _lazy.exports_getattr(__name__)  # the imports above, on first use
+
+if not _typing.TYPE_CHECKING:
+    # Hidden from type checkers, so that a misspelt import is an error, not an Any.
+    __getattr__ = _lazy.exports_getattr(__name__, _EXPORTS)

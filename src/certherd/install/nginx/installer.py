@@ -145,11 +145,12 @@ class NginxInstaller:
                 await apply_changes(self.control, self.owned, changes)
             return list(blocks.values())
 
-    async def finish_http01(self) -> None:
+    async def finish_http01(self, uses: int = 1) -> None:
         """Take the challenge include away again (once no other certherd process on
-        this server root still proves names), test and reload."""
+        this server root still proves names), test and reload. ``uses``: how many
+        :meth:`prepare_http01` calls this ends."""
         async with self._locked():
-            if self._unmark_user():
+            if self._unmark_user(uses):
                 return  # another certherd process still proves names here
             config = read_config(self.server_root, owned=self.owned)
             changes: dict[Path, bytes | None] = dict(
@@ -180,12 +181,12 @@ class NginxInstaller:
         count = int(marker.read_text() or "0") if marker.exists() else 0
         marker.write_text(str(count + 1))
 
-    def _unmark_user(self) -> bool:
-        """Drop one use by this process; True while some process (this or another
+    def _unmark_user(self, uses: int) -> bool:
+        """Drop ``uses`` uses by this process; True while some process (this or another
         living one) still proves names here."""
         marker = self._users() / str(os.getpid())
         if marker.exists():
-            count = int(marker.read_text() or "1") - 1
+            count = int(marker.read_text() or "1") - uses
             if count > 0:
                 marker.write_text(str(count))
             else:

@@ -1,0 +1,123 @@
+"""``certherd install | uninstall`` and the installer flags of ``issue`` (--nginx ...):
+a lineage's certificate served by a web server the certherd way (docs/installers.md)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from certherd.cli.common import Context, pass_context, run_async
+from certherd.cli.completion import complete_lineages
+
+__all__ = ["install", "installer_options", "installer_settings", "uninstall"]
+
+
+def installer_options(command: Any) -> Any:
+    """``--nginx [--nginx-server-root DIR] [--nginx-ctl PATH] [--https-port N] [--redirect]``
+    (Certbot's names)."""
+    options = [
+        click.option(
+            "--nginx",
+            is_flag=True,
+            help="Prove the names through the running nginx and serve the certificate "
+            "in its matching server blocks (docs/installers.md).",
+        ),
+        click.option(
+            "--nginx-server-root",
+            metavar="DIR",
+            help="nginx's config folder, holding nginx.conf (default /etc/nginx).",
+        ),
+        click.option("--nginx-ctl", metavar="PATH", help="nginx's control binary (default nginx)."),
+        click.option(
+            "--https-port",
+            type=click.IntRange(1, 65535),
+            metavar="N",
+            help="The port the installer serves HTTPS on (default 443).",
+        ),
+        click.option("--redirect", is_flag=True, help="Redirect HTTP to HTTPS."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def installer_settings(params: dict[str, Any]) -> Any:
+    """The lineage's InstallerSettings from the installer flags (popped), or None."""
+    from certherd.errors import ConfigError
+    from certherd.settings import InstallerSettings
+
+    nginx = params.pop("nginx", False)
+    root = params.pop("nginx_server_root", None)
+    ctl = params.pop("nginx_ctl", None)
+    port = params.pop("https_port", None)
+    redirect = params.pop("redirect", False)
+    if not nginx:
+        if root or ctl or port is not None or redirect:
+            raise ConfigError(
+                "--nginx-server-root, --nginx-ctl, --https-port and --redirect need --nginx"
+            )
+        return None
+    options = {
+        "server_root": root or "/etc/nginx",
+        "ctl": ctl or "nginx",
+        "https_port": str(port or 443),
+        "redirect": "true" if redirect else "false",
+    }
+    return InstallerSettings("nginx", tuple(sorted(options.items())))
+
+
+def installer_solver(installer: Any) -> Any:
+    """The ``nginx`` solver matching the installer (same server root and ctl)."""
+    from certherd.challenges.options import solver_spec
+
+    options = dict(installer.options)
+    return solver_spec(
+        "nginx", {"server_root": options["server_root"], "ctl": options["ctl"]}, strict=False
+    )
+
+
+@click.command("install")
+@click.argument("name", metavar="NAME", shell_complete=complete_lineages)
+@installer_options
+@pass_context
+def install(ctx: Context, /, name: str, **params: Any) -> None:
+    """Serve lineage NAME's certificate through a web server (--nginx); renewals
+    then reload it."""
+    from certherd.errors import ConfigError
+
+    installer = installer_settings(params)
+    if installer is None:
+        raise ConfigError("say which web server: --nginx")
+    run_async(_install(ctx, name, installer))
+
+
+async def _install(ctx: Context, name: str, installer: Any) -> None:
+    async with ctx.certherd() as certherd:
+        await certherd.install(name, installer)
+    ctx.emit(
+        {"lineage": name, "installer": installer.to_json()},
+        lambda: ctx.say(f"{name}: installed into {installer.kind}"),
+    )
+
+
+@click.command("uninstall")
+@click.argument("name", metavar="NAME", shell_complete=complete_lineages)
+@pass_context
+def uninstall(ctx: Context, name: str) -> None:
+    """Take away what certherd added to the web server for NAME (the config's previous
+    bytes again); the lineage and its certificates stay."""
+    removed = run_async(_uninstall(ctx, name))
+    ctx.emit(
+        {"lineage": name, "removed": removed},
+        lambda: ctx.say(
+            f"{name}: certherd's lines taken out of the web server"
+            if removed
+            else f"{name}: nothing of certherd's was in the web server's config"
+        ),
+    )
+
+
+async def _uninstall(ctx: Context, name: str) -> bool:
+    async with ctx.certherd() as certherd:
+        return await certherd.uninstall(name)
