@@ -9,23 +9,11 @@ import typing as _typing
 
 from certherd import _lazy
 
-if _typing.TYPE_CHECKING:
-    from certherd.app import Certherd, Event, LineageRecord, Revocation
-
-__version__ = "0.1.0"
-
-# Loaded on first use: `import certherd` (and `certherd --version`) stays cheap.
-_EXPORTS: dict[str, str] = {
-    "Certherd": "certherd.app",
-    "Event": "certherd.app",
-    "LineageRecord": "certherd.app",
-    "Revocation": "certherd.app",
-}
-
 __all__ = ["Certherd", "Event", "LineageRecord", "Revocation", "__version__"]
 
+if _typing.TYPE_CHECKING:
+    from certherd.app import Certherd, Event, LineageRecord, Revocation
+else:
+    __getattr__ = _lazy.exports_getattr(__name__)  # the imports above, on first use
 
-if not _typing.TYPE_CHECKING:
-    # Hidden from type checkers: a module __getattr__ would make any misspelt import
-    # (``from certherd import Certhred``) an Any instead of an error.
-    __getattr__ = _lazy.exports_getattr(__name__, _EXPORTS)
+__version__ = "0.1.0"

@@ -32,6 +32,7 @@ them is one line that names what is wrong (and, where we know it, how to fix it)
         │   └── AuthorizationFailedError   ... with the CA's problem: also a ProblemError,
         │                                  of the problem's own type (IncorrectResponseError...)
         ├── FeatureUnsupportedError    the CA does not offer what was asked (no ARI, ...)
+        ├── CaFailoverError            every CA of a certificate's list was tried and failed
         └── ProblemError               the CA answered with an RFC 7807 problem document
             ├── AccountDoesNotExistError, AlreadyRevokedError, BadCSRError,
             ├── BadNonceError, BadPublicKeyError, BadRevocationReasonError,
@@ -75,6 +76,7 @@ __all__ = [
     "BadRevocationReasonError",
     "BadSignatureAlgorithmError",
     "CAAError",
+    "CaFailoverError",
     "CertherdError",
     "CertificateMismatchError",
     "CompoundError",
@@ -385,6 +387,18 @@ class OrderFailedError(AcmeError):
 
 class FeatureUnsupportedError(AcmeError):
     """The CA does not offer a feature that was asked for (no ARI, no newAuthz, ...)."""
+
+
+class CaFailoverError(AcmeError):
+    """A certificate's CAs were tried in order and none gave it: ``failures`` holds
+    (directory URL, error) for each CA tried; the error of the last one is the cause."""
+
+    def __init__(self, failures: Sequence[tuple[str, CertherdError]]) -> None:
+        said = "; ".join(
+            f"{safe_text(url, 200)}: {safe_text(error, 400)}" for url, error in failures
+        )
+        super().__init__(f"every CA tried failed: {said}")
+        self.failures = tuple(failures)
 
 
 @dataclass(frozen=True)

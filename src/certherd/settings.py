@@ -17,8 +17,8 @@ later). Every shown form (``repr()``, :meth:`LineageSettings.shown`) redacts it.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
-from dataclasses import asdict, dataclass, fields
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, fields, replace
 from typing import TYPE_CHECKING, Any
 
 from certherd.challenges.spec import SecretRef, SolverSpec, secret_ref
@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from certherd.acme.jws import ExternalAccountBinding
 
 __all__ = [
+    "CaSettings",
     "EabSettings",
     "HookSettings",
     "InstallerSettings",
@@ -175,6 +176,45 @@ class NotifyTarget:
 
 
 @dataclass(frozen=True)
+class CaSettings:
+    """One CA of a certificate and the account there: ``directory_url`` (its ACME
+    directory), ``account`` (the account's name in storage; accounts are kept per CA,
+    so each CA of a list has its own), ``ca_bundle`` (roots trusted for its HTTPS),
+    ``allow_http`` (a plain-HTTP directory, for tests), and what a new account there is
+    created with: ``email``, ``agree_tos`` and ``eab`` (its own External Account
+    Binding: an EAB key belongs to one CA)."""
+
+    directory_url: str
+    account: str = "default"
+    ca_bundle: str | None = None
+    allow_http: bool = False
+    email: str | None = None
+    agree_tos: bool = False
+    eab: EabSettings | None = None
+
+    def as_fields(self) -> dict[str, Any]:
+        """As keyword arguments of :class:`LineageSettings` (the first CA's fields)."""
+        return {item.name: getattr(self, item.name) for item in fields(self)}
+
+    def to_json(self, *, reveal: bool = False) -> dict[str, Any]:
+        data = self.as_fields()
+        data["eab"] = None if self.eab is None else self.eab.to_json(reveal=reveal)
+        return data
+
+    @classmethod
+    def from_json(cls, data: Any) -> CaSettings:
+        if not isinstance(data, dict):
+            raise ValueError("every entry of fallback_cas must be an object")
+        plain: dict[str, Any] = {
+            item.name: bool(data[item.name]) if item.type == "bool" else str(data[item.name])
+            for item in fields(cls)
+            if item.type in _PLAIN and data.get(item.name) is not None
+        }
+        eab = data.get("eab")
+        return cls(eab=None if eab is None else EabSettings.from_json(eab), **plain)
+
+
+@dataclass(frozen=True)
 class LineageSettings:
     """Everything about one certificate (a lineage), so ``renew`` can repeat it: what
     to obtain, how to prove the names, what to run, and which CA and account obtain it.
@@ -204,6 +244,20 @@ class LineageSettings:
     notify: tuple[NotifyTarget, ...] = ()
     notify_expiry_days: int = 7
     installer: InstallerSettings | None = None
+    fallback_cas: tuple[CaSettings, ...] = ()
+
+    @property
+    def cas(self) -> tuple[CaSettings, ...]:
+        """Every CA of the certificate, in the order they are tried: the first one
+        (this object's own CA fields), then :attr:`fallback_cas`."""
+        first = CaSettings(**{item.name: getattr(self, item.name) for item in fields(CaSettings)})
+        return (first, *self.fallback_cas)
+
+    def with_cas(self, cas: Sequence[CaSettings]) -> LineageSettings:
+        """These settings with ``cas`` (at least one) as the ordered list of CAs."""
+        if not cas:
+            raise ValueError("a certificate needs at least one CA")
+        return replace(self, **cas[0].as_fields(), fallback_cas=tuple(cas[1:]))
 
     def _document(self, *, reveal: bool) -> dict[str, Any]:
         data = asdict(self)
@@ -213,6 +267,7 @@ class LineageSettings:
         data["eab"] = None if self.eab is None else self.eab.to_json(reveal=reveal)
         data["notify"] = [target.to_json(reveal=reveal) for target in self.notify]
         data["installer"] = None if self.installer is None else self.installer.to_json()
+        data["fallback_cas"] = [ca.to_json(reveal=reveal) for ca in self.fallback_cas]
         return data
 
     def to_json(self) -> bytes:
@@ -249,6 +304,7 @@ class LineageSettings:
                 notify=tuple(NotifyTarget.from_json(t) for t in data.get("notify") or ()),
                 notify_expiry_days=int(data.get("notify_expiry_days", 7)),
                 installer=None if installer is None else InstallerSettings.from_json(installer),
+                fallback_cas=tuple(CaSettings.from_json(c) for c in data.get("fallback_cas", ())),
                 **plain,
             )
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
@@ -276,7 +332,6 @@ class LineageSettings:
     def config_files(self) -> set[str]:
         """The config files (certherd.toml) that secrets of these settings are read from."""
         refs = [ref for spec in self.solvers for ref in spec.secrets.values()]
-        if self.eab is not None:
-            refs.append(self.eab.hmac_key)
+        refs += [ca.eab.hmac_key for ca in self.cas if ca.eab is not None]
         refs += [target.url for target in self.notify]
         return {ref.where for ref in refs if ref.source == "config" and ref.where}

@@ -19,6 +19,7 @@ from certherd.key_types import DEFAULT_KEY_TYPE
 
 if TYPE_CHECKING:
     from certherd.acme.client import RevocationReason
+    from certherd.app.check import Finding
     from certherd.app.events import Event, EventKind, LineageRecord, Revocation
     from certherd.challenges.factory import SolverPool
     from certherd.challenges.spec import SolverSpec
@@ -29,7 +30,13 @@ if TYPE_CHECKING:
     from certherd.manager.outcome import Outcome
     from certherd.manager.service import Manager
     from certherd.migrate.certbot_import import ImportResult
-    from certherd.settings import EabSettings, HookSettings, InstallerSettings, LineageSettings
+    from certherd.settings import (
+        CaSettings,
+        EabSettings,
+        HookSettings,
+        InstallerSettings,
+        LineageSettings,
+    )
     from certherd.storage.base import Storage
 
 __all__ = ["Certherd"]
@@ -40,7 +47,9 @@ class Certherd(AccountCalls):
 
     ``storage``: a config dir (a path: certherd's own folder layout, created as needed;
     default: the one the ``certherd`` command uses, ``$CERTHERD_DIR``, else
-    /etc/certherd for root, else ~/.config/certherd) or any storage object.
+    /etc/certherd for root, else ~/.config/certherd), a storage URL
+    (``postgresql://USER@HOST/DB``: the PostgreSQL storage, closed by :meth:`aclose`) or
+    any storage object.
     ``config_file``: certherd.toml (default: the config dir's, when it exists; none for
     a storage object). ``environ``: where solver secrets given as ``{env = NAME}`` are
     read (default: this process's environment). ``on_event`` hears :class:`Event`
@@ -65,6 +74,11 @@ class Certherd(AccountCalls):
             from certherd.config import default_config_dir
 
             storage = default_config_dir()
+        self._owned: Any = None
+        if isinstance(storage, str) and "://" in storage:
+            from certherd.storage.postgresql import PostgresStorage
+
+            storage = self._owned = PostgresStorage(storage)  # ConfigError for another URL
         if isinstance(storage, str | os.PathLike):
             from certherd.storage.filesystem import FilesystemStorage
 
@@ -92,10 +106,15 @@ class Certherd(AccountCalls):
         await self.aclose()
 
     async def aclose(self) -> None:
-        """Close every CA connection opened; the object can be used again after."""
+        """Close every CA connection opened (and the database connections of a storage
+        given as a URL); the object can be used again after."""
         manager, self._manager = self._manager, None
-        if manager is not None:
-            await manager.aclose()
+        try:
+            if manager is not None:
+                await manager.aclose()
+        finally:
+            if self._owned is not None:
+                await self._owned.aclose()
 
     # -- wiring -------------------------------------------------------------------------
 
@@ -247,6 +266,7 @@ class Certherd(AccountCalls):
         agree_tos: bool = False,
         eab: EabSettings | None = None,
         account: str = "default",
+        fallback_cas: Sequence[CaSettings] = (),
         key_type: str = DEFAULT_KEY_TYPE,
         reuse_key: bool = False,
         profile: str | None = None,
@@ -267,8 +287,11 @@ class Certherd(AccountCalls):
         ``email``, ``agree_tos`` and ``eab`` (External Account Binding: the
         key id and where its HMAC key comes from, e.g. ``EabSettings("kid",
         SecretRef("file", "/etc/certherd/eab.key"))``) are what the account is created
-        with, now or by a later renewal if it is lost. Raises a CertherdError when the
-        certificate cannot be obtained."""
+        with, now or by a later renewal if it is lost. ``fallback_cas``: the CAs tried
+        after that one, in order, when it fails in a way another CA could fix, each a
+        :class:`~certherd.settings.CaSettings` with its own account details
+        (docs/failover.md). Raises a CertherdError when the certificate cannot be
+        obtained."""
         from certherd.challenges.options import solver_from_table
         from certherd.config import resolve_directory_url
         from certherd.names import canonical_names
@@ -295,6 +318,7 @@ class Certherd(AccountCalls):
             email=email,
             agree_tos=agree_tos,
             eab=eab,
+            fallback_cas=tuple(fallback_cas),
         )
         return await self.issue_lineage(settings, force=force, named=lineage is not None)
 
@@ -345,6 +369,25 @@ class Certherd(AccountCalls):
             return await self.manager.load(name)
         except NotFoundError as exc:
             raise ConfigError.saying(exc) from None
+
+    async def check(
+        self, names: Sequence[str] | None = None, *, http_port: int = 80
+    ) -> list[Finding]:
+        """``certherd check``: from this host, what would stop the next renewal of each
+        lineage (or those named); nothing is ordered or changed. ``http_port``: where
+        the CA fetches http-01 answers (80; a test CA may use another). See
+        :mod:`certherd.app.check`."""
+        from certherd.app.check import Finding, check_lineages
+
+        refuse_text(names, "names")
+        wanted = tuple(names or ())
+        _check_known(wanted, await self.lineages())
+        found = []
+        try:
+            self.read_config()
+        except ConfigError as exc:
+            found.append(Finding("", "config", "fail", exc.text(300)))
+        return found + await check_lineages(self, wanted or None, http_port=http_port)
 
     async def records(self) -> list[LineageRecord]:
         """Every lineage for ``certherd list``: a damaged one is a record with ``error``,

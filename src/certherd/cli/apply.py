@@ -30,12 +30,16 @@ def apply(ctx: Context, config_path: Path | None, concurrency: int) -> None:
 async def _apply(ctx: Context, config_path: Path | None, concurrency: int) -> Any:
     from certherd.cli.progress import Progress
     from certherd.cli.render import outcome_document, print_outcomes
+    from certherd.config import CONFIG_FILE
+
+    if config_path is None and ctx.storage is not None:  # the file stays on this host
+        config_path = ctx.config_dir / CONFIG_FILE
 
     with Progress(ctx) as progress:
         async with ctx.certherd(concurrency=concurrency, on_event=progress) as certherd:
             outcomes = await certherd.apply(config_path)
     ctx.emit(
-        lambda: outcome_document(outcomes, ctx.config_dir, ctx.words),
+        lambda: outcome_document(outcomes, ctx.live_root, ctx.words),
         lambda: print_outcomes(ctx, outcomes),
     )
     ctx.report_failures(outcomes)

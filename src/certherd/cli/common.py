@@ -48,11 +48,14 @@ class Context:
     verbose: int = 0
     command: str = ""
     """The command run (``issue``, ``account``...): it decides how settings are named."""
+    storage: str | None = None
+    """``--storage URL`` (a database); None: the config dir holds everything."""
 
     def update(
         self,
         *,
         config_dir: Path | None = None,
+        storage: str | None = None,
         json_output: bool = False,
         quiet: bool = False,
         verbose: int = 0,
@@ -60,6 +63,8 @@ class Context:
         """Take global options (given before or after the command); later ones add up."""
         if config_dir is not None:
             self.config_dir = config_dir
+        if storage:
+            self.storage = storage
         self.json = self.json or json_output
         self.quiet = self.quiet or quiet
         self.verbose += verbose
@@ -84,7 +89,26 @@ class Context:
         (default :meth:`tell`)."""
         from certherd.app import Certherd
 
-        return Certherd(self.config_dir, concurrency=concurrency, on_event=on_event or self.tell)
+        return Certherd(
+            self.storage or self.config_dir,
+            concurrency=concurrency,
+            on_event=on_event or self.tell,
+        )
+
+    @property
+    def live_root(self) -> Path | None:
+        """Where this host's live files are (``live/NAME/``); None with a database
+        storage, which keeps no files on this host (yet)."""
+        return self.config_dir if self.storage is None else None
+
+    @property
+    def where(self) -> str:
+        """The storage in words: the config dir, or the storage URL (password hidden)."""
+        if self.storage is None:
+            return str(self.config_dir)
+        from certherd.storage.pgschema import redact
+
+        return redact(self.storage)
 
     def tell(self, event: Event) -> None:
         """Print what the entry point tells as ``issue``, ``demo`` and ``run`` do: each
@@ -173,12 +197,19 @@ key_type_option = click.option(
 def ca_options(command: F) -> F:
     """The global CA options of every command that talks to a CA."""
     options = [
-        click.option("--server", metavar="URL", help="The CA's ACME directory URL."),
+        click.option(
+            "--server",
+            metavar="URL",
+            multiple=True,
+            help="The CA's ACME directory URL; `issue` takes several, tried in order (fail-over).",
+        ),
         click.option(
             "--ca",
             metavar="NAME",
+            multiple=True,
             help="A known CA: letsencrypt (default), letsencrypt-staging, zerossl, google, "
-            "google-staging, sslcom, actalis.",
+            "google-staging, sslcom, actalis (or a directory URL); `issue` takes several, "
+            "tried in order (fail-over).",
         ),
         click.option(
             "--ca-bundle",
@@ -219,10 +250,26 @@ def ca_settings(params: dict[str, Any]) -> dict[str, Any]:
     from certherd.challenges.spec import SecretRef
     from certherd.config import resolve_directory_url
     from certherd.errors import ConfigError
-    from certherd.settings import EabSettings
+    from certherd.settings import CaSettings, EabSettings
 
-    server = params.pop("server", None)
-    ca = params.pop("ca", None)
+    servers, names = (params.pop(flag, None) or () for flag in ("server", "ca"))
+    servers = (servers,) if isinstance(servers, str) else tuple(servers)  # one, as before
+    names = (names,) if isinstance(names, str) else tuple(names)
+    if servers and names:
+        raise ConfigError(
+            "give the CAs as --server URL or as --ca NAME, not both: with several CAs, "
+            "--ca also takes directory URLs, in the order they are tried"
+        )
+    directories = (
+        tuple(
+            resolve_directory_url(n, None) if "://" in n else resolve_directory_url(None, n)
+            for n in names
+        )
+        or tuple(resolve_directory_url(s, None) for s in servers)
+        or (resolve_directory_url(None, None),)
+    )
+    if len(set(directories)) != len(directories):
+        raise ConfigError("a CA is given twice: give each --ca or --server once")
     kid = params.pop("eab_kid", None)
     key_file = params.pop("eab_hmac_key_file", None)
     key_env = params.pop("eab_hmac_key_env", None)
@@ -244,6 +291,12 @@ def ca_settings(params: dict[str, Any]) -> dict[str, Any]:
                 f"--email {email!r} is not an e-mail address: write NAME@DOMAIN"
             ) from None
     eab = None
+    if kid and len(directories) > 1:
+        raise ConfigError(
+            "External Account Binding belongs to one CA: with several CAs, write the "
+            "certificate in certherd.toml and give the EAB in the table of its CA "
+            "(see docs/failover.md)"
+        )
     if kid:
         flag = "--eab-hmac-key-file" if key_file else "--eab-hmac-key-env"
         ref = SecretRef("file", str(Path(key_file).absolute())) if key_file else None
@@ -253,14 +306,20 @@ def ca_settings(params: dict[str, Any]) -> dict[str, Any]:
         except ConfigError as exc:
             said = exc.naming(lambda setting: "--eab-kid" if setting == "eab_kid" else flag)
             raise ConfigError(f"{flag}: {said}") from None
-    return {
-        "directory_url": resolve_directory_url(server, ca),
-        "account": params.pop("account", "default"),
-        "ca_bundle": params.pop("ca_bundle", None),
-        "email": email,
-        "agree_tos": bool(params.pop("agree_tos", False)),
-        "eab": eab,
-    }
+    cas = [
+        CaSettings(
+            directory_url=directory,
+            account=params.get("account") or "default",
+            ca_bundle=params.get("ca_bundle"),
+            email=email,
+            agree_tos=bool(params.get("agree_tos", False)),
+            eab=eab,
+        )
+        for directory in directories
+    ]
+    for key in ("account", "ca_bundle", "agree_tos"):
+        params.pop(key, None)
+    return {**cas[0].as_fields(), "fallback_cas": tuple(cas[1:])}
 
 
 def build_ca(params: dict[str, Any]) -> Any:
@@ -268,9 +327,12 @@ def build_ca(params: dict[str, Any]) -> Any:
     commands (no certificate: the EAB key is read now)."""
     import os
 
+    from certherd.errors import ConfigError
     from certherd.manager.accounts import CaOptions
 
     settings = ca_settings(params)
+    if settings.pop("fallback_cas"):
+        raise ConfigError("an account belongs to one CA: give one --ca or --server")
     eab = settings.pop("eab")
     return CaOptions(**settings, eab=None if eab is None else eab.binding(os.environ))
 

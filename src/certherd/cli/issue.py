@@ -336,16 +336,17 @@ async def _issue(ctx: Context, settings: Any, *, force: bool, named: bool) -> An
         async with ctx.certherd() as certherd:
             outcome = await certherd.issue_lineage(settings, force=force, named=named)
     except CertherdError as exc:
-        unusable_config_dir(ctx.config_dir, exc)  # a ConfigError (exit 2) if it is that
+        if ctx.storage is None:
+            unusable_config_dir(ctx.config_dir, exc)  # a ConfigError (exit 2) if it is that
         if not ctx.json or isinstance(exc, ConfigError | UnavailableError):
             raise
         # --json promises one document, also when the certificate could not be obtained.
         failed = Outcome(settings.name, "failed", "requested", error=exc.text(1000))
-        ctx.emit(outcome_document([failed], ctx.config_dir, ctx.words))
+        ctx.emit(outcome_document([failed], ctx.live_root, ctx.words))
         click.echo(f"certherd: error: {ctx.words(exc)}", err=True)  # as without --json
         raise SystemExit(1) from None
     ctx.emit(
-        lambda: outcome_document([outcome], ctx.config_dir, ctx.words),
+        lambda: outcome_document([outcome], ctx.live_root, ctx.words),
         lambda: print_outcomes(ctx, [outcome]),
     )
     ctx.report_failures([outcome])

@@ -44,7 +44,7 @@ async def _renew(
         async with ctx.certherd(concurrency=concurrency, on_event=progress) as certherd:
             outcomes = await certherd.renew(names, force=force, dry_run=dry_run)
     ctx.emit(
-        lambda: outcome_document(outcomes, ctx.config_dir, ctx.words),
+        lambda: outcome_document(outcomes, ctx.live_root, ctx.words),
         lambda: print_outcomes(ctx, outcomes),
     )
     ctx.report_failures(outcomes)
@@ -63,7 +63,7 @@ def _print_list(ctx: Context, documents: list[dict[str, Any]]) -> None:
     from certherd.cli.render import print_lineages
 
     if not documents:
-        ctx.say(f"no lineages in {ctx.config_dir}: `certherd issue -d NAME ...` creates one")
+        ctx.say(f"no lineages in {ctx.where}: `certherd issue -d NAME ...` creates one")
         return
     print_lineages(ctx, documents)
 
@@ -74,15 +74,15 @@ async def _documents(ctx: Context, only: str | None) -> list[dict[str, Any]]:
     async with ctx.certherd() as certherd:
         if only:
             settings, state = await certherd.load(only)
-            return [lineage_document(settings, state, ctx.config_dir)]
+            return [lineage_document(settings, state, ctx.live_root)]
         documents = []
         for record in await certherd.records():
             if record.settings is not None and record.state is not None:
-                documents.append(lineage_document(record.settings, record.state, ctx.config_dir))
+                documents.append(lineage_document(record.settings, record.state, ctx.live_root))
             else:
                 # One damaged lineage is a row that says so, never the end of the whole list.
                 reason = record.error or "cannot be read"
-                documents.append(damaged_document(record.name, reason, ctx.config_dir))
+                documents.append(damaged_document(record.name, reason, ctx.live_root))
                 click.echo(f"certherd: {record.name}: {reason}", err=True)
         return documents
 

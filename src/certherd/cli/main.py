@@ -39,6 +39,10 @@ __all__ = ["Terminated", "entry", "main", "stop_like_ctrl_c"]
 COMMANDS: dict[str, tuple[str, str]] = {
     "account": ("certherd.cli.account:account", "Manage the ACME account for a CA."),
     "apply": ("certherd.cli.apply:apply", "Obtain what certherd.toml lists and is missing."),
+    "check": (
+        "certherd.cli.check:check",
+        "Check what would stop the next renewal, from this host.",
+    ),
     "completion": (
         "certherd.cli.completion:completion",
         "Print the shell completion script (bash, zsh, fish).",
@@ -70,6 +74,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
 GLOBAL_HELP = {
     "config_dir": "Accounts, certificates and config (env CERTHERD_DIR; default /etc/certherd "
     "for root, else ~/.config/certherd).",
+    "storage": "Keep accounts, certificates and state in this storage instead of the config "
+    "dir: postgresql://USER@HOST[:PORT]/DB (any libpq URL; the password from PGPASSWORD or "
+    "PGPASSFILE, never needed here). Env CERTHERD_STORAGE.",
     "json_output": "Print one JSON document on stdout (results only; diagnostics on stderr).",
     "quiet": "Print only errors.",
     "verbose": "Log ACME requests, challenge steps, propagation checks and lock waits on "
@@ -89,6 +96,13 @@ def _global_options(*, after_command: bool) -> list[click.Option]:
             envvar=None if after_command else "CERTHERD_DIR",
             metavar="DIR",
             help=GLOBAL_HELP["config_dir"],
+            **late,
+        ),
+        click.Option(
+            ["--storage", "storage"],
+            envvar=None if after_command else "CERTHERD_STORAGE",
+            metavar="URL",
+            help=GLOBAL_HELP["storage"],
             **late,
         ),
         click.Option(
@@ -148,7 +162,8 @@ class LazyGroup(click.Group):
 
             state = ctx.find_object(Context)
             if state is not None:
-                unusable_config_dir(state.config_dir, exc)  # raises ConfigError (exit 2)
+                if state.storage is None:  # the config dir holds the state
+                    unusable_config_dir(state.config_dir, exc)  # raises ConfigError (exit 2)
                 if getattr(exc, "settings", ()):
                     # Printed by main(): the settings it names, as this command sets them.
                     exc.args = (state.words(exc),)
@@ -168,7 +183,12 @@ class LazyGroup(click.Group):
 @click.version_option(__version__, prog_name="certherd", message="%(prog)s %(version)s")
 @click.pass_context
 def cli(
-    ctx: click.Context, config_dir: Path | None, json_output: bool, quiet: bool, verbose: int
+    ctx: click.Context,
+    config_dir: Path | None,
+    storage: str | None,
+    json_output: bool,
+    quiet: bool,
+    verbose: int,
 ) -> None:
     """certherd: obtain, install and renew certificates over ACME (RFC 8555)."""
     from certherd.cli.common import Context
@@ -177,7 +197,7 @@ def cli(
     ctx.obj = Context(
         config_dir=config_dir or default_config_dir(), command=ctx.invoked_subcommand or ""
     )
-    ctx.obj.update(json_output=json_output, quiet=quiet, verbose=verbose)
+    ctx.obj.update(storage=storage, json_output=json_output, quiet=quiet, verbose=verbose)
 
 
 cli.params.extend(_global_options(after_command=False))

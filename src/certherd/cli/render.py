@@ -55,9 +55,10 @@ def _expiry(not_after: dt.datetime | str | None, now: dt.datetime, *, seconds: b
 
 
 def outcome_document(
-    outcomes: Sequence[Outcome], config_dir: Path, words: Callable[..., str] | None = None
+    outcomes: Sequence[Outcome], config_dir: Path | None, words: Callable[..., str] | None = None
 ) -> dict[str, Any]:
-    """The results as one JSON document; ``words`` names the settings an error or a
+    """The results as one JSON document (``config_dir``: where live files are on this
+    host, None for none: ``live_dir`` is then null); ``words`` names the settings an error or a
     reason names as the command's user sets them (:meth:`Context.words`, given the text
     and the ``lineage``)."""
     if words is None:
@@ -72,7 +73,9 @@ def outcome_document(
                 "not_after": _iso(o.not_after),
                 "error": words(o.error, lineage=o.lineage) if o.error else o.error,
                 "hook_errors": list(o.hook_errors),
-                "live_dir": str(config_dir / "live" / o.lineage) if o.version else None,
+                "live_dir": str(config_dir / "live" / o.lineage)
+                if o.version and config_dir is not None
+                else None,
             }
             for o in outcomes
         ],
@@ -90,7 +93,7 @@ SUMMARY_OVER = 30
 def print_outcomes(ctx: Context, outcomes: Sequence[Outcome]) -> None:
     """A table of what happened; with many lineages, "not due" ones become one line."""
     if not outcomes:  # no table of headers alone: say why there is nothing (on stderr)
-        ctx.say(f"nothing to do: no lineages in {ctx.config_dir}")
+        ctx.say(f"nothing to do: no lineages in {ctx.where}")
         return
 
     quiet_ones = [o for o in outcomes if o.action == "not-due"]
@@ -113,10 +116,11 @@ def print_outcomes(ctx: Context, outcomes: Sequence[Outcome]) -> None:
 def lineage_document(
     settings: LineageSettings,
     state: LineageState,
-    config_dir: Path,
+    config_dir: Path | None,
     now: dt.datetime | None = None,
 ) -> dict[str, Any]:
-    live = config_dir / "live" / settings.name
+    """``config_dir``: where live files are on this host (None: ``files`` is empty)."""
+    live = config_dir / "live" / settings.name if config_dir is not None else None
     now = now or dt.datetime.now(dt.UTC)
     return {
         "name": settings.name,
@@ -129,6 +133,8 @@ def lineage_document(
         "email": settings.email,
         "agree_tos": settings.agree_tos,
         "eab": settings.eab.to_json() if settings.eab is not None else None,  # key redacted
+        "cas": [ca.to_json() for ca in settings.cas],  # in the order tried; keys redacted
+        "issued_by": (state.issued_by or settings.directory_url) if state.version else None,
         "version": state.version,
         "serial": state.serial,
         "issuer": state.issuer,
@@ -151,7 +157,7 @@ def lineage_document(
         "files": {
             f: str(live / f) for f in ("cert.pem", "chain.pem", "fullchain.pem", "privkey.pem")
         }
-        if state.version
+        if state.version and live is not None
         else {},
     }
 
@@ -173,7 +179,7 @@ def _remark(document: dict[str, Any]) -> str:
     return "; ".join(notes)
 
 
-def damaged_document(name: str, reason: str, config_dir: Path) -> dict[str, Any]:
+def damaged_document(name: str, reason: str, config_dir: Path | None) -> dict[str, Any]:
     """The row of a lineage whose stored files cannot be read: every field empty, and
     ``damaged`` saying what is wrong and how to fix it."""
     return {
@@ -187,6 +193,8 @@ def damaged_document(name: str, reason: str, config_dir: Path) -> dict[str, Any]
         "email": None,
         "agree_tos": False,
         "eab": None,
+        "cas": [],
+        "issued_by": None,
         "version": None,
         "serial": None,
         "issuer": None,
@@ -272,12 +280,30 @@ def show_rows(document: dict[str, Any], now: dt.datetime | None = None) -> list[
             several(label, [f"{name}: {path}" for name, path in value.items()])
         elif key == "eab" and isinstance(value, dict):
             rows.append((label, _eab_text(value)))
+        elif key == "cas" and isinstance(value, list):
+            issuer = document.get("issued_by")
+            several("CAs in order", [_ca_text(ca, issuer) for ca in value if isinstance(ca, dict)])
         elif key == "ari_window" and isinstance(value, dict):
             start, end = value.get("start"), value.get("end")
             rows.append((label, f"{_text(start)} to {_text(end)}"))
         else:
             rows.append((label, _text(value)))
     return rows
+
+
+def _ca_text(ca: dict[str, Any], issuer: Any) -> str:
+    """One CA of a lineage's list as ``show`` says it: its directory, the account there
+    (when not the default) and its EAB key id; marked if it issued the live version."""
+    text = str(ca.get("directory_url"))
+    details = []
+    if ca.get("account") not in (None, "default"):
+        details.append(f"account {ca['account']}")
+    if isinstance(ca.get("eab"), dict):
+        details.append(f"EAB key id {_text(ca['eab'].get('kid'))}")
+    if ca.get("ca_bundle"):
+        details.append(f"roots {ca['ca_bundle']}")
+    text += f" ({', '.join(details)})" if details else ""
+    return text + (" <- issued the live certificate" if ca.get("directory_url") == issuer else "")
 
 
 def _eab_text(eab: dict[str, Any]) -> str:

@@ -13,6 +13,7 @@ import msgspec
 
 from certherd.challenges.options import solver_spec
 from certherd.challenges.spec import SecretRef, SolverSpec
+from certherd.config._cas import CaList, CaTable, ca_list
 from certherd.config._where import Where, read_text, syntax_error
 from certherd.errors import ConfigError
 from certherd.key_types import DEFAULT_KEY_TYPE, KeyTypeName
@@ -23,6 +24,7 @@ __all__ = [
     "CA_PRESETS",
     "CONFIG_FILE",
     "CaPreset",
+    "CaTable",
     "CertificateTable",
     "ConfigDocument",
     "ConfigFile",
@@ -106,7 +108,7 @@ SecretText = str | dict[str, str]
 class DefaultsTable(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     """``[defaults]``: what every certificate gets unless it says otherwise."""
 
-    ca: str | None = None
+    ca: CaList | None = None
     server: str | None = None
     ca_bundle: str | None = None
     email: str | None = None
@@ -140,7 +142,7 @@ class CertificateTable(msgspec.Struct, forbid_unknown_fields=True, kw_only=True)
     post_hooks: Strings | None = None
     deploy_hooks: Strings | None = None
     failure_hooks: Strings | None = None
-    ca: str | None = None
+    ca: CaList | None = None
     server: str | None = None
     ca_bundle: str | None = None
     email: str | None = None
@@ -270,44 +272,21 @@ class _Loader:
             ),
         )
 
-    def directory_url(self, entry: CertificateTable, block: int) -> str:
-        """``server`` wins over ``ca``; a certificate's own choice wins over the defaults."""
-        tables: tuple[tuple[CertificateTable | DefaultsTable, tuple[str | int, ...]], ...] = (
-            (entry, ("certificate", block)),
-            (self.defaults, ("defaults",)),
-        )
-        for values, at in tables:
-            if values.server is not None and values.ca is not None:
-                raise self.fail(
-                    'give either server = "URL" or ca = "NAME", not both: remove one',
-                    (*at, "server"),
-                )
-        own = entry.server is not None or entry.ca is not None
-        values, at = tables[0] if own else tables[1]
-        if values.server is not None:
-            if not values.server:
-                raise self.fail(
-                    'server must be a directory URL, like "https://acme.example/directory"',
-                    (*at, "server"),
-                )
-            return values.server
-        name = values.ca if values.ca is not None else DEFAULT_CA
-        preset = CA_PRESETS.get(name.lower())
-        if preset is None:
-            raise self.fail(
-                f"unknown CA {name!r}: use one of {', '.join(CA_PRESETS)}, "
-                'or server = "URL" for another CA',
-                (*at, "ca"),
-            )
-        return preset.directory_url
-
     def eab(self, entry: CertificateTable, block: int) -> EabSettings | None:
         """External Account Binding: a certificate's own (kid and key together) wins over
         the defaults; the key by reference, or written here (then read again from here)."""
         own = (entry.eab_kid, entry.eab_hmac_key_file, entry.eab_hmac_key) != (None,) * 3
         values: CertificateTable | DefaultsTable = entry if own else self.defaults
         at: tuple[str | int, ...] = ("certificate", block) if own else ("defaults",)
-        table = "[[certificate]]" if own else "[defaults]"
+        return self.parse_eab(values, at, "[[certificate]]" if own else "[defaults]")
+
+    def parse_eab(
+        self,
+        values: CertificateTable | DefaultsTable | CaTable,
+        at: tuple[str | int, ...],
+        table: str,
+    ) -> EabSettings | None:
+        """The EAB written in ``values`` (a table at ``at``, called ``table`` in errors)."""
         kid, key_file, key = values.eab_kid, values.eab_hmac_key_file, values.eab_hmac_key
         if key_file is not None and key is not None:
             raise self.fail(
@@ -447,14 +426,14 @@ def load_config_file(path: Path) -> ConfigFile:
             )
         seen.add(lineage)
         _check_email(loader, entry.email, (*at, "email"))
+        cas = ca_list(loader, entry, block)
         certificates.append(
             LineageSettings(
                 name=lineage,
                 names=domains,
-                directory_url=loader.directory_url(entry, block),
                 solvers=loader.solvers(entry, block),
-                account=_first(entry.account, defaults.account) or "default",
-                ca_bundle=_first(entry.ca_bundle, defaults.ca_bundle),
+                **cas[0].as_fields(),
+                fallback_cas=cas[1:],
                 key_type=entry.key_type or defaults.key_type or DEFAULT_KEY_TYPE,
                 reuse_key=entry.reuse_key,
                 profile=entry.profile,
@@ -465,9 +444,6 @@ def load_config_file(path: Path) -> ConfigFile:
                     deploy=_tuple(_first(entry.deploy_hooks, defaults.deploy_hooks)),
                     failure=_tuple(_first(entry.failure_hooks, defaults.failure_hooks)),
                 ),
-                email=_first(entry.email, defaults.email),
-                agree_tos=bool(_first(entry.agree_tos, defaults.agree_tos)),
-                eab=loader.eab(entry, block),
                 notify=loader.notify(entry, block),
                 notify_expiry_days=loader.expiry_days(entry, block),
             )

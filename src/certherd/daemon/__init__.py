@@ -9,22 +9,6 @@ import typing as _typing
 
 from certherd import _lazy
 
-if _typing.TYPE_CHECKING:
-    from certherd.daemon.loop import Daemon, DaemonStatus, raise_open_file_limit
-    from certherd.daemon.metrics import LineageMetrics, MetricsServer, render_metrics
-    from certherd.daemon.serve import serve
-
-# Loaded on first use: `certherd run` imports what it needs, nothing more.
-_EXPORTS: dict[str, str] = {
-    "Daemon": "certherd.daemon.loop",
-    "DaemonStatus": "certherd.daemon.loop",
-    "raise_open_file_limit": "certherd.daemon.loop",
-    "LineageMetrics": "certherd.daemon.metrics",
-    "MetricsServer": "certherd.daemon.metrics",
-    "render_metrics": "certherd.daemon.metrics",
-    "serve": "certherd.daemon.serve",
-}
-
 __all__ = [
     "Daemon",
     "DaemonStatus",
@@ -35,7 +19,9 @@ __all__ = [
     "serve",
 ]
 
-
-if not _typing.TYPE_CHECKING:
-    # Hidden from type checkers, so that a misspelt import is an error, not an Any.
-    __getattr__ = _lazy.exports_getattr(__name__, _EXPORTS)
+if _typing.TYPE_CHECKING:
+    from certherd.daemon.loop import Daemon, DaemonStatus, raise_open_file_limit
+    from certherd.daemon.metrics import LineageMetrics, MetricsServer, render_metrics
+    from certherd.daemon.serve import serve
+else:
+    __getattr__ = _lazy.exports_getattr(__name__)  # the imports above, on first use

@@ -5,20 +5,6 @@ import typing as _typing
 
 from certherd import _lazy
 
-if _typing.TYPE_CHECKING:
-    from certherd.dns.base import DnsProvider, ProviderInfo, TxtRecord
-    from certherd.dns.registry import available_providers, check_settings, create_provider
-
-# Loaded on first use, so importing one submodule does not import them all.
-_EXPORTS: dict[str, str] = {
-    "DnsProvider": "certherd.dns.base",
-    "ProviderInfo": "certherd.dns.base",
-    "TxtRecord": "certherd.dns.base",
-    "available_providers": "certherd.dns.registry",
-    "check_settings": "certherd.dns.registry",
-    "create_provider": "certherd.dns.registry",
-}
-
 __all__ = [
     "DnsProvider",
     "ProviderInfo",
@@ -28,8 +14,8 @@ __all__ = [
     "create_provider",
 ]
 
-
-if not _typing.TYPE_CHECKING:
-    # Hidden from type checkers: a module __getattr__ would make any misspelt import
-    # an Any instead of an error.
-    __getattr__ = _lazy.exports_getattr(__name__, _EXPORTS)
+if _typing.TYPE_CHECKING:
+    from certherd.dns.base import DnsProvider, ProviderInfo, TxtRecord
+    from certherd.dns.registry import available_providers, check_settings, create_provider
+else:
+    __getattr__ = _lazy.exports_getattr(__name__)  # the imports above, on first use

@@ -273,6 +273,28 @@ class Rfc2136Provider:
         update.delete(name, _txt_rdata(record.value))
         await self._apply(update, record, "remove")
 
+    async def check_credentials(self, domain: str) -> str:
+        """A harmless call proving the key (``certherd check``): a TSIG-signed SOA query
+        for the zone that holds ``domain``'s challenge record; a server that does not
+        know the key, or rejects its signature, says so (DnsProviderError). Returns what
+        was proven, in words."""
+        import dns.message
+        import dns.rcode
+        import dns.rdatatype
+        import dns.tsig
+
+        record = TxtRecord(f"_acme-challenge.{domain.removeprefix('*.')}.", "", domain)
+        zone = await self._zone_for(_absolute(record.name), record)
+        query = dns.message.make_query(zone, dns.rdatatype.SOA)
+        query.use_tsig(
+            dns.tsig.Key(self.config.key_name, self.config.key_secret, self.config.algorithm)
+        )
+        response = await self._exchange(query, record, "check the TSIG key on")
+        if response.rcode() != dns.rcode.NOERROR:
+            raise self._fail("check the TSIG key on", record, _rcode_reason(response.rcode(), zone))
+        where = f"{self.config.server}:{self.config.port}"
+        return f"TSIG key {self.config.key_name!r} accepted by {where} (zone {zone.to_text()})"
+
     def __repr__(self) -> str:
         return f"Rfc2136Provider(server={self.config.server}:{self.config.port})"
 

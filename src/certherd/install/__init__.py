@@ -11,18 +11,6 @@ import typing as _typing
 
 from certherd import _lazy
 
-if _typing.TYPE_CHECKING:
-    from certherd.install.base import Installer, installer_for
-    from certherd.install.schedule import ScheduleKind, detect_schedule_kind, install_schedule
-
-_EXPORTS: dict[str, str] = {
-    "Installer": "certherd.install.base",
-    "installer_for": "certherd.install.base",
-    "ScheduleKind": "certherd.install.schedule",
-    "detect_schedule_kind": "certherd.install.schedule",
-    "install_schedule": "certherd.install.schedule",
-}
-
 __all__ = [
     "Installer",
     "ScheduleKind",
@@ -31,7 +19,8 @@ __all__ = [
     "installer_for",
 ]
 
-
-if not _typing.TYPE_CHECKING:
-    # Hidden from type checkers, so that a misspelt import is an error, not an Any.
-    __getattr__ = _lazy.exports_getattr(__name__, _EXPORTS)
+if _typing.TYPE_CHECKING:
+    from certherd.install.base import Installer, installer_for
+    from certherd.install.schedule import ScheduleKind, detect_schedule_kind, install_schedule
+else:
+    __getattr__ = _lazy.exports_getattr(__name__)  # the imports above, on first use

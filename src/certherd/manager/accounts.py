@@ -37,13 +37,14 @@ from certherd.storage.layout import (
 from certherd.storage.leases import held_lease, holding
 
 if TYPE_CHECKING:
-    from certherd.settings import LineageSettings
+    from certherd.settings import CaSettings, LineageSettings
 
 __all__ = [
     "AccountRecord",
     "CaOptions",
     "Rollover",
     "ca_options",
+    "ca_options_all",
     "finish_rollover",
     "load_account",
     "open_client",
@@ -90,34 +91,51 @@ class CaOptions:
 def ca_options(
     settings: LineageSettings,
     *,
+    ca: CaSettings | None = None,
     environ: Mapping[str, str] | None = None,
     configured: LineageSettings | None = None,
 ) -> CaOptions:
-    """How to reach the CA of ``settings`` with its account: the one place a
-    certificate's settings become :class:`CaOptions`.
+    """How to reach ``ca`` (one of ``settings.cas``; default the first) with its
+    account: the one place a certificate's settings become :class:`CaOptions`
+    (:func:`ca_options_all` gives them for every CA of the list, in order).
 
     The EAB HMAC key is read from where it comes from: ``environ`` (default: this
     process's environment), its file, or ``configured`` (the same certificate as
-    certherd.toml gives it now, for a key written in the file), and only when an
-    account is created: a renewal with the account stored needs no EAB key. Reading
-    raises ConfigError naming the setting and its source, never the key."""
+    certherd.toml gives it now, for a key written in the file: the CA of the same
+    directory there), and only when an account is created: a renewal with the account
+    stored needs no EAB key. Reading raises ConfigError naming the setting and its
+    source, never the key."""
+    ca = ca if ca is not None else settings.cas[0]
     read_eab = None
-    if settings.eab is not None:
-        eab = settings.eab
-        twin = configured.eab if configured is not None else None
+    if ca.eab is not None:
+        eab = ca.eab
+        twins = configured.cas if configured is not None else ()
+        twin = next((c.eab for c in twins if c.directory_url == ca.directory_url), None)
         env = os.environ if environ is None else environ
 
         def read_eab() -> ExternalAccountBinding:
             return eab.binding(env, twin)
 
     return CaOptions(
-        directory_url=settings.directory_url,
-        ca_bundle=settings.ca_bundle,
-        email=settings.email,
-        agree_tos=settings.agree_tos,
-        allow_http=settings.allow_http,
-        account=settings.account,
+        directory_url=ca.directory_url,
+        ca_bundle=ca.ca_bundle,
+        email=ca.email,
+        agree_tos=ca.agree_tos,
+        allow_http=ca.allow_http,
+        account=ca.account,
         read_eab=read_eab,
+    )
+
+
+def ca_options_all(
+    settings: LineageSettings,
+    *,
+    environ: Mapping[str, str] | None = None,
+    configured: LineageSettings | None = None,
+) -> tuple[CaOptions, ...]:
+    """:func:`ca_options` of every CA of ``settings``, in the order they are tried."""
+    return tuple(
+        ca_options(settings, ca=ca, environ=environ, configured=configured) for ca in settings.cas
     )
 
 

@@ -27,6 +27,7 @@ from certherd.clock import Clock
 from certherd.crypto.certs import load_pem_chain
 from certherd.crypto.keys import PrivateKey, generate_key, load_private_key, private_key_to_pem
 from certherd.errors import (
+    CaFailoverError,
     CertherdError,
     OrderFailedError,
     PollDeferredError,
@@ -34,11 +35,12 @@ from certherd.errors import (
     safe_text,
 )
 from certherd.manager.accounts import CaOptions
+from certherd.manager.failover import fails_over
 from certherd.manager.hooks import run_lineage_hooks
 from certherd.manager.lineage import LineageState
 from certherd.manager.notify import EventKind
 from certherd.manager.obtain import complete_order, open_order, select_chain
-from certherd.manager.outcome import Action, Outcome
+from certherd.manager.outcome import Action, Outcome, describe_failure
 from certherd.manager.versions import find_stored_version, next_version, write_version
 from certherd.names import normalize_names
 from certherd.settings import LineageSettings
@@ -79,7 +81,7 @@ class Issuer:
     async def _obtain(
         self,
         settings: LineageSettings,
-        ca: CaOptions,
+        cas: Sequence[CaOptions],
         state: LineageState,
         action: Action,
         reason: str,
@@ -87,18 +89,23 @@ class Issuer:
         save_settings: bool = False,
     ) -> Outcome:
         """Make a new version live: one stored earlier if there is one, else the
-        certificate of the open order (resumed) or of a new order.
+        certificate of the open order (resumed) or of a new order, from the first of
+        ``cas`` (the lineage's CAs in order) that gives one.
 
-        Steps, each saved before the next can fail: the order's URL and key (so a crash
-        or a CA that says "later" resumes it), the downloaded and verified certificate
-        as an archive version (so it is never lost), ``live/``, the state, the hooks.
+        The next CA is tried only when a CA fails in a way another could fix
+        (:func:`~certherd.manager.failover.fails_over`); each is told as a step. An
+        open order is resumed only at the CA it was placed at, and ``replaces`` (RFC
+        9773 §5) names a certificate only to the CA that issued it.
         """
         name = settings.name
         stored = await find_stored_version(
             self.storage, name, state.version, settings.names, self.clock.now()
         )
         if stored is not None:
-            return await self._promote(settings, stored.version, action, save_settings)
+            issued_by = state.order_ca if stored.version == state.stored_version else None
+            return await self._promote(
+                settings, stored.version, action, save_settings, issued_by or cas[0].directory_url
+            )
         retry_at = state.order_retry_at
         if (
             retry_at is not None
@@ -107,13 +114,92 @@ class Issuer:
         ):
             # `issue` again, or a forced run: the CA's requested time still holds.
             return _waiting(state, retry_at)
-        client = await self.client(ca)
+        first = cas[0].directory_url
+        failures: list[tuple[CaOptions, CertherdError]] = []
+        for index, ca in enumerate(cas):
+            at_ca = state
+            if state.order_url is not None and (state.order_ca or first) != ca.directory_url:
+                at_ca = replace(at_ca, order_url=None, order_names=(), order_retry_at=None)
+            creating_account = True
+            try:
+                client = await self.client(ca)
+                creating_account = False
+                outcome = await self._obtain_at(
+                    settings,
+                    ca,
+                    client,
+                    at_ca,
+                    action,
+                    reason,
+                    save_settings=save_settings,
+                    # RFC 9773 §5: `replaces` names a certificate of the CA asked.
+                    replaces=(state.issued_by or first) == ca.directory_url,
+                )
+            except CertherdError as exc:
+                last = index == len(cas) - 1
+                if last or not fails_over(exc, creating_account=creating_account):
+                    if failures:
+                        raise CaFailoverError(
+                            [(f.directory_url, e) for f, e in [*failures, (ca, exc)]]
+                        ) from exc
+                    raise
+                failures.append((ca, exc))
+                following = cas[index + 1].directory_url
+                self._say(
+                    name,
+                    f"fail-over: {safe_text(ca.directory_url, 200)} failed "
+                    f"({describe_failure(exc, 300)}): trying {safe_text(following, 200)}",
+                )
+                continue
+            if failures:
+                await self._tell_failover(settings, failures, ca)
+            return outcome
+        raise AssertionError("unreachable: the last CA's failure is raised")  # pragma: no cover
+
+    async def _tell_failover(
+        self,
+        settings: LineageSettings,
+        failures: Sequence[tuple[CaOptions, CertherdError]],
+        issuer: CaOptions,
+    ) -> None:
+        """A CA after the first issued: say so, and tell the notify targets (the
+        ``failover`` event of :mod:`certherd.manager.notify`)."""
+        said = "; ".join(
+            f"{safe_text(ca.directory_url, 200)} failed: {describe_failure(exc, 300)}"
+            for ca, exc in failures
+        )
+        text = f"{said}; issued by {safe_text(issuer.directory_url, 200)}"
+        self._say(settings.name, f"fail-over: {text}")
+        details = {"issued by": issuer.directory_url, "first CA": failures[0][0].directory_url}
+        await self.notify(settings, "failover", text, details)
+
+    async def _obtain_at(
+        self,
+        settings: LineageSettings,
+        ca: CaOptions,
+        client: AcmeClient,
+        state: LineageState,
+        action: Action,
+        reason: str,
+        *,
+        save_settings: bool = False,
+        replaces: bool = True,
+    ) -> Outcome:
+        """Obtain from one CA (``client``, opened for ``ca``): resume its open order or
+        place a new one. Steps, each saved before the next can fail: the order's URL and
+        key (so a crash or a CA that says "later" resumes it), the downloaded and
+        verified certificate as an archive version (so it is never lost), ``live/``, the
+        state (with the CA that issued it), the hooks.
+        """
+        name = settings.name
         hook_errors = list(await run_lineage_hooks("pre", settings, self.storage, None))
         try:
             solvers = self.solvers.choice(self.solver_specs(settings))
             solvers.preflight()  # after the pre hooks: they may mount or create a webroot
             identifiers = normalize_names(settings.names)  # as the CA judges them
-            order, key, state = await self._open_or_place(client, settings, state, identifiers)
+            order, key, state = await self._open_or_place(
+                client, settings, state, identifiers, ca.directory_url, replaces=replaces
+            )
             try:
                 order, _ = await complete_order(client, order, identifiers, solvers, key)
             except PollDeferredError as deferred:
@@ -129,7 +215,12 @@ class Issuer:
             version = await next_version(self.storage, name)
             await write_version(self.storage, name, version, chain, key)
             state = replace(
-                state, order_url=None, order_names=(), order_retry_at=None, stored_version=version
+                state,
+                order_url=None,
+                order_names=(),
+                order_retry_at=None,
+                stored_version=version,
+                order_ca=ca.directory_url,  # the CA of the stored version, until it is live
             )
             await state.save(self.storage)
             await self.storage.delete(pending_key(name), fence=held_lease(name))
@@ -143,6 +234,7 @@ class Issuer:
             new_state = replace(
                 self._state_from(name, chain.leaf, version),
                 deploy_owed=bool(settings.hooks.deploy or settings.installer),
+                issued_by=ca.directory_url,
             )
             await new_state.save(self.storage)
             if save_settings:
@@ -161,6 +253,9 @@ class Issuer:
         settings: LineageSettings,
         state: LineageState,
         identifiers: Sequence[Identifier],
+        directory_url: str,
+        *,
+        replaces: bool = True,
     ) -> tuple[Order, PrivateKey, LineageState]:
         """The lineage's open order (resumed, with its stored key) if it can still lead
         to a certificate for these names; else a new order, whose URL and key are saved
@@ -189,7 +284,7 @@ class Issuer:
         order = await client.new_order(
             identifiers,
             profile=settings.profile,
-            replaces=state.certificate_id if state.version is not None else None,
+            replaces=state.certificate_id if state.version is not None and replaces else None,
         )
         await self.storage.write(
             pending_key(name), private_key_to_pem(key), private=True, fence=held_lease(name)
@@ -199,6 +294,7 @@ class Issuer:
             order_url=order.url,
             order_names=settings.names,
             order_retry_at=None,
+            order_ca=directory_url,
             next_check=self.clock.now(),  # a crash from here on: resume at the next run
         )
         await state.save(self.storage)
@@ -249,7 +345,12 @@ class Issuer:
         return chosen
 
     async def _promote(
-        self, settings: LineageSettings, version: int, action: Action, save_settings: bool
+        self,
+        settings: LineageSettings,
+        version: int,
+        action: Action,
+        save_settings: bool,
+        issued_by: str,
     ) -> Outcome:
         """Make ``version``, stored after an earlier issuance but never made live, the
         live one: no new order (issue 10.2)."""
@@ -261,6 +362,7 @@ class Issuer:
         new_state = replace(
             self._state_from(name, load_pem_chain(pem)[0], version),
             deploy_owed=bool(settings.hooks.deploy or settings.installer),
+            issued_by=issued_by,
         )
         await new_state.save(self.storage)
         if save_settings:

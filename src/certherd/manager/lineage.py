@@ -80,6 +80,13 @@ class LineageState:
     stored_version: int | None = None
     """A version stored in the archive after issuance but not made live (a later step
     failed): the next attempt makes it live instead of ordering again (issue 10.2)."""
+    issued_by: str | None = None
+    """The directory URL of the CA that issued the live version (None: written before
+    certherd kept it, so the lineage's first CA). Its renewal info (RFC 9773) is asked
+    of that CA, and ``replaces`` goes only to it."""
+    order_ca: str | None = None
+    """The directory URL of the CA ``order_url`` was placed at (None: the first CA):
+    an open order is resumed only at its own CA."""
 
     _TIMES = (
         "not_before",
@@ -200,6 +207,9 @@ async def load_lineage(
             last_failure=state.last_failure,
             last_success=state.last_success,
             deploy_owed=bool(settings.hooks.deploy or settings.installer),  # never ran for it
+            # The CA of the version stored (not yet live) when the crash came, else the
+            # live one's as known.
+            issued_by=state.order_ca if live == state.stored_version else state.issued_by,
         )
         await state.save(storage)
     return settings, state

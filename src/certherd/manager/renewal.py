@@ -109,7 +109,6 @@ def decide(
 async def renew_one(manager: Manager, name: str, *, force: bool, dry_run: bool) -> Outcome:
     """Check one lineage and renew it if due; see :meth:`Manager.renew_one`."""
     settings, state = await manager.load(name)
-    ca = manager.ca_for(settings)
     try:
         state = await manager.refresh_renewal_info(settings, state, save=not dry_run)
     except Exception as exc:  # advisory: a broken renewalInfo never blocks a renewal
@@ -142,7 +141,9 @@ async def renew_one(manager: Manager, name: str, *, force: bool, dry_run: bool) 
                 current.not_after,
             )
         try:
-            outcome = await manager._obtain(settings, ca, current, "renewed", decision.reason)
+            outcome = await manager._obtain(
+                settings, manager.cas_for(settings), current, "renewed", decision.reason
+            )
             await notify_recovery(manager, settings, current, outcome)
             return outcome
         except Exception as exc:  # any exception: this lineage's failure, not the run's

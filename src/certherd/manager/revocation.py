@@ -35,7 +35,13 @@ async def revoke(manager: Manager, name: str, reason: RevocationReason | None) -
     settings, state = await manager.load(name)
     if state.version is None:
         raise NotFoundError(f"lineage {name!r} has no certificate to revoke")
-    client = await manager.client(manager.ca_for(settings))
+    issuer = manager.issuer_ca(settings, state)
+    if issuer is None:
+        raise NotFoundError(
+            f"lineage {name!r}: its certificate was issued by {state.issued_by}, which its "
+            "settings no longer list: add that CA back to revoke it"
+        )
+    client = await manager.client(issuer)
     pem = await manager.storage.read(archive_file(name, "cert.pem", state.version))
     why = "unspecified" if reason is None else RevocationReason(reason).name.lower()
     try:

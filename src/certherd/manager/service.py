@@ -30,7 +30,7 @@ from certherd.challenges.spec import SolverSpec
 from certherd.clock import Clock, SystemClock
 from certherd.errors import CertherdError, NotFoundError
 from certherd.manager import renewal, revocation
-from certherd.manager.accounts import CaOptions, ca_options
+from certherd.manager.accounts import CaOptions, ca_options, ca_options_all
 from certherd.manager.ari import refresh_renewal_info
 from certherd.manager.clients import ClientFactory, ClientPool
 from certherd.manager.failures import (
@@ -86,6 +86,20 @@ class Manager(Issuer):
         return ca_options(
             settings, environ=self.solvers.environ, configured=self._configured(settings)
         )
+
+    def cas_for(self, settings: LineageSettings) -> tuple[CaOptions, ...]:
+        """:meth:`ca_for` of every CA of the lineage, in the order they are tried."""
+        return ca_options_all(
+            settings, environ=self.solvers.environ, configured=self._configured(settings)
+        )
+
+    def issuer_ca(self, settings: LineageSettings, state: LineageState) -> CaOptions | None:
+        """The CA (of the lineage's list) that issued its live certificate, with its
+        account: the one asked for its renewal info and to revoke it; None when the
+        settings no longer list it. A state written before certherd kept the issuer
+        means the first CA."""
+        wanted = state.issued_by or settings.directory_url
+        return next((ca for ca in self.cas_for(settings) if ca.directory_url == wanted), None)
 
     def solver_specs(self, settings: LineageSettings) -> tuple[SolverSpec, ...]:
         """The lineage's solvers with every secret read from where it comes from: the
@@ -153,11 +167,15 @@ class Manager(Issuer):
             for spec in self.solver_specs(settings):
                 found.update(spec.options[key] for key in spec.secrets if key in spec.options)
                 found.update(v for k, v in spec.options.items() if looks_secret(k))
-        eab = settings.eab
-        if eab is not None:
+        for ca in settings.cas:  # every CA's EAB key (fail-over: each CA has its own)
+            eab = ca.eab
+            if eab is None:
+                continue
             with contextlib.suppress(CertherdError):
                 configured = self._configured(settings)
-                given = configured.eab.value if configured and configured.eab else None
+                twins = configured.cas if configured is not None else ()
+                twin = next((c.eab for c in twins if c.directory_url == ca.directory_url), None)
+                given = twin.value if twin is not None else None
                 environ = self.solvers.environ
                 found.add(eab.hmac_key.read(environ, given or eab.value or None, "eab_hmac_key"))
         return found
@@ -234,17 +252,20 @@ class Manager(Issuer):
             state = await LineageState.load(self.storage, settings.name)
             action: Action = "issued" if state.version is None else "renewed"
             ordering = state
-            if stored is not None and stored.directory_url != settings.directory_url:
+            if stored is not None and state.issued_by is None:
+                # Written before certherd kept which CA issued it: the stored first CA.
                 # Another CA now (staging -> production): RFC 9773 §5 `replaces` names a
                 # certificate of the CA asked, so the old CA's is not sent (a CA refuses
-                # the order for it), nor is the old CA's open order resumed.
+                # the order for it), nor is the old CA's open order resumed (_obtain).
                 ordering = replace(
-                    state, certificate_id=None, order_url=None, order_names=(), order_retry_at=None
+                    state,
+                    issued_by=stored.directory_url,
+                    order_ca=state.order_ca or stored.directory_url,
                 )
             try:
                 outcome = await self._obtain(
                     settings,
-                    self.ca_for(settings),
+                    self.cas_for(settings),
                     ordering,
                     action,
                     "requested",
@@ -298,13 +319,17 @@ class Manager(Issuer):
     async def refresh_renewal_info(
         self, settings: LineageSettings, state: LineageState, *, save: bool = True
     ) -> LineageState:
-        """``state`` with the CA's renewal window, when its Retry-After has passed."""
+        """``state`` with the renewal window of the CA that issued the live certificate
+        (RFC 9773: only it knows the certificate), when its Retry-After has passed."""
+        issuer = self.issuer_ca(settings, state)
+        if issuer is None:
+            return state  # that CA is no longer listed: the lifetime alone decides
         return await refresh_renewal_info(
             self.storage,
             self.clients,
             settings,
             state,
-            self.ca_for(settings),
+            issuer,
             now=self.clock.now(),
             save=save,
         )

@@ -9,17 +9,9 @@ import typing as _typing
 
 from certherd import _lazy
 
-if _typing.TYPE_CHECKING:
-    from certherd.migrate.certbot_import import ImportResult, import_certbot
-
-_EXPORTS: dict[str, str] = {
-    "ImportResult": "certherd.migrate.certbot_import",
-    "import_certbot": "certherd.migrate.certbot_import",
-}
-
 __all__ = ["ImportResult", "import_certbot"]
 
-
-if not _typing.TYPE_CHECKING:
-    # Hidden from type checkers, so that a misspelt import is an error, not an Any.
-    __getattr__ = _lazy.exports_getattr(__name__, _EXPORTS)
+if _typing.TYPE_CHECKING:
+    from certherd.migrate.certbot_import import ImportResult, import_certbot
+else:
+    __getattr__ = _lazy.exports_getattr(__name__)  # the imports above, on first use

@@ -133,7 +133,7 @@ def check_url(url: str) -> str:
         raise ConfigError(
             f"the storage URL {redact(url)!r} is not a PostgreSQL URL: write "
             "postgresql://USER@HOST[:PORT]/DATABASE (or ?host=/socket/dir); "
-            "for a folder use --config-dir"
+            "a folder is given as a path, not as a URL"
         )
     return url
 

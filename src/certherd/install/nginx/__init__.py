@@ -8,20 +8,10 @@ import typing as _typing
 
 from certherd import _lazy
 
+__all__ = ["NginxConfig", "NginxInstaller", "ServerBlock", "match_server", "read_config"]
+
 if _typing.TYPE_CHECKING:
     from certherd.install.nginx.installer import NginxInstaller
     from certherd.install.nginx.parse import NginxConfig, ServerBlock, match_server, read_config
-
-_EXPORTS: dict[str, str] = {
-    "NginxInstaller": "certherd.install.nginx.installer",
-    "NginxConfig": "certherd.install.nginx.parse",
-    "ServerBlock": "certherd.install.nginx.parse",
-    "match_server": "certherd.install.nginx.parse",
-    "read_config": "certherd.install.nginx.parse",
-}
-
-__all__ = ["NginxConfig", "NginxInstaller", "ServerBlock", "match_server", "read_config"]
-
-
-if not _typing.TYPE_CHECKING:
-    __getattr__ = _lazy.exports_getattr(__name__, _EXPORTS)
+else:
+    __getattr__ = _lazy.exports_getattr(__name__)  # the imports above, on first use

@@ -1,0 +1,127 @@
+"""``certherd --storage postgresql://...`` as a user runs it: a lineage's life in a real
+PostgreSQL (issued from the session's Pebble), and one clear line with the right exit
+code for each way the storage can be wrong (2: configuration, 1: runtime)."""
+
+from __future__ import annotations
+
+import pytest
+from e2e_runner import Certherd, Result
+from tests.servers.postgres import PASSWORD, PostgresServer
+
+from certherd.storage.pgschema import LATEST
+
+
+@pytest.fixture
+def database(postgres: PostgresServer) -> str:
+    return postgres.database()
+
+
+def one_error_line(result: Result, code: int, *words: str) -> str:
+    """The command failed with ``code``, saying so in one line holding ``words``."""
+    assert result.code == code, result.describe()
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.describe()
+    [line] = lines
+    assert line.startswith("certherd: error: "), line
+    for word in words:
+        assert word in line, line
+    assert PASSWORD not in result.stderr + result.stdout
+    return line
+
+
+def test_issue_list_show_renew_in_postgresql(
+    certherd: Certherd, postgres: PostgresServer, database: str
+) -> None:
+    # The password comes from libpq's environment, not the command line.
+    url = postgres.url(database, password=None)
+    env = {"PGPASSWORD": PASSWORD}
+    domains = ["-d", "db.life.test", "-d", "www.db.life.test"]
+    issued = certherd(
+        "--storage", url, "--json", "issue", *domains, *certherd.http, *certherd.ca, env=env
+    ).json()
+    [result] = issued["results"]
+    assert (result["action"], result["version"], result["live_dir"]) == ("issued", 1, None)
+    # Everything is in the database; nothing of the lineage is on this host's disk.
+    assert not (certherd.config_dir / "archive").exists()
+    assert not (certherd.config_dir / "renewal").exists()
+    keys = {row[0] for row in postgres.execute("SELECT key FROM certherd_values", database)}
+    assert {
+        "renewal/db.life.test.json",
+        "state/db.life.test.json",
+        "archive/db.life.test/cert1.pem",
+        "archive/db.life.test/privkey1.pem",
+        "live/db.life.test.json",
+    } <= keys
+    private = postgres.execute(
+        "SELECT key FROM certherd_values WHERE private ORDER BY key", database
+    )
+    assert ("archive/db.life.test/privkey1.pem",) in private
+
+    # The URL may come from CERTHERD_STORAGE too (here with its password: never shown).
+    env_url = {"CERTHERD_STORAGE": postgres.url(database)}
+    listing = certherd("--json", "list", env=env_url).json()
+    [entry] = listing["lineages"]
+    assert entry["name"] == "db.life.test"
+    assert entry["names"] == ["db.life.test", "www.db.life.test"]
+    assert entry["version"] == 1
+    assert entry["files"] == {}  # no live files on this host
+    shown = certherd("--storage", url, "--json", "show", "db.life.test", env=env).json()
+    assert shown == entry
+    human = certherd("list", env=env_url)
+    assert "db.life.test" in human.stdout
+    assert PASSWORD not in human.stdout + human.stderr
+
+    not_due = certherd("--storage", url, "--json", "renew", env=env).json()
+    assert [r["action"] for r in not_due["results"]] == ["not-due"]
+    forced = certherd("--storage", url, "--json", "renew", "--force", env=env).json()
+    [renewed] = forced["results"]
+    assert (renewed["action"], renewed["version"]) == ("renewed", 2), forced
+    assert certherd("--json", "show", "db.life.test", env=env_url).json()["version"] == 2
+    # Leases were taken and given back, each with its own token from the database.
+    leases = postgres.execute(
+        "SELECT holder, token FROM certherd_leases WHERE name = 'db.life.test'", database
+    )
+    [(holder, token)] = leases
+    assert holder is None
+    assert token >= 2
+
+    deleted = certherd("--storage", url, "--json", "delete", "db.life.test", env=env).json()
+    assert deleted["deleted"] is True
+    assert certherd("--storage", url, "--json", "list", env=env).json()["lineages"] == []
+
+
+def test_a_url_that_is_not_postgresql_is_a_configuration_error(certherd: Certherd) -> None:
+    result = certherd("--storage", "mysql://user:hunter2@db/x", "list", check=False)
+    line = one_error_line(result, 2, "not a PostgreSQL URL", "postgresql://")
+    assert "hunter2" not in result.stderr
+    assert "***" in line
+
+
+def test_a_refused_password_is_a_configuration_error(
+    certherd: Certherd, postgres: PostgresServer, database: str
+) -> None:
+    url = postgres.url(database, password="not-the-password")
+    result = certherd("--storage", url, "list", check=False)
+    one_error_line(result, 2, "password authentication failed", "PGPASSWORD")
+    assert "not-the-password" not in result.stderr
+
+
+def test_a_database_that_is_down_at_start_is_a_runtime_error(
+    certherd: Certherd, postgres: PostgresServer
+) -> None:
+    url = postgres.url("anything").replace(f"port={postgres.port}", "port=1")
+    result = certherd("--storage", url, "list", check=False)
+    one_error_line(result, 1, "cannot connect to the PostgreSQL storage")
+
+
+def test_a_schema_newer_than_this_certherd_is_refused(
+    certherd: Certherd, postgres: PostgresServer, database: str
+) -> None:
+    url = postgres.url(database)
+    assert certherd("--storage", url, "--json", "list").json() == {"lineages": []}
+    postgres.execute(
+        f"INSERT INTO certherd_schema (version, by) VALUES ({LATEST + 1}, 'later')", database
+    )
+    for command in (["list"], ["renew"], ["show", "x.test"]):
+        result = certherd("--storage", url, *command, check=False)
+        one_error_line(result, 2, f"schema version {LATEST + 1}", "upgrade certherd")
