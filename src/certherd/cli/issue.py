@@ -246,8 +246,36 @@ def issue_settings(params: dict[str, Any]) -> Any:
             deploy=params.pop("deploy_hooks"),
             failure=params.pop("failure_hooks"),
         ),
+        notify=notify_targets(params),
+        notify_expiry_days=params.pop("notify_expiry_days"),
         **ca,
     )
+
+
+def notify_targets(params: dict[str, Any]) -> tuple[Any, ...]:
+    """``--notify-env NAME`` / ``--notify-file FILE``: apprise URLs by reference (a URL
+    can hold a password or token, so it is never given on the command line), each read
+    once now so a typo fails before any order."""
+    import os
+    from pathlib import Path
+
+    from certherd.challenges.spec import SecretRef
+    from certherd.errors import ConfigError
+    from certherd.settings import NotifyTarget
+
+    targets = [NotifyTarget(SecretRef("env", name)) for name in params.pop("notify_env")]
+    targets += [
+        NotifyTarget(SecretRef("file", str(Path(path).absolute())))
+        for path in params.pop("notify_file")
+    ]
+    for target in targets:
+        url = target.read(os.environ)
+        if "://" not in url:
+            raise ConfigError(
+                f"the notify URL from {target.url.describe()} is not a URL: write one as "
+                "apprise reads it, like mailtos://user:password@smtp.example.com?to=ops@..."
+            )
+    return tuple(targets)
 
 
 @click.command("issue")
@@ -307,6 +335,29 @@ def issue_settings(params: dict[str, Any]) -> Any:
     help="Run when obtaining or renewing fails (CERTHERD_ERROR is set): tell someone.",
 )
 @installer_options
+@click.option(
+    "--notify-env",
+    "notify_env",
+    multiple=True,
+    metavar="NAME",
+    help="Tell the apprise URL in environment variable NAME when renewing fails, the "
+    "certificate expires soon, or it recovers (docs/notifications.md); repeat for more.",
+)
+@click.option(
+    "--notify-file",
+    "notify_file",
+    multiple=True,
+    metavar="FILE",
+    help="Like --notify-env, the URL read from FILE (mode 0600: it may hold a password).",
+)
+@click.option(
+    "--notify-expiry-days",
+    type=click.IntRange(1, 60),
+    default=7,
+    show_default=True,
+    metavar="DAYS",
+    help="Tell when the certificate expires within DAYS and was not renewed.",
+)
 @ca_options
 @pass_context
 def issue(ctx: Context, /, **params: Any) -> None:

@@ -135,6 +135,8 @@ def lineage_document(
         "eab": settings.eab.to_json() if settings.eab is not None else None,  # key redacted
         "cas": [ca.to_json() for ca in settings.cas],  # in the order tried; keys redacted
         "issued_by": (state.issued_by or settings.directory_url) if state.version else None,
+        "notify": [target.to_json() for target in settings.notify],  # references, or ***
+        "notify_expiry_days": settings.notify_expiry_days,
         "version": state.version,
         "serial": state.serial,
         "issuer": state.issuer,
@@ -195,6 +197,8 @@ def damaged_document(name: str, reason: str, config_dir: Path | None) -> dict[st
         "eab": None,
         "cas": [],
         "issued_by": None,
+        "notify": [],
+        "notify_expiry_days": None,
         "version": None,
         "serial": None,
         "issuer": None,
@@ -283,6 +287,8 @@ def show_rows(document: dict[str, Any], now: dt.datetime | None = None) -> list[
         elif key == "cas" and isinstance(value, list):
             issuer = document.get("issued_by")
             several("CAs in order", [_ca_text(ca, issuer) for ca in value if isinstance(ca, dict)])
+        elif key == "notify" and isinstance(value, list):
+            several(label, [_reference_text(t) for t in value if isinstance(t, dict)])
         elif key == "ari_window" and isinstance(value, dict):
             start, end = value.get("start"), value.get("end")
             rows.append((label, f"{_text(start)} to {_text(end)}"))
@@ -304,6 +310,16 @@ def _ca_text(ca: dict[str, Any], issuer: Any) -> str:
         details.append(f"roots {ca['ca_bundle']}")
     text += f" ({', '.join(details)})" if details else ""
     return text + (" <- issued the live certificate" if ca.get("directory_url") == issuer else "")
+
+
+def _reference_text(reference: dict[str, Any]) -> str:
+    """Where a secret comes from, as ``show`` says it (never the secret)."""
+    from certherd.challenges.spec import SOURCES, SecretRef
+
+    for source in SOURCES:
+        if source != "value" and isinstance(reference.get(source), str):
+            return "from " + SecretRef(source, reference[source]).describe()
+    return "from " + SecretRef("value").describe()
 
 
 def _eab_text(eab: dict[str, Any]) -> str:

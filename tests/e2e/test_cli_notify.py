@@ -1,0 +1,73 @@
+"""``issue --notify-env`` / ``--notify-file`` (issue 14 item 2) as a user runs them: the
+URL is kept as a reference (never on the command line, never shown), a failed order is
+posted to a local HTTP receiver once per interval, and ``show`` says where the URL
+comes from."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+from e2e_runner import Certherd
+
+TOKEN = "tok3n-of-the-webhook-0123"
+
+
+@pytest.fixture
+def receiver() -> Iterator[tuple[str, list[dict[str, Any]]]]:
+    posts: list[dict[str, Any]] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            posts.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"json://127.0.0.1:{server.server_address[1]}/hooks/{TOKEN}", posts
+    server.shutdown()
+    server.server_close()
+
+
+def test_a_failed_issue_is_posted_once_and_the_url_never_shown(
+    certherd: Certherd, receiver: tuple[str, list[dict[str, Any]]], tmp_path: Path
+) -> None:
+    url, posts = receiver
+    env = {"CERTHERD_TEST_NOTIFY": url}
+    notify = ["--notify-env", "CERTHERD_TEST_NOTIFY"]
+    certherd("--json", "issue", "-d", "127.0.0.1", *certherd.http, *certherd.ca, *notify, env=env)
+    shown = certherd("--json", "show", "127.0.0.1", env=env)
+    assert shown.json()["notify"] == [{"env": "CERTHERD_TEST_NOTIFY"}]
+    assert TOKEN not in shown.stdout
+    human = certherd("show", "127.0.0.1", env=env).stdout
+    assert "from the environment variable CERTHERD_TEST_NOTIFY" in human
+    assert posts == []  # a success after no failure tells nobody
+
+    failing = ["--solver-hook", "http-01=/bin/false", "--force", *certherd.ca, *notify]
+    for _ in range(2):  # the second failure within the interval is not told again
+        result = certherd("issue", "-d", "127.0.0.1", *failing, env=env, check=False)
+        assert result.code == 1, result.describe()
+        assert TOKEN not in result.stdout + result.stderr
+
+    [post] = posts
+    assert post["title"] == "certherd: renewal failed: 127.0.0.1"
+    assert "/bin/false" in post["message"]
+
+
+def test_a_notify_file_that_cannot_be_read_is_refused_before_any_order(
+    certherd: Certherd, tmp_path: Path
+) -> None:
+    missing = tmp_path / "nowhere.url"
+    args = ["--notify-file", str(missing)]
+    result = certherd("issue", "-d", "127.0.0.1", *certherd.http, *certherd.ca, *args, check=False)
+    assert result.code == 2, result.describe()
+    assert f"notify URL comes from the file {missing}, which cannot be read" in result.stderr
