@@ -175,3 +175,29 @@ def test_an_unreachable_ca_fails_its_lines(
     # certherd's own http-01 server still binds its port and serves the probe.
     assert "the probe was served" in lines[("127.0.0.1", "http-01 127.0.0.1")]
     assert ("127.0.0.1", "account") not in lines  # not asked of a CA that is down
+
+
+def test_a_ca_down_with_another_in_the_list_is_a_warning(
+    pebble_factory: PebbleFactory, tmp_path: Path
+) -> None:
+    first = pebble_factory()
+    second = pebble_factory(http_port=first.options.http_port)
+    bundle = tmp_path / "both.pem"  # one trust bundle for both CAs, outliving the first
+    bundle.write_bytes(first.ca_bundle.read_bytes() + second.ca_bundle.read_bytes())
+    scratch = tmp_path / "runs"
+    scratch.mkdir()
+    runner = Certherd(tmp_path / "config", first, scratch)
+    port = str(first.options.http_port)
+    cas = ["--server", first.directory_url, "--server", second.directory_url]
+    flags = [*cas, "--ca-bundle", str(bundle), "--agree-tos", "--email", "ops@example.test"]
+    runner("issue", "-d", "127.0.0.1", "--http", port, *flags)
+    first.stop()
+
+    result = runner("check", "--http-port", port, check=False)
+
+    assert result.code == 0, result.describe()
+    lines = lines_of(result)
+    assert "  WARN  " in lines[("127.0.0.1", "ca 1")]
+    assert "another CA of the list works: it is used" in lines[("127.0.0.1", "ca 1")]
+    assert "  ok  " in lines[("127.0.0.1", "ca 2")]
+    assert "FAIL" not in lines[("127.0.0.1", "account 2")]

@@ -32,7 +32,7 @@ from certherd.manager.outcome import describe_failure
 if TYPE_CHECKING:
     from certherd.acme.messages import Identifier
     from certherd.app.entry import Certherd
-    from certherd.challenges.base import Solver
+    from certherd.challenges.base import ChallengeTask, Solver
     from certherd.manager.accounts import CaOptions
     from certherd.manager.service import Manager
     from certherd.settings import LineageSettings
@@ -85,18 +85,14 @@ class _Checker:
 
         try:
             settings, _state = await self.certherd.load(name)
-            ca = self.manager.ca_for(settings)
+            cas = self.manager.cas_for(settings)
             specs = self.manager.solver_specs(settings)
             choice = self.manager.solvers.choice(specs)
         except CertherdError as exc:
             add("settings", "fail", describe_failure(exc, 300))
             return found
         add("settings", "ok", f"{len(settings.names)} name(s), secrets readable")
-        ca_findings = await self.ca(ca)
-        found += [Finding(name, f.check, f.status, f.text) for f in ca_findings]
-        if all(f.status != "fail" for f in ca_findings if f.check == "ca"):
-            account = await self.account(ca)
-            found.append(Finding(name, account.check, account.status, account.text))
+        found += await self.cas(name, cas)
         from certherd.names import normalize_names
 
         for identifier in normalize_names(settings.names):
@@ -114,6 +110,26 @@ class _Checker:
         return found
 
     # -- the CA -------------------------------------------------------------------------
+
+    async def cas(self, name: str, cas: Sequence[CaOptions]) -> list[Finding]:
+        """Each CA of the lineage (in the order tried) and its account. With several, a
+        CA that fails is a warning while another works: the renewal fails over to it."""
+        per_ca: list[list[Finding]] = []
+        for index, ca in enumerate(cas):
+            suffix = f" {index + 1}" if len(cas) > 1 else ""
+            findings = await self.ca(ca)
+            if all(f.status != "fail" for f in findings):
+                findings = [*findings, await self.account(ca)]
+            per_ca.append([Finding(name, f.check + suffix, f.status, f.text) for f in findings])
+        usable = any(all(f.status != "fail" for f in group) for group in per_ca)
+        found = []
+        for group in per_ca:
+            for finding in group:
+                if finding.status == "fail" and usable and len(per_ca) > 1:
+                    text = f"{finding.text} (another CA of the list works: it is used)"
+                    finding = Finding(name, finding.check, "warn", text)
+                found.append(finding)
+        return found
 
     async def ca(self, ca: CaOptions) -> list[Finding]:
         """The directory (once per CA and trust bundle) and the clock against its Date."""
@@ -240,30 +256,37 @@ class _Checker:
         self, settings: LineageSettings, solver: Solver, identifier: Identifier
     ) -> Finding:
         from certherd.challenges.dns01 import Dns01Solver
-        from certherd.challenges.http01 import Http01StandaloneSolver
-        from certherd.challenges.webroot import WebrootSolver
+        from certherd.challenges.hook import HookSolver
 
         label = f"{solver.challenge_type} {identifier.value}"
-        if isinstance(solver, WebrootSolver | Http01StandaloneSolver):
+        status: Status
+        if isinstance(solver, HookSolver):
+            status, text = "skip", "a program answers this challenge: not run by check"
+        elif solver.challenge_type == "http-01":  # a webroot, certherd's server, nginx
             status, text = await self._http_probe(solver, identifier)
+        elif solver.challenge_type == "tls-alpn-01":
+            status, text = await self._publish_only(solver, identifier)
         elif isinstance(solver, Dns01Solver):
             status, text = await self._dns_probe(solver, identifier)
         else:
             status, text = "skip", f"answered by {type(solver).__name__}: not probed"
-            if type(solver).__name__ == "HookSolver":
-                status, text = "skip", "a program answers this challenge: not run by check"
         return Finding(settings.name, label, status, text)
+
+    async def _publish_only(self, solver: Solver, identifier: Identifier) -> tuple[Status, str]:
+        """tls-alpn-01: certherd's own TLS server can take its port (not fetched: that
+        takes a TLS client speaking acme-tls/1)."""
+        try:
+            handle = await solver.present(_probe_task(solver.challenge_type, identifier)[0])
+        except CertherdError as exc:
+            return "fail", f"cannot answer: {describe_failure(exc, 300)}"
+        except OSError as exc:
+            return "fail", f"cannot answer: {safe_text(exc.strerror or exc, 200)}"
+        await solver.cleanup(handle)
+        return "ok", "certherd's tls-alpn-01 server could listen (not fetched)"
 
     async def _http_probe(self, solver: Solver, identifier: Identifier) -> tuple[Status, str]:
         """Publish a probe token through ``solver`` and fetch it as the CA would."""
-        from certherd.acme.messages import Challenge
-        from certherd.acme.messages import Status as AcmeStatus
-        from certherd.challenges.base import ChallengeTask
-
-        token = secrets.token_urlsafe(32)
-        expected = f"{token}.certherd-check"
-        challenge = Challenge("https://check.invalid/", "http-01", AcmeStatus.PENDING, token)
-        task = ChallengeTask(identifier, challenge, expected)
+        task, token, expected = _probe_task("http-01", identifier)
         try:
             handle = await solver.present(task)
         except CertherdError as exc:
@@ -319,6 +342,19 @@ class _Checker:
         except CertherdError as exc:
             return "fail", describe_failure(exc, 300)
         return "ok", said
+
+
+def _probe_task(kind: str, identifier: Identifier) -> tuple[ChallengeTask, str, str]:
+    """A challenge of ``kind`` for ``identifier`` that no CA sent: a random token and a
+    key authorization that says it is certherd's probe."""
+    from certherd.acme.messages import Challenge
+    from certherd.acme.messages import Status as AcmeStatus
+    from certherd.challenges.base import ChallengeTask
+
+    token = secrets.token_urlsafe(32)
+    expected = f"{token}.certherd-check"
+    challenge = Challenge("https://check.invalid/", kind, AcmeStatus.PENDING, token)
+    return ChallengeTask(identifier, challenge, expected), token, expected
 
 
 def _disk(config_dir: Path | None) -> Finding:
