@@ -70,6 +70,10 @@ def test_issue_list_show_renew_in_postgresql(
     human = certherd("list", env=env_url)
     assert "db.life.test" in human.stdout
     assert PASSWORD not in human.stdout + human.stderr
+    # After the command too, and with every log line on: the password is never shown.
+    verbose = certherd("-vv", "show", "db.life.test", "--storage", postgres.url(database))
+    assert "db.life.test" in verbose.stdout
+    assert PASSWORD not in verbose.stdout + verbose.stderr
 
     not_due = certherd("--storage", url, "--json", "renew", env=env).json()
     assert [r["action"] for r in not_due["results"]] == ["not-due"]
