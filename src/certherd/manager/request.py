@@ -134,7 +134,12 @@ def settings_changes(wanted: LineageSettings, stored: LineageSettings) -> list[s
     ]
 
 
-_WORDS = {"directory_url": "CA", "agree_tos": "terms of service", "eab": "EAB"}
+_WORDS = {
+    "directory_url": "CA",
+    "agree_tos": "terms of service",
+    "eab": "EAB",
+    "fallback_cas": "fallback CAs",
+}
 
 
 REISSUE_ON = ("CA", "account", "key type", "profile")

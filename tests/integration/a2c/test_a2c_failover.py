@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import http.server
 import json
+import threading
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -33,8 +35,9 @@ from tests.unit.fakes import HostileAcmeServer, problem
 
 from certherd.app import Certherd, Event
 from certherd.challenges.options import solver_from_table
+from certherd.challenges.spec import SecretRef
 from certherd.errors import AuthorizationFailedError, CaFailoverError, CertherdError
-from certherd.settings import CaSettings, LineageSettings
+from certherd.settings import CaSettings, LineageSettings, NotifyTarget
 from certherd.testing.pebble import PebbleServer
 
 pytestmark = pytest.mark.integration
@@ -74,6 +77,35 @@ def hostile() -> Iterator[tuple[HostileAcmeServer, HostileHttpServer]]:
     yield script, listener
     listener.stop()
     assert not listener.errors, listener.errors  # its protocol checks held
+
+
+class JsonReceiver:
+    """A local HTTP receiver of apprise's ``json://`` notifications."""
+
+    def __init__(self) -> None:
+        self.posts: list[dict[str, Any]] = []
+        got = self.posts
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                got.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+                self.send_response(200)
+                self.end_headers()
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"json://127.0.0.1:{self.server.server_address[1]}/hooks"
+
+
+@pytest.fixture
+def receiver() -> Iterator[JsonReceiver]:
+    got = JsonReceiver()
+    threading.Thread(target=got.server.serve_forever, daemon=True).start()
+    yield got
+    got.server.shutdown()
+    got.server.server_close()
 
 
 @pytest.fixture
@@ -173,6 +205,7 @@ async def test_the_first_ca_rate_limiting_fails_over(
     certherd: tuple[Certherd, list[Event]],
     pebble: PebbleServer,
     hostile: tuple[HostileAcmeServer, HostileHttpServer],
+    receiver: JsonReceiver,
 ) -> None:
     entry, events = certherd
     script, listener = hostile
@@ -192,6 +225,7 @@ async def test_the_first_ca_rate_limiting_fails_over(
         names=(name,),
         directory_url=first.directory_url,
         solvers=(solver_from_table(HTTP_80[0]),),
+        notify=(NotifyTarget(SecretRef("value"), receiver.url),),
     ).with_cas([first, second])  # a plain-HTTP CA (allow_http): only the settings say it
     outcome = await entry.issue_lineage(settings)
     assert outcome.action == "issued", outcome
@@ -201,6 +235,10 @@ async def test_the_first_ca_rate_limiting_fails_over(
     told = failovers(events)
     assert len(told) == 2, told
     assert "too many certificates" in told[0]
+    (post,) = receiver.posts  # the notify targets hear of it (apprise, json://)
+    assert "fail-over" in post["title"]
+    assert "too many certificates" in post["message"]
+    assert pebble.directory_url in post["message"]
 
 
 async def test_a_challenge_not_served_does_not_fail_over(
