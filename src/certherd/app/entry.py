@@ -36,6 +36,7 @@ if TYPE_CHECKING:
         HookSettings,
         InstallerSettings,
         LineageSettings,
+        NotifyTarget,
     )
     from certherd.storage.base import Storage
 
@@ -272,6 +273,8 @@ class Certherd(AccountCalls):
         profile: str | None = None,
         preferred_chain: str | None = None,
         hooks: HookSettings | None = None,
+        notify: Sequence[NotifyTarget] = (),
+        notify_expiry_days: int = 7,
         force: bool = False,
     ) -> Outcome:
         """``certherd issue``: a certificate for ``names`` saved as a lineage that
@@ -290,8 +293,11 @@ class Certherd(AccountCalls):
         with, now or by a later renewal if it is lost. ``fallback_cas``: the CAs tried
         after that one, in order, when it fails in a way another CA could fix, each a
         :class:`~certherd.settings.CaSettings` with its own account details
-        (docs/failover.md). Raises a CertherdError when the certificate cannot be
-        obtained."""
+        (docs/failover.md). ``notify``: apprise URLs told when a renewal fails, the
+        certificate expires within ``notify_expiry_days`` unrenewed, or it recovers,
+        each a :class:`~certherd.settings.NotifyTarget` (a reference, like
+        ``NotifyTarget(SecretRef("env", "NOTIFY_URL"))``: docs/notifications.md).
+        Raises a CertherdError when the certificate cannot be obtained."""
         from certherd.challenges.options import solver_from_table
         from certherd.config import resolve_directory_url
         from certherd.names import canonical_names
@@ -319,6 +325,8 @@ class Certherd(AccountCalls):
             agree_tos=agree_tos,
             eab=eab,
             fallback_cas=tuple(fallback_cas),
+            notify=tuple(notify),
+            notify_expiry_days=notify_expiry_days,
         )
         return await self.issue_lineage(settings, force=force, named=lineage is not None)
 

@@ -30,9 +30,10 @@ import datetime as dt
 import json
 import logging
 import re
+import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from certherd.clock import Clock
@@ -247,6 +248,9 @@ async def _send(name: str, urls: list[str], notice: Notice) -> bool:
     return len(results) < len(urls)
 
 
+_SENDING = threading.Lock()
+"""apprise's log is one logger for the process: one message is sent at a time, so what
+is captured of it belongs to that message's target."""
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]{0,30})://")
 
 
@@ -261,20 +265,26 @@ def _send_blocking(urls: list[str], notice: Notice) -> dict[int, str]:
     import apprise
 
     problems: dict[int, str] = {}
-    for index, url in enumerate(urls):
-        sender = apprise.Apprise()
-        if not sender.add(url):
-            problems[index] = "apprise does not know this URL: see docs/notifications.md"
-            continue
-        capture = apprise.LogCapture(level=logging.WARNING, fmt="%(message)s")  # type: ignore[no-untyped-call]
-        with capture as captured:
-            try:
-                sent = bool(sender.notify(title=notice.title, body=notice.body))
-            except Exception as exc:  # a plugin's bug: this target failed, not the run
-                sent = False
-                problems[index] = f"unexpected {type(exc).__name__}"
-        if not sent and index not in problems:
-            said = [line for line in captured.getvalue().splitlines() if line.strip()]
-            reason = scrub(said[-1], [url]) if said else "refused"
-            problems[index] = safe_text(reason, 200)
+    with _SENDING:
+        for index, url in enumerate(urls):
+            problem = _send_one(apprise, url, notice, urls)
+            if problem is not None:
+                problems[index] = problem
     return problems
+
+
+def _send_one(apprise: Any, url: str, notice: Notice, urls: list[str]) -> str | None:
+    """Send to one URL; what went wrong (apprise's last warning, with every URL's
+    secrets scrubbed), else None."""
+    sender = apprise.Apprise()
+    if not sender.add(url):
+        return "apprise does not know this URL: see docs/notifications.md"
+    capture = apprise.LogCapture(level=logging.WARNING, fmt="%(message)s")
+    with capture as captured:
+        try:
+            if sender.notify(title=notice.title, body=notice.body):
+                return None
+        except Exception as exc:  # a plugin's bug: this target failed, not the run
+            return f"unexpected {type(exc).__name__}"
+    said = [line for line in captured.getvalue().splitlines() if line.strip()]
+    return safe_text(scrub(said[-1], urls), 200) if said else "refused"
