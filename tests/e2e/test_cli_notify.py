@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from e2e_runner import Certherd
+from e2e_runner import Certherd, PebbleFactory
 
 TOKEN = "tok3n-of-the-webhook-0123"
 
@@ -39,8 +39,12 @@ def receiver() -> Iterator[tuple[str, list[dict[str, Any]]]]:
 
 
 def test_a_failed_issue_is_posted_once_and_the_url_never_shown(
-    certherd: Certherd, receiver: tuple[str, list[dict[str, Any]]], tmp_path: Path
+    pebble_factory: PebbleFactory, receiver: tuple[str, list[dict[str, Any]]], tmp_path: Path
 ) -> None:
+    # No authorization reused: the forced reissue below must prove the name again.
+    scratch = tmp_path / "runs"
+    scratch.mkdir()
+    certherd = Certherd(tmp_path / "config", pebble_factory(authz_reuse_percent=0), scratch)
     url, posts = receiver
     env = {"CERTHERD_TEST_NOTIFY": url}
     notify = ["--notify-env", "CERTHERD_TEST_NOTIFY"]
