@@ -107,3 +107,31 @@ def test_bad_notify_settings_are_refused_on_their_line(
         load(tmp_path, text)
     assert message in str(caught.value)
     assert ":6:" in str(caught.value)
+
+
+async def test_known_secrets_take_solver_eab_and_environment_secrets() -> None:
+    from certherd.challenges.spec import SolverSpec
+    from certherd.settings import EabSettings
+
+    manager = Manager(MemoryStorage())
+    manager.solvers.environ = {"CERTHERD_RFC2136_KEY_SECRET": "tsig-from-env", "HOME": "/root"}
+    settings = LineageSettings(
+        name="x",
+        names=("x.example.test",),
+        directory_url="https://ca/d",
+        solvers=(
+            SolverSpec(
+                "dns",
+                {"provider": "rfc2136", "key_secret": "tsig-in-options"},
+                secrets={"key_secret": SecretRef("value")},
+            ),
+        ),
+        eab=EabSettings("kid", SecretRef("value"), "ZWFiLWtleS12YWx1ZQ"),
+    )
+    assert manager.known_secrets(settings) >= {
+        "tsig-from-env",
+        "tsig-in-options",
+        "ZWFiLWtleS12YWx1ZQ",
+    }
+    assert "/root" not in manager.known_secrets(settings)
+    await manager.aclose()

@@ -161,8 +161,11 @@ class Manager(Issuer):
 
     def known_secrets(self, settings: LineageSettings) -> set[str]:
         """Every secret value of the lineage that can be read now (solver credentials,
-        the EAB key): kept out of notifications (manager.notify)."""
-        found: set[str] = set()
+        the EAB key, and the values of environment variables named like secrets, such
+        as ``CERTHERD_RFC2136_KEY_SECRET``): kept out of notifications (manager.notify)."""
+        found: set[str] = {
+            value for name, value in self.solvers.environ.items() if looks_secret(name)
+        }
         with contextlib.suppress(CertherdError):
             for spec in self.solver_specs(settings):
                 found.update(spec.options[key] for key in spec.secrets if key in spec.options)
