@@ -332,3 +332,34 @@ def test_compose_scrubs_every_known_secret_and_url_credentials(tmp_path: Path) -
         assert secret not in notice.body
     assert notice.body.startswith("the CA said: bad key ***; tsig ***")
     assert scrub("nothing here", [url]) == "nothing here"
+
+
+async def test_expiring_is_told_while_backing_off_without_reading_the_lineage_to_renew(
+    manager: Manager,
+    storage: MemoryStorage,
+    clock: FakeClock,
+    ca: PebbleServer,
+    receiver: Receiver,
+) -> None:
+    """A lineage in failure backoff is skipped by the renewal index (not due): the
+    expiring-soon check still sees it, from the index's expiry."""
+    settings = settings_for(ca, receiver.url(), notify_expiry_days=7)
+    outcome = await manager.issue(replace(settings, eab=None))
+    assert outcome.not_after is not None
+    await replace(settings, solvers=FAILING).save(storage)
+    # Fails two minutes before the 7-day mark: told as failed, not yet as expiring.
+    seven = outcome.not_after - dt.timedelta(days=7, minutes=2)
+    await clock.sleep((seven - clock.now()).total_seconds())
+    [failed] = await manager.renew([NAME])
+    assert failed.action == "failed"
+    assert [p["title"] for p in receiver.posts] == [f"certherd: renewal failed: {NAME}"]
+    # Three minutes on: inside the 7 days, and inside the 5-minute backoff (not due).
+    await clock.sleep(180)
+    [backing_off] = await manager.renew([NAME])
+    assert backing_off.action == "not-due", backing_off
+    assert len(receiver.posts) == 2
+    expiring = receiver.posts[1]
+    assert expiring["title"] == f"certherd: certificate expires soon: {NAME}"
+    assert "expires in 7.0 days and was not renewed" in expiring["message"]
+    assert "attempts failed in a row: 1" in expiring["message"]
+    assert "/bin/false" in expiring["message"]  # the last error
