@@ -159,3 +159,18 @@ def test_install_for_an_existing_lineage(
     assert served(pebble, https_port, NAMES[0]).serial_number == leaf.serial_number
     stored = json.loads((certherd.config_dir / "renewal" / f"{NAMES[0]}.json").read_text())
     assert stored["installer"]["kind"] == "nginx"
+
+
+def test_name_no_server_block_serves_is_refused_before_any_order(
+    certherd: Certherd, nginx: NginxRoot
+) -> None:
+    before = nginx.snapshot()
+    result = certherd(
+        "issue", "-d", "nobody.nginx.test", *nginx_flags(nginx, free_port()), *certherd.ca,
+        check=False,
+    )  # fmt: skip
+    assert result.code == 2, result.describe()
+    assert "server_name nobody.nginx.test" in result.stderr
+    assert nginx.snapshot() == before
+    assert not certherd.live("nobody.nginx.test").exists()
+    assert not (certherd.config_dir / "renewal" / "nobody.nginx.test.json").exists()

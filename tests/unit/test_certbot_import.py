@@ -374,13 +374,33 @@ def test_webroot_with_one_folder_needs_no_names(certbot: CertbotDir) -> None:
     ]
 
 
-def test_nginx_maps_to_port_80_with_warnings(certbot: CertbotDir) -> None:
-    certbot.lineage("n.test", "authenticator = nginx\ninstaller = nginx\n")
+def test_nginx_maps_to_the_nginx_solver_and_installer(certbot: CertbotDir) -> None:
+    """Issue 13: Certbot's nginx authenticator and installer become certherd's (same
+    server root and control binary), and the warning says how to move the TLS lines."""
+    certbot.lineage(
+        "n.test",
+        "authenticator = nginx\ninstaller = nginx\nnginx_server_root = /srv/nginx\n",
+    )
     lineage = certbot.read("n.test")
-    assert lineage.settings.solvers[0].options == {"listen": "80"}
+    (solver,) = lineage.settings.solvers
+    assert (solver.kind, solver.options) == ("nginx", {"server_root": "/srv/nginx", "ctl": "nginx"})
+    installer = lineage.settings.installer
+    assert installer is not None
+    assert installer.kind == "nginx"
+    assert dict(installer.options)["server_root"] == "/srv/nginx"
     text = " ".join(lineage.warnings)
-    assert "authenticator nginx has no certherd equivalent" in text
-    assert "systemctl reload nginx" in text
+    assert "certherd install n.test --nginx" in text
+    assert "no certherd equivalent" not in text
+
+
+def test_apache_keeps_port_80_with_warnings(certbot: CertbotDir) -> None:
+    certbot.lineage("a.test", "authenticator = apache\ninstaller = apache\n")
+    lineage = certbot.read("a.test")
+    assert lineage.settings.solvers[0].options == {"listen": "80"}
+    assert lineage.settings.installer is None
+    text = " ".join(lineage.warnings)
+    assert "authenticator apache has no certherd equivalent" in text
+    assert "systemctl reload apache" in text
 
 
 def test_dns_plugins_map_to_lexicon_providers(certbot: CertbotDir) -> None:
@@ -715,11 +735,11 @@ def test_command_json_and_exit_codes(
 def test_command_human_output(
     certbot: CertbotDir, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    certbot.lineage("n.test", "authenticator = nginx\n", versions=1)
+    certbot.lineage("n.test", "authenticator = apache\n", versions=1)
     main(["--config-dir", str(tmp_path / "c"), "import-certbot", "--dry-run", str(certbot.root)])
     out, err = capsys.readouterr()
     assert "would-import" in out  # the result on stdout, warnings on stderr
-    assert "authenticator nginx has no certherd equivalent" in " ".join(err.split())
+    assert "authenticator apache has no certherd equivalent" in " ".join(err.split())
 
 
 async def test_a_certbot_dir_another_user_can_change_is_not_imported(

@@ -252,7 +252,12 @@ class Certherd(AccountCalls):
         config = self.read_config(path)
         assert config is not None
         self._emit("planned", total=len(config.certificates))
-        return await apply_config(self.manager, config)
+        outcomes = await apply_config(self.manager, config)
+        if not any(settings.installer for settings in config.certificates):
+            return outcomes
+        from certherd.app.installing import install_configured
+
+        return await install_configured(self.storage, self.config_dir, config, outcomes)
 
     async def issue(
         self,

@@ -14,12 +14,15 @@ from certherd.settings import InstallerSettings, LineageSettings
 if TYPE_CHECKING:
     from certherd.challenges.base import Solver
     from certherd.challenges.spec import SolverSpec
+    from certherd.config import ConfigFile
     from certherd.install.base import Installer
+    from certherd.manager.outcome import Outcome
     from certherd.storage.base import Storage
 
 __all__ = [
     "after_deploy",
     "check_installer",
+    "install_configured",
     "install_lineage",
     "nginx_solver",
     "uninstall_lineage",
@@ -47,7 +50,7 @@ async def check_installer(settings: LineageSettings) -> None:
     """Before anything is ordered: the server's config passes its own test and has a
     place for every name (InstallError / ConfigError otherwise)."""
     if settings.installer is not None:
-        await _installer(settings.installer).check()
+        await _installer(settings.installer).check(settings.name, settings.names)
 
 
 def _live_files(config_dir: Path | None, name: str) -> tuple[Path, Path]:
@@ -103,3 +106,22 @@ async def after_deploy(settings: LineageSettings) -> list[str]:
     except CertherdError as exc:
         return [f"{settings.installer.kind} installer: {safe_text(exc, 400)}"]
     return []
+
+
+async def install_configured(
+    storage: Storage, config_dir: Path | None, config: ConfigFile, outcomes: list[Outcome]
+) -> list[Outcome]:
+    """After ``apply``: each certificate certherd.toml gives an installer is installed
+    (again: nothing changes when it already is); a refusal is told with its outcome."""
+    by_name = {settings.name: settings for settings in config.certificates}
+    done = []
+    for outcome in outcomes:
+        settings = by_name.get(outcome.lineage)
+        if settings is not None and settings.installer is not None and not outcome.failed:
+            try:
+                await install_lineage(storage, config_dir, settings, settings.installer)
+            except CertherdError as exc:
+                error = f"{settings.installer.kind} installer: {safe_text(exc, 400)}"
+                outcome = replace(outcome, hook_errors=(*outcome.hook_errors, error))
+        done.append(outcome)
+    return done

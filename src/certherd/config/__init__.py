@@ -14,6 +14,7 @@ import msgspec
 from certherd.challenges.options import solver_spec
 from certherd.challenges.spec import SecretRef, SolverSpec
 from certherd.config._cas import CaList, CaTable, ca_list
+from certherd.config._installer import InstallerTable, installer_settings, installer_solver
 from certherd.config._where import Where, read_text, syntax_error
 from certherd.errors import ConfigError
 from certherd.key_types import DEFAULT_KEY_TYPE, KeyTypeName
@@ -153,6 +154,7 @@ class CertificateTable(msgspec.Struct, forbid_unknown_fields=True, kw_only=True)
     eab_hmac_key: SecretText | None = None
     notify: list[SecretText] | None = None
     notify_expiry_days: int | None = None
+    installer: InstallerTable | None = None
 
 
 class ConfigDocument(msgspec.Struct, forbid_unknown_fields=True):
@@ -431,7 +433,11 @@ def load_config_file(path: Path) -> ConfigFile:
             LineageSettings(
                 name=lineage,
                 names=domains,
-                solvers=loader.solvers(entry, block),
+                solvers=(installer_solver(entry.installer),)
+                if entry.installer is not None
+                and (entry.solver, entry.solvers, entry.solver_options) == (None, None, None)
+                else loader.solvers(entry, block),
+                installer=installer_settings(entry.installer),
                 **cas[0].as_fields(),
                 fallback_cas=cas[1:],
                 key_type=entry.key_type or defaults.key_type or DEFAULT_KEY_TYPE,

@@ -4,8 +4,9 @@ HAProxy fit the same shape: issue 13).
 An installer is built from a lineage's :class:`~certherd.settings.InstallerSettings`
 (:func:`installer_for`) and:
 
-- ``check()``: refuses (:class:`~certherd.errors.InstallError`) a server whose config
-  already fails its own test, before anything is ordered or changed;
+- ``check(lineage, names)``: refuses (:class:`~certherd.errors.InstallError`) a server
+  whose config already fails its own test, and a name it has no place to serve, before
+  anything is ordered or changed;
 - ``prepare_http01(names)`` / ``finish_http01()``: answers http-01 through the running
   server while an order is under way (the ``nginx`` solver kind calls them);
 - ``install(lineage, names, certificate, key)``: serves the lineage's ``live/`` files
@@ -37,7 +38,7 @@ class Installer(Protocol):
 
     kind: str
 
-    async def check(self) -> None: ...
+    async def check(self, lineage: str = "", names: Sequence[str] = ()) -> None: ...
 
     async def prepare_http01(self, names: Sequence[str]) -> object: ...
 

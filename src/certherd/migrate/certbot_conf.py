@@ -227,7 +227,13 @@ def solver_specs(
         return (SolverSpec("http", {"listen": f"{host}:{port}" if host else port}),), {}
     if plugin == "webroot":
         return _webroot(params, names), {}
-    if plugin in ("nginx", "apache"):
+    if plugin == "nginx":  # http-01 through the running nginx, as Certbot's plugin did
+        options = {
+            "server_root": setting_text(params, "nginx_server_root") or "/etc/nginx",
+            "ctl": setting_text(params, "nginx_ctl") or "nginx",
+        }
+        return (SolverSpec("nginx", options),), {}
+    if plugin == "apache":
         warnings.append(
             f"authenticator {plugin} has no certherd equivalent: mapped to the built-in "
             "http-01 server on port 80, which needs that port free; choose a solver "

@@ -60,7 +60,7 @@ from certherd.migrate.certbot_conf import (
 from certherd.migrate.certbot_conf import key_from_jwk as key_from_jwk
 from certherd.migrate.certbot_conf import parse_conf as parse_conf
 from certherd.names import canonical_names
-from certherd.settings import LineageSettings
+from certherd.settings import InstallerSettings, LineageSettings
 from certherd.storage.base import Storage, has_value
 from certherd.storage.layout import FILES, archive_file, check_name, renewal_settings
 from certherd.storage.leases import holding
@@ -183,7 +183,23 @@ def read_lineage(
         warnings.append(f"the certificate expired on {info.not_after:%Y-%m-%d}: renew it now")
     specs, scripts = solver_specs(params, names, name, certbot_dir, hook_dir, warnings)
     installer = setting_text(params, "installer")
-    if installer and installer != "null":
+    installed = None
+    if installer == "nginx":
+        installed = InstallerSettings(
+            "nginx",
+            (
+                ("ctl", setting_text(params, "nginx_ctl") or "nginx"),
+                ("https_port", setting_text(params, "https_port") or "443"),
+                ("redirect", "false"),
+                ("server_root", setting_text(params, "nginx_server_root") or "/etc/nginx"),
+            ),
+        )
+        warnings.append(
+            "nginx is reloaded after each renewal (the nginx installer); its server blocks "
+            "still point at Certbot's files (lines marked '# managed by Certbot'): remove "
+            f"those, then run `certherd install {name} --nginx` to serve certherd's"
+        )
+    elif installer and installer != "null":
         warnings.append(
             f"Certbot's {installer} installer reloaded the server after renewal; certherd "
             f"does not: add a deploy hook that does (e.g. `systemctl reload {installer}`)"
@@ -209,6 +225,7 @@ def read_lineage(
             (c.removeprefix("mailto:") for c in account.contact if c.startswith("mailto:")), None
         ),
         agree_tos=True,  # Certbot registered the account once the terms were agreed to
+        installer=installed,
     )
     return CertbotLineage(settings, versions, live, account, scripts, tuple(warnings))
 

@@ -100,9 +100,12 @@ class NginxInstaller:
             finally:
                 os.close(descriptor)
 
-    async def check(self) -> None:
-        """Refuse (InstallError) when nginx's config already fails its own test."""
+    async def check(self, lineage: str = "", names: Sequence[str] = ()) -> None:
+        """Refuse (InstallError) when nginx's config already fails its own test, and
+        (ConfigError) when one of ``names`` has no server block to serve it over TLS."""
         await check_before(self.control)
+        if names:
+            self._tls_blocks(read_config(self.server_root, owned=self.owned), lineage, names)
 
     # -- http-01 ---------------------------------------------------------------------------
 

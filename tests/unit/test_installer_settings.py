@@ -1,0 +1,98 @@
+"""The installer as part of a lineage's settings: certherd.toml's ``installer`` table,
+the stored ``renewal/NAME.json``, and the Installer built from them (issue 13)."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from certherd.challenges.spec import SolverSpec
+from certherd.config import load_config_file
+from certherd.errors import ConfigError
+from certherd.install.base import installer_for
+from certherd.install.nginx.installer import NginxInstaller
+from certherd.settings import InstallerSettings, LineageSettings
+
+
+def config(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "certherd.toml"
+    path.write_text(textwrap.dedent(text))
+    return path
+
+
+def test_certherd_toml_installer_table(tmp_path: Path) -> None:
+    path = config(
+        tmp_path,
+        """
+        [[certificate]]
+        domains = ["shop.example.org"]
+        installer = { kind = "nginx", server_root = "/srv/nginx", https_port = 8443, redirect = true }
+
+        [[certificate]]
+        domains = ["api.example.org"]
+        solver = "http"
+        installer = { kind = "nginx" }
+        """,  # noqa: E501
+    )
+    shop, api = load_config_file(path).certificates
+    assert shop.installer == InstallerSettings(
+        "nginx",
+        (
+            ("ctl", "nginx"),
+            ("https_port", "8443"),
+            ("redirect", "true"),
+            ("server_root", "/srv/nginx"),
+        ),
+    )
+    # No solver of its own: http-01 through that same nginx.
+    assert shop.solvers == (SolverSpec("nginx", {"server_root": "/srv/nginx", "ctl": "nginx"}),)
+    assert api.solvers == (SolverSpec("http"),)  # its own solver wins
+    assert installer_for(shop.installer) == NginxInstaller(Path("/srv/nginx"), "nginx", 8443, True)
+    assert api.installer is not None
+    assert installer_for(api.installer) == NginxInstaller()
+
+
+@pytest.mark.parametrize(
+    ("table", "wrong"),
+    [
+        ('{ kind = "apache" }', "kind"),
+        ('{ kind = "nginx", https_port = 0 }', "https_port"),
+        ('{ kind = "nginx", reload = true }', "reload"),
+    ],
+)
+def test_certherd_toml_installer_mistakes(tmp_path: Path, table: str, wrong: str) -> None:
+    path = config(tmp_path, f'[[certificate]]\ndomains = ["a.example.org"]\ninstaller = {table}\n')
+    with pytest.raises(ConfigError) as caught:
+        load_config_file(path)
+    message = str(caught.value)
+    assert wrong in message
+    assert "certherd.toml:3" in message
+    assert "\n" not in message
+
+
+def test_stored_settings_keep_the_installer() -> None:
+    installer = InstallerSettings("nginx", (("https_port", "443"), ("server_root", "/etc/nginx")))
+    settings = LineageSettings(
+        name="a.example.org",
+        names=("a.example.org",),
+        directory_url="https://ca.test/dir",
+        solvers=(SolverSpec("nginx"),),
+        installer=installer,
+    )
+    again = LineageSettings.from_json(settings.to_json(), "renewal/a.example.org.json")
+    assert again == settings
+    assert again.installer == installer
+    # A settings file written before installers existed reads as "no installer".
+    old = settings.to_json().replace(b'"installer"', b'"unrelated"')
+    assert LineageSettings.from_json(old, "renewal/a.example.org.json").installer is None
+
+
+def test_installer_options_are_checked() -> None:
+    with pytest.raises(ConfigError, match="unknown installer kind 'apache'"):
+        installer_for(InstallerSettings("apache"))
+    with pytest.raises(ConfigError, match="https_port"):
+        installer_for(InstallerSettings("nginx", (("https_port", "x"),)))
+    with pytest.raises(ConfigError, match="unknown nginx installer option 'listen'"):
+        installer_for(InstallerSettings("nginx", (("listen", "80"),)))
