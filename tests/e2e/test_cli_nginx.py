@@ -153,6 +153,9 @@ def test_install_for_an_existing_lineage(
     html = str(nginx.root / "html")
     certherd("issue", "-d", NAMES[0], "--webroot", html, *certherd.ca)
     https_port = free_port()
+    unnamed = certherd("install", NAMES[0], check=False)  # no web server in its settings
+    assert unnamed.code == 2, unnamed.describe()
+    assert "give one (--nginx)" in unnamed.stderr
     certherd("install", NAMES[0], *nginx_flags(nginx, https_port))
     fullchain = certherd.live(NAMES[0]) / "fullchain.pem"
     leaf = x509.load_pem_x509_certificates(fullchain.read_bytes())[0]

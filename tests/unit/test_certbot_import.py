@@ -389,7 +389,7 @@ def test_nginx_maps_to_the_nginx_solver_and_installer(certbot: CertbotDir) -> No
     assert installer.kind == "nginx"
     assert dict(installer.options)["server_root"] == "/srv/nginx"
     text = " ".join(lineage.warnings)
-    assert "certherd install n.test --nginx" in text
+    assert "certherd install n.test`" in text
     assert "no certherd equivalent" not in text
 
 

@@ -355,12 +355,21 @@ class Certherd(AccountCalls):
             await install_lineage(self.storage, self.config_dir, settings, settings.installer)
         return outcome
 
-    async def install(self, name: str, installer: InstallerSettings) -> LineageSettings:
+    async def install(
+        self, name: str, installer: InstallerSettings | None = None
+    ) -> LineageSettings:
         """Install lineage ``name``'s live certificate into a web server (``certherd
-        install``) and keep the installer in its settings; returns the settings."""
+        install``; default: the installer its settings name) and keep the installer in
+        its settings; returns the settings."""
         from certherd.app.installing import install_lineage
 
         settings, _state = await self.load(name)
+        installer = installer or settings.installer
+        if installer is None:
+            raise ConfigError(
+                f"the lineage {name} names no web server: give one ({{installer}})",
+                settings=("installer",),
+            )
         return await install_lineage(self.storage, self.config_dir, settings, installer)
 
     async def uninstall(self, name: str) -> bool:

@@ -63,6 +63,7 @@ SETTINGS: Mapping[str, Setting] = {
     "webroot.path": Setting("--webroot DIR", "the webroot solver's path"),
     "dns.provider": Setting("--dns PROVIDER", "the dns solver's provider"),
     "hook.command": Setting("--solver-hook TYPE=PROGRAM", "the hook solver's command"),
+    "installer": Setting("--nginx", "installer"),
     "nginx_ctl": Setting("--nginx-ctl", "the nginx installer's ctl"),
     # installing the schedule
     "user": Setting("--user"),

@@ -82,22 +82,18 @@ def installer_solver(installer: Any) -> Any:
 @installer_options
 @pass_context
 def install(ctx: Context, /, name: str, **params: Any) -> None:
-    """Serve lineage NAME's certificate through a web server (--nginx); renewals
-    then reload it."""
-    from certherd.errors import ConfigError
-
-    installer = installer_settings(params)
-    if installer is None:
-        raise ConfigError("say which web server: --nginx")
-    run_async(_install(ctx, name, installer))
+    """Serve lineage NAME's certificate through a web server (--nginx; without it,
+    the one in the lineage's settings); renewals then reload it."""
+    run_async(_install(ctx, name, installer_settings(params)))
 
 
 async def _install(ctx: Context, name: str, installer: Any) -> None:
     async with ctx.certherd() as certherd:
-        await certherd.install(name, installer)
+        settings = await certherd.install(name, installer)
+    kind = settings.installer.kind if settings.installer else "?"
     ctx.emit(
-        {"lineage": name, "installer": installer.to_json()},
-        lambda: ctx.say(f"{name}: installed into {installer.kind}"),
+        {"lineage": name, "installer": settings.installer and settings.installer.to_json()},
+        lambda: ctx.say(f"{name}: installed into {kind}"),
     )
 
 

@@ -197,7 +197,7 @@ def read_lineage(
         warnings.append(
             "nginx is reloaded after each renewal (the nginx installer); its server blocks "
             "still point at Certbot's files (lines marked '# managed by Certbot'): remove "
-            f"those, then run `certherd install {name} --nginx` to serve certherd's"
+            f"those, then run `certherd install {name}` to serve certherd's"
         )
     elif installer and installer != "null":
         warnings.append(
