@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Protocol
 from certherd.errors import FencedError, LeaseLostError
 from certherd.storage import FilesystemStorage, MemoryStorage, Storage
 from certherd.storage.base import Lease
+from certherd.storage.postgresql import PostgresStorage
 
 if TYPE_CHECKING:
     from tests.servers.postgres import PostgresServer
@@ -203,8 +204,6 @@ def memory_backend(root: Path, postgres: Callable[[], PostgresServer]) -> Backen
 
 
 def postgresql_backend(root: Path, postgres: Callable[[], PostgresServer]) -> Backend:
-    from certherd.storage.postgresql import PostgresStorage
-
     server = postgres()
     database = server.database()
     url = server.url(database)
@@ -231,9 +230,29 @@ def postgresql_backend(root: Path, postgres: Callable[[], PostgresServer]) -> Ba
     )
 
 
+def hostfiles_backend(root: Path, postgres: Callable[[], PostgresServer]) -> Backend:
+    """PostgreSQL with this host's live files (what ``--storage`` uses)."""
+    from certherd.storage.hostfiles import HostFiles
+
+    shared = postgresql_backend(root, postgres)
+    assert isinstance(shared.storage, PostgresStorage)
+    store = HostFiles(shared.storage, FilesystemStorage(root))
+    return Backend(
+        "hostfiles",
+        store,
+        _no_debris,
+        shared.is_private,
+        shared.other_holder,
+        shared=True,
+        frees_dead_holders_at_once=False,
+        close=store.aclose,
+    )
+
+
 BACKENDS: dict[str, Callable[[Path, Callable[[], PostgresServer]], Backend]] = {
     "filesystem": filesystem_backend,
     "memory": memory_backend,
     "postgresql": postgresql_backend,
+    "postgresql+hostfiles": hostfiles_backend,
 }
 """Each factory gets a fresh folder and, on demand, the session's PostgreSQL server."""

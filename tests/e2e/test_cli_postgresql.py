@@ -4,7 +4,10 @@ code for each way the storage can be wrong (2: configuration, 1: runtime)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
+from e2e_helpers import live_version, load_cert
 from e2e_runner import Certherd, Result
 from tests.servers.postgres import PASSWORD, PostgresServer
 
@@ -30,20 +33,28 @@ def one_error_line(result: Result, code: int, *words: str) -> str:
 
 
 def test_issue_list_show_renew_in_postgresql(
-    certherd: Certherd, postgres: PostgresServer, database: str
+    certherd: Certherd, postgres: PostgresServer, database: str, tmp_path: Path
 ) -> None:
     # The password comes from libpq's environment, not the command line.
     url = postgres.url(database, password=None)
     env = {"PGPASSWORD": PASSWORD}
     domains = ["-d", "db.life.test", "-d", "www.db.life.test"]
+    seen = tmp_path / "deploy-hook-saw"
+    hook = f'echo "$CERTHERD_LIVE_DIR $CERTHERD_VERSION" >> {seen}'
     issued = certherd(
-        "--storage", url, "--json", "issue", *domains, *certherd.http, *certherd.ca, env=env
-    ).json()
+        "--storage", url, "--json", "issue", *domains, *certherd.http, *certherd.ca,
+        "--deploy-hook", hook, env=env,
+    ).json()  # fmt: skip
     [result] = issued["results"]
-    assert (result["action"], result["version"], result["live_dir"]) == ("issued", 1, None)
-    # Everything is in the database; nothing of the lineage is on this host's disk.
-    assert not (certherd.config_dir / "archive").exists()
+    live = certherd.live("db.life.test")
+    assert (result["action"], result["version"]) == ("issued", 1)
+    assert Path(result["live_dir"]) == live
+    # The database holds the lineage; this host holds its live files (for its web server
+    # and its deploy hooks), as symlinks into its copy of the version.
     assert not (certherd.config_dir / "renewal").exists()
+    assert not (certherd.config_dir / "state").exists()
+    assert live_version(certherd.config_dir, "db.life.test") == 1
+    assert seen.read_text().split() == [str(live.absolute()), "1"]
     keys = {row[0] for row in postgres.execute("SELECT key FROM certherd_values", database)}
     assert {
         "renewal/db.life.test.json",
@@ -64,7 +75,7 @@ def test_issue_list_show_renew_in_postgresql(
     assert entry["name"] == "db.life.test"
     assert entry["names"] == ["db.life.test", "www.db.life.test"]
     assert entry["version"] == 1
-    assert entry["files"] == {}  # no live files on this host
+    assert entry["files"]["fullchain.pem"] == str(live / "fullchain.pem")
     shown = certherd("--storage", url, "--json", "show", "db.life.test", env=env).json()
     assert shown == entry
     human = certherd("list", env=env_url)
@@ -75,12 +86,24 @@ def test_issue_list_show_renew_in_postgresql(
     assert "db.life.test" in verbose.stdout
     assert PASSWORD not in verbose.stdout + verbose.stderr
 
+    first_serial = load_cert(live / "cert.pem").serial_number
     not_due = certherd("--storage", url, "--json", "renew", env=env).json()
     assert [r["action"] for r in not_due["results"]] == ["not-due"]
     forced = certherd("--storage", url, "--json", "renew", "--force", env=env).json()
     [renewed] = forced["results"]
     assert (renewed["action"], renewed["version"]) == ("renewed", 2), forced
     assert certherd("--json", "show", "db.life.test", env=env_url).json()["version"] == 2
+    assert live_version(certherd.config_dir, "db.life.test") == 2
+    assert seen.read_text().split()[-1] == "2"
+    assert load_cert(live / "cert.pem").serial_number != first_serial
+    # Another host on the same database: its first look at the lineage brings its own
+    # live files to the version the database holds (no deploy hook: the fleet's part).
+    other = certherd.elsewhere(tmp_path / "other-host")
+    assert other("--json", "show", "db.life.test", env=env_url).json()["version"] == 2
+    assert live_version(other.config_dir, "db.life.test") == 2
+    assert (other.live("db.life.test") / "privkey.pem").read_bytes() == (
+        live / "privkey.pem"
+    ).read_bytes()
     # Leases were taken and given back, each with its own token from the database.
     leases = postgres.execute(
         "SELECT holder, token FROM certherd_leases WHERE name = 'db.life.test'", database
@@ -91,6 +114,7 @@ def test_issue_list_show_renew_in_postgresql(
 
     deleted = certherd("--storage", url, "--json", "delete", "db.life.test", env=env).json()
     assert deleted["deleted"] is True
+    assert not live.exists()
     assert certherd("--storage", url, "--json", "list", env=env).json()["lineages"] == []
 
 

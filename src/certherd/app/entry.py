@@ -50,7 +50,9 @@ class Certherd(AccountCalls):
     default: the one the ``certherd`` command uses, ``$CERTHERD_DIR``, else
     /etc/certherd for root, else ~/.config/certherd), a storage URL
     (``postgresql://USER@HOST/DB``: the PostgreSQL storage, closed by :meth:`aclose`) or
-    any storage object.
+    any storage object. ``host_dir``: with a storage URL, this host's config dir, where
+    each lineage's live files are kept for web servers and deploy hooks
+    (:mod:`certherd.storage.hostfiles`).
     ``config_file``: certherd.toml (default: the config dir's, when it exists; none for
     a storage object). ``environ``: where solver secrets given as ``{env = NAME}`` are
     read (default: this process's environment). ``on_event`` hears :class:`Event`
@@ -68,6 +70,7 @@ class Certherd(AccountCalls):
         on_event: Callable[[Event], None] | None = None,
         environ: Mapping[str, str] | None = None,
         client_factory: Callable[[Storage, CaOptions], Any] | None = None,
+        host_dir: str | os.PathLike[str] | None = None,
     ) -> None:
         from certherd.clock import SystemClock
 
@@ -80,6 +83,11 @@ class Certherd(AccountCalls):
             from certherd.storage.postgresql import PostgresStorage
 
             storage = self._owned = PostgresStorage(storage)  # ConfigError for another URL
+            if host_dir is not None:
+                from certherd.storage.filesystem import FilesystemStorage
+                from certherd.storage.hostfiles import HostFiles
+
+                storage = HostFiles(self._owned, FilesystemStorage(host_dir))
         if isinstance(storage, str | os.PathLike):
             from certherd.storage.filesystem import FilesystemStorage
 

@@ -93,13 +93,14 @@ class Context:
             self.storage or self.config_dir,
             concurrency=concurrency,
             on_event=on_event or self.tell,
+            host_dir=self.config_dir if self.storage else None,
         )
 
     @property
-    def live_root(self) -> Path | None:
-        """Where this host's live files are (``live/NAME/``); None with a database
-        storage, which keeps no files on this host (yet)."""
-        return self.config_dir if self.storage is None else None
+    def live_root(self) -> Path:
+        """Where this host's live files are (``live/NAME/``): the config dir, also with a
+        database storage (each host keeps its copy of what is live)."""
+        return self.config_dir
 
     @property
     def where(self) -> str:
