@@ -177,3 +177,28 @@ def test_name_no_server_block_serves_is_refused_before_any_order(
     assert nginx.snapshot() == before
     assert not certherd.live("nobody.nginx.test").exists()
     assert not (certherd.config_dir / "renewal" / "nobody.nginx.test.json").exists()
+
+
+def test_apply_installs_what_certherd_toml_names(
+    certherd: Certherd, pebble: PebbleServer, nginx: NginxRoot
+) -> None:
+    """certherd.toml's ``installer = { kind = "nginx", ... }``: the certificate is proved
+    through that nginx (no solver of its own) and served by it after ``apply``."""
+    https_port = free_port()
+    certherd.config_dir.mkdir(parents=True, exist_ok=True)
+    (certherd.config_dir / "certherd.toml").write_text(
+        "[[certificate]]\n"
+        f'domains = ["{NAMES[1]}"]\n'
+        f"server = {json.dumps(pebble.directory_url)}\n"
+        f"ca_bundle = {json.dumps(str(pebble.ca_bundle))}\n"
+        'email = "apply@example.com"\n'
+        "agree_tos = true\n"
+        f'installer = {{ kind = "nginx", server_root = {json.dumps(str(nginx.root))}, '
+        f"https_port = {https_port}, redirect = true }}\n"
+    )
+    certherd("apply")
+    leaf = x509.load_pem_x509_certificate((certherd.live(NAMES[1]) / "cert.pem").read_bytes())
+    assert served(pebble, https_port, NAMES[1]).serial_number == leaf.serial_number
+    stored = json.loads((certherd.config_dir / "renewal" / f"{NAMES[1]}.json").read_text())
+    assert stored["solvers"][0]["kind"] == "nginx"
+    assert stored["installer"]["options"]["redirect"] == "true"
