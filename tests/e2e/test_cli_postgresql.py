@@ -4,6 +4,7 @@ code for each way the storage can be wrong (2: configuration, 1: runtime)."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -153,3 +154,15 @@ def test_a_schema_newer_than_this_certherd_is_refused(
     for command in (["list"], ["renew"], ["show", "x.test"]):
         result = certherd("--storage", url, *command, check=False)
         one_error_line(result, 2, f"schema version {LATEST + 1}", "upgrade certherd")
+
+
+def test_without_psycopg_the_install_hint_is_one_line(certherd: Certherd, tmp_path: Path) -> None:
+    """psycopg missing (certherd installed without its postgresql extra): exit 2, the hint."""
+    blocker = tmp_path / "no-psycopg"
+    blocker.mkdir()
+    (blocker / "psycopg.py").write_text("raise ImportError('not installed')\n")
+    path = os.pathsep.join([str(blocker), os.environ.get("PYTHONPATH", "")])
+    result = certherd(
+        "--storage", "postgresql://certherd@/x", "list", env={"PYTHONPATH": path}, check=False
+    )
+    one_error_line(result, 2, "pip install 'certherd[postgresql]'")

@@ -28,6 +28,7 @@ rest of certherd works without them.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import re
 import socket
@@ -49,6 +50,8 @@ from certherd.storage.layout import check_name
 from certherd.storage.pgschema import check_url, migrate, redact
 
 __all__ = ["PostgresStorage"]
+
+log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 Names = list[str]  # (the class's ``list`` method hides the builtin in its body)
@@ -394,9 +397,16 @@ class PostgresStorage:
             return
         lease = trying.result()
         if lease is not None:
-            task = asyncio.ensure_future(self.release(lease))
+            task = asyncio.ensure_future(self._release_quietly(lease))
             self._forgotten.add(task)
             task.add_done_callback(self._forgotten.discard)
+
+    async def _release_quietly(self, lease: Lease) -> None:
+        """Give back a grant nobody waits for; if that fails, it expires by itself."""
+        try:
+            await self.release(lease)
+        except StorageError as exc:
+            log.warning("cannot give back the lease of %s (it expires): %s", lease.name, exc)
 
     async def renew(self, lease: Lease, *, ttl: float) -> Lease:
         async def work(connection: Any) -> Any:
