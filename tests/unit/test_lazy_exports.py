@@ -56,6 +56,18 @@ def test_every_exported_name_is_declared_once_and_resolves(package: str) -> None
         assert getattr(module, name) is getattr(importlib.import_module(declared[name]), name)
 
 
+@pytest.mark.parametrize("package", PACKAGES)
+def test_no_exported_name_is_also_a_submodule(package: str) -> None:
+    """Importing a submodule sets the package attribute of its name: a function exported
+    under the same name would then be the module, depending on what was imported first."""
+    import pkgutil
+
+    module = importlib.import_module(package)
+    path = getattr(module, "__path__", [])
+    submodules = {info.name for info in pkgutil.iter_modules(path)}
+    assert not submodules.intersection(module.__all__)
+
+
 def test_a_misspelt_or_undeclared_name_is_an_attribute_error() -> None:
     acme = importlib.import_module("certherd.acme")
     with pytest.raises(AttributeError, match="AcmeClinet"):

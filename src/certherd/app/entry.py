@@ -502,7 +502,7 @@ class Certherd(AccountCalls):
         With ``signals`` (main thread only), SIGTERM and SIGINT stop it and SIGHUP starts a
         cycle now."""
         from certherd.daemon.loop import Daemon
-        from certherd.daemon.serve import serve
+        from certherd.daemon.serving import serve
 
         async def before_cycle() -> None:
             await self._follow(self.read_config())
