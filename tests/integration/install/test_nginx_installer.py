@@ -28,6 +28,11 @@ server {
 }
 server { listen 127.0.0.1:{port}; server_name *.blog.example.test; root {html}; }
 server {
+    listen 127.0.0.1:{port};
+    server_name moved.example.test;   # everything to HTTPS, as many sites do
+    return 301 https://$host$request_uri;
+}
+server {
     listen 127.0.0.1:{port} default_server;
     server_name _;
     return 404;
@@ -128,17 +133,20 @@ async def test_http01_answered_through_nginx_then_removed(nginx_root: NginxRoot)
     start_or_fail(nginx_root)
     nginx = installer(nginx_root)
     url = f"http://{LOOPBACK}:{nginx_root.http_port}/.well-known/acme-challenge/tok"
-    await nginx.prepare_http01(["shop.example.test", "x.blog.example.test"])
+    hosts = ["shop.example.test", "x.blog.example.test", "moved.example.test"]
+    await nginx.prepare_http01(hosts)
     folder = nginx.challenge_root / ".well-known" / "acme-challenge"
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "tok").write_text("tok.thumbprint")
     async with httpx.AsyncClient(trust_env=False) as client:
-        for host in ("shop.example.test", "x.blog.example.test"):
+        for host in hosts:
             answer = await client.get(url, headers={"Host": host})
             assert (answer.status_code, answer.text) == (200, "tok.thumbprint")
         await nginx.finish_http01()
         answer = await client.get(url, headers={"Host": "shop.example.test"})
         assert answer.status_code == 404
+        answer = await client.get(url, headers={"Host": "moved.example.test"})
+        assert answer.status_code == 301
     assert nginx_root.snapshot() == before
     assert not nginx.challenge_conf.exists()
 
@@ -166,3 +174,29 @@ def _serial(path: Path) -> int:
     from cryptography import x509
 
     return x509.load_pem_x509_certificate(path.read_bytes()).serial_number
+
+
+async def test_name_already_served_over_tls_by_another_block_is_refused(
+    nginx_root: NginxRoot,
+) -> None:
+    """The common hand-made layout: a port-80 block that redirects and a TLS block with
+    the user's own certificate. certherd does not add a second certificate for the name
+    (nginx would serve one of the two): it says which block to change."""
+    https_port = free_port()
+    own_cert, own_key = certificate(nginx_root.root / "own", ["moved.example.test"])
+    nginx_root.site(
+        "moved",
+        f"server {{ listen 127.0.0.1:{nginx_root.http_port}; server_name moved.example.test;\n"
+        "    return 301 https://$host$request_uri; }\n"
+        f"server {{ listen 127.0.0.1:{https_port} ssl; server_name moved.example.test;\n"
+        f'    ssl_certificate "{own_cert}"; ssl_certificate_key "{own_key}"; }}\n',
+    )
+    before = nginx_root.snapshot()
+    start_or_fail(nginx_root)
+    cert, key = certificate(nginx_root.root / "live", ["moved.example.test"])
+    nginx = NginxInstaller(nginx_root.root, https_port=https_port)
+    with pytest.raises(ConfigError, match=r"already serves moved\.example\.test over TLS"):
+        await nginx.install("moved", ["moved.example.test"], cert, key)
+    with pytest.raises(ConfigError, match=r"sites-enabled/moved:3"):
+        await nginx.check("moved", ["moved.example.test"])
+    assert nginx_root.snapshot() == before

@@ -173,6 +173,9 @@ class NginxInstaller:
             "    default_type text/plain;\n"
             "    try_files $uri =404;\n"
             "}\n"
+            "# A block that redirects or returns at server level (return 301 https://...)\n"
+            "# would answer before any location: this is its first directive, so stop there.\n"
+            'if ($uri ~ "^/\\.well-known/acme-challenge/") { break; }\n'
         )
 
     def _users(self) -> Path:
@@ -244,6 +247,14 @@ class NginxInstaller:
                 raise ConfigError(
                     f"no nginx server block has a server_name matching {name} "
                     f"({config.main}): add `server_name {name};` to the block that serves it"
+                )
+            serving = match_server(config.servers, name, self.https_port, fallback=False, ssl=True)
+            if serving is not None and serving is not block:
+                raise ConfigError(
+                    f"the server block at {serving.where} already serves {name} over TLS on "
+                    f"port {self.https_port} with its own certificate: remove its TLS lines "
+                    f"(listen ... ssl, ssl_certificate) so certherd can add its own to "
+                    f"{block.where}, or choose another https port"
                 )
             chosen[block.index] = block
         for block in chosen.values():

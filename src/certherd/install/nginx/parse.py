@@ -98,6 +98,10 @@ class ServerBlock:
             return {80}
         return {listen.port for listen in self.listens if not listen.ssl}
 
+    def ssl_ports(self) -> set[int]:
+        """The ports it serves TLS on (its own ``listen ... ssl``)."""
+        return {listen.port for listen in self.listens if listen.ssl}
+
 
 @dataclass
 class NginxConfig:
@@ -248,12 +252,15 @@ def _name_rank(pattern: str, host: str) -> tuple[int, int] | None:
 
 
 def match_server(
-    servers: list[ServerBlock], host: str, port: int, *, fallback: bool
+    servers: list[ServerBlock], host: str, port: int, *, fallback: bool, ssl: bool = False
 ) -> ServerBlock | None:
-    """The block nginx picks for ``host`` on plain-HTTP ``port``; with ``fallback``, the
-    port's default server when no ``server_name`` matches (nginx's own answer)."""
+    """The block nginx picks for ``host`` on plain-HTTP ``port`` (``ssl``: on TLS
+    ``port``); with ``fallback``, the port's default server when no ``server_name``
+    matches (nginx's own answer)."""
     host = host.lower().rstrip(".")
-    candidates = [block for block in servers if port in block.plain_ports()]
+    candidates = [
+        block for block in servers if port in (block.ssl_ports() if ssl else block.plain_ports())
+    ]
     best: tuple[tuple[int, int, int], ServerBlock] | None = None
     for block in candidates:
         for pattern in block.names:
