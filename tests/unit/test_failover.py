@@ -79,6 +79,15 @@ def test_the_cas_trouble_or_refusal_fails_over(error: CertherdError) -> None:
     assert fails_over(error)
 
 
+def test_a_ca_requiring_eab_we_lack_fails_over_only_at_account_creation() -> None:
+    lacking = ConfigError(
+        "this CA requires External Account Binding: give {eab_kid} and {eab_hmac_key}",
+        settings=("eab_kid", "eab_hmac_key"),
+    )
+    assert fails_over(lacking, creating_account=True)
+    assert not fails_over(lacking)
+
+
 def test_unauthorized_fails_over_only_while_the_account_is_created() -> None:
     refused = problem("unauthorized", 403)
     assert fails_over(refused, creating_account=True)  # an EAB this CA does not take

@@ -14,7 +14,8 @@ failure is the CA's and another CA could well succeed where it failed:
   (new terms to accept by hand), ``caa`` (the domain's CAA records name other CAs: RFC
   8659 lets the domain owner choose the CA, and the next CA may be one it allows);
 - it refuses the account: ``externalAccountRequired``, or ``unauthorized`` while the
-  account is created (an EAB it does not accept).
+  account is created (an EAB it does not accept), or its directory says it requires
+  External Account Binding and none is configured for it (the client does not even ask).
 
 Everything else stays with the CA that failed, because it is ours to fix and the next
 CA would fail the same way (or worse, the same names would be tried at every CA for
@@ -30,6 +31,7 @@ from __future__ import annotations
 
 from certherd.errors import (
     CAAError,
+    ConfigError,
     ExternalAccountRequiredError,
     InvalidProfileError,
     PollTimeoutError,
@@ -69,6 +71,8 @@ def fails_over(error: BaseException, *, creating_account: bool = False) -> bool:
     ``creating_account``: it came while opening the account at that CA."""
     if isinstance(error, PollTimeoutError):
         return False  # the order is open at this CA: resumed there, not placed twice
+    if creating_account and isinstance(error, ConfigError) and "eab_kid" in error.settings:
+        return True  # the CA requires an EAB this certificate has none of for it
     if isinstance(error, TransportError | RetryLimitError | UnsafeResponseError):
         return True
     if not isinstance(error, ProblemError):

@@ -21,6 +21,7 @@ import http.server
 import json
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -37,7 +38,7 @@ from certherd.app import Certherd, Event
 from certherd.challenges.options import solver_from_table
 from certherd.challenges.spec import SecretRef
 from certherd.errors import AuthorizationFailedError, CaFailoverError, CertherdError
-from certherd.settings import CaSettings, LineageSettings, NotifyTarget
+from certherd.settings import CaSettings, EabSettings, LineageSettings, NotifyTarget
 from certherd.testing.pebble import PebbleServer
 
 pytestmark = pytest.mark.integration
@@ -305,3 +306,30 @@ async def test_replaces_and_renewal_info_go_only_to_the_ca_that_issued(
     assert [s for s in script.seen if s.path.startswith("/renewal-info")]
     orders = script.requests_to("/new-order", "POST")
     assert orders[-1].payload.get("replaces") == state.certificate_id
+
+
+@pytest.mark.parametrize("binding", ["wrong key", "none"])
+async def test_eab_refused_by_the_first_ca_fails_over(
+    certherd: tuple[Certherd, list[Event]],
+    pebble: PebbleServer,
+    acme2certifier_eab: Acme2CertifierServer,
+    binding: str,
+) -> None:
+    entry, events = certherd
+    kid = next(iter(acme2certifier_eab.eab))
+    eab = None
+    if binding == "wrong key":  # a key the CA does not accept: unauthorized (RFC 8555 §7.3.4)
+        eab = EabSettings(kid, SecretRef("value"), "d3Jvbmcta2V5LW9mLXRoZS10ZXN0LXdyb25nLWtleQ")
+    first = replace(a2c_ca(acme2certifier_eab), eab=eab)
+    second = CaSettings(pebble.directory_url, ca_bundle=str(pebble.ca_bundle), agree_tos=True)
+    name = unique_name("eab")
+    settings = LineageSettings(
+        name=name, names=(name,), directory_url="", solvers=(solver_from_table(HTTP_80[0]),)
+    ).with_cas([first, second])
+    outcome = await entry.issue_lineage(settings)
+    assert outcome.action == "issued", outcome
+    _, state = await entry.load(name)
+    assert state.issued_by == pebble.directory_url
+    told = failovers(events)
+    assert len(told) == 2, told
+    assert acme2certifier_eab.directory_url in told[0]
