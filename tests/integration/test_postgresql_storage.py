@@ -186,3 +186,18 @@ async def test_listing_by_prefix_can_use_the_key_index(postgres: PostgresServer)
     text = "\n".join(row[0] for row in plan)
     assert "Index" in text, text
     assert "key >= 'state/_.example.com/'" in text, text
+
+
+def test_connections_give_up_on_a_vanished_host_and_the_url_wins(
+    postgres: PostgresServer,
+) -> None:
+    from psycopg.conninfo import conninfo_to_dict
+
+    made = conninfo_to_dict(PostgresStorage(postgres.url("x"))._conninfo)
+    assert made["connect_timeout"] == "10"
+    assert made["keepalives"] == "1"
+    assert made["tcp_user_timeout"] == "60000"
+    assert made["application_name"] == "certherd"
+    url = postgres.url("x") + "&connect_timeout=3&application_name=node1"
+    made = conninfo_to_dict(PostgresStorage(url)._conninfo)
+    assert (made["connect_timeout"], made["application_name"]) == ("3", "node1")

@@ -59,6 +59,18 @@ Names = list[str]  # (the class's ``list`` method hides the builtin in its body)
 _POLL_FIRST = 0.02
 _POLL_MAX = 0.5
 _CONNECT_TIMEOUT = 10
+_TCP_DEFAULTS = {
+    "connect_timeout": str(_CONNECT_TIMEOUT),
+    # A database host that vanishes (power loss, a network cut) ends the connection in
+    # about a minute instead of never: keepalives while idle, a send timeout while busy.
+    # TCP only (libpq ignores them on a unix socket); the URL's own values win.
+    "keepalives": "1",
+    "keepalives_idle": "30",
+    "keepalives_interval": "10",
+    "keepalives_count": "3",
+    "tcp_user_timeout": "60000",
+    "application_name": "certherd",
+}
 _LOGIN_WORDS = (
     "password authentication failed",
     "no password supplied",
@@ -122,8 +134,8 @@ class PostgresStorage:
                     f"the storage URL {self.where!r} is not usable: port {port!r} is not "
                     "a number from 1 to 65535"
                 )
-        params.setdefault("connect_timeout", str(_CONNECT_TIMEOUT))
-        params.setdefault("application_name", "certherd")
+        for name, value in _TCP_DEFAULTS.items():
+            params.setdefault(name, value)
         self._secrets += [str(params[k]) for k in ("password", "sslpassword") if params.get(k)]
         self._conninfo: str = psycopg.conninfo.make_conninfo(**params)
         self._max_connections = max(2, max_connections)
