@@ -162,6 +162,9 @@ def test_install_for_an_existing_lineage(
     assert served(pebble, https_port, NAMES[0]).serial_number == leaf.serial_number
     stored = json.loads((certherd.config_dir / "renewal" / f"{NAMES[0]}.json").read_text())
     assert stored["installer"]["kind"] == "nginx"
+    shown = " ".join(certherd("show", NAMES[0]).stdout.split())
+    assert f"nginx (ctl nginx, https_port {https_port}, redirect false, server_root" in shown
+    assert certherd("--json", "show", NAMES[0]).json()["installer"]["kind"] == "nginx"
 
 
 def test_name_no_server_block_serves_is_refused_before_any_order(

@@ -137,6 +137,7 @@ def lineage_document(
         "issued_by": (state.issued_by or settings.directory_url) if state.version else None,
         "notify": [target.to_json() for target in settings.notify],  # references, or ***
         "notify_expiry_days": settings.notify_expiry_days,
+        "installer": settings.installer.to_json() if settings.installer else None,
         "version": state.version,
         "serial": state.serial,
         "issuer": state.issuer,
@@ -199,6 +200,7 @@ def damaged_document(name: str, reason: str, config_dir: Path | None) -> dict[st
         "issued_by": None,
         "notify": [],
         "notify_expiry_days": None,
+        "installer": None,
         "version": None,
         "serial": None,
         "issuer": None,
@@ -289,6 +291,10 @@ def show_rows(document: dict[str, Any], now: dt.datetime | None = None) -> list[
             several("CAs in order", [_ca_text(ca, issuer) for ca in value if isinstance(ca, dict)])
         elif key == "notify" and isinstance(value, list):
             several(label, [_reference_text(t) for t in value if isinstance(t, dict)])
+        elif key == "installer" and isinstance(value, dict):
+            options = value.get("options") or {}
+            shown = ", ".join(f"{k} {_text(v)}" for k, v in sorted(options.items()))
+            rows.append((label, f"{_text(value.get('kind'))} ({shown})"))
         elif key == "ari_window" and isinstance(value, dict):
             start, end = value.get("start"), value.get("end")
             rows.append((label, f"{_text(start)} to {_text(end)}"))
