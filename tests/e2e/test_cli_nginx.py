@@ -205,3 +205,28 @@ def test_apply_installs_what_certherd_toml_names(
     stored = json.loads((certherd.config_dir / "renewal" / f"{NAMES[1]}.json").read_text())
     assert stored["solvers"][0]["kind"] == "nginx"
     assert stored["installer"]["options"]["redirect"] == "true"
+
+
+def test_a_reload_that_fails_after_renewal_is_owed_and_done_next_run(
+    certherd: Certherd, pebble: PebbleServer, nginx: NginxRoot
+) -> None:
+    """nginx cannot be reloaded (its pid file gone) when a renewal is made live: the run
+    exits 1 naming the installer, the reload is owed, and the next ``renew`` (nothing
+    due) does it: the new certificate is served."""
+    html = str(nginx.root / "html")
+    certherd("issue", "-d", NAMES[0], "--webroot", html, *certherd.ca)
+    https_port = free_port()
+    certherd("install", NAMES[0], *nginx_flags(nginx, https_port))
+    pid_file = nginx.root / "nginx.pid"
+    hidden = pid_file.rename(nginx.root / "nginx.pid.away")
+    failed = certherd("--json", "renew", "--force", NAMES[0], check=False)
+    assert failed.code == 1, failed.describe()
+    (result,) = failed.json()["results"]
+    assert result["action"] == "renewed"
+    assert any("nginx installer" in error for error in result["hook_errors"])
+    renewed = x509.load_pem_x509_certificate((certherd.live(NAMES[0]) / "cert.pem").read_bytes())
+    assert served(pebble, https_port, NAMES[0]).serial_number != renewed.serial_number
+    hidden.rename(pid_file)
+    again = certherd("--json", "renew", NAMES[0]).json()
+    assert [r["action"] for r in again["results"]] == ["deployed"]
+    assert served(pebble, https_port, NAMES[0]).serial_number == renewed.serial_number
