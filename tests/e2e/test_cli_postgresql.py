@@ -4,6 +4,7 @@ code for each way the storage can be wrong (2: configuration, 1: runtime)."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 from pathlib import Path
 
@@ -12,12 +13,30 @@ from e2e_helpers import live_version, load_cert
 from e2e_runner import Certherd, Result
 from tests.servers.postgres import PASSWORD, PostgresServer
 
+from certherd.storage.base import Lease
 from certherd.storage.pgschema import LATEST
+from certherd.storage.postgresql import PostgresStorage
 
 
 @pytest.fixture
 def database(postgres: PostgresServer) -> str:
     return postgres.database()
+
+
+async def _hold(url: str, name: str) -> Lease:
+    store = PostgresStorage(url)
+    try:
+        return await store.acquire(name, ttl=120, wait=0)
+    finally:
+        await store.aclose()
+
+
+async def _release(url: str, lease: Lease) -> None:
+    store = PostgresStorage(url)
+    try:
+        await store.release(lease)
+    finally:
+        await store.aclose()
 
 
 def one_error_line(result: Result, code: int, *words: str) -> str:
@@ -79,6 +98,15 @@ def test_issue_list_show_renew_in_postgresql(
     assert entry["files"]["fullchain.pem"] == str(live / "fullchain.pem")
     shown = certherd("--storage", url, "--json", "show", "db.life.test", env=env).json()
     assert shown == entry
+    assert entry["lease"] is None  # nobody works on it now
+    # While a node holds the lineage's lease, list and show say which one.
+    held = asyncio.run(_hold(postgres.url(database), "db.life.test"))
+    shown_held = certherd("--storage", url, "--json", "show", "db.life.test", env=env).json()
+    assert shown_held["lease"]["holder"] == held.holder
+    assert shown_held["lease"]["token"] == held.token
+    human_show = certherd("--storage", url, "show", "db.life.test", env=env).stdout
+    assert held.holder in human_show
+    asyncio.run(_release(postgres.url(database), held))
     human = certherd("list", env=env_url)
     assert "db.life.test" in human.stdout
     assert PASSWORD not in human.stdout + human.stderr

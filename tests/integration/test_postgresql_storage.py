@@ -201,3 +201,20 @@ def test_connections_give_up_on_a_vanished_host_and_the_url_wins(
     url = postgres.url("x") + "&connect_timeout=3&application_name=node1"
     made = conninfo_to_dict(PostgresStorage(url)._conninfo)
     assert (made["connect_timeout"], made["application_name"]) == ("3", "node1")
+
+
+async def test_held_lists_the_leases_held_now(postgres: PostgresServer) -> None:
+    store = PostgresStorage(postgres.url(postgres.database()))
+    try:
+        assert await store.held() == {}
+        first = await store.acquire("a.example", ttl=60, wait=0)
+        brief = await store.acquire("b.example", ttl=0.2, wait=0)
+        released = await store.acquire("c.example", ttl=60, wait=0)
+        await store.release(released)
+        await asyncio.sleep(0.3)  # b.example's ran out (by the server's clock)
+        held = await store.held()
+        assert list(held) == ["a.example"]
+        assert (held["a.example"].holder, held["a.example"].token) == (first.holder, first.token)
+        assert brief.token not in {lease.token for lease in held.values()}
+    finally:
+        await store.aclose()

@@ -38,7 +38,7 @@ if TYPE_CHECKING:
         LineageSettings,
         NotifyTarget,
     )
-    from certherd.storage.base import Storage
+    from certherd.storage.base import Lease, Storage
 
 __all__ = ["Certherd"]
 
@@ -436,6 +436,15 @@ class Certherd(AccountCalls):
                 continue
             records.append(LineageRecord(name, settings, state))
         return records
+
+    async def leases(self) -> dict[str, Lease]:
+        """The leases held now, by name (a lineage's name: a node works on it), where the
+        storage can tell (a shared one: PostgreSQL); else none."""
+        from certherd.storage.base import LeaseListing
+
+        if isinstance(self.storage, LeaseListing):
+            return await self.storage.held()
+        return {}
 
     async def revoke(
         self, name: str, reason: RevocationReason | None = None, *, delete: bool = False

@@ -69,21 +69,26 @@ def _print_list(ctx: Context, documents: list[dict[str, Any]]) -> None:
 
 
 async def _documents(ctx: Context, only: str | None) -> list[dict[str, Any]]:
-    from certherd.cli.render import damaged_document, lineage_document
+    from certherd.cli.render import damaged_document, lease_document, lineage_document
 
     async with ctx.certherd() as certherd:
         if only:
             settings, state = await certherd.load(only)
-            return [lineage_document(settings, state, ctx.live_root)]
-        documents = []
-        for record in await certherd.records():
-            if record.settings is not None and record.state is not None:
-                documents.append(lineage_document(record.settings, record.state, ctx.live_root))
-            else:
-                # One damaged lineage is a row that says so, never the end of the whole list.
-                reason = record.error or "cannot be read"
-                documents.append(damaged_document(record.name, reason, ctx.live_root))
-                click.echo(f"certherd: {record.name}: {reason}", err=True)
+            documents = [lineage_document(settings, state, ctx.live_root)]
+        else:
+            documents = []
+            for record in await certherd.records():
+                if record.settings is not None and record.state is not None:
+                    documents.append(lineage_document(record.settings, record.state, ctx.live_root))
+                else:
+                    # One damaged lineage is a row that says so, never the end of the list.
+                    reason = record.error or "cannot be read"
+                    documents.append(damaged_document(record.name, reason, ctx.live_root))
+                    click.echo(f"certherd: {record.name}: {reason}", err=True)
+        if ctx.storage is not None:  # a shared storage: who works on each lineage now
+            held = await certherd.leases()
+            for document in documents:
+                document["lease"] = lease_document(held.get(document["name"]))
         return documents
 
 

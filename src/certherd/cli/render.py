@@ -15,6 +15,7 @@ from certherd.manager.lineage import LineageState
 from certherd.manager.outcome import Outcome
 from certherd.names import describe_name
 from certherd.settings import LineageSettings
+from certherd.storage.base import Lease
 
 __all__ = [
     "damaged_document",
@@ -182,6 +183,14 @@ def _remark(document: dict[str, Any]) -> str:
     return "; ".join(notes)
 
 
+def lease_document(lease: Lease | None) -> dict[str, Any] | None:
+    """Who holds a lineage's lease now (a node working on it), for a shared storage."""
+    if lease is None:
+        return None
+    expires = dt.datetime.fromtimestamp(lease.expires, dt.UTC)
+    return {"holder": lease.holder, "token": lease.token, "expires": _iso(expires)}
+
+
 def damaged_document(name: str, reason: str, config_dir: Path | None) -> dict[str, Any]:
     """The row of a lineage whose stored files cannot be read: every field empty, and
     ``damaged`` saying what is wrong and how to fix it."""
@@ -295,6 +304,12 @@ def show_rows(document: dict[str, Any], now: dt.datetime | None = None) -> list[
             options = value.get("options") or {}
             shown = ", ".join(f"{k} {_text(v)}" for k, v in sorted(options.items()))
             rows.append((label, f"{_text(value.get('kind'))} ({shown})"))
+        elif key == "lease":
+            if isinstance(value, dict):
+                held = f"{value['holder']} (token {value['token']}) until {value['expires']}"
+                rows.append((label, held))
+            else:
+                rows.append((label, "none"))
         elif key == "ari_window" and isinstance(value, dict):
             start, end = value.get("start"), value.get("end")
             rows.append((label, f"{_text(start)} to {_text(end)}"))

@@ -73,6 +73,7 @@ from certherd.errors import NotFoundError
 __all__ = [
     "KeyValueStore",
     "Lease",
+    "LeaseListing",
     "Leftovers",
     "LivePublisher",
     "LocalPaths",
@@ -169,6 +170,16 @@ class StatListing(Protocol):
 
     async def stat_all(self, prefix: str) -> dict[str, Stat]:
         """Every key below ``prefix`` (recursively) with its :class:`Stat`."""
+        ...
+
+
+@runtime_checkable
+class LeaseListing(Protocol):
+    """An optional ability of a shared store: which leases are held now (``list`` shows
+    which node works on a lineage)."""
+
+    async def held(self) -> dict[str, Lease]:
+        """Every lease granted and neither released nor expired (by the store's clock)."""
         ...
 
 

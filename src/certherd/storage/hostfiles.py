@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from certherd.errors import NotFoundError, StorageError
-from certherd.storage.base import Lease, Stat, Storage, stat_below
+from certherd.storage.base import Lease, LeaseListing, Stat, Storage, stat_below
 from certherd.storage.filesystem import FilesystemStorage
 from certherd.storage.layout import FILES, archive_file, check_name, live_record
 
@@ -78,6 +78,9 @@ class HostFiles:
 
     async def release(self, lease: Lease) -> None:
         await self.shared.release(lease)
+
+    async def held(self) -> dict[str, Lease]:
+        return await self.shared.held() if isinstance(self.shared, LeaseListing) else {}
 
     # -- live versions: shared record, files on this host --------------------------------
 

@@ -413,6 +413,19 @@ class PostgresStorage:
             self._forgotten.add(task)
             task.add_done_callback(self._forgotten.discard)
 
+    async def held(self) -> dict[str, Lease]:
+        async def work(connection: Any) -> dict[str, Lease]:
+            cursor = await connection.execute(
+                "SELECT name, holder, token, extract(epoch FROM expires)::float8"
+                " FROM certherd_leases WHERE holder IS NOT NULL AND expires > now()"
+            )
+            return {
+                row[0]: Lease(row[0], row[1], int(row[2]), float(row[3]))
+                for row in await cursor.fetchall()
+            }
+
+        return await self._run("list the leases held", work)
+
     async def _release_quietly(self, lease: Lease) -> None:
         """Give back a grant nobody waits for; if that fails, it expires by itself."""
         try:
