@@ -63,7 +63,8 @@ def add_include(text: str, block: ServerBlock, target: Path, why: str) -> str:
     if newline < 0 or (rest.strip() and not rest.strip().startswith("#")):
         return f"{text[:start]} {directive}{text[start:]}"
     indent = _indent(text, newline + 1, block)
-    line = f"{indent}{directive} {MARK} {why}\n"
+    ending = "\r\n" if text[newline - 1 : newline] == "\r" else "\n"  # the file's own
+    line = f"{indent}{directive} {MARK} {why}{ending}"
     return text[: newline + 1] + line + text[newline + 1 :]
 
 
@@ -82,7 +83,7 @@ def _indent(text: str, at: int, block: ServerBlock) -> str:
 def remove_include(text: str, target: Path) -> str:
     """``text`` without the includes of ``target`` that :func:`add_include` added."""
     path = re.escape(quoted(target))
-    text = re.sub(rf"(?m)^[ \t]*include {path}; {re.escape(MARK)}[^\n]*\n", "", text)
+    text = re.sub(rf"(?m)^[ \t]*include {path}; {re.escape(MARK)}[^\r\n]*\r?\n", "", text)
     return text.replace(f" include {quoted(target)};", "")
 
 

@@ -166,7 +166,8 @@ def read_config(root: Path, main: Path | None = None, *, owned: Path | None = No
     offsets: dict[Path, list[tuple[int, int]]] = {}
     for item in files:
         path = Path(item["file"])
-        texts[path] = path.read_text(encoding="utf-8", errors="surrogateescape")
+        # Bytes as they are (no newline translation: a CRLF file stays CRLF).
+        texts[path] = path.read_bytes().decode("utf-8", errors="surrogateescape")
         offsets[path] = block_offsets(texts[path])
     servers: list[ServerBlock] = []
 
