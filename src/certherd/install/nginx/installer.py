@@ -26,6 +26,7 @@ import contextlib
 import fcntl
 import os
 import re
+import weakref
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,8 +45,13 @@ from certherd.storage.layout import check_name
 
 __all__ = ["NginxInstaller"]
 
-_LOCKS: dict[Path, asyncio.Lock] = {}
-"""One lock per server root in this process (the file lock covers other processes)."""
+_LOCKS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[Path, asyncio.Lock]] = (
+    weakref.WeakKeyDictionary()
+)
+"""One lock per server root and event loop in this process (the file lock covers other
+processes; an asyncio lock belongs to one loop)."""
+LOCK_WAIT = 120.0
+"""How long to wait for another certherd process changing the same nginx (seconds)."""
 
 
 @dataclass(frozen=True)
@@ -85,16 +91,23 @@ class NginxInstaller:
 
     @contextlib.asynccontextmanager
     async def _locked(self) -> AsyncIterator[None]:
-        lock = _LOCKS.setdefault(self.server_root.resolve(), asyncio.Lock())
+        loop = asyncio.get_running_loop()
+        lock = _LOCKS.setdefault(loop, {}).setdefault(self.server_root.resolve(), asyncio.Lock())
         async with lock:
             self.owned.mkdir(mode=0o755, parents=True, exist_ok=True)
             descriptor = os.open(self.owned / ".lock", os.O_CREAT | os.O_RDWR, 0o600)
             try:
+                deadline = loop.time() + LOCK_WAIT
                 while True:
                     try:
                         fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
                         break
                     except BlockingIOError:
+                        if loop.time() > deadline:
+                            raise ConfigError(
+                                f"another certherd process has been changing nginx for over "
+                                f"{LOCK_WAIT:.0f} s ({self.owned / '.lock'}): try again later"
+                            ) from None
                         await asyncio.sleep(0.05)
                 yield
             finally:
