@@ -288,6 +288,7 @@ class Certherd(AccountCalls):
         hooks: HookSettings | None = None,
         notify: Sequence[NotifyTarget] = (),
         notify_expiry_days: int = 7,
+        installer: InstallerSettings | None = None,
         force: bool = False,
     ) -> Outcome:
         """``certherd issue``: a certificate for ``names`` saved as a lineage that
@@ -310,7 +311,10 @@ class Certherd(AccountCalls):
         certificate expires within ``notify_expiry_days`` unrenewed, or it recovers,
         each a :class:`~certherd.settings.NotifyTarget` (a reference, like
         ``NotifyTarget(SecretRef("env", "NOTIFY_URL"))``: docs/notifications.md).
-        Raises a CertherdError when the certificate cannot be obtained."""
+        ``installer``: the web server to serve it from once issued, reloaded after each
+        renewal (``InstallerSettings("nginx", (("server_root", "/etc/nginx"),))``:
+        docs/installers.md). Raises a CertherdError when the certificate cannot be
+        obtained."""
         from certherd.challenges.options import solver_from_table
         from certherd.config import resolve_directory_url
         from certherd.names import canonical_names
@@ -340,6 +344,7 @@ class Certherd(AccountCalls):
             fallback_cas=tuple(fallback_cas),
             notify=tuple(notify),
             notify_expiry_days=notify_expiry_days,
+            installer=installer,
         )
         return await self.issue_lineage(settings, force=force, named=lineage is not None)
 
