@@ -48,23 +48,27 @@ def test_a_failed_issue_is_posted_once_and_the_url_never_shown(
     url, posts = receiver
     env = {"CERTHERD_TEST_NOTIFY": url}
     notify = ["--notify-env", "CERTHERD_TEST_NOTIFY"]
+    # Failing first: the account holds no valid authorization a CA could reuse.
+    failing = ["--solver-hook", "http-01=/bin/false", *certherd.ca, *notify]
+    for _ in range(2):  # the second failure within the interval is not told again
+        result = certherd("issue", "-d", "127.0.0.1", *failing, env=env, check=False)
+        assert result.code == 1, result.describe()
+        assert TOKEN not in result.stdout + result.stderr
+    [post] = posts
+    assert post["title"] == "certherd: renewal failed: 127.0.0.1"
+    assert "/bin/false" in post["message"]
+
     certherd("--json", "issue", "-d", "127.0.0.1", *certherd.http, *certherd.ca, *notify, env=env)
     shown = certherd("--json", "show", "127.0.0.1", env=env)
     assert shown.json()["notify"] == [{"env": "CERTHERD_TEST_NOTIFY"}]
     assert TOKEN not in shown.stdout
     human = certherd("show", "127.0.0.1", env=env).stdout
     assert "from the environment variable CERTHERD_TEST_NOTIFY" in human
-    assert posts == []  # a success after no failure tells nobody
-
-    failing = ["--solver-hook", "http-01=/bin/false", "--force", *certherd.ca, *notify]
-    for _ in range(2):  # the second failure within the interval is not told again
-        result = certherd("issue", "-d", "127.0.0.1", *failing, env=env, check=False)
-        assert result.code == 1, result.describe()
-        assert TOKEN not in result.stdout + result.stderr
-
-    [post] = posts
-    assert post["title"] == "certherd: renewal failed: 127.0.0.1"
-    assert "/bin/false" in post["message"]
+    # The first success after the failures (the order they left was recorded) is told.
+    assert [p["title"] for p in posts] == [
+        "certherd: renewal failed: 127.0.0.1",
+        "certherd: renewal recovered: 127.0.0.1",
+    ]
 
 
 def test_a_notify_file_that_cannot_be_read_is_refused_before_any_order(

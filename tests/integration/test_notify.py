@@ -24,6 +24,7 @@ import pytest
 from aiosmtpd.controller import Controller
 from tests.unit.fakes import FakeClock
 
+from certherd.acme.messages import Status
 from certherd.challenges.spec import SecretRef, SolverSpec
 from certherd.manager.lineage import LineageState
 from certherd.manager.notify import DEDUP_INTERVAL, compose, scrub
@@ -172,12 +173,24 @@ FAILING = (
 )
 
 
+async def forget_authorizations(manager: Manager, settings: LineageSettings) -> None:
+    """Deactivate the account's valid authorizations (RFC 8555 §7.5.2), so the next
+    order must prove the name again: this Pebble was seen reusing a valid one now and
+    then (about one order in a hundred) even with authz_reuse_percent=0."""
+    client = await manager.client(manager.ca_for(settings))
+    async for order_url in client.list_orders():
+        for url in (await client.fetch_order(order_url)).authorizations:
+            if (await client.fetch_authorization(url)).status is Status.VALID:
+                await client.deactivate_authorization(url)
+
+
 async def fail_a_renewal(
     manager: Manager, storage: MemoryStorage, clock: FakeClock, settings: LineageSettings
 ) -> None:
     """Issue, then make the renewal fail (the challenge program fails), past the threshold."""
     outcome = await manager.issue(replace(settings, eab=None))
     assert outcome.action == "issued"
+    await forget_authorizations(manager, settings)
     await replace(settings, solvers=FAILING).save(storage)
     state = await LineageState.load(storage, NAME)
     assert state.not_before is not None
@@ -346,6 +359,7 @@ async def test_expiring_is_told_while_backing_off_without_reading_the_lineage_to
     settings = settings_for(ca, receiver.url(), notify_expiry_days=7)
     outcome = await manager.issue(replace(settings, eab=None))
     assert outcome.not_after is not None
+    await forget_authorizations(manager, settings)
     await replace(settings, solvers=FAILING).save(storage)
     # Fails two minutes before the 7-day mark: told as failed, not yet as expiring.
     seven = outcome.not_after - dt.timedelta(days=7, minutes=2)
