@@ -125,10 +125,14 @@ def test_issue_list_show_renew_in_postgresql(
     assert live_version(certherd.config_dir, "db.life.test") == 2
     assert seen.read_text().split()[-1] == "2"
     assert load_cert(live / "cert.pem").serial_number != first_serial
-    # Another host on the same database: its first look at the lineage brings its own
-    # live files to the version the database holds (no deploy hook: the fleet's part).
+    # Another host on the same database sees the lineage at once; its renew (its cron
+    # job) brings its own live files to the version the database holds, and a dry run
+    # writes nothing there (no deploy hook on that host: the fleet daemon's part).
     other = certherd.elsewhere(tmp_path / "other-host")
     assert other("--json", "show", "db.life.test", env=env_url).json()["version"] == 2
+    other("renew", "--dry-run", env=env_url)
+    assert not other.live("db.life.test").exists()
+    other("renew", env=env_url)
     assert live_version(other.config_dir, "db.life.test") == 2
     assert (other.live("db.life.test") / "privkey.pem").read_bytes() == (
         live / "privkey.pem"

@@ -230,6 +230,11 @@ class Certherd(AccountCalls):
         wanted = tuple(names or ())
         config = self.read_config()
         await self._follow(config)
+        from certherd.storage.hostfiles import HostFiles
+
+        if not dry_run and isinstance(self.storage, HostFiles):  # this host's live files
+            for name, version in (await self.storage.sync()).items():
+                self._emit("step", f"this host's live files brought to v{version}", name)
         if not dry_run:  # what runs killed mid-work left (cheap: one small folder listed)
             from certherd.manager.hygiene import clear_interrupted
 

@@ -8,8 +8,8 @@ this host (``CERTHERD_LIVE_DIR``).
 
 Publishing writes the shared live record first (fenced: a holder that lost its lease
 changes nothing, here or there), then this host's copy. When this host's copy is behind
-the shared live version (another host obtained it, or a copy failed), reading the live
-version brings it up to date; no deploy hook runs for that (the fleet daemon's part).
+the shared live version (another host obtained it, or a copy failed), :meth:`sync`
+brings it up to date (``certherd renew`` calls it); reads never write.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from certherd.errors import NotFoundError, StorageError
+from certherd.errors import ConfigError, NotFoundError, StorageError
 from certherd.storage.base import Lease, LeaseListing, Stat, Storage, stat_below
 from certherd.storage.filesystem import FilesystemStorage
 from certherd.storage.layout import FILES, archive_file, check_name, live_record
@@ -97,22 +97,34 @@ class HostFiles:
         await self.local.unpublish(lineage)
 
     async def live_version(self, lineage: str) -> int | None:
-        """The shared live version; this host's files are brought up to it if behind."""
+        """The shared live version (this host's copy may be behind: :meth:`sync`)."""
         try:
             data: Any = json.loads(await self.shared.read(live_record(check_name(lineage))))
         except (NotFoundError, ValueError):
             return None
         version = data.get("version") if isinstance(data, dict) else None
-        if not isinstance(version, int) or version < 1:
-            return None
-        if await self.local.live_version(lineage) != version:
+        return version if isinstance(version, int) and version >= 1 else None
+
+    async def sync(self) -> dict[str, int]:
+        """Bring this host's live files up to the shared live version of every lineage
+        whose copy is behind (or missing); which lineages moved, to which version. A
+        lineage that cannot be copied is logged and left for the next run."""
+        moved: dict[str, int] = {}
+        for key in await self.shared.list("live"):
+            lineage = key.removeprefix("live/").removesuffix(".json")
+            if "/" in lineage or not key.endswith(".json"):
+                continue
             try:
+                version = await self.live_version(lineage)
+                if version is None or await self.local.live_version(lineage) == version:
+                    continue
                 await self._copy(lineage, version, await self._version(lineage, version, FILES))
-            except StorageError as exc:  # the shared version stands; the next read retries
-                log.warning(
-                    "cannot bring %s's live files on this host to v%d: %s", lineage, version, exc
-                )
-        return version
+            except (ConfigError, StorageError) as exc:
+                log.warning("cannot bring the live files of %s on this host up to date: %s",
+                            lineage, exc)  # fmt: skip
+                continue
+            moved[lineage] = version
+        return moved
 
     def live_dir(self, lineage: str) -> Path:
         return self.local.live_dir(lineage)
