@@ -29,6 +29,7 @@ from certherd.crypto.keys import PrivateKey, generate_key, load_private_key, pri
 from certherd.errors import (
     CaFailoverError,
     CertherdError,
+    ConfigError,
     OrderFailedError,
     PollDeferredError,
     ProblemError,
@@ -137,12 +138,15 @@ class Issuer:
                 )
             except CertherdError as exc:
                 last = index == len(cas) - 1
-                if last or not fails_over(exc, creating_account=creating_account):
-                    if failures:
+                moving_on = not last and fails_over(exc, creating_account=creating_account)
+                if moving_on and await self._stored_meanwhile(name, state):
+                    moving_on = False  # this CA's certificate is stored: made live next run
+                if not moving_on:
+                    if failures and not isinstance(exc, ConfigError):
                         raise CaFailoverError(
                             [(f.directory_url, e) for f, e in [*failures, (ca, exc)]]
                         ) from exc
-                    raise
+                    raise  # a ConfigError as it is (exit 2); the steps told the rest
                 failures.append((ca, exc))
                 following = cas[index + 1].directory_url
                 self._say(
@@ -155,6 +159,17 @@ class Issuer:
                 await self._tell_failover(settings, failures, ca)
             return outcome
         raise AssertionError("unreachable: the last CA's failure is raised")  # pragma: no cover
+
+    async def _stored_meanwhile(self, name: str, state: LineageState) -> bool:
+        """Whether this attempt stored a new version before it failed (a later step,
+        such as an alternate chain, went wrong): then no other CA is asked, the stored
+        version is made live by the next attempt without an order (issue 10.2)."""
+        try:
+            current = await LineageState.load(self.storage, name)
+        except CertherdError:
+            return False
+        stored = current.stored_version
+        return stored is not None and stored not in (state.version, state.stored_version)
 
     async def _tell_failover(
         self,

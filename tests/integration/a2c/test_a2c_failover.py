@@ -32,12 +32,18 @@ from a2c_helpers import CONTACT, unique_name
 from cryptography import x509
 from tests.servers.acme2certifier import Acme2CertifierServer
 from tests.servers.relay import HostileHttpServer, TcpRelay
-from tests.unit.fakes import HostileAcmeServer, problem
+from tests.unit.fakes import PEM_CHAIN, HostileAcmeServer, Reply, problem
 
 from certherd.app import Certherd, Event
 from certherd.challenges.options import solver_from_table
 from certherd.challenges.spec import SecretRef
-from certherd.errors import AuthorizationFailedError, CaFailoverError, CertherdError
+from certherd.errors import (
+    AuthorizationFailedError,
+    CaFailoverError,
+    CertherdError,
+    ConfigError,
+    UnsafeResponseError,
+)
 from certherd.settings import CaSettings, EabSettings, LineageSettings, NotifyTarget
 from certherd.testing.pebble import PebbleServer
 
@@ -333,3 +339,60 @@ async def test_eab_refused_by_the_first_ca_fails_over(
     told = failovers(events)
     assert len(told) == 2, told
     assert acme2certifier_eab.directory_url in told[0]
+
+
+async def test_a_config_error_at_the_next_ca_stays_a_config_error(
+    certherd: tuple[Certherd, list[Event]],
+    pebble: PebbleServer,
+    relay: TcpRelay,
+    acme2certifier: Acme2CertifierServer,
+) -> None:
+    entry, events = certherd
+    relay.stop()  # the first CA is down; the second lacks agree_tos: the user's to fix (exit 2)
+    first = CaSettings(through(relay, pebble), ca_bundle=str(pebble.ca_bundle), agree_tos=True)
+    second = replace(a2c_ca(acme2certifier), agree_tos=False)
+    name = unique_name("config")
+    settings = LineageSettings(
+        name=name, names=(name,), directory_url="", solvers=(solver_from_table(HTTP_80[0]),)
+    ).with_cas([first, second])
+    with pytest.raises(ConfigError, match="agree_tos"):
+        await entry.issue_lineage(settings)
+    assert len(failovers(events)) == 1  # what the first CA did is told as a step
+
+
+async def test_a_certificate_stored_before_a_later_step_failed_is_not_ordered_elsewhere(
+    certherd: tuple[Certherd, list[Event]],
+    pebble: PebbleServer,
+    hostile: tuple[HostileAcmeServer, HostileHttpServer],
+) -> None:
+    entry, events = certherd
+    script, listener = hostile
+    script.issue = issue_now(script)
+
+    def certificate(seen: Any) -> Reply:
+        assert script.csr is not None
+        link = f'<{script.url("/cert/alt")}>;rel="alternate"'
+        return Reply(200, script.issue(script.csr), {"Link": link}, PEM_CHAIN)
+
+    script.hooks["/cert/1"] = certificate  # issued and stored; then its alternate is garbage
+    script.hooks["/cert/alt"] = lambda seen: Reply(200, b"not a chain", {}, PEM_CHAIN)
+    first = CaSettings(listener.base_url + "/directory", allow_http=True, agree_tos=True)
+    second = CaSettings(pebble.directory_url, ca_bundle=str(pebble.ca_bundle), agree_tos=True)
+    name = unique_name("stored")
+    settings = LineageSettings(
+        name=name,
+        names=(name,),
+        directory_url="",
+        solvers=(solver_from_table(HTTP_80[0]),),
+        preferred_chain="Another Root",
+    ).with_cas([first, second])
+    with pytest.raises(UnsafeResponseError):
+        await entry.issue_lineage(settings)
+    assert failovers(events) == []  # not ordered again at the second CA
+
+    outcome = await entry.issue_lineage(settings)  # again: the stored version made live
+    assert outcome.action == "issued", outcome
+    assert "no new order" in outcome.reason
+    assert len(script.requests_to("/new-order", "POST")) == 1
+    _, state = await entry.load(name)
+    assert state.issued_by == first.directory_url
