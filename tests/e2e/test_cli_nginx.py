@@ -147,7 +147,7 @@ def test_config_failing_its_test_is_refused_before_any_order(
 
 
 def test_install_for_an_existing_lineage(
-    certherd: Certherd, pebble: PebbleServer, nginx: NginxRoot
+    certherd: Certherd, pebble: PebbleServer, nginx: NginxRoot, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Issued through the webroot nginx serves the site from, as before any installer.
     html = str(nginx.root / "html")
@@ -156,12 +156,16 @@ def test_install_for_an_existing_lineage(
     unnamed = certherd("install", NAMES[0], check=False)  # no web server in its settings
     assert unnamed.code == 2, unnamed.describe()
     assert "give one (--nginx)" in unnamed.stderr
-    certherd("install", NAMES[0], *nginx_flags(nginx, https_port))
+    # A relative server root is kept absolute: renewals run from another folder.
+    monkeypatch.chdir(nginx.root.parent)
+    certherd("install", NAMES[0], "--nginx", "--nginx-server-root", nginx.root.name,
+             "--https-port", str(https_port))  # fmt: skip
     fullchain = certherd.live(NAMES[0]) / "fullchain.pem"
     leaf = x509.load_pem_x509_certificates(fullchain.read_bytes())[0]
     assert served(pebble, https_port, NAMES[0]).serial_number == leaf.serial_number
     stored = json.loads((certherd.config_dir / "renewal" / f"{NAMES[0]}.json").read_text())
     assert stored["installer"]["kind"] == "nginx"
+    assert stored["installer"]["options"]["server_root"] == str(nginx.root)
     shown = " ".join(certherd("show", NAMES[0]).stdout.split())
     assert f"nginx (ctl nginx, https_port {https_port}, redirect false, server_root" in shown
     assert certherd("--json", "show", NAMES[0]).json()["installer"]["kind"] == "nginx"

@@ -3,6 +3,7 @@ a lineage's certificate served by a web server the certherd way (docs/installers
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import click
@@ -58,9 +59,10 @@ def installer_settings(params: dict[str, Any]) -> Any:
                 "--nginx-server-root, --nginx-ctl, --https-port and --redirect need --nginx"
             )
         return None
+    # Absolute: renewals (the daemon, a timer) run from another folder.
     options = {
-        "server_root": root or "/etc/nginx",
-        "ctl": ctl or "nginx",
+        "server_root": os.path.abspath(root) if root else "/etc/nginx",
+        "ctl": os.path.abspath(ctl) if ctl and "/" in ctl else ctl or "nginx",
         "https_port": str(port or 443),
         "redirect": "true" if redirect else "false",
     }
