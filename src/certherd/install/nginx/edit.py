@@ -223,6 +223,8 @@ async def apply_changes(
         raise
     if message is not None:
         _restore(previous)
+        if not changes:  # a reload only (after a renewal): nothing was written
+            raise InstallError(message)
         raise InstallError(
             f"nginx refused certherd's change, so every file has its previous bytes again: "
             f"{message}"
