@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from certherd.app.accounts import AccountCalls
+from certherd.app.running import DaemonCalls
 from certherd.errors import ConfigError, NotFoundError, refuse_text
 from certherd.key_types import DEFAULT_KEY_TYPE
 
@@ -43,7 +44,7 @@ if TYPE_CHECKING:
 __all__ = ["Certherd"]
 
 
-class Certherd(AccountCalls):
+class Certherd(AccountCalls, DaemonCalls):
     """Accounts, certificates and settings in one storage, and what can be done with them.
 
     ``storage``: a config dir (a path: certherd's own folder layout, created as needed;
@@ -502,64 +503,6 @@ class Certherd(AccountCalls):
             replace=replace,
             dry_run=dry_run,
         )
-
-    # -- certherd run -------------------------------------------------------------------
-
-    async def run(
-        self,
-        *,
-        metrics: str | None = None,
-        min_interval: float = 60.0,
-        max_interval: float = 6 * 3600.0,
-        on_cycle: Callable[[list[Outcome]], None] | None = None,
-        signals: bool = True,
-    ) -> None:
-        """``certherd run``: renew each lineage when it is due until :meth:`stop`.
-
-        Each cycle follows certherd.toml again. ``metrics``: ``[ADDR:]PORT`` for the
-        Prometheus ``/metrics`` and ``/health``. ``on_cycle`` gets each cycle's outcomes.
-        With ``signals`` (main thread only), SIGTERM and SIGINT stop it and SIGHUP starts a
-        cycle now."""
-        from certherd.daemon.loop import Daemon
-        from certherd.daemon.serving import serve
-
-        async def before_cycle() -> None:
-            await self._follow(self.read_config())
-
-        daemon = Daemon(
-            self.manager,
-            min_sleep=min_interval,
-            max_sleep=max_interval,
-            before_cycle=before_cycle,
-            on_outcomes=on_cycle,
-        )
-        self._daemon = daemon
-        if self._stopping:
-            daemon.stop()
-        try:
-            await serve(
-                daemon,
-                metrics=metrics,
-                signals=signals,
-                notice=lambda text: self._emit("notice", text),
-                where=f"config dir {self.config_dir}" if self.config_dir else "storage",
-            )
-        finally:
-            await self.aclose()
-            self._daemon = None
-            self._stopping = False
-            self._emit("notice", "certherd daemon stopped")
-
-    def stop(self) -> None:
-        """Stop :meth:`run` (a renewal under way gets a grace period); signal-safe."""
-        self._stopping = True
-        if self._daemon is not None:
-            self._daemon.stop()
-
-    def wake(self) -> None:
-        """Start a daemon cycle now (after the one under way); signal-safe."""
-        if self._daemon is not None:
-            self._daemon.wake()
 
 
 def _check_known(names: Sequence[str], known: list[str]) -> None:
