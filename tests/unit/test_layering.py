@@ -27,6 +27,7 @@ RANKS: dict[str, int] = {
     "schema": 1,
     "addresses": 1,
     "programs": 1,
+    "config_dir": 1,
     "testing": 2,
     "crypto": 2,
     "acme": 3,

@@ -76,7 +76,7 @@ class Certherd(AccountCalls, DaemonCalls):
         from certherd.clock import SystemClock
 
         if storage is None:
-            from certherd.config import default_config_dir
+            from certherd.config_dir import default_config_dir
 
             storage = default_config_dir()
         self._owned: Any = None
@@ -134,7 +134,7 @@ class Certherd(AccountCalls, DaemonCalls):
         if self._config_file is not None:
             return self._config_file
         if self.config_dir is not None:
-            from certherd.config import CONFIG_FILE
+            from certherd.config_dir import CONFIG_FILE
 
             default = self.config_dir / CONFIG_FILE
             if default.exists():
@@ -195,11 +195,11 @@ class Certherd(AccountCalls, DaemonCalls):
     def read_config(self, path: str | os.PathLike[str] | None = None) -> ConfigFile | None:
         """certherd.toml checked (``path``, else :attr:`config_file`; None if there is
         none); its warnings are told once per instance."""
-        from certherd.config import load_config_file
-
         chosen = Path(path) if path is not None else self.config_file
         if chosen is None:
-            return None
+            return None  # certherd.toml's schema is not even imported
+        from certherd.config import load_config_file
+
         config = load_config_file(chosen)
         for warning in config.warnings:
             if warning not in self._warned:
@@ -256,7 +256,7 @@ class Certherd(AccountCalls, DaemonCalls):
     async def apply(self, config_file: str | os.PathLike[str] | None = None) -> list[Outcome]:
         """``certherd apply``: obtain what certherd.toml (``config_file``, default
         :attr:`config_file`) lists and is missing or changed; renew the rest if due."""
-        from certherd.config import CONFIG_FILE
+        from certherd.config_dir import CONFIG_FILE
         from certherd.manager.apply import apply_config
 
         path = config_file if config_file is not None else self.config_file

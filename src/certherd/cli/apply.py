@@ -30,7 +30,7 @@ def apply(ctx: Context, config_path: Path | None, concurrency: int) -> None:
 async def _apply(ctx: Context, config_path: Path | None, concurrency: int) -> Any:
     from certherd.cli.progress import Progress
     from certherd.cli.render import outcome_document, print_outcomes
-    from certherd.config import CONFIG_FILE
+    from certherd.config_dir import CONFIG_FILE
 
     if config_path is None and ctx.storage is not None:  # the file stays on this host
         config_path = ctx.config_dir / CONFIG_FILE

@@ -23,7 +23,7 @@ def complete_lineages(
     ctx: click.Context, param: click.Parameter, incomplete: str
 ) -> list[CompletionItem]:
     """The lineages of the config dir (``renewal/*.json``), read without loading certherd."""
-    from certherd.config import default_config_dir
+    from certherd.config_dir import default_config_dir
 
     given = ctx.find_root().params.get("config_dir")
     config_dir = Path(given) if given else default_config_dir()

@@ -25,6 +25,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from certherd.config_dir import CONFIG_FILE
 from certherd.errors import CertherdError, SettingsText, safe_text
 
 __all__ = ["PER_COMMAND", "SETTINGS", "Setting", "naming", "words"]
@@ -133,9 +134,6 @@ def words(
     else:
         from_file = False
     return text.naming(naming(command, from_file=from_file))
-
-
-CONFIG_FILE = "certherd.toml"  # certherd.config.CONFIG_FILE, without importing the schema
 
 
 def _listed(path: Path) -> frozenset[str] | None:

@@ -192,7 +192,7 @@ def cli(
 ) -> None:
     """certherd: obtain, install and renew certificates over ACME (RFC 8555)."""
     from certherd.cli.common import Context
-    from certherd.config import default_config_dir
+    from certherd.config_dir import default_config_dir
 
     ctx.obj = Context(
         config_dir=config_dir or default_config_dir(), command=ctx.invoked_subcommand or ""

@@ -3,7 +3,6 @@ certherd.toml, checked on load against one schema (:class:`ConfigDocument`, msgs
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +15,7 @@ from certherd.challenges.spec import SecretRef, SolverSpec
 from certherd.config._cas import CaList, CaTable, ca_list
 from certherd.config._installer import InstallerTable, installer_settings, installer_solver
 from certherd.config._where import Where, read_text, syntax_error
+from certherd.config_dir import CONFIG_FILE, default_config_dir
 from certherd.errors import ConfigError
 from certherd.key_types import DEFAULT_KEY_TYPE, KeyTypeName
 from certherd.schema import SchemaError, convert, dotted
@@ -84,20 +84,8 @@ def resolve_directory_url(server: str | None, ca: str | None) -> str:
     return preset.directory_url
 
 
-def default_config_dir() -> Path:
-    """``$CERTHERD_DIR``, else /etc/certherd for root, else the user's config dir."""
-    explicit = os.environ.get("CERTHERD_DIR")
-    if explicit:
-        return Path(explicit)
-    if os.geteuid() == 0:
-        return Path("/etc/certherd")
-    base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
-    return Path(base) / "certherd"
-
-
 # -- certherd.toml ----------------------------------------------------------------------
 
-CONFIG_FILE = "certherd.toml"
 
 Strings = str | list[str]
 Options = dict[str, Any]
