@@ -29,6 +29,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from certherd._nofollow import untrusted_reason
 from certherd.crypto.files import atomic_write
 from certherd.errors import ConfigError, InstallError, safe_text
 from certherd.install.nginx.parse import ServerBlock, pid_file
@@ -233,12 +234,13 @@ async def apply_changes(
 
 def _real_target(path: Path) -> Path:
     """Where writing ``path`` must go: a symlinked site file is written where it points,
-    refused when a folder on the way may be written by others than root."""
+    refused when another user could change a folder on the way, to the link or to where
+    it points (certherd._nofollow.untrusted_reason, as for the config dir)."""
     real = Path(os.path.realpath(path))
-    folder = real.parent
-    info = folder.stat() if folder.exists() else None
-    if info is not None and (info.st_mode & (stat.S_IWGRP | stat.S_IWOTH)) and info.st_uid != 0:
-        raise ConfigError(f"{folder} may be written by other users: certherd will not edit {real}")
+    for folder in dict.fromkeys((path.parent, real.parent)):
+        reason = untrusted_reason(folder)
+        if reason is not None:
+            raise ConfigError(f"certherd will not edit {real}: {reason}")
     return real
 
 
