@@ -25,8 +25,14 @@ policy:
   the run, what happened, and the end of stderr (or of stdout when stderr is empty), its
   lines joined by `` | `` and control characters escaped. Nothing is logged here.
 
-Imports nothing but the standard library and certherd's errors, so ``hooks``,
-``challenges`` and ``dns`` all build on it.
+- **Trust**: run as root, a program is started only when no other user could have changed
+  it: the file, and every folder on its path (symbolic links included), belong to root
+  and are not writable by group or others (:func:`untrusted_program`). A deploy hook in
+  ``/home/alice/bin`` run by root's daemon would otherwise be a way for alice to become
+  root. ConfigError names the file or folder at fault.
+
+Imports nothing but the standard library, certherd's errors and its symlink-safe walk,
+so ``hooks``, ``challenges`` and ``dns`` all build on it.
 """
 
 from __future__ import annotations
@@ -35,12 +41,15 @@ import asyncio
 import contextlib
 import os
 import re
+import shutil
 import signal
+import stat
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final
 
+from certherd._nofollow import untrusted_reason
 from certherd.errors import ConfigError, HookError, safe_text
 
 __all__ = [
@@ -50,6 +59,7 @@ __all__ = [
     "program_environment",
     "run_checked",
     "run_program",
+    "untrusted_program",
 ]
 
 PASSED_THROUGH: Final = ("PATH", "HOME", "LANG", "TZ")
@@ -269,6 +279,56 @@ def _abandon(starting: asyncio.Future[asyncio.SubprocessTransport], collector: _
     starting.add_done_callback(started)
 
 
+def untrusted_program(program: str, path: str) -> str | None:
+    """Why another user could change what ``program`` (found on ``path``) runs; None if
+    only root (or this process's user) can, or if it cannot be found (starting it then
+    fails with its own error).
+
+    The folder holding it is walked as :func:`certherd._nofollow.untrusted_reason` walks
+    a config dir; a symbolic link at the end is followed and its target's folder walked
+    too; the file itself must belong to root (or us) and not be writable by group or
+    others.
+    """
+    found = shutil.which(program, path=path) if os.sep not in program else program
+    if found is None:
+        return None
+    found = os.path.abspath(found)
+    seen = 0
+    while True:
+        reason = untrusted_reason(os.path.dirname(found))
+        if reason is not None:
+            return reason
+        try:
+            info = os.lstat(found)
+        except OSError:
+            return None
+        if not stat.S_ISLNK(info.st_mode):
+            break
+        seen += 1
+        if seen > 40:
+            return None  # a loop: starting it fails with ELOOP
+        found = os.path.join(os.path.dirname(found), os.readlink(found))
+        found = os.path.normpath(found)
+    if info.st_uid not in (0, os.geteuid()):
+        return f"{found} belongs to another user (uid {info.st_uid})"
+    if info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        return f"{found} is writable by group or others (mode {stat.S_IMODE(info.st_mode):04o})"
+    return None
+
+
+def _check_trusted(argv0: str, env: Mapping[str, str]) -> None:
+    """ConfigError if certherd runs as root and another user could change ``argv0``."""
+    if os.geteuid() != 0:
+        return
+    reason = untrusted_program(argv0, env.get("PATH", DEFAULT_PATH))
+    if reason is not None:
+        raise ConfigError(
+            f"program {safe_text(argv0, 200)!r} is not started: {reason}; as root, certherd "
+            "runs only programs no other user can change (put it in a root-owned folder "
+            "such as /usr/local/bin, owned by root, mode 0755 or stricter)"
+        )
+
+
 async def run_program(
     argv: Sequence[str],
     *,
@@ -281,8 +341,10 @@ async def run_program(
     ``env`` is the whole environment (build it with :func:`program_environment`).
     On time-out the process group is stopped and the result says ``timed_out``; if the
     caller is cancelled, the group is killed and CancelledError goes on. OSError if the
-    program cannot be started (missing, not executable); ValueError for an empty
-    ``argv``, a ``timeout`` that is not positive or an ``output_limit`` below 2.
+    program cannot be started (missing, not executable); ConfigError if certherd runs as
+    root and another user could change the program (:func:`untrusted_program`);
+    ValueError for an empty ``argv``, a ``timeout`` that is not positive or an
+    ``output_limit`` below 2.
     """
     argv = tuple(argv)
     if not argv or not argv[0]:
@@ -291,6 +353,7 @@ async def run_program(
         raise ValueError(f"a program's timeout must be positive, got {timeout!r}")
     if output_limit < 2:
         raise ValueError(f"output_limit must be at least 2 bytes, got {output_limit!r}")
+    _check_trusted(argv[0], env)
     collector = _Collector(asyncio.get_running_loop(), output_limit)
     started = time.monotonic()
     starting = asyncio.ensure_future(_spawn(collector, argv, env))
@@ -341,7 +404,8 @@ async def run_checked(
     timeout: float,
     output_limit: int = OUTPUT_LIMIT,
 ) -> ProgramResult:
-    """:func:`run_program`, raising HookError unless the program succeeded.
+    """:func:`run_program`, raising HookError unless the program succeeded (a program
+    refused as untrusted included).
 
     ``what`` names the run in the error (``deploy hook 'systemctl reload nginx'``); it is
     shown as given, so escape anything in it that came from outside (:func:`safe_text`).
@@ -353,6 +417,8 @@ async def run_checked(
             f"{what} could not be started: {exc.strerror or exc} "
             "(check the path and that it is executable)"
         ) from None
+    except ConfigError as exc:  # another user could change the program (run as root)
+        raise HookError(f"{what}: {exc}") from None
     if not result.succeeded:
         raise HookError(f"{what} {result.failure()}")
     return result
