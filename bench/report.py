@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from peers import ensure_venv
+from report_fleet import fleet_sections, fleet_targets
 
 __all__ = ["targets", "write"]
 
@@ -407,7 +408,7 @@ METHOD = """## How it is measured
 
 
 def render(doc: dict[str, Any]) -> str:
-    rows = targets(doc)
+    rows = targets(doc) + fleet_targets(doc)
     lines = [
         "# Benchmarks: certherd, Certbot and lego on one local CA",
         "",
@@ -419,7 +420,7 @@ def render(doc: dict[str, Any]) -> str:
         "",
         f"![benchmark chart]({CHART_LINK})",
         "",
-        "## Targets (issue 5), as measured in this run",
+        "## Targets (issues 5 and 12), as measured",
         "",
         "| target | measured | |",
         "|---|---|---|",
@@ -433,6 +434,7 @@ def render(doc: dict[str, Any]) -> str:
         *_bulk(doc),
         *_renew(doc),
         *_startup(doc),
+        *fleet_sections(doc),
         METHOD,
     ]
     return "\n".join(lines)

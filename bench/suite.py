@@ -7,7 +7,10 @@ reuse) and measures, one client at a time:
 2. N certificates (default 100): ``certherd apply`` in one process vs each client's
    ``issue`` in a shell loop (``--quick``: 20 in the loop, scaled to N, and said so);
 3. ``renew`` with nothing due over many lineages (cloned on disk from one real one);
-4. certherd's import time and ``--version`` / no-op ``renew`` start-up.
+4. certherd's import time and ``--version`` / no-op ``renew`` start-up;
+5. the fleet (issue 12, fleet.py): the renewal check over 100,000 lineages in PostgreSQL
+   (``scale``), and more certificates issued by three nodes on one PostgreSQL, by one
+   process and by Certbot's loop (``fleet``), also with the CA 50 ms away (``latency``).
 
 Raw results go to bench/out/ (gitignored); docs/benchmarks.md and bench/benchmarks.png
 are regenerated from them by report.py, never edited by hand.
@@ -36,7 +39,8 @@ from peers import Ca, Certbot, Certherd, Lego, ensure_venv, pebble_version
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 OUT = HERE / "out"
-SECTIONS = ("startup", "issue", "bulk", "renew")
+SECTIONS = ("startup", "issue", "bulk", "renew", "scale", "fleet", "latency")
+FLEET_SECTIONS = ("scale", "fleet", "latency")  # these need PostgreSQL
 
 
 def _ints(text: str) -> list[int]:
@@ -67,6 +71,39 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="also time certherd renew with a certherd.toml listing every lineage",
     )
     parser.add_argument("--renew-repeats", type=int, help="timed renews per size (5; quick 3)")
+    parser.add_argument(
+        "--scale-sizes",
+        type=_ints,
+        default=[1000, 10000, 100000],
+        help="lineages in PostgreSQL for the renewal check (scale)",
+    )
+    parser.add_argument("--fleet-count", type=int, default=1000, help="certificates (fleet)")
+    parser.add_argument("--fleet-nodes", type=int, default=3, help="nodes (fleet)")
+    parser.add_argument(
+        "--fleet-concurrency", type=_ints, default=[10], help="run --concurrency per node"
+    )
+    parser.add_argument(
+        "--one-process-concurrency",
+        type=_ints,
+        default=[10, 50],
+        help="apply --concurrency of the one-process baseline (fleet, latency)",
+    )
+    parser.add_argument(
+        "--fleet-loop-count", type=int, default=20, help="Certbot's loop, scaled (fleet)"
+    )
+    parser.add_argument(
+        "--fleet-solver",
+        default="none",
+        help="solver kind of the fleet's lineages (the fleet's shared http-01); "
+        "none: only the baselines",
+    )
+    parser.add_argument("--latency-ms", type=float, default=25.0, help="one-way delay (latency)")
+    parser.add_argument(
+        "--latency-concurrency",
+        type=_ints,
+        default=[10, 50],
+        help="run --concurrency per node and apply --concurrency levels (latency)",
+    )
     parser.add_argument("--startup-repeats", type=int, default=31)
     parser.add_argument("--only", type=lambda s: s.split(","), default=list(SECTIONS))
     parser.add_argument("--no-lego", action="store_true", help="skip lego")
@@ -250,6 +287,12 @@ def main(argv: list[str] | None = None) -> None:
             },
         }
         print(f"bench: {json.dumps(meta['versions'])}")
+        database = None
+        if set(args.only) & set(FLEET_SECTIONS):
+            import fleet
+
+            database = fleet.Database().__enter__()
+            atexit.register(database.__exit__)
         for section in SECTIONS:
             if section not in args.only:
                 continue
@@ -271,6 +314,12 @@ def main(argv: list[str] | None = None) -> None:
                     args.config_renew_sizes,
                     args.renew_repeats,
                 )
+            elif section == "scale":
+                results[section] = fleet.scale(
+                    bench, database, args.scale_sizes, args.renew_repeats
+                )
+            elif section in ("fleet", "latency"):
+                results[section] = _fleet_section(section, bench, database, args)
             results[section]["seconds"] = round(time.perf_counter() - began, 1)
             load[section] = scenarios.environment_note()
         if args.profile:
@@ -287,7 +336,74 @@ def main(argv: list[str] | None = None) -> None:
         (OUT / "latest.json").write_text(text)
         report.write(document)
     else:
-        print("bench: partial run (--only): latest.json and docs/benchmarks.md left as they were")
+        _merge_partial(document, text)
+
+
+def _fleet_section(section: str, bench: Any, database: Any, args: argparse.Namespace) -> Any:
+    import far
+    import fleet_issue
+
+    setup = None
+    if args.fleet_solver != "none":
+        setup = fleet_issue.default_setup(bench.ca.http_port, args.fleet_nodes)
+        setup.solver_lines = [f'solver = "{args.fleet_solver}"']
+    if section == "latency":
+        return far.far_ca(
+            bench,
+            database,
+            delay_ms=args.latency_ms,
+            count=args.fleet_count,
+            nodes=args.fleet_nodes,
+            one_process_levels=args.latency_concurrency,
+            fleet_levels=args.latency_concurrency,
+            loop_count=max(1, args.fleet_loop_count // 2),
+            setup=setup,
+        )
+    count = args.fleet_count
+    result: dict[str, Any] = {"count": count, "one_process": [], "fleet": []}
+    for level in args.one_process_concurrency:
+        result["one_process"].append(
+            fleet_issue.one_process(bench, database, bench.certherd, count, level, "near")
+        )
+    if setup is not None:
+        for level in args.fleet_concurrency:
+            result["fleet"].append(
+                fleet_issue.fleet_run(
+                    bench, database, bench.certherd, count, args.fleet_nodes, level, setup, "near"
+                )
+            )
+    result["certbot_loop"] = far.certbot_loop(
+        bench, bench.ca, args.fleet_loop_count, count, bench.pebble, label="near"
+    )
+    return result
+
+
+def _merge_partial(document: dict[str, Any], text: str) -> None:
+    """A partial run (--only) replaces its sections in latest.json, each carrying the
+    date, version and load of the run that measured it, and re-renders the docs."""
+    latest = OUT / "latest.json"
+    if not latest.exists():
+        print("bench: partial run (--only) and no latest.json: docs/benchmarks.md left as it was")
+        return
+    import report
+
+    merged = json.loads(latest.read_text())
+    meta = document["meta"]
+    for section in meta["options"]["sections"]:
+        if section in document:
+            merged[section] = {
+                **document[section],
+                "measured": {
+                    "date": meta["date"],
+                    "versions": meta["versions"],
+                    "load": meta["load"],
+                    "machine": meta["machine"],
+                    "options": meta["options"],
+                },
+            }
+    latest.write_text(json.dumps(merged, indent=2, sort_keys=True, default=str))
+    print(f"bench: partial run: sections {', '.join(meta['options']['sections'])} merged")
+    report.write(merged)
 
 
 if __name__ == "__main__":

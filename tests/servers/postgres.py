@@ -47,8 +47,9 @@ def find_binary(name: str) -> str | None:
 class PostgresServer:
     """One PostgreSQL server for a test session; :meth:`database` makes a fresh database."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, fsync: bool = False) -> None:
         self.port = free_port()
+        self.fsync = fsync  # off for the tests (speed); bench/ turns it on (durable commits)
         self.folder: Path | None = None
         self.socket_dir: Path | None = None
         self._process: subprocess.Popen[bytes] | None = None
@@ -88,10 +89,11 @@ class PostgresServer:
         # The superuser is trusted on the socket (the tests' setup); every other role
         # logs in with its password.
         (data / "pg_hba.conf").write_text("local all postgres trust\nlocal all all scram-sha-256\n")
+        durable = "on" if self.fsync else "off"
         with log.open("ab") as output:
             self._process = subprocess.Popen(
                 [postgres, "-D", str(data), "-p", str(self.port), "-k", str(self.socket_dir),
-                 "-c", "listen_addresses=", "-c", "fsync=off", "-c", "max_connections=200",
+                 "-c", "listen_addresses=", "-c", f"fsync={durable}", "-c", "max_connections=200",
                  "-c", "shared_buffers=16MB"],
                 stdout=output, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                 start_new_session=True, **as_user,
