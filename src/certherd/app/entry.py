@@ -40,6 +40,7 @@ if TYPE_CHECKING:
         NotifyTarget,
     )
     from certherd.storage.base import Lease, Storage
+    from certherd.storage.fleet import ScheduleEntry
 
 __all__ = ["Certherd"]
 
@@ -53,7 +54,8 @@ class Certherd(AccountCalls, DaemonCalls):
     (``postgresql://USER@HOST/DB``: the PostgreSQL storage, closed by :meth:`aclose`) or
     any storage object. ``host_dir``: with a storage URL, this host's config dir, where
     each lineage's live files are kept for web servers and deploy hooks
-    (:mod:`certherd.storage.hostfiles`).
+    (:mod:`certherd.storage.hostfiles`); ``node``: this process's name in a fleet
+    sharing that storage (default: the host name; ``run(node=True)``).
     ``config_file``: certherd.toml (default: the config dir's, when it exists; none for
     a storage object). ``environ``: where solver secrets given as ``{env = NAME}`` are
     read (default: this process's environment). ``on_event`` hears :class:`Event`
@@ -72,6 +74,7 @@ class Certherd(AccountCalls, DaemonCalls):
         environ: Mapping[str, str] | None = None,
         client_factory: Callable[[Storage, CaOptions], Any] | None = None,
         host_dir: str | os.PathLike[str] | None = None,
+        node: str | None = None,
     ) -> None:
         from certherd.clock import SystemClock
 
@@ -83,7 +86,7 @@ class Certherd(AccountCalls, DaemonCalls):
         if isinstance(storage, str) and "://" in storage:
             from certherd.storage.postgresql import PostgresStorage
 
-            storage = self._owned = PostgresStorage(storage)  # ConfigError for another URL
+            storage = self._owned = PostgresStorage(storage, node=node)  # ConfigError: not one
             if host_dir is not None:
                 from certherd.storage.filesystem import FilesystemStorage
                 from certherd.storage.hostfiles import HostFiles
@@ -253,11 +256,16 @@ class Certherd(AccountCalls, DaemonCalls):
         self._emit("planned", total=len(plan.to_check))
         return await self.manager.renew(wanted or None, force=force, dry_run=dry_run)
 
-    async def apply(self, config_file: str | os.PathLike[str] | None = None) -> list[Outcome]:
+    async def apply(
+        self, config_file: str | os.PathLike[str] | None = None, *, defer: bool = False
+    ) -> list[Outcome]:
         """``certherd apply``: obtain what certherd.toml (``config_file``, default
-        :attr:`config_file`) lists and is missing or changed; renew the rest if due."""
+        :attr:`config_file`) lists and is missing or changed; renew the rest if due.
+        Each lineage is worked on under its lease, so fleet nodes (``run --node``) and
+        other applies never obtain one twice. ``defer``: only store what the file wants
+        (outcome ``stored``), for the fleet's nodes to obtain."""
         from certherd.config_dir import CONFIG_FILE
-        from certherd.manager.apply import apply_config
+        from certherd.manager.apply import apply_config, store_config
 
         path = config_file if config_file is not None else self.config_file
         if path is None:
@@ -265,6 +273,8 @@ class Certherd(AccountCalls, DaemonCalls):
             path = where  # load_config_file says it is missing and how to make one
         config = self.read_config(path)
         assert config is not None
+        if defer:
+            return await store_config(self.storage, config)
         self._emit("planned", total=len(config.certificates))
         outcomes = await apply_config(self.manager, config)
         if not any(settings.installer for settings in config.certificates):
@@ -456,6 +466,15 @@ class Certherd(AccountCalls, DaemonCalls):
         if isinstance(self.storage, LeaseListing):
             return await self.storage.held()
         return {}
+
+    async def schedule(self) -> dict[str, ScheduleEntry]:
+        """A fleet's schedule (a shared storage that keeps one: PostgreSQL), by lineage:
+        when each is due, its live version, when and by which node it was obtained;
+        else empty."""
+        from certherd.storage.fleet import fleet_of
+
+        fleet = fleet_of(self.storage)
+        return await fleet.schedule() if fleet is not None else {}
 
     async def revoke(
         self, name: str, reason: RevocationReason | None = None, *, delete: bool = False

@@ -7,19 +7,28 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from certherd.errors import ConfigError
+from certherd.storage.leases import LEASE_TTL
+
 if TYPE_CHECKING:
     from certherd.app.events import EventKind
     from certherd.config import ConfigFile
     from certherd.manager.outcome import Outcome
     from certherd.manager.service import Manager
+    from certherd.storage.base import Storage
 
-__all__ = ["DaemonCalls"]
+__all__ = ["MIN_LEASE_TTL", "DaemonCalls"]
+
+MIN_LEASE_TTL = 3.0
+"""Seconds: the shortest lease a node may take (renewed every third of it)."""
 
 
 class DaemonCalls:
     """Run the renewal daemon until :meth:`stop`; :meth:`wake` starts a cycle now."""
 
     config_dir: Path | None
+    concurrency: int
+    storage: Storage
     _daemon: Any
     _stopping: bool
 
@@ -44,26 +53,62 @@ class DaemonCalls:
         max_interval: float = 6 * 3600.0,
         on_cycle: Callable[[list[Outcome]], None] | None = None,
         signals: bool = True,
+        node: bool = False,
+        lease_ttl: float = LEASE_TTL,
     ) -> None:
         """``certherd run``: renew each lineage when it is due until :meth:`stop`.
 
         Each cycle follows certherd.toml again. ``metrics``: ``[ADDR:]PORT`` for the
         Prometheus ``/metrics`` and ``/health``. ``on_cycle`` gets each cycle's outcomes.
         With ``signals`` (main thread only), SIGTERM and SIGINT stop it and SIGHUP starts a
-        cycle now."""
+        cycle now.
+
+        ``node``: run as one node of a fleet on a shared storage (PostgreSQL; the node's
+        name is the storage's, ``Certherd(url, node=NAME)``): due lineages are claimed
+        from the shared schedule, at most ``concurrency`` at a time, each under a lease of
+        ``lease_ttl`` seconds; this host's live files follow every new version, with its
+        deploy hooks run here (:mod:`certherd.daemon.node`). certherd.toml is followed at
+        start and on :meth:`wake`; ``max_interval`` is then the polling period."""
         from certherd.daemon.loop import Daemon
         from certherd.daemon.serving import serve
 
         async def before_cycle() -> None:
             await self._follow(self.read_config())
 
-        daemon = Daemon(
-            self.manager,
-            min_sleep=min_interval,
-            max_sleep=max_interval,
-            before_cycle=before_cycle,
-            on_outcomes=on_cycle,
-        )
+        daemon: Daemon
+        if node:
+            from certherd.daemon.node import FleetNode
+            from certherd.storage.fleet import fleet_of
+
+            fleet = fleet_of(self.storage)
+            if fleet is None:
+                raise ConfigError(
+                    "a fleet node needs a shared storage that keeps a schedule "
+                    "(a PostgreSQL URL); this storage has none"
+                )
+            if lease_ttl < MIN_LEASE_TTL:
+                raise ConfigError(
+                    f"the lease time {lease_ttl:g}s is too short: give at least "
+                    f"{MIN_LEASE_TTL:g} seconds (a lease is renewed every third of it)"
+                )
+            daemon = FleetNode(
+                self.manager,
+                fleet,
+                concurrency=self.concurrency,
+                lease_ttl=lease_ttl,
+                min_sleep=min_interval,
+                max_sleep=max_interval,
+                before_cycle=before_cycle,
+                on_outcomes=on_cycle,
+            )
+        else:
+            daemon = Daemon(
+                self.manager,
+                min_sleep=min_interval,
+                max_sleep=max_interval,
+                before_cycle=before_cycle,
+                on_outcomes=on_cycle,
+            )
         self._daemon = daemon
         if self._stopping:
             daemon.stop()
@@ -73,13 +118,19 @@ class DaemonCalls:
                 metrics=metrics,
                 signals=signals,
                 notice=lambda text: self._emit("notice", text),
-                where=f"config dir {self.config_dir}" if self.config_dir else "storage",
+                where=self._where(daemon),
             )
         finally:
             await self.aclose()
             self._daemon = None
             self._stopping = False
             self._emit("notice", "certherd daemon stopped")
+
+    def _where(self, daemon: Any) -> str:
+        if self.config_dir is not None:
+            return f"config dir {self.config_dir}"
+        fleet = getattr(daemon, "fleet", None)
+        return f"fleet node {fleet.node}, {self.storage!r}" if fleet is not None else "storage"
 
     def stop(self) -> None:
         """Stop :meth:`run` (a renewal under way gets a grace period); signal-safe."""

@@ -46,10 +46,12 @@ class TrackedManager(Manager):
         self._finished(outcome)
         return outcome
 
-    async def issue(self, settings: Any, *, precondition: Any = None) -> Outcome:
+    async def issue(
+        self, settings: Any, *, precondition: Any = None, unless: Any = None
+    ) -> Outcome:
         self._started(settings.name)
         try:
-            outcome = await super().issue(settings, precondition=precondition)
+            outcome = await super().issue(settings, precondition=precondition, unless=unless)
         except Exception as exc:
             failed = Outcome(settings.name, "failed", "requested", error=describe_failure(exc, 300))
             self._finished(failed)

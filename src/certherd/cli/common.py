@@ -83,10 +83,14 @@ class Context:
         return words(text, self.command, self.config_dir, limit, lineage=lineage)
 
     def certherd(
-        self, *, concurrency: int = 10, on_event: Callable[[Event], None] | None = None
+        self,
+        *,
+        concurrency: int = 10,
+        on_event: Callable[[Event], None] | None = None,
+        node: str | None = None,
     ) -> Certherd:
         """The library entry point on this config dir; what it tells goes to ``on_event``
-        (default :meth:`tell`)."""
+        (default :meth:`tell`); ``node``: this process's name in a fleet."""
         from certherd.app import Certherd
 
         return Certherd(
@@ -94,6 +98,7 @@ class Context:
             concurrency=concurrency,
             on_event=on_event or self.tell,
             host_dir=self.config_dir if self.storage else None,
+            node=node,
         )
 
     @property

@@ -69,7 +69,12 @@ def _print_list(ctx: Context, documents: list[dict[str, Any]]) -> None:
 
 
 async def _documents(ctx: Context, only: str | None) -> list[dict[str, Any]]:
-    from certherd.cli.render import damaged_document, lease_document, lineage_document
+    from certherd.cli.render import (
+        damaged_document,
+        lease_document,
+        lineage_document,
+        schedule_document,
+    )
 
     async with ctx.certherd() as certherd:
         if only:
@@ -87,8 +92,10 @@ async def _documents(ctx: Context, only: str | None) -> list[dict[str, Any]]:
                     click.echo(f"certherd: {record.name}: {reason}", err=True)
         if ctx.storage is not None:  # a shared storage: who works on each lineage now
             held = await certherd.leases()
+            schedule = await certherd.schedule()
             for document in documents:
                 document["lease"] = lease_document(held.get(document["name"]))
+                document.update(schedule_document(schedule.get(document["name"])))
         return documents
 
 

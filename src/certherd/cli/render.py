@@ -16,6 +16,7 @@ from certherd.manager.outcome import Outcome
 from certherd.names import describe_name
 from certherd.settings import LineageSettings
 from certherd.storage.base import Lease
+from certherd.storage.fleet import ScheduleEntry
 
 __all__ = [
     "damaged_document",
@@ -97,12 +98,13 @@ def print_outcomes(ctx: Context, outcomes: Sequence[Outcome]) -> None:
         ctx.say(f"nothing to do: no lineages in {ctx.where}")
         return
 
-    quiet_ones = [o for o in outcomes if o.action == "not-due"]
-    if len(outcomes) > SUMMARY_OVER and quiet_ones:
-        outcomes = [o for o in outcomes if o.action != "not-due"]
-        ctx.result(f"{len(quiet_ones)} lineage(s) not due")
-        if not outcomes:
-            return
+    for action, words in (("not-due", "not due"), ("stored", "stored for the fleet's nodes")):
+        quiet_ones = [o for o in outcomes if o.action == action]
+        if len(outcomes) > SUMMARY_OVER and quiet_ones:
+            outcomes = [o for o in outcomes if o.action != action]
+            ctx.result(f"{len(quiet_ones)} lineage(s) {words}")
+    if not outcomes:
+        return
 
     rows = []
     for o in outcomes:
@@ -181,6 +183,20 @@ def _remark(document: dict[str, Any]) -> str:
     elif document["deploy_owed"]:
         notes.append("deploy hooks owed: next renew runs them")
     return "; ".join(notes)
+
+
+def schedule_document(entry: ScheduleEntry | None) -> dict[str, Any]:
+    """A lineage in a fleet's schedule: when it was last obtained and by which node (the
+    lease holder that made its live version live), and when a node looks at it next."""
+    from certherd.storage.fleet import node_of
+
+    if entry is None:
+        return {"obtained": None, "obtained_by": None, "scheduled": None}
+    return {
+        "obtained": _iso(entry.obtained),
+        "obtained_by": node_of(entry.obtained_by),
+        "scheduled": _iso(entry.due),
+    }
 
 
 def lease_document(lease: Lease | None) -> dict[str, Any] | None:

@@ -7,7 +7,9 @@ from typing import TYPE_CHECKING
 
 import click
 
+from certherd.app.running import MIN_LEASE_TTL
 from certherd.cli.common import Context, concurrency_option, pass_context, run_async
+from certherd.storage.leases import LEASE_TTL
 
 if TYPE_CHECKING:
     from certherd.app import Event
@@ -37,6 +39,20 @@ __all__ = ["run"]
     show_default=True,
     help="Check at least this often (seconds).",
 )
+@click.option(
+    "--node",
+    metavar="NAME",
+    help="Run as this node of a fleet sharing --storage: claim due lineages from the "
+    "shared schedule, keep this host's live files and deploy hooks current.",
+)
+@click.option(
+    "--lease-ttl",
+    type=click.FloatRange(MIN_LEASE_TTL),
+    default=LEASE_TTL,
+    show_default=True,
+    help="With --node: seconds a claimed lineage's lease lasts unless renewed "
+    "(a node that stops is replaced this long after).",
+)
 @concurrency_option
 @pass_context
 def run(
@@ -44,13 +60,25 @@ def run(
     metrics_address: str | None,
     min_interval: float,
     max_interval: float,
+    node: str | None,
+    lease_ttl: float,
     concurrency: int,
 ) -> None:
     """Run until SIGTERM: renew each lineage when it is due, run its hooks.
 
     SIGHUP reads certherd.toml again and checks every lineage at once.
     """
-    run_async(_run(ctx, metrics_address, min_interval, max_interval, concurrency))
+    if node is not None and not ctx.storage:
+        raise click.UsageError("--node needs --storage URL (the database the fleet shares)")
+    if node is not None:
+        from certherd.errors import ConfigError
+        from certherd.storage.layout import check_name
+
+        try:
+            check_name(node, "node name")
+        except ConfigError as exc:
+            raise click.BadParameter(str(exc), param_hint="--node") from None
+    run_async(_run(ctx, metrics_address, min_interval, max_interval, concurrency, node, lease_ttl))
 
 
 async def _run(
@@ -59,6 +87,8 @@ async def _run(
     min_interval: float,
     max_interval: float,
     concurrency: int,
+    node: str | None = None,
+    lease_ttl: float = LEASE_TTL,
 ) -> None:
     def tell(event: Event) -> None:
         if event.kind not in ("planned", "started", "finished"):  # the cycle reports those
@@ -75,10 +105,12 @@ async def _run(
             for problem in o.hook_errors:
                 click.echo(f"certherd: {o.lineage}: hook failed: {problem}", err=True)
 
-    certherd = ctx.certherd(concurrency=concurrency, on_event=tell)
+    certherd = ctx.certherd(concurrency=concurrency, on_event=tell, node=node)
     await certherd.run(
         metrics=metrics_address,
         min_interval=min_interval,
         max_interval=max_interval,
         on_cycle=report,
+        node=node is not None,
+        lease_ttl=lease_ttl,
     )

@@ -87,6 +87,10 @@ class LineageState:
     order_ca: str | None = None
     """The directory URL of the CA ``order_url`` was placed at (None: the first CA):
     an open order is resumed only at its own CA."""
+    reissue: str | None = None
+    """Why the live certificate must be replaced now although it is not due (the key
+    type, profile or CA changed in the desired settings: ``apply --defer`` leaves that
+    to a fleet node). A new version starts with a fresh state, without it."""
 
     _TIMES = (
         "not_before",

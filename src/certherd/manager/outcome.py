@@ -20,9 +20,11 @@ Action = Literal[
     "would-deploy",
     "skipped",
     "waiting",
+    "stored",
 ]
 """``waiting``: an order is open at the CA, which asked to be asked again later (the
-reason says when); not a failure: no backoff, no failure hook."""
+reason says when); not a failure: no backoff, no failure hook. ``stored``: the desired
+settings were stored for the fleet's nodes to obtain (``apply --defer``)."""
 
 
 @dataclass(frozen=True)

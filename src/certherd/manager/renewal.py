@@ -92,6 +92,8 @@ def decide(
         return RenewalDecision(True, "no certificate yet", now)
     if state.names and name_set(state.names) != name_set(settings.names):
         return RenewalDecision(True, "the names changed", now)
+    if state.reissue:
+        return RenewalDecision(True, state.reissue, now)
     return needs_renewal(
         not_before=state.not_before,
         not_after=state.not_after,

@@ -237,12 +237,16 @@ class Manager(Issuer):
         settings: LineageSettings,
         *,
         precondition: Callable[[LineageSettings | None], None] | None = None,
+        unless: Callable[[LineageSettings | None, LineageState], str | None] | None = None,
     ) -> Outcome:
         """Obtain a certificate for ``settings`` now (from its CA, with its account) and
         make it the live version.
 
         ``precondition`` is called under the lineage lock with the stored settings (None
-        for a new lineage) and may raise to stop before anything is ordered."""
+        for a new lineage) and may raise to stop before anything is ordered. ``unless``
+        is called there too, with the stored settings and state: a reason it returns
+        (another certherd obtained it while this one waited for the lease) makes the
+        outcome ``skipped``, nothing ordered."""
         async with self._gate, self._working_on(settings.name):
             try:
                 stored: LineageSettings | None = await LineageSettings.load(
@@ -253,6 +257,9 @@ class Manager(Issuer):
             if precondition is not None:
                 precondition(stored)
             state = await LineageState.load(self.storage, settings.name)
+            skip = unless(stored, state) if unless is not None else None
+            if skip is not None:
+                return Outcome(settings.name, "skipped", skip, state.version, state.not_after)
             action: Action = "issued" if state.version is None else "renewed"
             ordering = state
             if stored is not None and state.issued_by is None:

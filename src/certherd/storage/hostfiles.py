@@ -126,6 +126,11 @@ class HostFiles:
             moved[lineage] = version
         return moved
 
+    async def copy_live(self, lineage: str, version: int) -> None:
+        """This host's copy of ``lineage``'s ``version`` (read from the shared store),
+        made live here (a fleet node, when the shared live version moved)."""
+        await self._copy(lineage, version, await self._version(lineage, version, FILES))
+
     def live_dir(self, lineage: str) -> Path:
         return self.local.live_dir(lineage)
 

@@ -31,6 +31,8 @@ LOCK_WAIT = 300.0
 """Seconds to wait for another holder by default."""
 
 _held: ContextVar[Mapping[str, Lease] | None] = ContextVar("certherd_held_leases", default=None)
+_lent: ContextVar[frozenset[str]] = ContextVar("certherd_granted_leases", default=frozenset())
+"""Names held through ``holding(granted=...)``: held again inside, the same lease."""
 
 
 def held_lease(name: str) -> Lease | None:
@@ -40,15 +42,30 @@ def held_lease(name: str) -> Lease | None:
 
 @contextlib.asynccontextmanager
 async def holding(
-    locker: Locker, name: str, *, ttl: float = LEASE_TTL, wait: float = LOCK_WAIT
+    locker: Locker,
+    name: str,
+    *,
+    ttl: float = LEASE_TTL,
+    wait: float = LOCK_WAIT,
+    granted: Lease | None = None,
 ) -> AsyncIterator[Lease]:
     """Hold the lease ``name`` for the ``async with`` block, renewed in the background.
 
     LockTimeoutError if another holder keeps it longer than ``wait``. If a renewal finds
     the lease lost (this process was paused past ``ttl``), the loss is logged and the
     block's fenced writes are refused (FencedError); the block is not cancelled.
+    ``granted``: a lease already granted (a fleet node's claim), held from here on as if
+    acquired; within that block, holding ``name`` again (the same task, or one it
+    started: the manager's work on the claimed lineage) is the same lease, neither
+    acquired nor released by the inner block. (Any other lease held twice is waited
+    for, as from another holder.)
     """
-    lease = await locker.acquire(name, ttl=ttl, wait=wait)
+    if granted is None and name in _lent.get():
+        inner = held_lease(name)
+        if inner is not None:
+            yield inner
+            return
+    lease = granted if granted is not None else await locker.acquire(name, ttl=ttl, wait=wait)
     current = [lease]
 
     async def keep() -> None:
@@ -64,9 +81,12 @@ async def holding(
 
     renewing = asyncio.create_task(keep(), name=f"renew lease {name}")
     held = _held.set({**(_held.get() or {}), name: lease})
+    lent = _lent.set(_lent.get() | {name}) if granted is not None else None
     try:
         yield lease
     finally:
+        if lent is not None:
+            _lent.reset(lent)
         _held.reset(held)
         renewing.cancel()
         with contextlib.suppress(asyncio.CancelledError):

@@ -36,6 +36,98 @@ __all__ = ["LATEST", "MIGRATIONS", "URL_SCHEMES", "check_url", "migrate", "redac
 
 URL_SCHEMES = ("postgresql", "postgres")
 
+_DUE_FUNCTION = """CREATE FUNCTION certherd_due(data bytea) RETURNS timestamptz
+LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    doc jsonb;
+    next_check timestamptz;
+BEGIN
+    -- When a lineage's state (state/<lineage>.json) says to look at it next: its
+    -- next_check (now when it has none), earlier when its ARI Retry-After has passed.
+    -- A state that cannot be read is due now (the node that claims it reports it).
+    BEGIN
+        doc := convert_from(data, 'UTF8')::jsonb;
+        next_check := coalesce((doc->>'next_check')::timestamptz, now());
+        IF doc->>'version' IS NOT NULL AND doc->>'ari_retry_at' IS NOT NULL THEN
+            next_check := least(next_check, (doc->>'ari_retry_at')::timestamptz);
+        END IF;
+        RETURN next_check;
+    EXCEPTION WHEN others THEN
+        RETURN now();
+    END;
+END $$"""
+"""The due moment of a lineage from its state's bytes (the schedule's one rule)."""
+
+_LIVE_FUNCTION = """CREATE FUNCTION certherd_live_version(data bytea) RETURNS integer
+LANGUAGE plpgsql IMMUTABLE AS $$
+BEGIN
+    RETURN (convert_from(data, 'UTF8')::jsonb->>'version')::integer;
+EXCEPTION WHEN others THEN
+    RETURN NULL;
+END $$"""
+"""The version a live record (``live/<lineage>.json``) names; NULL when unreadable."""
+
+_FOLLOW_FUNCTION = """CREATE FUNCTION certherd_schedule_follow() RETURNS trigger
+LANGUAGE plpgsql AS $$
+DECLARE
+    changed text := CASE WHEN TG_OP = 'DELETE' THEN OLD.key ELSE NEW.key END;
+    folder text := split_part(changed, '/', 1);
+    target text := substr(changed, length(folder) + 2, length(changed) - length(folder) - 6);
+    doc jsonb;
+    version integer;
+BEGIN
+    -- Keeps certherd_schedule in step with every write, in the write's transaction:
+    -- renewal/<l>.json (desired state: due now, its CA when it has only one),
+    -- state/<l>.json (when it is due next), live/<l>.json (the live version, and when
+    -- and by which lease holder it was obtained). Nodes hear of changes by NOTIFY.
+    IF folder NOT IN ('renewal', 'state', 'live') OR changed NOT LIKE '%.json'
+            OR position('/' IN target) > 0 OR target = '' THEN
+        RETURN NULL;
+    END IF;
+    IF folder = 'renewal' THEN
+        IF TG_OP = 'DELETE' THEN
+            DELETE FROM certherd_schedule s WHERE s.lineage = target;
+        ELSIF TG_OP = 'INSERT' OR OLD.data IS DISTINCT FROM NEW.data THEN
+            BEGIN
+                doc := convert_from(NEW.data, 'UTF8')::jsonb;
+            EXCEPTION WHEN others THEN
+                doc := NULL;
+            END;
+            INSERT INTO certherd_schedule AS s (lineage, due, ca, live, obtained, obtained_by)
+                SELECT target, now(),
+                    CASE WHEN jsonb_array_length(coalesce(doc->'fallback_cas', '[]')) = 0
+                         THEN doc->>'directory_url' END,
+                    certherd_live_version(v.data), v.modified,
+                    (SELECT l.holder FROM certherd_leases l WHERE l.name = target)
+                FROM (SELECT 1) AS one
+                LEFT JOIN certherd_values v ON v.key = 'live/' || target || '.json'
+            ON CONFLICT (lineage) DO UPDATE SET due = now(), ca = excluded.ca;
+        END IF;
+        PERFORM pg_notify('certherd_schedule', target);
+    ELSIF folder = 'state' AND TG_OP <> 'DELETE' THEN
+        BEGIN
+            doc := convert_from(NEW.data, 'UTF8')::jsonb;
+            UPDATE certherd_schedule s SET due = certherd_due(NEW.data),
+                not_after = (doc->>'not_after')::timestamptz WHERE s.lineage = target;
+        EXCEPTION WHEN others THEN  -- unreadable: due now (the node claiming it says why)
+            UPDATE certherd_schedule s SET due = now() WHERE s.lineage = target;
+        END;
+    ELSIF folder = 'live' THEN
+        IF TG_OP = 'DELETE' THEN
+            UPDATE certherd_schedule s SET live = NULL WHERE s.lineage = target;
+        ELSE
+            version := certherd_live_version(NEW.data);
+            UPDATE certherd_schedule s SET live = version, obtained = now(),
+                obtained_by = (SELECT l.holder FROM certherd_leases l
+                               WHERE l.name = target AND l.holder IS NOT NULL)
+                WHERE s.lineage = target AND s.live IS DISTINCT FROM version;
+        END IF;
+        PERFORM pg_notify('certherd_live', target);
+    END IF;
+    RETURN NULL;
+END $$"""
+"""The trigger function that keeps the schedule (migration 2)."""
+
 MIGRATIONS: tuple[tuple[str, ...], ...] = (
     (  # version 1
         """CREATE TABLE certherd_values (
@@ -59,6 +151,41 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "CREATE POLICY certherd_public_values ON certherd_values FOR SELECT USING (NOT private)",
         "REVOKE ALL ON certherd_values, certherd_leases, certherd_schema FROM PUBLIC",
         "REVOKE ALL ON SEQUENCE certherd_value_versions, certherd_lease_tokens FROM PUBLIC",
+    ),
+    (  # version 2: the fleet's schedule and shared CA backoff (certherd.storage.pgfleet)
+        """CREATE TABLE certherd_schedule (
+            lineage text COLLATE "C" PRIMARY KEY,
+            due timestamptz NOT NULL,
+            ca text,
+            live integer,
+            not_after timestamptz,
+            obtained timestamptz,
+            obtained_by text
+        )""",
+        "CREATE INDEX certherd_schedule_due ON certherd_schedule (due)",
+        """CREATE TABLE certherd_ca_backoff (
+            ca text PRIMARY KEY,
+            until timestamptz NOT NULL,
+            reason text NOT NULL,
+            by text NOT NULL
+        )""",
+        _DUE_FUNCTION,
+        _LIVE_FUNCTION,
+        _FOLLOW_FUNCTION,
+        "CREATE TRIGGER certherd_schedule_follow AFTER INSERT OR UPDATE OR DELETE"
+        " ON certherd_values FOR EACH ROW EXECUTE FUNCTION certherd_schedule_follow()",
+        # Lineages stored before this version: due now (each is checked once, then
+        # scheduled from its state), with their live version.
+        """INSERT INTO certherd_schedule (lineage, due, live, obtained)
+            SELECT substr(v.key, 9, length(v.key) - 13), now(),
+                certherd_live_version(l.data), l.modified
+            FROM certherd_values v LEFT JOIN certherd_values l
+                ON l.key = 'live/' || substr(v.key, 9, length(v.key) - 13) || '.json'
+            WHERE v.key LIKE 'renewal/%.json' AND position('/' IN substr(v.key, 9)) = 0
+            ON CONFLICT DO NOTHING""",
+        "REVOKE ALL ON certherd_schedule, certherd_ca_backoff FROM PUBLIC",
+        "REVOKE ALL ON FUNCTION certherd_due(bytea), certherd_live_version(bytea),"
+        " certherd_schedule_follow() FROM PUBLIC",
     ),
 )
 """Migration N (1-based) brings the schema from version N-1 to N; append, never edit."""

@@ -47,6 +47,7 @@ from certherd.errors import (
 )
 from certherd.storage.base import Lease, Stat
 from certherd.storage.layout import check_name
+from certherd.storage.pgfleet import PostgresFleet
 from certherd.storage.pgschema import check_url, migrate, redact
 
 __all__ = ["PostgresStorage"]
@@ -56,6 +57,9 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 Names = list[str]  # (the class's ``list`` method hides the builtin in its body)
 
+DEADLINE = 30.0
+"""Seconds one storage call may take by default (a hung database is an error, not a
+hang)."""
 _POLL_FIRST = 0.02
 _POLL_MAX = 0.5
 _CONNECT_TIMEOUT = 10
@@ -109,15 +113,27 @@ def _import() -> tuple[Any, Any]:
     return psycopg, psycopg_pool
 
 
-class PostgresStorage:
-    """The Storage contract on a PostgreSQL database (shared between machines).
+class PostgresStorage(PostgresFleet):
+    """The Storage contract on a PostgreSQL database (shared between machines), with
+    the fleet's schedule and claims (:class:`~certherd.storage.fleet.Fleet`).
 
     ``url``: a libpq URL (ConfigError now if it is not one). ``max_connections``: the
-    pool's size. One instance may be used from several event loops one after the other
-    (each gets its own pool); :meth:`aclose` closes the current one.
+    pool's size. ``node``: this process's name in the fleet (default: the host name),
+    the first part of every lease holder. ``deadline``: seconds any one call may take
+    (waiting for a pooled connection included) before it fails with a StorageError, so
+    a database that hangs cannot hang certherd. One instance may be used from several
+    event loops one after the other (each gets its own pool); :meth:`aclose` closes the
+    current one.
     """
 
-    def __init__(self, url: str, *, max_connections: int = 10) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        max_connections: int = 10,
+        node: str | None = None,
+        deadline: float = DEADLINE,
+    ) -> None:
         self.url = check_url(url)
         self.where = redact(url)
         self._secrets = [url, *_secrets_in(url)]
@@ -141,7 +157,9 @@ class PostgresStorage:
         self._max_connections = max(2, max_connections)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._opening: asyncio.Task[Any] | None = None
-        self._holder = f"{socket.gethostname()}/{os.getpid()}"
+        name = check_name(node, "node name") if node else socket.gethostname()
+        self._holder = f"{name}/{os.getpid()}"
+        self.deadline = deadline
         self._forgotten: set[asyncio.Task[Any]] = set()
 
     def __repr__(self) -> str:
@@ -214,10 +232,16 @@ class PostgresStorage:
     async def _run(self, what: str, work: Callable[[Any], Awaitable[T]]) -> T:
         """``work(connection)`` on a pooled connection; psycopg errors as StorageError."""
         psycopg, psycopg_pool = _import()
-        pool = await self._pool()
         try:
-            async with pool.connection() as connection:
-                return await work(connection)
+            async with asyncio.timeout(self.deadline):
+                pool = await self._pool()
+                async with pool.connection(timeout=self.deadline) as connection:
+                    return await work(connection)
+        except TimeoutError:
+            raise StorageError(
+                f"cannot {what}: the PostgreSQL storage {self.where} did not answer "
+                f"within {self.deadline:g}s"
+            ) from None
         except psycopg_pool.PoolTimeout:
             raise StorageError(
                 f"cannot {what}: no connection to the PostgreSQL storage {self.where}"

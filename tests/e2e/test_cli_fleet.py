@@ -1,0 +1,86 @@
+"""``certherd --storage URL run --node NAME``: nodes of a fleet on one PostgreSQL split the
+work of ``apply --defer``, every host gets every lineage's live files and runs its deploy
+hooks for each new version, and every lineage is finalized exactly once (Pebble's log)."""
+
+from __future__ import annotations
+
+import signal
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from e2e_helpers import wait_until
+from e2e_runner import Certherd
+from fleet_helpers import (
+    deploys,
+    dns_hook,
+    finalized,
+    fleet_config,
+    live_names,
+    start_node,
+    wait_all_live,
+)
+from tests.servers.postgres import PostgresServer
+
+from certherd.testing.pebble import PebbleServer
+
+PebbleFactory = object
+
+
+@pytest.fixture(scope="module")
+def fleet_pebble(pebble_factory: object) -> PebbleServer:
+    """A Pebble of the fleet's own: its log counts only these finalize requests."""
+    # No badNonce refusals: a retried finalize would count twice in the log.
+    return pebble_factory(  # type: ignore[operator,no-any-return]
+        authz_reuse_percent=0, nonce_reject_percent=0
+    )
+
+
+@pytest.fixture
+def nodes(fleet_pebble: PebbleServer, tmp_path: Path) -> Iterator[list[Certherd]]:
+    scratch = tmp_path / "runs"
+    scratch.mkdir()
+    made = [Certherd(tmp_path / f"host{n}", fleet_pebble, scratch) for n in range(3)]
+    for node in made:
+        node.config_dir.mkdir()
+    yield made
+    for node in made:
+        node.stop_all()
+
+
+def test_two_nodes_split_deferred_work_and_each_host_gets_every_lineage(
+    nodes: list[Certherd], fleet_pebble: PebbleServer, postgres: PostgresServer, tmp_path: Path
+) -> None:
+    url = postgres.url(postgres.database())
+    hook = dns_hook(fleet_pebble, tmp_path)
+    names = [f"n{n:02}.fleet.test" for n in range(8)]
+    deployed = tmp_path / "deployed"
+    config = fleet_config(fleet_pebble, hook, names, deployed)
+    (nodes[0].config_dir / "certherd.toml").write_text(config)
+    deferred = nodes[0]("--json", "--storage", url, "apply", "--defer").json()
+    assert {r["action"] for r in deferred["results"]} == {"stored"}
+    assert live_names(nodes[0].config_dir) == set()  # nothing ordered by apply --defer
+    before = finalized(fleet_pebble)
+    running = [
+        start_node(node, url, f"node{n}", "--concurrency", "4", "--max-interval", "5")
+        for n, node in enumerate(nodes[:2])
+    ]
+    wait_all_live(nodes[:2], set(names), 120)
+    assert finalized(fleet_pebble) - before == len(names)  # each obtained once
+    # The deploy hook ran on both hosts for every lineage, whichever node obtained it.
+    wanted = {(str(node.live(name)), 1) for node in nodes[:2] for name in names}
+    wait_until(lambda: wanted <= deploys(deployed), 30, "the deploy hooks on both hosts")
+    listed = nodes[1]("--json", "--storage", url, "list").json()["lineages"]
+    by = {entry["name"]: entry["obtained_by"] for entry in listed}
+    assert set(by) == set(names)
+    assert set(by.values()) <= {"node0", "node1"}
+    # A renewal by anyone (here a CLI on a third host) reaches both nodes' hosts.
+    nodes[2]("--storage", url, "renew", "--force", names[0])
+    renewed = {(str(node.live(names[0])), 2) for node in nodes[:2]}
+    wait_until(lambda: renewed <= deploys(deployed), 30, "version 2 deployed on both hosts")
+    for node in nodes[:2]:
+        assert (node.live(names[0]) / "cert.pem").resolve().name == "cert2.pem"
+    for process in running:
+        process.process.send_signal(signal.SIGTERM)
+    for process in running:
+        assert process.wait(timeout=30).code == 0

@@ -1,0 +1,133 @@
+"""The fleet's schedule and work split in a real PostgreSQL (certherd.storage.pgfleet):
+the schedule follows every write in its transaction, claims of several nodes at once are
+disjoint and grant fenced leases, a node that settles a lineage is not handed it again
+at once, and one node's rate limit holds every node back from that CA."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+
+from tests.servers.postgres import PostgresServer
+
+from certherd.errors import FencedError
+from certherd.storage.fleet import fleet_of, node_of
+from certherd.storage.leases import holding
+from certherd.storage.postgresql import PostgresStorage
+
+CA = "https://ca.example/dir"
+
+
+def settings(name: str, *, fallback: bool = False) -> bytes:
+    document = {"names": [f"{name}.test"], "directory_url": CA, "fallback_cas": []}
+    if fallback:
+        document["fallback_cas"] = [{"directory_url": "https://other.example/dir"}]
+    return json.dumps(document).encode()
+
+
+def state(name: str, next_check: dt.datetime, *, version: int | None = 1) -> bytes:
+    return json.dumps(
+        {"name": name, "version": version, "next_check": next_check.isoformat()}
+    ).encode()
+
+
+async def test_claims_of_three_nodes_at_once_are_disjoint_and_fenced(
+    postgres: PostgresServer,
+) -> None:
+    database = postgres.database()
+    url = postgres.url(database)
+    nodes = [PostgresStorage(url, node=f"node{n}") for n in range(3)]
+    try:
+        for n in range(60):
+            await nodes[0].write(f"renewal/l{n:03}.json", settings(f"l{n:03}"))
+        claims = await asyncio.gather(*(node.claim(limit=25, ttl=60) for node in nodes))
+        names = [lease.name for leases in claims for lease in leases]
+        assert len(names) == len(set(names)) == 60  # every due lineage once, none twice
+        for node, leases in zip(nodes, claims, strict=True):
+            assert all(node_of(lease.holder) == node.node for lease in leases)
+        # Nothing is claimable while held; the leases are real: the next grant fences.
+        assert await nodes[1].claim(limit=100, ttl=60) == []
+        lease = claims[0][0]
+        await nodes[0].write(f"state/{lease.name}.json", b"{}", fence=lease)
+        await nodes[0].release(lease)
+        again = await nodes[2].acquire(lease.name, ttl=60, wait=0)
+        assert again.token > lease.token
+        try:
+            await nodes[0].write(f"state/{lease.name}.json", b"{}", fence=lease)
+        except FencedError:
+            pass
+        else:
+            raise AssertionError("a write under a lease granted again was not refused")
+    finally:
+        for node in nodes:
+            await node.aclose()
+
+
+async def test_the_schedule_follows_settings_state_and_live_writes(
+    postgres: PostgresServer,
+) -> None:
+    database = postgres.database()
+    store = PostgresStorage(postgres.url(database), node="alpha")
+    try:
+        fleet = fleet_of(store)
+        assert fleet is store
+        later = dt.datetime.now(dt.UTC) + dt.timedelta(days=30)
+        await store.write("renewal/a.json", settings("a"))
+        entry = (await store.schedule())["a"]
+        assert entry.due <= dt.datetime.now(dt.UTC)
+        assert entry.ca == CA
+        assert entry.live is None
+        async with holding(store, "a") as lease:
+            await store.write("state/a.json", state("a", later), fence=lease)
+            await store.write("live/a.json", b'{"version": 1}', fence=lease)
+        entry = (await store.schedule())["a"]
+        assert abs((entry.due - later).total_seconds()) < 1
+        assert entry.live == 1
+        assert entry.obtained is not None
+        assert node_of(entry.obtained_by) == "alpha"
+        # A lineage with fail-over CAs is never held back as a whole.
+        await store.write("renewal/b.json", settings("b", fallback=True))
+        assert (await store.schedule(["b"]))["b"].ca is None
+        # Settled: due at its state's moment, or at least `floor` from now.
+        await store.write("renewal/a.json", settings("a") + b" ")
+        assert (await store.schedule(["a"]))["a"].due <= dt.datetime.now(dt.UTC)
+        settled = await store.settle("a", floor=60)
+        assert settled is not None
+        assert abs((settled - later).total_seconds()) < 1
+        await store.write("state/c.json", state("c", dt.datetime.now(dt.UTC)))
+        await store.write("renewal/c.json", settings("c"))
+        soon = await store.settle("c", floor=60)
+        assert soon is not None
+        assert soon > dt.datetime.now(dt.UTC) + dt.timedelta(seconds=50)
+        await store.delete("renewal/a.json")
+        assert "a" not in await store.schedule()
+    finally:
+        await store.aclose()
+
+
+async def test_one_nodes_rate_limit_holds_every_node_back_from_that_ca(
+    postgres: PostgresServer,
+) -> None:
+    database = postgres.database()
+    url = postgres.url(database)
+    first, second = PostgresStorage(url, node="first"), PostgresStorage(url, node="second")
+    try:
+        await first.write("renewal/one.json", settings("one"))
+        await first.write("renewal/two.json", settings("two", fallback=True))
+        await first.hold_back(CA, seconds=3600, reason="rateLimited: too many certificates")
+        held = await second.held_back()
+        assert held[CA].reason.startswith("rateLimited")
+        assert node_of(held[CA].by) == "first"
+        claimed = await second.claim(limit=10, ttl=60)
+        assert [lease.name for lease in claimed] == ["two"]  # the other CA may still serve it
+        wait = await second.due_in()
+        # "one" waits for its CA (an hour); "two" is claimable when its lease expires.
+        assert wait is not None
+        assert 50 < wait <= 60
+        # A shorter backoff never shortens a longer one.
+        await second.hold_back(CA, seconds=1, reason="shorter")
+        assert (await first.held_back())[CA].reason.startswith("rateLimited")
+    finally:
+        await first.aclose()
+        await second.aclose()
