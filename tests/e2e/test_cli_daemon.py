@@ -101,7 +101,7 @@ def test_the_daemon_renews_on_its_own(runner: Certherd) -> None:
     assert metrics.headers["content-type"].startswith("text/plain; version=0.0.4")
     assert _samples(metrics.text, EXPIRY)["daemon.test"] > first.not_valid_after_utc.timestamp()
     assert _samples(metrics.text, "certherd_renewal_failures_total") == {"daemon.test": 0.0}
-    assert "certherd_up 1" in metrics.text
+    assert re.search(r"^certherd_up 1(\.0)?$", metrics.text, re.MULTILINE)
     health = _get(f"{base}/health")
     assert health is not None
     assert health.status_code == 200, health.text

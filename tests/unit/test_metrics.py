@@ -14,14 +14,10 @@ from collections.abc import Callable, Iterable
 import httpx
 import pytest
 
+from certherd.daemon.guard import MAX_REQUEST_HEAD
 from certherd.daemon.loop import raise_open_file_limit
-from certherd.daemon.metrics import (
-    CONTENT_TYPE,
-    MAX_REQUEST_HEAD,
-    LineageMetrics,
-    MetricsServer,
-    render_metrics,
-)
+from certherd.daemon.metrics import CONTENT_TYPE, LineageMetrics, render_metrics
+from certherd.daemon.web import MetricsServer
 from certherd.errors import ConfigError
 
 NOT_AFTER = dt.datetime(2026, 12, 1, tzinfo=dt.UTC)
@@ -105,15 +101,17 @@ def test_render_has_every_family_typed_and_escaped() -> None:
 
 def test_label_escaping_is_exact() -> None:
     text = render_metrics([LineageMetrics(AWKWARD, None, None, 2, None)])
-    assert 'certherd_renewal_failures_total{lineage="we\\"ird\\\\name\\nline"} 2\n' in text
+    assert 'certherd_renewal_failures_total{lineage="we\\"ird\\\\name\\nline"} 2.0\n' in text
     assert text.count("\n") == len(text.splitlines())  # no raw newline inside a label
 
 
 def test_values_keep_their_precision_and_order_is_stable() -> None:
     text = render_metrics(reversed(sample_metrics()))
     assert text == render_metrics(sample_metrics())
-    assert f'{{lineage="example.com"}} {SUCCESS.timestamp()!r}\n' in text
-    assert 'seconds{lineage="example.com"} 1796083200\n' in text  # an integer stays one
+    samples, _ = parse(text)
+    success = samples["certherd_last_renewal_success_timestamp_seconds"]["example.com"]
+    assert success == SUCCESS.timestamp()  # to the microsecond
+    assert 'seconds{lineage="example.com"} 1.7960832e+09\n' in text  # as Go's ParseFloat reads
 
 
 def test_a_lineage_given_twice_keeps_the_last_entry() -> None:
@@ -235,7 +233,7 @@ async def test_request_head_is_capped() -> None:
 async def test_garbage_is_a_bad_request() -> None:
     async with start() as server:
         answer = await raw_exchange(server, b"hello\r\n\r\n")
-        assert answer.startswith(b"HTTP/1.1 400 ")
+        assert re.match(rb"HTTP/1\.[01] 400 ", answer)
 
 
 async def test_a_silent_client_is_dropped_after_the_read_timeout() -> None:
@@ -315,7 +313,7 @@ async def test_a_client_that_never_reads_is_aborted_and_frees_its_slot() -> None
         sock.connect(("127.0.0.1", server.port))
         stalled_reader, stalled = await asyncio.open_connection(sock=sock)
         stalled.transport.pause_reading()  # and it never reads: the answer cannot all go
-        stalled.write(b"GET /metrics HTTP/1.1\r\n\r\n")
+        stalled.write(b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
         await stalled.drain()
         deadline = time.monotonic() + 5
         while time.monotonic() < deadline:
@@ -348,3 +346,32 @@ def test_the_soft_open_file_limit_is_raised_to_the_hard_one() -> None:
         assert raise_open_file_limit(cap=300) == (expected, expected)  # never lowered
     finally:
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+async def test_healthz_extra_collectors_and_the_refused_counter() -> None:
+    """/healthz is /health's new name; other parts of certherd add prometheus_client
+    collectors beside certherd's own; each answer closes its connection."""
+    from prometheus_client.core import GaugeMetricFamily
+
+    class Database:
+        def collect(self) -> Iterable[GaugeMetricFamily]:
+            yield GaugeMetricFamily("certherd_test_database_up", "A collector of another part.", 1)
+
+    async with (
+        start(collectors=[Database()], max_connections=1) as server,
+        client(server) as http,
+    ):
+        healthz = await http.get("/healthz")
+        assert (healthz.status_code, healthz.text) == (200, "ok\n")
+        assert healthz.headers["connection"] == "close"
+        assert healthz.headers["cache-control"] == "no-store"
+        idle = await asyncio.open_connection("127.0.0.1", server.port)
+        await asyncio.sleep(0.05)
+        assert (await raw_exchange(server, b"", within=2.0)).startswith(b"HTTP/1.1 503 ")
+        idle[1].close()
+        await idle[1].wait_closed()
+        await asyncio.sleep(0.05)
+        samples, types = parse((await http.get("/metrics")).text)
+        assert samples["certherd_test_database_up"] == {None: 1}
+        assert samples["certherd_http_connections_refused_total"] == {None: 1}
+        assert types["certherd_http_connections_refused_total"] == "counter"

@@ -21,7 +21,8 @@ __all__ = [
 
 if _typing.TYPE_CHECKING:
     from certherd.daemon.loop import Daemon, DaemonStatus, raise_open_file_limit
-    from certherd.daemon.metrics import LineageMetrics, MetricsServer, render_metrics
+    from certherd.daemon.metrics import LineageMetrics, render_metrics
     from certherd.daemon.serving import serve
+    from certherd.daemon.web import MetricsServer
 else:
     __getattr__ = _lazy.exports_getattr(__name__)  # the imports above, on first use

@@ -7,11 +7,14 @@ import asyncio
 import signal
 import threading
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from certherd.challenges.options import parse_listen_address
 from certherd.daemon.loop import Daemon, raise_open_file_limit
-from certherd.daemon.metrics import MetricsServer
 from certherd.errors import ConfigError
+
+if TYPE_CHECKING:
+    from certherd.daemon.web import MetricsServer
 
 __all__ = ["serve"]
 
@@ -26,7 +29,7 @@ async def serve(
 ) -> None:
     """Run ``daemon`` until it is stopped.
 
-    ``metrics``: ``[ADDR:]PORT`` where Prometheus ``/metrics`` and ``/health`` are served
+    ``metrics``: ``[ADDR:]PORT`` where Prometheus ``/metrics`` and ``/healthz`` are served
     (127.0.0.1 when no address is given). With ``signals``, SIGTERM and SIGINT stop the
     daemon and SIGHUP starts a cycle now; the handlers are removed when it returns.
     ``notice`` hears what a log should show; ``where`` names the storage in it.
@@ -53,6 +56,8 @@ async def serve(
     server: MetricsServer | None = None
     try:
         if metrics:
+            from certherd.daemon.web import MetricsServer  # aiohttp: only when serving
+
             host, port = parse_listen_address(metrics, default_host="127.0.0.1")
             server = MetricsServer(host, port, daemon.metrics, health=daemon.health)
             await server.start()
