@@ -84,3 +84,25 @@ def test_two_nodes_split_deferred_work_and_each_host_gets_every_lineage(
         process.process.send_signal(signal.SIGTERM)
     for process in running:
         assert process.wait(timeout=30).code == 0
+
+
+def test_renew_with_a_schedule_reads_it_not_an_index_of_every_lineage(
+    nodes: list[Certherd], fleet_pebble: PebbleServer, postgres: PostgresServer, tmp_path: Path
+) -> None:
+    """index.json, one blob of every lineage, is not kept in PostgreSQL: the schedule the
+    database keeps answers "what is due" (one query), also for a plain `renew`."""
+    database = postgres.database()
+    url = postgres.url(database)
+    hook = dns_hook(fleet_pebble, tmp_path)
+    names = ["r0.fleet.test", "r1.fleet.test"]
+    (nodes[0].config_dir / "certherd.toml").write_text(fleet_config(fleet_pebble, hook, names))
+    applied = nodes[0]("--json", "--storage", url, "apply").json()
+    assert {r["action"] for r in applied["results"]} == {"issued"}
+    renewed = nodes[1]("--json", "--storage", url, "renew").json()
+    assert {r["action"] for r in renewed["results"]} == {"not-due"}
+    assert all(r["reason"].startswith("not due until") for r in renewed["results"])
+    keys = {row[0] for row in postgres.execute("SELECT key FROM certherd_values", database)}
+    assert "state/r0.fleet.test.json" in keys
+    assert "index.json" not in keys
+    # The other host got its live files from that renew (the schedule's live versions).
+    assert live_names(nodes[1].config_dir) == set(names)

@@ -22,6 +22,7 @@ from certherd.errors import StorageError
 from certherd.manager.lineage import LineageState
 from certherd.manager.outcome import Outcome
 from certherd.storage.base import Storage, stat_below
+from certherd.storage.fleet import Fleet, ScheduleEntry, fleet_of
 from certherd.storage.layout import (
     INDEX,
     SETTINGS_FOLDER,
@@ -169,11 +170,36 @@ class LineageIndex:
         self._dirty = False
 
 
+class ScheduleIndex:
+    """The index of a store that keeps a fleet's schedule (PostgreSQL): one query of
+    ``certherd_schedule``, kept by the store in each write's transaction, instead of
+    index.json (one blob of every lineage, which does not scale to 100,000 in a
+    database). Nothing to refresh or save: the store keeps it."""
+
+    def __init__(self, fleet: Fleet) -> None:
+        self.fleet = fleet
+        self.rows: dict[str, ScheduleEntry] = {}
+        self.names: list[str] = []
+
+    async def load(self) -> None:
+        self.rows = await self.fleet.schedule()
+        self.names = sorted(self.rows)
+
+    async def refresh(self, names: Iterable[str]) -> None:
+        """Lineages a run checked and left as they were are scheduled from their state
+        (a check that changed nothing wrote nothing, so the store did not move them)."""
+        for name in names:
+            await self.fleet.settle(name, floor=0)
+
+    async def save(self) -> None:
+        return
+
+
 @dataclass
 class RenewalPlan:
     """Which lineages a renew run must look at, and the ones the index proves not due."""
 
-    index: LineageIndex
+    index: LineageIndex | ScheduleIndex
     to_check: list[str]
     not_due: list[Outcome]
 
@@ -184,8 +210,12 @@ async def plan_renewal(
     """Split the lineages into those to check and those the index says are not due.
 
     Forced runs check everything; named lineages use the index like the rest; an
-    unknown name is checked (and fails there with a clear error).
+    unknown name is checked (and fails there with a clear error). A store keeping a
+    fleet's schedule answers from it (:class:`ScheduleIndex`).
     """
+    fleet = fleet_of(storage)
+    if fleet is not None:
+        return await _plan_from_schedule(ScheduleIndex(fleet), names, force=force, now=now)
     index = LineageIndex(storage)
     await index.load()
     await index.scan()
@@ -202,5 +232,26 @@ async def plan_renewal(
         stamp = entry.next_check.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
         not_due.append(
             Outcome(name, "not-due", f"not due until {stamp}", entry.version, entry.not_after)
+        )
+    return RenewalPlan(index, to_check, not_due)
+
+
+async def _plan_from_schedule(
+    index: ScheduleIndex, names: Iterable[str] | None, *, force: bool, now: dt.datetime
+) -> RenewalPlan:
+    await index.load()
+    wanted = list(names) if names else index.names
+    if force:
+        return RenewalPlan(index, wanted, [])
+    to_check: list[str] = []
+    not_due: list[Outcome] = []
+    for name in wanted:
+        entry = index.rows.get(name)
+        if entry is None or entry.live is None or entry.due <= now:
+            to_check.append(name)
+            continue
+        stamp = entry.due.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+        not_due.append(
+            Outcome(name, "not-due", f"not due until {stamp}", entry.live, entry.not_after)
         )
     return RenewalPlan(index, to_check, not_due)

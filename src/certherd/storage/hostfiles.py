@@ -110,12 +110,21 @@ class HostFiles:
         whose copy is behind (or missing); which lineages moved, to which version. A
         lineage that cannot be copied is logged and left for the next run."""
         moved: dict[str, int] = {}
-        for key in await self.shared.list("live"):
+        from certherd.storage.fleet import fleet_of
+
+        fleet = fleet_of(self.shared)
+        known: dict[str, int | None] = {}
+        if fleet is not None:  # every live version in one query of the schedule
+            known = {name: entry.live for name, entry in (await fleet.schedule()).items()}
+            keys = [live_record(name) for name in known]
+        else:
+            keys = await self.shared.list("live")
+        for key in keys:
             lineage = key.removeprefix("live/").removesuffix(".json")
             if "/" in lineage or not key.endswith(".json"):
                 continue
             try:
-                version = await self.live_version(lineage)
+                version = known[lineage] if fleet is not None else await self.live_version(lineage)
                 if version is None or await self.local.live_version(lineage) == version:
                     continue
                 await self._copy(lineage, version, await self._version(lineage, version, FILES))

@@ -58,6 +58,7 @@ BEGIN
 END $$"""
 """The due moment of a lineage from its state's bytes (the schedule's one rule)."""
 
+
 _LIVE_FUNCTION = """CREATE FUNCTION certherd_live_version(data bytea) RETURNS integer
 LANGUAGE plpgsql IMMUTABLE AS $$
 BEGIN
@@ -128,6 +129,24 @@ BEGIN
 END $$"""
 """The trigger function that keeps the schedule (migration 2)."""
 
+_FOLLOW_FUNCTION_3 = _FOLLOW_FUNCTION.replace(
+    "CREATE FUNCTION", "CREATE OR REPLACE FUNCTION"
+).replace(
+    "length(changed) - length(folder) - 6);",
+    "greatest(length(changed) - length(folder) - 6, 0));",
+)
+"""certherd_schedule_follow, version 3: a key outside a folder (``index.json``) is
+written again (version 2 computed a negative substring length for it, failing the write)."""
+
+_DUE_FUNCTION_3 = _DUE_FUNCTION.replace("CREATE FUNCTION", "CREATE OR REPLACE FUNCTION").replace(
+    "        RETURN next_check;",
+    "        IF doc->>'deploy_owed' = 'true' THEN\n"
+    "            RETURN now();\n"
+    "        END IF;\n"
+    "        RETURN next_check;",
+)
+"""certherd_due, version 3: deploy hooks owed for the live version make it due now."""
+
 MIGRATIONS: tuple[tuple[str, ...], ...] = (
     (  # version 1
         """CREATE TABLE certherd_values (
@@ -186,6 +205,12 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "REVOKE ALL ON certherd_schedule, certherd_ca_backoff FROM PUBLIC",
         "REVOKE ALL ON FUNCTION certherd_due(bytea), certherd_live_version(bytea),"
         " certherd_schedule_follow() FROM PUBLIC",
+    ),
+    (  # version 3: deploy hooks owed make a lineage due now; keys outside a folder
+        _DUE_FUNCTION_3,
+        _FOLLOW_FUNCTION_3,
+        """UPDATE certherd_schedule s SET due = least(s.due, certherd_due(v.data))
+            FROM certherd_values v WHERE v.key = 'state/' || s.lineage || '.json'""",
     ),
 )
 """Migration N (1-based) brings the schema from version N-1 to N; append, never edit."""
