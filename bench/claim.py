@@ -27,7 +27,7 @@ from typing import Any
 
 
 async def measure(due: int, batch: int, repeats: int) -> dict[str, Any]:
-    from certherd.storage.fleet import fleet_of  # noqa: I001 (until it is on main)
+    from certherd.storage.fleet import fleet_of
     from certherd.storage.postgresql import PostgresStorage
 
     storage = PostgresStorage(os.environ["CERTHERD_STORAGE"], node="bench")
