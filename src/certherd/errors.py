@@ -33,6 +33,7 @@ them is one line that names what is wrong (and, where we know it, how to fix it)
         │                                  of the problem's own type (IncorrectResponseError...)
         ├── FeatureUnsupportedError    the CA does not offer what was asked (no ARI, ...)
         ├── CaFailoverError            every CA of a certificate's list was tried and failed
+        ├── CaHeldBackError            a fleet node was told rateLimited by this CA: all wait
         └── ProblemError               the CA answered with an RFC 7807 problem document
             ├── AccountDoesNotExistError, AlreadyRevokedError, BadCSRError,
             ├── BadNonceError, BadPublicKeyError, BadRevocationReasonError,
@@ -77,6 +78,7 @@ __all__ = [
     "BadSignatureAlgorithmError",
     "CAAError",
     "CaFailoverError",
+    "CaHeldBackError",
     "CertherdError",
     "CertificateMismatchError",
     "CompoundError",
@@ -399,6 +401,12 @@ class CaFailoverError(AcmeError):
         )
         super().__init__(f"every CA tried failed: {said}")
         self.failures = tuple(failures)
+
+
+class CaHeldBackError(AcmeError):
+    """The CA answered ``rateLimited`` to a node of this fleet (RFC 8555 §6.7), and every
+    node leaves it alone until its Retry-After: not asked now (the next CA of the
+    certificate's list is, if it has one)."""
 
 
 @dataclass(frozen=True)

@@ -9,10 +9,12 @@ failure is the CA's and another CA could well succeed where it failed:
   and bad nonces past the retries (:class:`RetryLimitError`, a 5xx problem), answers we
   refuse to trust (:class:`UnsafeResponseError`, a certificate not matching the order);
 - the CA refuses us for its own reasons: ``rateLimited`` (RFC 8555 §6.7; Let's Encrypt's
-  limits last hours to a week), ``rejectedIdentifier`` / ``unsupportedIdentifier`` (its
-  policy on the name), ``invalidProfile`` (it has no such profile), ``userActionRequired``
-  (new terms to accept by hand), ``caa`` (the domain's CAA records name other CAs: RFC
-  8659 lets the domain owner choose the CA, and the next CA may be one it allows);
+  limits last hours to a week; in a fleet, also when another node was told so:
+  :class:`CaHeldBackError`, the CA is not even asked), ``rejectedIdentifier`` /
+  ``unsupportedIdentifier`` (its policy on the name), ``invalidProfile`` (it has no
+  such profile), ``userActionRequired`` (new terms to accept by hand), ``caa`` (the
+  domain's CAA records name other CAs: RFC 8659 lets the domain owner choose the CA,
+  and the next CA may be one it allows);
 - it refuses the account: ``externalAccountRequired``, or ``unauthorized`` while the
   account is created (an EAB it does not accept), or its directory says it requires
   External Account Binding and none is configured for it (the client does not even ask).
@@ -31,6 +33,7 @@ from __future__ import annotations
 
 from certherd.errors import (
     CAAError,
+    CaHeldBackError,
     ConfigError,
     ExternalAccountRequiredError,
     InvalidProfileError,
@@ -73,7 +76,7 @@ def fails_over(error: BaseException, *, creating_account: bool = False) -> bool:
         return False  # the order is open at this CA: resumed there, not placed twice
     if creating_account and isinstance(error, ConfigError) and "eab_kid" in error.settings:
         return True  # the CA requires an EAB this certificate has none of for it
-    if isinstance(error, TransportError | RetryLimitError | UnsafeResponseError):
+    if isinstance(error, TransportError | RetryLimitError | UnsafeResponseError | CaHeldBackError):
         return True
     if not isinstance(error, ProblemError):
         return False

@@ -14,6 +14,7 @@ version, in an order chosen so nothing the CA issued is lost:
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 
@@ -28,11 +29,13 @@ from certherd.crypto.certs import load_pem_chain
 from certherd.crypto.keys import PrivateKey, generate_key, load_private_key, private_key_to_pem
 from certherd.errors import (
     CaFailoverError,
+    CaHeldBackError,
     CertherdError,
     ConfigError,
     OrderFailedError,
     PollDeferredError,
     ProblemError,
+    RateLimitedError,
     safe_text,
 )
 from certherd.manager.accounts import CaOptions
@@ -46,11 +49,14 @@ from certherd.manager.versions import find_stored_version, next_version, write_v
 from certherd.names import normalize_names
 from certherd.settings import LineageSettings
 from certherd.storage.base import Storage
+from certherd.storage.fleet import Fleet, fleet_of
 from certherd.storage.layout import archive_file, pending_key
 from certherd.storage.leases import held_lease
 from certherd.storage.lineages import publish
 
 __all__ = ["Issuer"]
+
+log = logging.getLogger(__name__)
 
 
 class Issuer:
@@ -117,12 +123,21 @@ class Issuer:
             return _waiting(state, retry_at)
         first = cas[0].directory_url
         failures: list[tuple[CaOptions, CertherdError]] = []
+        fleet = fleet_of(self.storage)
+        held = await fleet.held_back() if fleet is not None else {}
         for index, ca in enumerate(cas):
             at_ca = state
             if state.order_url is not None and (state.order_ca or first) != ca.directory_url:
                 at_ca = replace(at_ca, order_url=None, order_names=(), order_retry_at=None)
             creating_account = True
             try:
+                backoff = held.get(ca.directory_url)
+                if backoff is not None:
+                    until = backoff.until.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+                    raise CaHeldBackError(
+                        f"not asked: the fleet leaves this CA alone until {until} "
+                        f"({safe_text(backoff.by, 100)} was told: {safe_text(backoff.reason, 300)})"
+                    )
                 client = await self.client(ca)
                 creating_account = False
                 outcome = await self._obtain_at(
@@ -137,6 +152,8 @@ class Issuer:
                     replaces=(state.issued_by or first) == ca.directory_url,
                 )
             except CertherdError as exc:
+                if fleet is not None and isinstance(exc, RateLimitedError):
+                    await _hold_fleet_back(fleet, ca.directory_url, exc)
                 last = index == len(cas) - 1
                 moving_on = not last and fails_over(exc, creating_account=creating_account)
                 if moving_on and await self._stored_meanwhile(name, state):
@@ -423,6 +440,21 @@ def _waiting(state: LineageState, retry_at: dt.datetime) -> Outcome:
         state.version,
         state.not_after,
     )
+
+
+CA_BACKOFF_DEFAULT = 3600.0
+"""Seconds a fleet leaves a CA alone after rateLimited without a Retry-After."""
+
+
+async def _hold_fleet_back(fleet: Fleet, ca: str, error: RateLimitedError) -> None:
+    """Every node of the fleet leaves ``ca`` alone until its Retry-After (an hour when
+    it gave none); a failure to say so is logged, never the lineage's failure."""
+    wait = error.retry_at
+    seconds = wait.total_seconds() if wait is not None else CA_BACKOFF_DEFAULT
+    try:
+        await fleet.hold_back(ca, seconds=seconds, reason=describe_failure(error, 300))
+    except CertherdError as exc:
+        log.warning("cannot tell the fleet to leave %s alone: %s", safe_text(ca, 200), exc)
 
 
 def _order_is_dead(error: CertherdError) -> bool:
