@@ -17,7 +17,7 @@ from typing import Any
 
 import httpx
 
-__all__ = ["HostileHttpServer", "TcpRelay"]
+__all__ = ["HostileHttpServer", "TcpRelay", "UnixRelay"]
 
 
 class TcpRelay:
@@ -32,6 +32,8 @@ class TcpRelay:
         self._listener: socket.socket | None = None
         self._open: set[socket.socket] = set()
         self._lock = threading.Lock()
+        self.frozen = threading.Event()
+        """Set: connections stay open but nothing passes (a hung server)."""
 
     def start(self) -> TcpRelay:
         listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -63,7 +65,7 @@ class TcpRelay:
             except OSError:
                 return  # stopped
             try:
-                upstream = socket.create_connection(self.target, timeout=5)
+                upstream = self._connect()
             except OSError:
                 client.close()
                 continue
@@ -72,9 +74,14 @@ class TcpRelay:
             for source, sink in ((client, upstream), (upstream, client)):
                 threading.Thread(target=self._pipe, args=(source, sink), daemon=True).start()
 
+    def _connect(self) -> socket.socket:
+        return socket.create_connection(self.target, timeout=5)
+
     def _pipe(self, source: socket.socket, sink: socket.socket) -> None:
         try:
             while data := source.recv(65536):
+                while self.frozen.is_set():  # a server that hangs: bytes go nowhere
+                    threading.Event().wait(0.02)
                 sink.sendall(data)
         except OSError:
             pass
@@ -82,6 +89,43 @@ class TcpRelay:
             for sock in (source, sink):
                 with contextlib.suppress(OSError):
                     sock.shutdown(socket.SHUT_RDWR)
+
+
+class UnixRelay(TcpRelay):
+    """Forwards the unix socket ``path`` to the unix socket ``target`` (a PostgreSQL
+    that listens on a socket only: certherd's URL names the relay's folder), with
+    :class:`TcpRelay`'s ``stop()``, ``start()`` and ``frozen``."""
+
+    def __init__(self, path: str, target: str) -> None:
+        super().__init__(("", 0))
+        self.path = path
+        self.socket_target = target
+
+    def start(self) -> UnixRelay:
+        import os
+
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.path)
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        listener.bind(self.path)
+        listener.listen(64)
+        self._listener = listener
+        threading.Thread(target=self._accept, args=(listener,), daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        import os
+
+        super().stop()
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.path)
+
+    def _connect(self) -> socket.socket:
+        upstream = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        upstream.settimeout(5)
+        upstream.connect(self.socket_target)
+        upstream.settimeout(None)
+        return upstream
 
 
 class HostileHttpServer:

@@ -91,6 +91,11 @@ class DaemonCalls:
                     f"the lease time {lease_ttl:g}s is too short: give at least "
                     f"{MIN_LEASE_TTL:g} seconds (a lease is renewed every third of it)"
                 )
+            # A database call may take a third of a lease at most: a node whose database
+            # hangs notices it while its leases still hold, never hangs with them.
+            deadline = getattr(fleet, "deadline", None)
+            if isinstance(deadline, float | int):
+                fleet.deadline = min(float(deadline), lease_ttl / 3)  # type: ignore[attr-defined]
             daemon = FleetNode(
                 self.manager,
                 fleet,

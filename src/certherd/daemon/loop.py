@@ -18,6 +18,7 @@ import datetime as dt
 import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 from certherd.daemon.metrics import LineageMetrics
 from certherd.errors import CertherdError
@@ -112,6 +113,11 @@ class Daemon:
                 failures=self.status.failures_total.get(name, 0),
                 last_success=state.last_success,
             )
+
+    def collectors(self) -> list[Any]:
+        """More ``prometheus_client`` collectors for ``/metrics`` (a fleet node's storage
+        health); none for a lone daemon."""
+        return []
 
     def health(self) -> str | None:
         """None when healthy; else why not (a lineage expired, or the last cycle failed)."""

@@ -91,7 +91,11 @@ class FleetNode(Daemon):
         self._changed = True
         """A live version or the desired state changed since the schedule was read."""
         self.storage_up: bool | None = None
+        """Whether the last round reached the storage (None: no round yet)."""
         self.storage_errors = 0
+        """Rounds that could not reach the storage, since start."""
+        self.storage_ok_at: float | None = None
+        """When a round last reached the storage (``time.time()``)."""
 
     @property
     def node(self) -> str:
@@ -153,6 +157,7 @@ class FleetNode(Daemon):
             log.error("node %s: %s", self.node, self.status.last_error)
             return self.min_sleep
         self._storage_back()
+        self.storage_ok_at = time.time()
         self.status.cycles += 1
         self.status.last_cycle = self.manager.clock.now()
         if due_in is None:
@@ -298,6 +303,11 @@ class FleetNode(Daemon):
             )
             for name, entry in rows.items()
         }
+
+    def collectors(self) -> list[Any]:
+        from certherd.daemon.fleetmetrics import StorageCollector
+
+        return [StorageCollector(self)]
 
     def _told(self, channel: str, lineage: str) -> None:
         """A notification: new desired state (claim now) or a live version (sync)."""

@@ -59,7 +59,9 @@ async def serve(
             from certherd.daemon.web import MetricsServer  # aiohttp: only when serving
 
             host, port = parse_listen_address(metrics, default_host="127.0.0.1")
-            server = MetricsServer(host, port, daemon.metrics, health=daemon.health)
+            server = MetricsServer(
+                host, port, daemon.metrics, health=daemon.health, collectors=daemon.collectors()
+            )
             await server.start()
             notice(f"metrics on http://{host or '*'}:{server.port}/metrics")
         notice(f"certherd daemon started ({where})")
