@@ -49,6 +49,7 @@ class DaemonCalls:
         self,
         *,
         metrics: str | None = None,
+        metrics_auth: Path | str | None = None,
         min_interval: float = 60.0,
         max_interval: float = 6 * 3600.0,
         on_cycle: Callable[[list[Outcome]], None] | None = None,
@@ -59,7 +60,9 @@ class DaemonCalls:
         """``certherd run``: renew each lineage when it is due until :meth:`stop`.
 
         Each cycle follows certherd.toml again. ``metrics``: ``[ADDR:]PORT`` for the
-        Prometheus ``/metrics`` and ``/health``. ``on_cycle`` gets each cycle's outcomes.
+        Prometheus ``/metrics``, ``/healthz`` and the status page (``/``);
+        ``metrics_auth``: a file of ``user:password`` lines (mode 0600) for HTTP basic
+        auth there. ``on_cycle`` gets each cycle's outcomes.
         With ``signals`` (main thread only), SIGTERM and SIGINT stop it and SIGHUP starts a
         cycle now.
 
@@ -121,6 +124,7 @@ class DaemonCalls:
             await serve(
                 daemon,
                 metrics=metrics,
+                metrics_auth=Path(metrics_auth) if metrics_auth is not None else None,
                 signals=signals,
                 notice=lambda text: self._emit("notice", text),
                 where=self._where(daemon),

@@ -66,6 +66,9 @@ SETTINGS: Mapping[str, Setting] = {
     "hook.command": Setting("--solver-hook TYPE=PROGRAM", "the hook solver's command"),
     "installer": Setting("--nginx", "installer"),
     "nginx_ctl": Setting("--nginx-ctl", "the nginx installer's ctl"),
+    # the daemon
+    "metrics": Setting("--metrics"),
+    "metrics_auth": Setting("--metrics-auth"),
     # installing the schedule
     "user": Setting("--user"),
 }

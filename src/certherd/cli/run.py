@@ -23,7 +23,15 @@ __all__ = ["run"]
     "--metrics",
     "metrics_address",
     metavar="ADDR:PORT",
-    help="Serve Prometheus /metrics and /health here (e.g. 127.0.0.1:9469).",
+    help="Serve Prometheus /metrics, /healthz and the status page (/) here (e.g. 127.0.0.1:9469).",
+)
+@click.option(
+    "--metrics-auth",
+    "metrics_auth",
+    metavar="FILE",
+    type=click.Path(dir_okay=False),
+    help="Ask for HTTP basic auth on --metrics (all but /healthz): user:password lines "
+    "in FILE, readable by its owner only.",
 )
 @click.option(
     "--min-interval",
@@ -58,6 +66,7 @@ __all__ = ["run"]
 def run(
     ctx: Context,
     metrics_address: str | None,
+    metrics_auth: str | None,
     min_interval: float,
     max_interval: float,
     node: str | None,
@@ -78,7 +87,20 @@ def run(
             check_name(node, "node name")
         except ConfigError as exc:
             raise click.BadParameter(str(exc), param_hint="--node") from None
-    run_async(_run(ctx, metrics_address, min_interval, max_interval, concurrency, node, lease_ttl))
+    if metrics_auth is not None and metrics_address is None:
+        raise click.UsageError("--metrics-auth guards the --metrics listener: give --metrics too")
+    run_async(
+        _run(
+            ctx,
+            metrics_address,
+            min_interval,
+            max_interval,
+            concurrency,
+            node,
+            lease_ttl,
+            metrics_auth=metrics_auth,
+        )
+    )
 
 
 async def _run(
@@ -89,6 +111,8 @@ async def _run(
     concurrency: int,
     node: str | None = None,
     lease_ttl: float = LEASE_TTL,
+    *,
+    metrics_auth: str | None = None,
 ) -> None:
     def tell(event: Event) -> None:
         if event.kind not in ("planned", "started", "finished"):  # the cycle reports those
@@ -108,6 +132,7 @@ async def _run(
     certherd = ctx.certherd(concurrency=concurrency, on_event=tell, node=node)
     await certherd.run(
         metrics=metrics_address,
+        metrics_auth=metrics_auth,
         min_interval=min_interval,
         max_interval=max_interval,
         on_cycle=report,

@@ -7,6 +7,7 @@ import asyncio
 import signal
 import threading
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from certherd.challenges.options import parse_listen_address
@@ -23,14 +24,18 @@ async def serve(
     daemon: Daemon,
     *,
     metrics: str | None = None,
+    metrics_auth: Path | None = None,
+    status_page: bool = True,
     signals: bool = True,
     notice: Callable[[str], None] = lambda text: None,
     where: str = "storage",
 ) -> None:
     """Run ``daemon`` until it is stopped.
 
-    ``metrics``: ``[ADDR:]PORT`` where Prometheus ``/metrics`` and ``/healthz`` are served
-    (127.0.0.1 when no address is given). With ``signals``, SIGTERM and SIGINT stop the
+    ``metrics``: ``[ADDR:]PORT`` where Prometheus ``/metrics``, ``/healthz`` and (with
+    ``status_page``) the status page are served (127.0.0.1 when no address is given);
+    ``metrics_auth``: a file of ``user:password`` lines, for HTTP basic auth there.
+    With ``signals``, SIGTERM and SIGINT stop the
     daemon and SIGHUP starts a cycle now; the handlers are removed when it returns.
     ``notice`` hears what a log should show; ``where`` names the storage in it.
     """
@@ -39,6 +44,11 @@ async def serve(
         raise ConfigError(
             "signals=True needs the main thread (only it receives signals): run the daemon "
             "there, or pass signals=False and stop it by calling stop()"
+        )
+    if metrics_auth is not None and not metrics:
+        raise ConfigError(
+            "{metrics_auth} guards the metrics listener: give {metrics} too",
+            settings=("metrics_auth", "metrics"),
         )
     before, after = raise_open_file_limit()
     if after != before:
@@ -56,14 +66,27 @@ async def serve(
     server: MetricsServer | None = None
     try:
         if metrics:
+            from certherd.daemon.page import BasicAuth, read_users
+            from certherd.daemon.status import StatusSource
             from certherd.daemon.web import MetricsServer  # aiohttp: only when serving
 
             host, port = parse_listen_address(metrics, default_host="127.0.0.1")
+            auth = BasicAuth(read_users(metrics_auth)) if metrics_auth is not None else None
             server = MetricsServer(
-                host, port, daemon.metrics, health=daemon.health, collectors=daemon.collectors()
+                host,
+                port,
+                daemon.metrics,
+                health=daemon.health,
+                collectors=daemon.collectors(),
+                status=StatusSource(daemon) if status_page else None,
+                auth=auth,
             )
             await server.start()
-            notice(f"metrics on http://{host or '*'}:{server.port}/metrics")
+            shown = f"http://{host or '*'}:{server.port}"
+            notice(
+                f"metrics on {shown}/metrics"
+                + (f", status page on {shown}/" if status_page else "")
+            )
         notice(f"certherd daemon started ({where})")
         await daemon.run()
     finally:

@@ -1,5 +1,6 @@
 """The daemon's HTTP surface on aiohttp: ``/metrics``, ``/healthz`` (and its old name
-``/health``), bounded by :mod:`certherd.daemon.guard`.
+``/health``), the status page (:mod:`certherd.daemon.page`), bounded by
+:mod:`certherd.daemon.guard`.
 
 Only ``GET`` and ``HEAD`` are known; each connection carries one request and is closed
 after its answer (``Connection: close``), so the guard's head deadline covers every
@@ -30,6 +31,9 @@ from certherd.errors import ConfigError, safe_text
 
 if TYPE_CHECKING:
     from prometheus_client.registry import Collector
+
+    from certherd.daemon.page import BasicAuth
+    from certherd.daemon.status import StatusSource
 
 __all__ = ["HEAD_TIMEOUT", "MAX_CONNECTIONS", "WRITE_TIMEOUT", "MetricsServer"]
 
@@ -95,7 +99,9 @@ class MetricsServer:
     block (read state kept in memory). ``collectors`` are more ``prometheus_client``
     collectors written after certherd's own (same rule: quick, never blocking). ``health``
     (optional) returns None when healthy or the reason for a 503. An exception in any of
-    them is answered with 500 / 503, never raised. ``max_connections``, ``read_timeout``
+    them is answered with 500 / 503, never raised. ``status``: serve the status page
+    (:mod:`certherd.daemon.page`) from this source; ``auth``: ask every path but the
+    health checks for HTTP basic auth. ``max_connections``, ``read_timeout``
     (for the whole request head) and ``write_timeout`` bound what clients can hold (see
     :mod:`certherd.daemon.guard`); :attr:`refused` counts connections turned away at the
     cap. Port 0 picks a free port; :attr:`port` tells which once started. Not reentrant:
@@ -110,6 +116,8 @@ class MetricsServer:
         *,
         health: HealthCheck | None = None,
         collectors: Iterable[Collector] = (),
+        status: StatusSource | None = None,
+        auth: BasicAuth | None = None,
         read_timeout: float = HEAD_TIMEOUT,
         write_timeout: float = WRITE_TIMEOUT,
         max_connections: int = MAX_CONNECTIONS,
@@ -120,7 +128,12 @@ class MetricsServer:
         self._limits = GuardLimits(max_connections, read_timeout, write_timeout)
         own = LineageCollector(collect, refused=lambda: self._limits.refused)
         self._registry = registry_of([own, *collectors])
-        self._app = web.Application(middlewares=[_bounded], handler_args={"lingering_time": 0})
+        middlewares = [_bounded] if auth is None else [_bounded, auth.middleware]
+        self._app = web.Application(middlewares=middlewares, handler_args={"lingering_time": 0})
+        if status is not None:
+            from certherd.daemon.page import add_status_page
+
+            add_status_page(self._app, status)
         self._app.router.add_get("/metrics", self._metrics)
         self._app.router.add_get("/healthz", self._healthz)
         self._app.router.add_get("/health", self._healthz)
