@@ -58,7 +58,7 @@ class _ClientFaults(logging.Filter):
         return False
 
 
-_aiohttp_log = logging.getLogger(f"{__name__}.requests")
+_aiohttp_log = log.getChild("requests")
 _aiohttp_log.addFilter(_ClientFaults())
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
