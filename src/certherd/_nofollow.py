@@ -228,7 +228,9 @@ def untrusted_reason(path: str | os.PathLike[str]) -> str | None:
     writable by group or others; if it does not exist yet, whoever may write its nearest
     existing parent could make it first. The answer is a phrase for an error message.
     """
-    text = os.path.join(os.getcwd(), os.fspath(path))
+    text = os.fspath(path)
+    if not os.path.isabs(text):  # getcwd fails once the working folder is removed
+        text = os.path.join(os.getcwd(), text)
     pending = _components(text)
     flags = _WALK_FLAGS
     fd = os.open("/", flags)
