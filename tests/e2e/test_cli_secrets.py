@@ -166,7 +166,7 @@ def _daemon(runner: Certherd) -> tuple[list[str], Result]:
         try:
             served = [
                 httpx.get(base + page, timeout=2, trust_env=False).text
-                for page in ("/metrics", "/health", "/")
+                for page in ("/metrics", "/health", "/", "/status.json")
             ]
         except httpx.HTTPError:
             served = []

@@ -3,6 +3,7 @@ auth file's checks, and the credential check."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import datetime as dt
 import json
@@ -111,3 +112,58 @@ def test_basic_auth_checks_user_and_password() -> None:
         "Bearer abc",
     ):
         assert not auth.allows(bad), bad
+
+
+class _Manager:
+    """What StatusSource reads of a Manager; counts how often storage is listed."""
+
+    def __init__(self) -> None:
+        from fakes import FakeClock
+
+        from certherd.storage import MemoryStorage
+
+        self.clock = FakeClock()
+        self.storage = MemoryStorage()
+        self.listed = 0
+        self.gate: asyncio.Event | None = None
+
+    async def lineages(self) -> list[str]:
+        self.listed += 1
+        if self.gate is not None:
+            await self.gate.wait()
+        return ["example.com"]
+
+    async def load(self, name: str) -> tuple[LineageSettings, LineageState]:
+        return settings(), state()
+
+
+class _Daemon:
+    def __init__(self) -> None:
+        from certherd.daemon.loop import DaemonStatus
+
+        self.manager = _Manager()
+        self.status = DaemonStatus()
+
+    def health(self) -> str | None:
+        return None
+
+
+async def test_storage_is_read_at_most_every_few_seconds_whatever_the_viewers() -> None:
+    from certherd.daemon.status import FRESH_FOR, StatusSource
+
+    now = [100.0]
+    daemon = _Daemon()
+    source = StatusSource(daemon, monotonic=lambda: now[0])  # type: ignore[arg-type]
+    daemon.manager.gate = asyncio.Event()
+    viewers = [asyncio.ensure_future(source.document()) for _ in range(20)]
+    await asyncio.sleep(0)
+    daemon.manager.gate.set()
+    documents = await asyncio.gather(*viewers)
+    assert daemon.manager.listed == 1  # twenty viewers at once: one read
+    assert documents[0]["lineages"][0]["name"] == "example.com"
+    assert documents[0]["healthy"] is True
+    await source.document()
+    assert daemon.manager.listed == 1  # still fresh
+    now[0] += FRESH_FOR
+    await source.document()
+    assert daemon.manager.listed == 2
