@@ -94,3 +94,30 @@ def wait_all_live(nodes: list[Certherd], names: set[str], timeout: float) -> Non
             timeout,
             f"every lineage live under {node.config_dir}",
         )
+
+
+def hold_first_present(hook: Path, folder: Path) -> tuple[Path, Path, Path]:
+    """Make the first ``present`` of ``hook`` stop: it writes its pid to ``said`` and
+    waits until ``go`` exists (forever if it never does); later calls work at once.
+    Returns (armed flag, said, go); the flag is armed already."""
+    flag, said, go = folder / "hold-once", folder / "holding", folder / "go"
+    original = hook.read_text().splitlines()
+    hook.write_text(
+        "\n".join(
+            [
+                original[0],
+                "import os, pathlib, sys, time",
+                f"flag, said = pathlib.Path({str(flag)!r}), pathlib.Path({str(said)!r})",
+                f"go = pathlib.Path({str(go)!r})",
+                "if sys.argv[1] == 'present' and flag.exists():",
+                "    flag.unlink()",
+                "    said.write_text(str(os.getpid()))",
+                "    while not go.exists():",
+                "        time.sleep(0.05)",
+                *original[1:],
+            ]
+        )
+        + "\n"
+    )
+    flag.touch()
+    return flag, said, go

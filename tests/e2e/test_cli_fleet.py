@@ -4,7 +4,10 @@ hooks for each new version, and every lineage is finalized exactly once (Pebble'
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import signal
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,12 +19,15 @@ from fleet_helpers import (
     dns_hook,
     finalized,
     fleet_config,
+    hold_first_present,
     live_names,
     start_node,
     wait_all_live,
 )
 from tests.servers.postgres import PostgresServer
 
+from certherd.storage.base import Lease
+from certherd.storage.postgresql import PostgresStorage
 from certherd.testing.pebble import PebbleServer
 
 PebbleFactory = object
@@ -106,3 +112,93 @@ def test_renew_with_a_schedule_reads_it_not_an_index_of_every_lineage(
     assert "index.json" not in keys
     # The other host got its live files from that renew (the schedule's live versions).
     assert live_names(nodes[1].config_dir) == set(names)
+
+
+def test_a_node_taking_over_from_a_killed_one_resumes_its_order(
+    nodes: list[Certherd], fleet_pebble: PebbleServer, postgres: PostgresServer, tmp_path: Path
+) -> None:
+    """Exactly once (issue 12 item 4): node A places the order (its URL is stored before
+    any challenge or finalize) and is killed -9 while answering the challenge; node B
+    claims the lineage when A's lease runs out and resumes that very order: one order
+    and one finalize at the CA for the lineage."""
+    url = postgres.url(postgres.database())
+    hook = dns_hook(fleet_pebble, tmp_path)
+    _, hanging, _ = hold_first_present(hook, tmp_path)
+    name = "takeover.fleet.test"
+    (nodes[0].config_dir / "certherd.toml").write_text(fleet_config(fleet_pebble, hook, [name]))
+    nodes[0]("--storage", url, "apply", "--defer")
+    orders, finalizes = fleet_pebble.orders_created(), finalized(fleet_pebble)
+    first = start_node(nodes[0], url, "a", "--lease-ttl", "3", "--max-interval", "1")
+    wait_until(hanging.exists, 60, "node a answering the challenge")
+    first.process.kill()  # kill -9 while it holds the lineage's lease and its open order
+    first.process.wait()
+    import os
+
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(int(hanging.read_text()), signal.SIGKILL)
+    assert fleet_pebble.orders_created() == orders + 1
+    assert finalized(fleet_pebble) == finalizes
+    second = start_node(nodes[1], url, "b", "--lease-ttl", "3", "--max-interval", "1")
+    wait_all_live([nodes[1]], {name}, 60)
+    assert fleet_pebble.orders_created() == orders + 1  # resumed, not placed again
+    assert finalized(fleet_pebble) == finalizes + 1
+    assert "resum" in second.stderr_so_far()
+    shown = nodes[1]("--json", "--storage", url, "show", name).json()
+    assert shown["obtained_by"] == "b"
+    second.process.send_signal(signal.SIGTERM)
+    assert second.wait(timeout=30).code == 0
+
+
+def test_a_node_paused_past_its_lease_never_finalizes_the_order_taken_over(
+    nodes: list[Certherd], fleet_pebble: PebbleServer, postgres: PostgresServer, tmp_path: Path
+) -> None:
+    """Node A is SIGSTOPped while answering the challenge, past its lease, and the lease
+    is granted to another holder (here the test) before A wakes. A goes on where it was
+    (its challenge is still pending: it answers it); right before finalize its lease is
+    checked with a fenced write, so it sends no finalize for an order it no longer owns.
+    Node B then takes the lineage over, resumes that order and finalizes it once."""
+    url = postgres.url(postgres.database())
+    hook = dns_hook(fleet_pebble, tmp_path)
+    _, holding, go = hold_first_present(hook, tmp_path)
+    name = "paused.fleet.test"
+    (nodes[0].config_dir / "certherd.toml").write_text(fleet_config(fleet_pebble, hook, [name]))
+    nodes[0]("--storage", url, "apply", "--defer")
+    orders, finalizes = fleet_pebble.orders_created(), finalized(fleet_pebble)
+    first = start_node(nodes[0], url, "a", "--lease-ttl", "3", "--max-interval", "1")
+    wait_until(holding.exists, 60, "node a answering the challenge")
+    first.process.send_signal(signal.SIGSTOP)
+    try:
+        time.sleep(3.5)  # past node a's lease
+        taken = asyncio.run(_take(url, name))  # the next holder: a higher token
+    finally:
+        first.process.send_signal(signal.SIGCONT)
+    go.touch()  # node a's hook returns: it answers the challenge and comes to finalize
+    wait_until(lambda: "renewal failed" in first.stderr_so_far(), 30, "node a to give up")
+    assert "refused a write" in first.stderr_so_far()
+    assert finalized(fleet_pebble) == finalizes  # a did not finalize
+    asyncio.run(_give_back(url, taken))
+    second = start_node(nodes[1], url, "b", "--lease-ttl", "3", "--max-interval", "1")
+    wait_all_live([nodes[1]], {name}, 60)
+    assert fleet_pebble.orders_created() == orders + 1  # b resumed a's order
+    assert finalized(fleet_pebble) == finalizes + 1
+    wait_all_live([nodes[0]], {name}, 30)  # a's host still gets the live files
+    for process in (first, second):
+        process.process.send_signal(signal.SIGTERM)
+    for process in (first, second):
+        assert process.wait(timeout=30).code == 0
+
+
+async def _take(url: str, name: str) -> Lease:
+    store = PostgresStorage(url)
+    try:
+        return await store.acquire(name, ttl=60, wait=10)
+    finally:
+        await store.aclose()
+
+
+async def _give_back(url: str, lease: Lease) -> None:
+    store = PostgresStorage(url)
+    try:
+        await store.release(lease)
+    finally:
+        await store.aclose()

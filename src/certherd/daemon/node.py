@@ -228,8 +228,9 @@ class FleetNode(Daemon):
             async with holding(self.manager.storage, name, ttl=self.lease_ttl, granted=lease):
                 outcome = await self.manager.renew_one(name)
                 # Scheduled from the state it left, under its lease (never sooner than
-                # min_sleep: a check that changed nothing is not repeated in a loop).
-                await self.fleet.settle(name, floor=self.min_sleep)
+                # min_sleep: a check that changed nothing is not repeated in a loop); a
+                # node that lost the lease leaves the schedule to the new holder.
+                await self.fleet.settle(name, floor=self.min_sleep, fence=lease)
             if outcome.failed:
                 self.status.failures_total[name] = self.status.failures_total.get(name, 0) + 1
             if outcome.action in ("issued", "renewed") and outcome.version is not None:

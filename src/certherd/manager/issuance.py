@@ -232,8 +232,18 @@ class Issuer:
             order, key, state = await self._open_or_place(
                 client, settings, state, identifiers, ca.directory_url, replaces=replaces
             )
+            opened = state
+
+            async def still_holding() -> None:
+                """A fenced write of the state: FencedError (no finalize) if the lineage
+                was granted to another holder since (this one was paused past its lease)."""
+                if held_lease(name) is not None:
+                    await opened.save(self.storage)
+
             try:
-                order, _ = await complete_order(client, order, identifiers, solvers, key)
+                order, _ = await complete_order(
+                    client, order, identifiers, solvers, key, before_finalize=still_holding
+                )
             except PollDeferredError as deferred:
                 return await self._wait_on_ca(settings, state, deferred, save_settings)
             except (OrderFailedError, ProblemError) as exc:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
-from collections.abc import Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import Any, overload
 
@@ -202,10 +202,14 @@ async def complete_order(
     identifiers: Sequence[Identifier],
     solvers: Sequence[Solver] | SolverChoice,
     key: PrivateKey | x509.CertificateSigningRequest,
+    *,
+    before_finalize: Callable[[], Awaitable[object]] | None = None,
 ) -> tuple[Order, int]:
     """Take ``order`` from whatever status it is in to ``valid`` (RFC 8555 §7.4): prove
     the pending authorizations, finalize with a CSR for ``key`` (or ``key`` itself when
-    it is a CSR already), wait while processing.
+    it is a CSR already), wait while processing. ``before_finalize`` is awaited right
+    before the finalize request and may raise to stop it (a holder that lost its lease
+    while proving must not finalize an order the next holder now works on).
 
     Returns the valid order and how many authorizations were valid already. A wait the
     CA asks to be longer than this run allows ends in PollDeferredError (from the
@@ -239,6 +243,8 @@ async def complete_order(
                 ip_addresses=[i.value for i in identifiers if i.type == "ip"],
             )
         )
+        if before_finalize is not None:
+            await before_finalize()
         log.info("order %s: finalizing", order.url)
         order = await client.finalize(order, csr)
     elif order.status is Status.PROCESSING:

@@ -83,9 +83,12 @@ class Fleet(Protocol):
         not held back: their leases (``ttl`` seconds), granted in one statement."""
         ...
 
-    async def settle(self, lineage: str, *, floor: float) -> dt.datetime | None:
+    async def settle(
+        self, lineage: str, *, floor: float, fence: Lease | None = None
+    ) -> dt.datetime | None:
         """Schedule ``lineage`` from its state, at least ``floor`` seconds from now; the
-        moment (None: no such lineage)."""
+        moment (None: no such lineage, or ``fence`` given and its name granted again
+        since: a holder that lost the lineage leaves its schedule to the next one)."""
         ...
 
     async def schedule(self, lineages: list[str] | None = None) -> dict[str, ScheduleEntry]:

@@ -114,15 +114,25 @@ class PostgresFleet:
             claimed.append(lease)
         return claimed
 
-    async def settle(self, lineage: str, *, floor: float) -> dt.datetime | None:
+    async def settle(
+        self, lineage: str, *, floor: float, fence: Lease | None = None
+    ) -> dt.datetime | None:
         async def work(connection: Any) -> Any:
             cursor = await connection.execute(
                 "UPDATE certherd_schedule s SET due = greatest("
                 " coalesce((SELECT certherd_due(v.data) FROM certherd_values v"
                 "  WHERE v.key = %(state)s), now()),"
                 " now() + %(floor)s * interval '1 second')"
-                " WHERE s.lineage = %(lineage)s RETURNING due",
-                {"state": state_file(lineage), "floor": max(floor, 0.0), "lineage": lineage},
+                " WHERE s.lineage = %(lineage)s AND (%(token)s::bigint IS NULL OR NOT EXISTS"
+                "  (SELECT 1 FROM certherd_leases l WHERE l.name = s.lineage"
+                "   AND l.token > %(token)s::bigint))"
+                " RETURNING due",
+                {
+                    "state": state_file(lineage),
+                    "floor": max(floor, 0.0),
+                    "lineage": lineage,
+                    "token": fence.token if fence is not None else None,
+                },
             )
             return await cursor.fetchone()
 
