@@ -96,3 +96,43 @@ def test_installer_options_are_checked() -> None:
         installer_for(InstallerSettings("nginx", (("https_port", "x"),)))
     with pytest.raises(ConfigError, match="unknown nginx installer option 'listen'"):
         installer_for(InstallerSettings("nginx", (("listen", "80"),)))
+
+
+def test_certherd_toml_haproxy_installer(tmp_path: Path) -> None:
+    """``kind = "haproxy"``: its own options; it proves no name, so the certificate
+    needs a solver of its own (or the file's defaults)."""
+    from certherd.install.haproxy.installer import HaproxyInstaller
+
+    path = config(
+        tmp_path,
+        """
+        [[certificate]]
+        domains = ["lb.example.org"]
+        solver = "http"
+        installer = { kind = "haproxy", crt_dir = "/srv/certs", socket = "/run/hap.sock", https_port = 8443 }
+        """,  # noqa: E501
+    )
+    (lb,) = load_config_file(path).certificates
+    assert lb.installer == InstallerSettings(
+        "haproxy",
+        (
+            ("config", "/etc/haproxy/haproxy.cfg"),
+            ("crt_dir", "/srv/certs"),
+            ("ctl", "haproxy"),
+            ("https_port", "8443"),
+            ("socket", "/run/hap.sock"),
+        ),
+    )
+    assert lb.solvers == (SolverSpec("http"),)
+    assert installer_for(lb.installer) == HaproxyInstaller(
+        Path("/etc/haproxy/haproxy.cfg"), Path("/srv/certs"), Path("/run/hap.sock"), "haproxy", 8443
+    )
+    bad = config(
+        tmp_path,
+        '[[certificate]]\ndomains = ["a.example.org"]\nsolver = "http"\n'
+        'installer = { kind = "haproxy", server_root = "/etc/nginx" }\n',
+    )
+    with pytest.raises(ConfigError, match="server_root"):
+        load_config_file(bad)
+    with pytest.raises(ConfigError, match="unknown haproxy installer option 'redirect'"):
+        installer_for(InstallerSettings("haproxy", (("redirect", "true"),)))

@@ -97,12 +97,16 @@ async def uninstall_lineage(storage: Storage, settings: LineageSettings) -> bool
     return removed
 
 
-async def after_deploy(settings: LineageSettings) -> list[str]:
-    """Reload the lineage's web server after a new version (config tested first)."""
+async def after_deploy(settings: LineageSettings, live: Path | None = None) -> list[str]:
+    """Reload (or hot-swap) the lineage's web server after a new version (config tested
+    first); ``live``: the folder of its live files on this host."""
     if settings.installer is None:
         return []
+    certificate = key = None
+    if live is not None:
+        certificate, key = live / "fullchain.pem", live / "privkey.pem"
     try:
-        await _installer(settings.installer).after_renewal()
+        await _installer(settings.installer).after_renewal(settings.name, certificate, key)
     except CertherdError as exc:
         return [f"{settings.installer.kind} installer: {safe_text(exc, 400)}"]
     return []

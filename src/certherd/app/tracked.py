@@ -37,8 +37,11 @@ class TrackedManager(Manager):
 
     async def _after_deploy(self, settings: Any) -> list[str]:
         from certherd.app.installing import after_deploy
+        from certherd.storage.base import LocalPaths
 
-        return await after_deploy(settings)
+        local = isinstance(self.storage, LocalPaths)
+        live = self.storage.live_dir(settings.name) if local else None  # type: ignore[attr-defined]
+        return await after_deploy(settings, live)
 
     async def renew_one(self, name: str, *, force: bool = False, dry_run: bool = False) -> Outcome:
         self._started(name)

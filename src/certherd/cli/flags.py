@@ -64,8 +64,11 @@ SETTINGS: Mapping[str, Setting] = {
     "webroot.path": Setting("--webroot DIR", "the webroot solver's path"),
     "dns.provider": Setting("--dns PROVIDER", "the dns solver's provider"),
     "hook.command": Setting("--solver-hook TYPE=PROGRAM", "the hook solver's command"),
-    "installer": Setting("--nginx", "installer"),
+    "installer": Setting("--nginx or --haproxy", "installer"),
     "nginx_ctl": Setting("--nginx-ctl", "the nginx installer's ctl"),
+    "haproxy_config": Setting("--haproxy-config", "the haproxy installer's config"),
+    "haproxy_socket": Setting("--haproxy-socket", "the haproxy installer's socket"),
+    "haproxy_crt_dir": Setting("--haproxy-crt-dir", "the haproxy installer's crt_dir"),
     # the daemon
     "metrics": Setting("--metrics"),
     "metrics_auth": Setting("--metrics-auth"),

@@ -37,6 +37,27 @@ def installer_options(command: Any) -> Any:
             help="The port the installer serves HTTPS on (default 443).",
         ),
         click.option("--redirect", is_flag=True, help="Redirect HTTP to HTTPS."),
+        click.option(
+            "--haproxy",
+            is_flag=True,
+            help="Serve the certificate from HAProxy's crt dir; renewals are hot-swapped "
+            "through its runtime API (docs/installers.md).",
+        ),
+        click.option(
+            "--haproxy-config",
+            metavar="FILE",
+            help="HAProxy's config (default /etc/haproxy/haproxy.cfg).",
+        ),
+        click.option(
+            "--haproxy-socket",
+            metavar="PATH",
+            help="HAProxy's runtime API socket (default: the config's stats socket).",
+        ),
+        click.option(
+            "--haproxy-crt-dir",
+            metavar="DIR",
+            help="The folder HAProxy loads certificates from (default /etc/haproxy/certs).",
+        ),
     ]
     for option in reversed(options):
         command = option(command)
@@ -48,11 +69,18 @@ def installer_settings(params: dict[str, Any]) -> Any:
     from certherd.errors import ConfigError
     from certherd.settings import InstallerSettings
 
+    haproxy = _haproxy_settings(params)
     nginx = params.pop("nginx", False)
     root = params.pop("nginx_server_root", None)
     ctl = params.pop("nginx_ctl", None)
     port = params.pop("https_port", None)
     redirect = params.pop("redirect", False)
+    if haproxy is not None:
+        if nginx or root or ctl or redirect:
+            raise ConfigError("--haproxy takes no --nginx options: give one web server")
+        if port is not None:
+            haproxy.update(https_port=str(port))
+        return InstallerSettings("haproxy", tuple(sorted(haproxy.items())))
     if not nginx:
         if root or ctl or port is not None or redirect:
             raise ConfigError(
@@ -69,10 +97,37 @@ def installer_settings(params: dict[str, Any]) -> Any:
     return InstallerSettings("nginx", tuple(sorted(options.items())))
 
 
+def _haproxy_settings(params: dict[str, Any]) -> dict[str, str] | None:
+    """The haproxy installer's options from its flags (popped), or None without --haproxy."""
+    from certherd.errors import ConfigError
+
+    haproxy = params.pop("haproxy", False)
+    paths = {
+        "config": params.pop("haproxy_config", None),
+        "socket": params.pop("haproxy_socket", None),
+        "crt_dir": params.pop("haproxy_crt_dir", None),
+    }
+    if not haproxy:
+        if any(paths.values()):
+            raise ConfigError(
+                "--haproxy-config, --haproxy-socket and --haproxy-crt-dir need --haproxy"
+            )
+        return None
+    defaults = {"config": "/etc/haproxy/haproxy.cfg", "crt_dir": "/etc/haproxy/certs", "socket": ""}
+    # Absolute: renewals (the daemon, a timer) run from another folder.
+    options = {
+        key: os.path.abspath(value) if value else defaults[key] for key, value in paths.items()
+    }
+    return {**options, "ctl": "haproxy", "https_port": "443"}
+
+
 def installer_solver(installer: Any) -> Any:
-    """The ``nginx`` solver matching the installer (same server root and ctl)."""
+    """The solver matching the installer: ``nginx`` (same server root and ctl); None for
+    HAProxy, which does not answer http-01 (the names need a solver of their own)."""
     from certherd.challenges.options import solver_spec
 
+    if installer.kind != "nginx":
+        return None
     options = dict(installer.options)
     return solver_spec(
         "nginx", {"server_root": options["server_root"], "ctl": options["ctl"]}, strict=False
@@ -84,8 +139,8 @@ def installer_solver(installer: Any) -> Any:
 @installer_options
 @pass_context
 def install(ctx: Context, /, name: str, **params: Any) -> None:
-    """Serve lineage NAME's certificate through a web server (--nginx; without it,
-    the one in the lineage's settings); renewals then reload it."""
+    """Serve lineage NAME's certificate through a web server (--nginx, --haproxy;
+    without one, the one in the lineage's settings); renewals then reload it."""
     run_async(_install(ctx, name, installer_settings(params)))
 
 

@@ -212,7 +212,7 @@ def solver_specs(
     if not specs:
         raise ConfigError(
             "say how to prove the names: --http, --webroot DIR, --tls-alpn, --dns PROVIDER "
-            "or --nginx"
+            "or --nginx (--haproxy serves the certificate, it proves no name)"
         )
     return tuple(specs)
 
@@ -230,7 +230,8 @@ def issue_settings(params: dict[str, Any]) -> Any:
     lineage = params.pop("lineage", None)
     ca = ca_settings(params)
     installer = installer_settings(params)
-    first = (installer_solver(installer),) if installer is not None else ()
+    solver = installer_solver(installer) if installer is not None else None
+    first = (solver,) if solver is not None else ()
     return LineageSettings(
         name=check_name(lineage) if lineage else lineage_for(names[0]),
         names=names,

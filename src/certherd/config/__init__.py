@@ -421,8 +421,9 @@ def load_config_file(path: Path) -> ConfigFile:
             LineageSettings(
                 name=lineage,
                 names=domains,
-                solvers=(installer_solver(entry.installer),)
+                solvers=(solver,)
                 if entry.installer is not None
+                and (solver := installer_solver(entry.installer)) is not None
                 and (entry.solver, entry.solvers, entry.solver_options) == (None, None, None)
                 else loader.solvers(entry, block),
                 installer=installer_settings(entry.installer),

@@ -1,5 +1,5 @@
-"""What a web-server installer does, whatever the server (nginx today; Apache and
-HAProxy fit the same shape: issue 13).
+"""What a web-server installer does, whatever the server (nginx, HAProxy; Apache fits
+the same shape: issue 13).
 
 An installer is built from a lineage's :class:`~certherd.settings.InstallerSettings`
 (:func:`installer_for`) and:
@@ -11,7 +11,8 @@ An installer is built from a lineage's :class:`~certherd.settings.InstallerSetti
   server while an order is under way (the ``nginx`` solver kind calls them);
 - ``install(lineage, names, certificate, key)``: serves the lineage's ``live/`` files
   over TLS for its names; ``uninstall(lineage)`` takes that away again;
-- ``after_renewal()``: a new version is live: reload gracefully (or hot-swap).
+- ``after_renewal(lineage, certificate, key)``: a new version of those live files is
+  live: reload gracefully (nginx) or hot-swap it (HAProxy's runtime API).
 
 Every change is tested with the server's own config test and undone byte for byte when
 it fails.
@@ -30,7 +31,7 @@ if TYPE_CHECKING:
 
 __all__ = ["INSTALLER_KINDS", "Installer", "installer_for"]
 
-INSTALLER_KINDS = ("nginx",)
+INSTALLER_KINDS = ("nginx", "haproxy")
 
 
 class Installer(Protocol):
@@ -50,7 +51,9 @@ class Installer(Protocol):
 
     async def uninstall(self, lineage: str) -> bool: ...
 
-    async def after_renewal(self) -> None: ...
+    async def after_renewal(
+        self, lineage: str = "", certificate: Path | None = None, key: Path | None = None
+    ) -> None: ...
 
 
 def installer_for(settings: InstallerSettings) -> Installer:
@@ -78,6 +81,33 @@ def installer_for(settings: InstallerSettings) -> Installer:
                 "ctl, https_port, redirect"
             )
         return installer
+    if settings.kind == "haproxy":
+        return _haproxy(options)
     raise ConfigError(
         f"unknown installer kind {settings.kind!r}: use one of {', '.join(INSTALLER_KINDS)}"
     )
+
+
+def _haproxy(options: dict[str, str]) -> Installer:
+    from certherd.install.haproxy.installer import HaproxyInstaller
+
+    try:
+        port = int(options.pop("https_port", "443"))
+    except ValueError:
+        raise ConfigError("installer https_port must be a port number") from None
+    if not 0 < port < 65536:
+        raise ConfigError(f"installer https_port {port} is not a port (1-65535)")
+    socket = options.pop("socket", "")
+    installer = HaproxyInstaller(
+        Path(options.pop("config", "/etc/haproxy/haproxy.cfg")),
+        Path(options.pop("crt_dir", "/etc/haproxy/certs")),
+        Path(socket) if socket else None,
+        options.pop("ctl", "haproxy"),
+        port,
+    )
+    if options:
+        raise ConfigError(
+            f"unknown haproxy installer option {sorted(options)[0]!r}: use config, crt_dir, "
+            "socket, ctl, https_port"
+        )
+    return installer

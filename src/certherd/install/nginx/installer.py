@@ -307,8 +307,11 @@ class NginxInstaller:
             ]
         return "\n".join(lines) + "\n"
 
-    async def after_renewal(self) -> None:
-        """A new version is live under ``live/``: test, then reload gracefully."""
+    async def after_renewal(
+        self, lineage: str = "", certificate: Path | None = None, key: Path | None = None
+    ) -> None:
+        """A new version is live under ``live/`` (nginx reads the files named in its
+        config, so the arguments are not needed): test, then reload gracefully."""
         async with self._locked():
             await apply_changes(self.control, self.owned, {})
 

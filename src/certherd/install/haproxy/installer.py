@@ -1,0 +1,352 @@
+"""The HAProxy installer: a lineage's certificate served from a ``crt`` directory,
+renewals hot-swapped through the runtime API, no reload.
+
+What certherd writes:
+
+- ``CRT_DIR/NAME.pem``: the lineage's full chain and private key in one file (mode
+  0600; HAProxy reads it as root), what ``bind ... ssl crt CRT_DIR/`` loads;
+- the first time, when no ``bind`` of the config loads ``CRT_DIR`` yet (an empty crt
+  directory fails HAProxy's own test, so a fresh config cannot have that line before the
+  first certificate exists): one line ``bind ADDR:HTTPS_PORT ssl crt CRT_DIR/`` in the
+  one HTTP frontend that binds plain HTTP, after its last ``bind`` and marked
+  ``# certherd: ...``; taken away again with the last certificate;
+- ``CONFIG_DIR/certherd/backup/``: a copy of each file before each change.
+
+Every change: HAProxy's own test before (a config failing it is refused, nothing
+changes), the files written atomically (temp + fsync + rename: the temporary file is a
+dot file, which HAProxy's directory loading skips), the test again (every file back to
+its previous bytes when it fails, with HAProxy's own message), then the running HAProxy
+is told: through the runtime socket (``set ssl cert`` + ``commit ssl cert``; a new file
+also ``new ssl cert`` and ``add ssl crt-list``), or, without a socket and for a new
+``bind`` line, a graceful master-worker reload (:mod:`.control`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import os
+import re
+from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from certherd._nofollow import untrusted_reason
+from certherd.errors import ConfigError, InstallError
+from certherd.install.haproxy.config import HaproxyConfig, Section, read_config
+from certherd.install.haproxy.control import HaproxyControl, RuntimeApi
+from certherd.install.haproxy.files import backup, restore, write_file
+from certherd.storage.layout import check_name
+
+__all__ = ["HaproxyInstaller"]
+
+MARK = "# certherd:"
+LOCK_WAIT = 120.0
+"""How long to wait for another certherd process changing the same HAProxy (seconds)."""
+_SAFE_PATH = re.compile(r"[A-Za-z0-9._/+@=,-]+")
+
+
+@dataclass(frozen=True)
+class HaproxyInstaller:
+    """HAProxy with ``config``, serving certificates from ``crt_dir``; ``socket``: its
+    runtime API (empty: the config's ``stats socket ... level admin``, else none)."""
+
+    config: Path = Path("/etc/haproxy/haproxy.cfg")
+    crt_dir: Path = Path("/etc/haproxy/certs")
+    socket: Path | None = None
+    ctl: str = "haproxy"
+    https_port: int = 443
+
+    kind = "haproxy"
+
+    def pem(self, lineage: str) -> Path:
+        return self.crt_dir / f"{check_name(lineage)}.pem"
+
+    # -- what the config says --------------------------------------------------------------
+
+    def _read(self) -> HaproxyConfig:
+        return read_config(self.config)
+
+    def _control(self, config: HaproxyConfig) -> HaproxyControl:
+        pidfile = Path(config.pidfile or "/run/haproxy.pid")
+        return HaproxyControl(self.ctl, self.config, pidfile, config.master_worker)
+
+    def _runtime(self, config: HaproxyConfig) -> RuntimeApi | None:
+        """The runtime API to use: the socket given (ConfigError when it is not one),
+        else the config's first ``level admin`` UNIX socket that exists, else None."""
+        if self.socket is not None:
+            api = RuntimeApi(self.socket)
+            problem = api.problem()
+            if problem is not None:
+                raise ConfigError(
+                    f"{problem}: give the path of HAProxy's `stats socket` ({{haproxy_socket}})",
+                    settings=("haproxy_socket",),
+                )
+            return api
+        for path, admin in config.stats_sockets():
+            if admin and RuntimeApi(Path(path)).problem() is None:
+                return RuntimeApi(Path(path))
+        return None
+
+    def _crt_dir_text(self) -> str:
+        text = os.path.normpath(str(self.crt_dir))
+        if not self.crt_dir.is_absolute() or not _SAFE_PATH.fullmatch(text):
+            raise ConfigError(
+                f"the HAProxy crt dir {text!r} must be an absolute path of letters, digits "
+                "and ._/+@=,- ({haproxy_crt_dir})",
+                settings=("haproxy_crt_dir",),
+            )
+        return text
+
+    def _check_crt_dir(self) -> str:
+        text = self._crt_dir_text()
+        if not self.crt_dir.is_dir():
+            what = "is not a directory" if self.crt_dir.exists() else "does not exist"
+            raise ConfigError(
+                f"the HAProxy crt dir {text} {what}: create it (mkdir -m 700 {text}) or "
+                "give the directory HAProxy loads certificates from ({haproxy_crt_dir})",
+                settings=("haproxy_crt_dir",),
+            )
+        reason = untrusted_reason(self.crt_dir)
+        if reason is not None:
+            raise ConfigError(f"certherd will not write private keys into {text}: {reason}")
+        return text
+
+    def _loaders(self, config: HaproxyConfig) -> list[str]:
+        """Where a ``bind`` of the config loads certificates from ``crt_dir``."""
+        wanted = self._crt_dir_text()
+        return [
+            bind.where
+            for bind in config.binds()
+            if bind.ssl and any(config.crt_path(crt) == wanted for crt in bind.crts)
+        ]
+
+    def _frontend(self, config: HaproxyConfig) -> Section:
+        """The one HTTP frontend binding plain HTTP, to get certherd's ``bind`` line."""
+        plain = {
+            bind.section.name: bind.section
+            for bind in config.binds()
+            if not bind.ssl and bind.section.mode == "http" and _hosts(bind.addresses)
+        }
+        if len(plain) != 1:
+            found = f"the frontends {', '.join(sorted(plain))}" if plain else "no frontend"
+            raise ConfigError(
+                f"no bind line of {self.config} loads certificates from {self._crt_dir_text()}"
+                f" and {found} in mode http binds plain HTTP: add `bind :{self.https_port} "
+                f"ssl crt {self._crt_dir_text()}/` to the frontend that serves the names"
+            )
+        return next(iter(plain.values()))
+
+    def _bind_line(self, config: HaproxyConfig, section: Section) -> tuple[int, str]:
+        """Where certherd's ``bind`` line goes (after the section's last bind) and it."""
+        binds = [bind for bind in config.binds() if bind.section is section]
+        hosts = sorted(set().union(*(_hosts(bind.addresses) for bind in binds if not bind.ssl)))
+        last = binds[-1].line
+        newline = "\r\n" if "\r\n" in config.text else "\n"  # the file's own
+        addresses = ",".join(f"{host}:{self.https_port}" for host in hosts)
+        text = (
+            f"{last.indent}bind {addresses} ssl crt {self._crt_dir_text()}/ "
+            f"{MARK} TLS from certherd's certificates{newline}"
+        )
+        if not config.text[last.start : last.end].endswith("\n"):  # the file's last line
+            text = newline + text.removesuffix(newline)
+        return last.end, text
+
+    # -- the protocol ----------------------------------------------------------------------
+
+    async def check(self, lineage: str = "", names: Sequence[str] = ()) -> None:
+        """Refuse (InstallError) a HAProxy whose config already fails its own test, and
+        (ConfigError) a crt dir, socket or config certherd cannot serve a certificate
+        through, before anything is ordered or changed."""
+        config = self._read()
+        control = self._control(config)
+        await _check_before(control)
+        self._check_crt_dir()
+        runtime = self._runtime(config)
+        if runtime is None:
+            problem = control.reload_problem()
+            if problem is not None:
+                raise ConfigError(
+                    f"HAProxy has no runtime socket (`stats socket PATH level admin` in "
+                    f"global, or {{haproxy_socket}}) and {problem}",
+                    settings=("haproxy_socket",),
+                )
+        else:
+            level = await runtime.level()
+            if level != "admin":
+                raise ConfigError(
+                    f"HAProxy's runtime socket {runtime.path} allows `{level}`, not admin: "
+                    "add `level admin` to its stats socket line"
+                )
+        if not self._loaders(config) and not self._edited(config):
+            self._frontend(config)
+            problem = control.reload_problem()
+            if problem is not None:
+                raise ConfigError(
+                    f"certherd adds a bind line for {self._crt_dir_text()}, which needs a "
+                    f"reload, and {problem}"
+                )
+
+    async def prepare_http01(self, names: Sequence[str]) -> object:
+        raise ConfigError(
+            "HAProxy does not answer http-01 for certherd: prove the names with a solver "
+            "of their own ({solvers}; http-01 behind a HAProxy use_backend for "
+            "/.well-known/acme-challenge/ works)",
+            settings=("solvers",),
+        )
+
+    async def finish_http01(self) -> None:
+        return None
+
+    async def install(
+        self, lineage: str, names: Sequence[str], certificate: Path, key: Path
+    ) -> object:
+        """Serve ``certificate`` (full chain) and ``key`` from ``CRT_DIR/LINEAGE.pem``."""
+        async with self._locked():
+            return await self._put(lineage, certificate, key)
+
+    async def after_renewal(
+        self, lineage: str = "", certificate: Path | None = None, key: Path | None = None
+    ) -> None:
+        """A new version is live: the combined PEM again, hot-swapped (no reload)."""
+        if not lineage or certificate is None or key is None:
+            raise ConfigError("the HAProxy installer needs the lineage's live files")
+        async with self._locked():
+            await self._put(lineage, certificate, key)
+
+    async def uninstall(self, lineage: str) -> bool:
+        """Take ``CRT_DIR/LINEAGE.pem`` away (and certherd's bind line with the last
+        certificate); False when it was not there."""
+        async with self._locked():
+            pem = self.pem(lineage)
+            if not pem.exists():
+                return False
+            config = self._read()
+            control = self._control(config)
+            changes: dict[Path, bytes | None] = {pem: None}
+            others = [p for p in self.crt_dir.iterdir() if p != pem and not p.name.startswith(".")]
+            edited = self._edited(config)
+            if edited is not None and not others:
+                changes[self.config] = edited.encode("utf-8", "surrogateescape")
+            runtime = None if self.config in changes else self._runtime(config)
+            name = f"{self._crt_dir_text()}/{pem.name}"
+
+            async def tell() -> None:
+                if runtime is not None and name in await runtime.certificates():
+                    await runtime.remove(name, self._crt_dir_text())
+                elif runtime is None:
+                    await control.reload()
+
+            await self._apply(control, changes, tell)
+            return True
+
+    # -- changes ---------------------------------------------------------------------------
+
+    async def _put(self, lineage: str, certificate: Path, key: Path) -> bool:
+        config = self._read()
+        control = self._control(config)
+        crt_dir = self._check_crt_dir()
+        pem_path = self.pem(lineage)
+        try:
+            pem = certificate.read_text().strip() + "\n" + key.read_text().strip() + "\n"
+        except OSError as exc:
+            raise ConfigError(f"cannot read the live files of {lineage}: {exc}") from None
+        changes: dict[Path, bytes | None] = {pem_path: pem.encode()}
+        reload = False
+        if not self._loaders(config):
+            section = self._frontend(config)
+            at, line = self._bind_line(config, section)
+            edited = config.text[:at] + line + config.text[at:]
+            changes[self.config] = edited.encode("utf-8", "surrogateescape")
+            reload = True
+        runtime = None if reload else self._runtime(config)
+        name = f"{crt_dir}/{pem_path.name}"
+
+        async def tell() -> None:
+            if runtime is None:
+                await control.reload()
+            else:
+                new = name not in await runtime.certificates()
+                await runtime.swap(name, pem, new=new, crt_dir=crt_dir)
+
+        await self._apply(control, changes, tell)
+        return reload
+
+    async def _apply(
+        self, control: HaproxyControl, changes: Mapping[Path, bytes | None], tell: object
+    ) -> None:
+        """Test, back up, write, test again, tell HAProxy; every file's previous bytes
+        again when the test or HAProxy refuses."""
+        await _check_before(control)
+        previous = {path: path.read_bytes() if path.exists() else None for path in changes}
+        backup(self.config.parent / "certherd" / "backup", previous)
+        try:
+            for path, data in changes.items():
+                write_file(path, data, 0o600 if path.suffix == ".pem" else 0o644)
+            message = await control.test()
+            if message is not None:
+                raise InstallError(
+                    f"HAProxy refused certherd's change, so every file has its previous "
+                    f"bytes again: {message}"
+                )
+            assert callable(tell)
+            await tell()
+        except BaseException:
+            restore(previous)
+            raise
+
+    def _edited(self, config: HaproxyConfig) -> str | None:
+        """The config's text without certherd's bind line (None when it has none)."""
+        line = rf"[ \t]*bind [^\r\n]* ssl crt {re.escape(self._crt_dir_text())}/ "
+        line += rf"{re.escape(MARK)}[^\r\n]*"
+        edited = re.sub(rf"(?m)^{line}\r?\n", "", config.text)
+        if edited == config.text:  # added as the file's last line, after a newline
+            edited = re.sub(rf"\r?\n{line}\Z", "", config.text)
+        return edited if edited != config.text else None
+
+    @contextlib.asynccontextmanager
+    async def _locked(self) -> AsyncIterator[None]:
+        self._check_crt_dir()
+        descriptor = os.open(self.crt_dir / ".certherd.lock", os.O_CREAT | os.O_RDWR, 0o600)
+        try:
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + LOCK_WAIT
+            while True:
+                try:
+                    fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if loop.time() > deadline:
+                        raise ConfigError(
+                            f"another certherd process has been changing HAProxy for over "
+                            f"{LOCK_WAIT:.0f} s ({self.crt_dir / '.certherd.lock'})"
+                        ) from None
+                    await asyncio.sleep(0.05)
+            yield
+        finally:
+            os.close(descriptor)
+
+
+def _hosts(addresses: Sequence[str]) -> set[str]:
+    """The host part of each TCP address of a bind (``:80`` -> ``""``), UNIX ones left out."""
+    hosts = set()
+    for address in addresses:
+        if "@" in address and not address.startswith(("ipv4@", "ipv6@")):
+            continue
+        if address.startswith("/"):
+            continue
+        host, colon, _port = address.rpartition(":")
+        if colon:
+            hosts.add(host)
+    return hosts
+
+
+async def _check_before(control: HaproxyControl) -> None:
+    """Refuse to touch a config that already fails HAProxy's own test."""
+    message = await control.test()
+    if message is not None:
+        raise InstallError(
+            f"HAProxy's config already fails its own test, so certherd changes nothing: "
+            f"{message} (fix it, then check with `{control.ctl} -c -f {control.config}`)"
+        )

@@ -1,0 +1,224 @@
+"""``certherd issue --haproxy`` end to end on a real HAProxy (Debian's, master-worker, in a
+temporary root): the first certificate gets certherd's ``bind ... ssl crt DIR/`` line and
+a graceful reload, ``renew --force`` is hot-swapped through the runtime API (master and
+worker unchanged: no reload at all) while a request loop sees no failure; without a
+runtime socket the fallback is a master-worker reload (master unchanged); ``uninstall``
+gives the config its bytes back; a broken config, crt dir or socket is one clear line.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import ssl
+import stat
+import threading
+from collections.abc import Iterator
+
+import pytest
+from cryptography import x509
+from e2e_runner import Certherd
+from tests.servers.fixtures import start_or_fail
+from tests.servers.haproxy import HaproxyRoot
+from tests.servers.net import LOOPBACK, free_port
+
+from certherd.testing.pebble import PebbleServer
+
+NAMES = ("shop.haproxy.test", "www.haproxy.test")
+
+
+@pytest.fixture
+def haproxy() -> Iterator[HaproxyRoot]:
+    root = HaproxyRoot()
+    yield start_or_fail(root)
+    root.stop()
+
+
+def served(pebble: PebbleServer, port: int, name: str) -> x509.Certificate:
+    """The certificate on ``port`` for ``name``, verified against Pebble's root."""
+    context = ssl.create_default_context(cadata=pebble.roots_pem(0).decode())
+    with (
+        socket.create_connection((LOOPBACK, port), timeout=5) as sock,
+        context.wrap_socket(sock, server_hostname=name) as tls,
+    ):
+        der = tls.getpeercert(binary_form=True)
+    assert der is not None
+    return x509.load_der_x509_certificate(der)
+
+
+def fetch(pebble: PebbleServer, port: int, name: str) -> bytes:
+    context = ssl.create_default_context(cadata=pebble.roots_pem(0).decode())
+    with (
+        socket.create_connection((LOOPBACK, port), timeout=5) as sock,
+        context.wrap_socket(sock, server_hostname=name) as tls,
+    ):
+        tls.sendall(f"GET / HTTP/1.1\r\nHost: {name}\r\nConnection: close\r\n\r\n".encode())
+        answer = b""
+        while chunk := tls.recv(65536):
+            answer += chunk
+    return answer
+
+
+def haproxy_flags(haproxy: HaproxyRoot, https_port: int, *, socket: bool = True) -> list[str]:
+    flags = ["--haproxy", "--haproxy-config", str(haproxy.config), "--haproxy-crt-dir",
+             str(haproxy.crt_dir), "--https-port", str(https_port)]  # fmt: skip
+    return [*flags, "--haproxy-socket", str(haproxy.socket)] if socket else flags
+
+
+def renew_under_load(
+    certherd: Certherd, pebble: PebbleServer, port: int, name: str
+) -> tuple[list[str], int]:
+    """``renew --force NAME`` while a loop fetches over HTTPS: (failures, answered)."""
+    failures: list[str] = []
+    answered = 0
+    done = threading.Event()
+
+    def loop() -> None:
+        nonlocal answered
+        while not done.is_set():
+            try:
+                answer = fetch(pebble, port, name)
+                if not answer.startswith(b"HTTP/1.1 200"):
+                    failures.append(answer[:80].decode(errors="replace"))
+                answered += 1
+            except OSError as exc:
+                failures.append(repr(exc))
+
+    worker = threading.Thread(target=loop)
+    worker.start()
+    try:
+        certherd("renew", "--force", name)
+    finally:
+        done.set()
+        worker.join(timeout=30)
+    return failures, answered
+
+
+def test_issue_then_renew_hot_swaps_without_reload_then_uninstall(
+    certherd: Certherd, pebble: PebbleServer, haproxy: HaproxyRoot
+) -> None:
+    before = haproxy.snapshot()
+    master = haproxy.master_pid
+    https_port = free_port()
+    domains = [flag for name in NAMES for flag in ("-d", name)]
+    certherd("issue", *domains, *haproxy_flags(haproxy, https_port), *certherd.http, *certherd.ca)
+    live = certherd.live(NAMES[0])
+    leaf = x509.load_pem_x509_certificate((live / "cert.pem").read_bytes())
+    for name in NAMES:
+        assert served(pebble, https_port, name).serial_number == leaf.serial_number
+    pem = haproxy.crt_dir / f"{NAMES[0]}.pem"
+    assert stat.S_IMODE(pem.stat().st_mode) == 0o600
+    assert (
+        pem.read_bytes()
+        == (live / "fullchain.pem").read_bytes() + (live / "privkey.pem").read_bytes()
+    )
+    config = haproxy.config.read_text()
+    assert f"    bind 127.0.0.1:{https_port} ssl crt {haproxy.crt_dir}/ # certherd:" in config
+    assert haproxy.master_pid == master  # the new bind line: a graceful reload
+    workers = haproxy.workers()
+
+    failures, answered = renew_under_load(certherd, pebble, https_port, NAMES[0])
+    assert failures == []
+    assert answered > 10  # the loop ran through the renewal
+    renewed = x509.load_pem_x509_certificate((live / "cert.pem").read_bytes())
+    assert renewed.serial_number != leaf.serial_number
+    for name in NAMES:
+        assert served(pebble, https_port, name).serial_number == renewed.serial_number
+    # Hot-swapped through the runtime API: the same master and the same worker.
+    assert haproxy.master_pid == master
+    assert haproxy.workers() == workers
+    assert pem.read_bytes().startswith((live / "fullchain.pem").read_bytes())
+
+    removed = certherd("--json", "uninstall", NAMES[0]).json()
+    assert removed == {"lineage": NAMES[0], "removed": True}
+    assert haproxy.snapshot() == before
+    assert not pem.exists()
+    stored = json.loads((certherd.config_dir / "renewal" / f"{NAMES[0]}.json").read_text())
+    assert stored["installer"] is None
+
+
+def test_second_lineage_is_added_at_run_time_and_removed_again(
+    certherd: Certherd, pebble: PebbleServer, haproxy: HaproxyRoot
+) -> None:
+    """With certherd's bind line in place, another lineage's PEM joins the running
+    HAProxy through ``new ssl cert`` + ``add ssl crt-list`` (no reload), and its
+    uninstall takes it out the same way, the first one still served."""
+    https_port = free_port()
+    flags = haproxy_flags(haproxy, https_port)
+    certherd("issue", "-d", NAMES[0], *flags, *certherd.http, *certherd.ca)
+    workers = haproxy.workers()
+    certherd("issue", "-d", NAMES[1], *flags, *certherd.http, *certherd.ca)
+    second = x509.load_pem_x509_certificate((certherd.live(NAMES[1]) / "cert.pem").read_bytes())
+    assert served(pebble, https_port, NAMES[1]).serial_number == second.serial_number
+    assert haproxy.workers() == workers
+    certherd("uninstall", NAMES[1])
+    assert not (haproxy.crt_dir / f"{NAMES[1]}.pem").exists()
+    first = x509.load_pem_x509_certificate((certherd.live(NAMES[0]) / "cert.pem").read_bytes())
+    assert served(pebble, https_port, NAMES[0]).serial_number == first.serial_number
+    fallback = haproxy.served_certificate(https_port, NAMES[1])  # the default: the first
+    assert fallback is not None
+    assert fallback.serial_number == first.serial_number
+    assert haproxy.workers() == workers
+
+
+def test_without_a_runtime_socket_renewal_reloads_the_master_gracefully(
+    certherd: Certherd, pebble: PebbleServer
+) -> None:
+    haproxy = start_or_fail(HaproxyRoot(socket=False))
+    try:
+        https_port = free_port()
+        flags = haproxy_flags(haproxy, https_port, socket=False)
+        certherd("issue", "-d", NAMES[0], *flags, *certherd.http, *certherd.ca)
+        master, workers = haproxy.master_pid, haproxy.workers()
+        failures, answered = renew_under_load(certherd, pebble, https_port, NAMES[0])
+        assert failures == []
+        assert answered > 10
+        renewed = x509.load_pem_x509_certificate(
+            (certherd.live(NAMES[0]) / "cert.pem").read_bytes()
+        )
+        assert served(pebble, https_port, NAMES[0]).serial_number == renewed.serial_number
+        assert haproxy.master_pid == master
+        assert haproxy.workers() - workers  # a new worker: the master reloaded
+    finally:
+        haproxy.stop()
+
+
+def test_config_failing_its_test_is_refused_before_any_order(
+    certherd: Certherd, haproxy: HaproxyRoot
+) -> None:
+    haproxy.config.write_text(haproxy.config.read_text() + "    no-such-keyword on\n")
+    before = haproxy.snapshot()
+    result = certherd(
+        "issue", "-d", NAMES[0], *haproxy_flags(haproxy, free_port()), *certherd.http,
+        *certherd.ca, check=False,
+    )  # fmt: skip
+    assert result.code == 2, result.describe()
+    assert "already fails its own test" in result.stderr
+    assert "no-such-keyword" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert haproxy.snapshot() == before
+    assert not certherd.live(NAMES[0]).exists()
+
+
+@pytest.mark.parametrize(
+    ("flag", "value", "said"),
+    [
+        ("--haproxy-crt-dir", "/nonexistent/certs", "crt dir /nonexistent/certs does not exist"),
+        ("--haproxy-crt-dir", "/etc/hostname", "crt dir /etc/hostname is not a directory"),
+        ("--haproxy-socket", "/nonexistent.sock", "runtime socket /nonexistent.sock does not"),
+        ("--haproxy-socket", "/etc/hostname", "runtime socket /etc/hostname is not a socket"),
+    ],
+)
+def test_bad_crt_dir_or_socket_is_one_clear_line_before_any_order(
+    certherd: Certherd, haproxy: HaproxyRoot, flag: str, value: str, said: str
+) -> None:
+    before = haproxy.snapshot()
+    flags = haproxy_flags(haproxy, free_port())
+    flags[flags.index(flag) + 1] = value
+    result = certherd("issue", "-d", NAMES[0], *flags, *certherd.http, *certherd.ca, check=False)
+    assert result.code == 2, result.describe()
+    assert said in result.stderr
+    assert flag in result.stderr  # names the flag to fix
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert haproxy.snapshot() == before
+    assert not certherd.live(NAMES[0]).exists()

@@ -1,0 +1,193 @@
+"""The HAProxy installer against a real HAProxy (Debian's 2.6, master-worker, runtime
+socket) in a temporary root, with certificates from a small CA of the test's; and its
+config parser on Debian's default haproxy.cfg and a messy one. Pebble comes in in the
+e2e tests (tests/e2e/test_cli_haproxy.py).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from tests.servers.haproxy import HaproxyRoot
+from tests.servers.net import free_port
+
+from certherd.errors import ConfigError, InstallError
+from certherd.install.haproxy.config import parse_config, split_words
+from certherd.install.haproxy.installer import HaproxyInstaller
+from certherd.testing.pki import MiniCA
+
+DEBIAN_DEFAULT = """global
+\tlog /dev/log\tlocal0
+\tlog /dev/log\tlocal1 notice
+\tchroot /var/lib/haproxy
+\tstats socket /run/haproxy/admin.sock mode 660 level admin
+\tstats timeout 30s
+\tuser haproxy
+\tgroup haproxy
+\tdaemon
+
+\t# Default SSL material locations
+\tca-base /etc/ssl/certs
+\tcrt-base /etc/ssl/private
+
+\t# See: https://ssl-config.mozilla.org/#server=haproxy&server-version=2.0.3&config=intermediate
+        ssl-default-bind-ciphers ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256
+        ssl-default-bind-options ssl-min-ver TLSv1.2 no-tls-tickets
+
+defaults
+\tlog\tglobal
+\tmode\thttp
+\toption\thttplog
+\toption\tdontlognull
+        timeout connect 5000
+        timeout client  50000
+        timeout server  50000
+\terrorfile 400 /etc/haproxy/errors/400.http
+\terrorfile 503 /etc/haproxy/errors/503.http
+
+frontend www
+\tbind :80
+\tdefault_backend app
+
+backend app
+\tserver app1 127.0.0.1:8080
+"""
+
+MESSY = (
+    "global\r\n"
+    "    stats socket ipv4@127.0.0.1:9999 level admin\r\n"
+    "    stats socket unix@/run/hap.sock level operator   # not admin\r\n"
+    "    pidfile /run/hap.pid\r\n"
+    "    master-worker\r\n"
+    "defaults web\r\n"
+    "    mode tcp\r\n"
+    "frontend tcp_in\r\n"
+    "    bind :5432\r\n"
+    "frontend 'site'   # quoted name, comment\r\n"
+    "    mode http\r\n"
+    '    http-request set-header X-Hash "a # not a comment"\r\n'
+    "    acl odd path_reg ^/a\\ b$\r\n"
+    "    bind 127.0.0.1:80,[::1]:80 name plain\r\n"
+    "    bind :8443 ssl crt certs/site.pem\r\n"
+    "\tbind\t/run/local.sock"
+)
+
+
+def test_split_words_follows_haproxys_quoting() -> None:
+    assert split_words('  http-request return string "a # b" # comment\n') == [
+        "http-request", "return", "string", "a # b",
+    ]  # fmt: skip
+    assert split_words(r"acl x path_reg ^/a\ b$") == ["acl", "x", "path_reg", "^/a b$"]
+    assert split_words("log 'single \\quoted' x") == ["log", "single \\quoted", "x"]
+    assert split_words("\t# only a comment") == []
+
+
+def test_parse_sections_binds_sockets() -> None:
+    config = parse_config(Path("/x/haproxy.cfg"), MESSY)
+    assert [(s.keyword, s.name, s.mode) for s in config.sections] == [
+        ("global", "", "tcp"), ("defaults", "web", "tcp"), ("frontend", "tcp_in", "tcp"),
+        ("frontend", "site", "http"),
+    ]  # fmt: skip
+    binds = config.binds()
+    assert [(b.section.name, b.addresses, b.ssl, b.crts) for b in binds] == [
+        ("tcp_in", (":5432",), False, ()),
+        ("site", ("127.0.0.1:80", "[::1]:80"), False, ()),
+        ("site", (":8443",), True, ("certs/site.pem",)),
+        ("site", ("/run/local.sock",), False, ()),
+    ]
+    assert config.stats_sockets() == [("/run/hap.sock", False)]  # ipv4@ is not a path
+    assert config.pidfile == "/run/hap.pid"
+    assert config.master_worker
+    debian = parse_config(Path("/etc/haproxy/haproxy.cfg"), DEBIAN_DEFAULT)
+    assert debian.stats_sockets() == [("/run/haproxy/admin.sock", True)]
+    assert debian.crt_path("site.pem") == "/etc/ssl/private/site.pem"  # crt-base
+    assert debian.crt_path("/etc/haproxy/certs/") == "/etc/haproxy/certs"
+    assert not debian.master_worker  # Debian's unit passes -Ws instead
+
+
+@pytest.mark.parametrize("text", [DEBIAN_DEFAULT, MESSY], ids=["debian", "messy"])
+def test_bind_line_added_and_removed_keeps_every_other_byte(tmp_path: Path, text: str) -> None:
+    crt_dir = tmp_path / "certs"
+    installer = HaproxyInstaller(tmp_path / "haproxy.cfg", crt_dir, https_port=8443)
+    config = parse_config(installer.config, text)
+    section = installer._frontend(config)
+    at, line = installer._bind_line(config, section)
+    edited = text[:at] + line + text[at:]
+    again = parse_config(installer.config, edited)
+    added = [b for b in again.binds() if b.crts == (f"{crt_dir}/",)]
+    assert len(added) == 1
+    assert added[0].section.name == section.name
+    assert added[0].ssl
+    assert installer._loaders(again) == [added[0].where]
+    assert edited.replace(line, "") == text
+    assert installer._edited(again) == text
+    if text is MESSY:
+        assert added[0].addresses == ("127.0.0.1:8443", "[::1]:8443")
+        assert line.startswith("\r\n\tbind ")  # after the file's last line, its newline
+    else:
+        assert added[0].addresses == (":8443",)
+
+
+def test_several_http_frontends_are_refused_naming_them(tmp_path: Path) -> None:
+    text = DEBIAN_DEFAULT + "frontend other\n\tbind :8080\n"
+    installer = HaproxyInstaller(tmp_path / "haproxy.cfg", tmp_path / "certs")
+    with pytest.raises(ConfigError, match="the frontends other, www in mode http") as caught:
+        installer._frontend(parse_config(installer.config, text))
+    assert f"bind :443 ssl crt {tmp_path}/certs/" in str(caught.value)
+
+
+def installer(root: HaproxyRoot, port: int) -> HaproxyInstaller:
+    return HaproxyInstaller(root.config, root.crt_dir, root.socket, https_port=port)
+
+
+async def test_change_haproxy_refuses_is_undone_byte_for_byte(
+    haproxy_root: HaproxyRoot, tmp_path: Path
+) -> None:
+    """A key that does not match the certificate passes nothing but HAProxy's own test:
+    the PEM and the bind line are taken back, HAProxy's message is the error."""
+    ca = MiniCA.create("test CA")
+    certificate, _ = ca.write_server_files(tmp_path, "a", ["a.example.test"])
+    _, other_key = ca.write_server_files(tmp_path, "b", ["b.example.test"])
+    before = haproxy_root.snapshot()
+    workers = haproxy_root.workers()
+    with pytest.raises(InstallError) as caught:
+        await installer(haproxy_root, free_port()).install(
+            "a.example.test", ["a.example.test"], certificate, other_key
+        )
+    message = str(caught.value)
+    assert "HAProxy refused certherd's change, so every file has its previous bytes" in message
+    assert "[ALERT]" in message
+    assert haproxy_root.snapshot() == before
+    assert list(haproxy_root.crt_dir.glob("*.pem")) == []
+    assert haproxy_root.workers() == workers  # never reloaded
+
+
+async def test_install_then_renewal_swap_then_uninstall(
+    haproxy_root: HaproxyRoot, tmp_path: Path
+) -> None:
+    ca = MiniCA.create("test CA")
+    first = ca.write_server_files(tmp_path, "one", ["a.example.test"])
+    second = ca.write_server_files(tmp_path, "two", ["a.example.test"])
+    port = free_port()
+    before = haproxy_root.snapshot()
+    chosen = installer(haproxy_root, port)
+    await chosen.install("a.example.test", ["a.example.test"], *first)
+    served = haproxy_root.served_certificate(port, "a.example.test")
+    assert served is not None
+    assert served.serial_number == _serial(first[0])
+    workers = haproxy_root.workers()
+    await chosen.after_renewal("a.example.test", *second)
+    served = haproxy_root.served_certificate(port, "a.example.test")
+    assert served is not None
+    assert served.serial_number == _serial(second[0])
+    assert haproxy_root.workers() == workers  # swapped, not reloaded
+    assert await chosen.uninstall("a.example.test")
+    assert haproxy_root.snapshot() == before
+    assert not await chosen.uninstall("a.example.test")
+
+
+def _serial(path: Path) -> int:
+    from cryptography import x509
+
+    return x509.load_pem_x509_certificate(path.read_bytes()).serial_number
