@@ -83,10 +83,9 @@ async def serve(
             )
             await server.start()
             shown = f"http://{host or '*'}:{server.port}"
-            notice(
-                f"metrics on {shown}/metrics"
-                + (f", status page on {shown}/" if status_page else "")
-            )
+            notice(f"metrics on {shown}/metrics")
+            if status_page:
+                notice(f"status page on {shown}/")
         notice(f"certherd daemon started ({where})")
         await daemon.run()
     finally:
