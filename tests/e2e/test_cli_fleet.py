@@ -68,7 +68,8 @@ def test_two_nodes_split_deferred_work_and_each_host_gets_every_lineage(
     assert live_names(nodes[0].config_dir) == set()  # nothing ordered by apply --defer
     before = finalized(fleet_pebble)
     running = [
-        start_node(node, url, f"node{n}", "--concurrency", "4", "--max-interval", "5")
+        # Polling only every 300 s: what follows arrives by LISTEN/NOTIFY.
+        start_node(node, url, f"node{n}", "--concurrency", "4", "--max-interval", "300")
         for n, node in enumerate(nodes[:2])
     ]
     wait_all_live(nodes[:2], set(names), 120)
@@ -86,6 +87,13 @@ def test_two_nodes_split_deferred_work_and_each_host_gets_every_lineage(
     wait_until(lambda: renewed <= deploys(deployed), 30, "version 2 deployed on both hosts")
     for node in nodes[:2]:
         assert (node.live(names[0]) / "cert.pem").resolve().name == "cert2.pem"
+    # New desired state reaches the running nodes at once (not at their next poll).
+    more = [*names, "late.fleet.test"]
+    (nodes[0].config_dir / "certherd.toml").write_text(
+        fleet_config(fleet_pebble, hook, more, deployed)
+    )
+    nodes[0]("--storage", url, "apply", "--defer")
+    wait_all_live(nodes[:2], {"late.fleet.test"}, 20)
     for process in running:
         process.process.send_signal(signal.SIGTERM)
     for process in running:
