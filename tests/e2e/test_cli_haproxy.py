@@ -222,3 +222,29 @@ def test_bad_crt_dir_or_socket_is_one_clear_line_before_any_order(
     assert len(result.stderr.strip().splitlines()) == 1, result.stderr
     assert haproxy.snapshot() == before
     assert not certherd.live(NAMES[0]).exists()
+
+
+def test_a_swap_that_fails_after_renewal_is_owed_and_done_next_run(
+    certherd: Certherd, pebble: PebbleServer, haproxy: HaproxyRoot
+) -> None:
+    """The runtime socket is gone when a renewal is made live: the run exits 1 naming
+    the installer, the old certificate is still served (its PEM has its bytes back), and
+    the next ``renew`` (nothing due) swaps the new one in."""
+    https_port = free_port()
+    flags = haproxy_flags(haproxy, https_port)
+    certherd("issue", "-d", NAMES[0], *flags, *certherd.http, *certherd.ca)
+    pem = haproxy.crt_dir / f"{NAMES[0]}.pem"
+    old = pem.read_bytes()
+    hidden = haproxy.socket.rename(haproxy.root / "admin.sock.away")
+    failed = certherd("--json", "renew", "--force", NAMES[0], check=False)
+    assert failed.code == 1, failed.describe()
+    (result,) = failed.json()["results"]
+    assert result["action"] == "renewed"
+    assert any("haproxy installer" in error for error in result["hook_errors"])
+    renewed = x509.load_pem_x509_certificate((certherd.live(NAMES[0]) / "cert.pem").read_bytes())
+    assert served(pebble, https_port, NAMES[0]).serial_number != renewed.serial_number
+    assert pem.read_bytes() == old
+    hidden.rename(haproxy.socket)
+    again = certherd("--json", "renew", NAMES[0]).json()
+    assert [r["action"] for r in again["results"]] == ["deployed"]
+    assert served(pebble, https_port, NAMES[0]).serial_number == renewed.serial_number

@@ -6,6 +6,10 @@ e2e tests (tests/e2e/test_cli_haproxy.py).
 
 from __future__ import annotations
 
+import os
+import shutil
+import socket
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -191,3 +195,50 @@ def _serial(path: Path) -> int:
     from cryptography import x509
 
     return x509.load_pem_x509_certificate(path.read_bytes()).serial_number
+
+
+def _listening(path: Path) -> socket.socket:
+    server = socket.socket(socket.AF_UNIX)
+    server.bind(str(path))
+    server.listen(1)
+    return server
+
+
+async def test_no_private_key_to_a_socket_another_user_could_have_placed(
+    haproxy_root: HaproxyRoot, tmp_path: Path
+) -> None:
+    """A runtime socket another user owns, or in a folder others may write, could be
+    theirs: certherd refuses it (one line) before sending a PEM with a private key."""
+    shared = Path(tempfile.mkdtemp(prefix="shared-"))
+    try:
+        shared.chmod(0o1777)  # like /tmp
+        theirs = shared / "admin.sock"
+        with _listening(theirs):
+            chosen = HaproxyInstaller(haproxy_root.config, haproxy_root.crt_dir, theirs)
+            with pytest.raises(ConfigError, match="certherd sends no private key to") as caught:
+                await chosen.check()
+            assert "\n" not in str(caught.value)
+        owned = tmp_path / "owned"
+        owned.mkdir()
+        other = owned / "admin.sock"
+        with _listening(other):
+            os.chown(other, 65534, 65534)
+            chosen = HaproxyInstaller(haproxy_root.config, haproxy_root.crt_dir, other)
+            with pytest.raises(ConfigError, match="owned by uid 65534, not root"):
+                await chosen.check()
+    finally:
+        shutil.rmtree(shared, ignore_errors=True)
+
+
+async def test_a_pem_certherd_did_not_write_is_not_overwritten(
+    haproxy_root: HaproxyRoot, tmp_path: Path
+) -> None:
+    ca = MiniCA.create("test CA")
+    certificate, key = ca.write_server_files(tmp_path, "a", ["a.example.test"])
+    theirs = haproxy_root.crt_dir / "a.example.test.pem"
+    theirs.write_bytes(b"the user's own certificate\n")
+    with pytest.raises(ConfigError, match="not certherd's"):
+        await installer(haproxy_root, free_port()).install(
+            "a.example.test", ["a.example.test"], certificate, key
+        )
+    assert theirs.read_bytes() == b"the user's own certificate\n"

@@ -29,6 +29,7 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path
 
+from certherd._nofollow import untrusted_reason
 from certherd.errors import ConfigError, InstallError, safe_text
 from certherd.programs import program_environment, run_program
 
@@ -66,6 +67,17 @@ class RuntimeApi:
             return f"cannot reach HAProxy's runtime socket {self.path}: {exc.strerror}"
         if not stat.S_ISSOCK(info.st_mode):
             return f"HAProxy's runtime socket {self.path} is not a socket"
+        # The private key goes down this socket: only to one root (HAProxy's master, which
+        # makes its sockets before dropping privileges) or this user made, in a folder no
+        # other user can swap entries of.
+        if info.st_uid not in (0, os.geteuid()):
+            return (
+                f"HAProxy's runtime socket {self.path} is owned by uid {info.st_uid}, not "
+                "root: certherd sends private keys only to a socket root made"
+            )
+        reason = untrusted_reason(self.path.parent)
+        if reason is not None:
+            return f"certherd sends no private key to {self.path}: {reason}"
         return None
 
     async def command(self, line: str, payload: str | None = None) -> str:

@@ -204,6 +204,12 @@ class HaproxyInstaller:
     ) -> object:
         """Serve ``certificate`` (full chain) and ``key`` from ``CRT_DIR/LINEAGE.pem``."""
         async with self._locked():
+            pem = self.pem(lineage)
+            if pem.exists() and not _holds_key(pem, key):
+                raise ConfigError(
+                    f"{pem} exists and does not hold the private key of {lineage}, so it is "
+                    "not certherd's: move it away, or give the lineage another name"
+                )
             return await self._put(lineage, certificate, key)
 
     async def after_renewal(
@@ -326,6 +332,14 @@ class HaproxyInstaller:
             yield
         finally:
             os.close(descriptor)
+
+
+def _holds_key(pem: Path, key: Path) -> bool:
+    """Whether the PEM file ``pem`` holds the private key of the file ``key``."""
+    try:
+        return key.read_bytes().strip() in pem.read_bytes()
+    except OSError:
+        return False
 
 
 def _hosts(addresses: Sequence[str]) -> set[str]:
