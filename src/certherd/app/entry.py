@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from certherd.acme.client import RevocationReason
     from certherd.app.check import Finding
     from certherd.app.events import Event, EventKind, LineageRecord, Revocation
+    from certherd.challenges.base import Solver
     from certherd.challenges.factory import SolverPool
     from certherd.challenges.spec import SolverSpec
     from certherd.clock import Clock
@@ -155,8 +156,15 @@ class Certherd(AccountCalls, DaemonCalls):
 
             from certherd.app.installing import nginx_solver
 
+            def fleet_solver(spec: SolverSpec) -> Solver:
+                from certherd.challenges.shared import SharedSolver
+
+                return SharedSolver(self.storage, spec.options.get("challenge", "http-01"))
+
             self._solvers = SolverPool(
-                environ=self._environ, on_progress=progress, builders={"nginx": nginx_solver}
+                environ=self._environ,
+                on_progress=progress,
+                builders={"nginx": nginx_solver, "fleet": fleet_solver},
             )
         return self._solvers
 

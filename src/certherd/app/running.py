@@ -56,6 +56,8 @@ class DaemonCalls:
         signals: bool = True,
         node: bool = False,
         lease_ttl: float = LEASE_TTL,
+        http_serve: str | None = None,
+        tls_alpn_serve: str | None = None,
     ) -> None:
         """``certherd run``: renew each lineage when it is due until :meth:`stop`.
 
@@ -71,7 +73,11 @@ class DaemonCalls:
         from the shared schedule, at most ``concurrency`` at a time, each under a lease of
         ``lease_ttl`` seconds; this host's live files follow every new version, with its
         deploy hooks run here (:mod:`certherd.daemon.node`). certherd.toml is followed at
-        start and on :meth:`wake`; ``max_interval`` is then the polling period."""
+        start and on :meth:`wake`; ``max_interval`` is then the polling period.
+
+        ``http_serve`` / ``tls_alpn_serve``: ``[ADDR:]PORT`` where http-01 / tls-alpn-01
+        are answered for every pending order whose solver is the ``fleet`` kind, from the
+        key authorizations in this storage (:mod:`certherd.challenges.shared`)."""
         from certherd.daemon.loop import Daemon
         from certherd.daemon.serving import serve
 
@@ -128,12 +134,33 @@ class DaemonCalls:
                 signals=signals,
                 notice=lambda text: self._emit("notice", text),
                 where=self._where(daemon),
+                listeners=self._challenge_listeners(http_serve, tls_alpn_serve),
             )
         finally:
             await self.aclose()
             self._daemon = None
             self._stopping = False
             self._emit("notice", "certherd daemon stopped")
+
+    def _challenge_listeners(
+        self, http_serve: str | None, tls_alpn_serve: str | None
+    ) -> list[tuple[Any, str]]:
+        from certherd.challenges.options import parse_listen_address
+
+        listeners: list[tuple[Any, str]] = []
+        if http_serve:
+            from certherd.challenges.shared import SharedHttp01Server
+
+            host, port = _listen(parse_listen_address, http_serve, "http_serve")
+            http = SharedHttp01Server(self.storage, port=port, host=host)
+            listeners.append((http, f"http-01 answered on {host or '*'}:{port} for the fleet"))
+        if tls_alpn_serve:
+            from certherd.challenges.shared import SharedTlsAlpn01Server
+
+            host, port = _listen(parse_listen_address, tls_alpn_serve, "tls_alpn_serve")
+            tls = SharedTlsAlpn01Server(self.storage, port=port, host=host)
+            listeners.append((tls, f"tls-alpn-01 answered on {host or '*'}:{port} for the fleet"))
+        return listeners
 
     def _where(self, daemon: Any) -> str:
         if self.config_dir is not None:
@@ -151,3 +178,13 @@ class DaemonCalls:
         """Start a daemon cycle now (after the one under way); signal-safe."""
         if self._daemon is not None:
             self._daemon.wake()
+
+
+def _listen(parse: Callable[[str], tuple[str, int]], text: str, setting: str) -> tuple[str, int]:
+    """``[ADDR:]PORT`` of a challenge listener; ConfigError naming ``setting``."""
+    try:
+        return parse(text)
+    except ConfigError as exc:
+        if setting == "http_serve":
+            raise ConfigError(f"{{http_serve}}: {exc}", settings=("http_serve",)) from None
+        raise ConfigError(f"{{tls_alpn_serve}}: {exc}", settings=("tls_alpn_serve",)) from None

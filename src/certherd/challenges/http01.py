@@ -89,6 +89,10 @@ class Http01StandaloneSolver:
                 with contextlib.suppress(Exception):
                     await asyncio.wait_for(server.wait_closed(), 5)
 
+    async def _response(self, token: str) -> str | None:
+        """The key authorization to answer for ``token`` (None: 404)."""
+        return self._responses.get(token)
+
     async def _start(self) -> None:
         hosts = [self.host] if self.host else None
         try:
@@ -129,11 +133,11 @@ class Http01StandaloneSolver:
         except (asyncio.IncompleteReadError, asyncio.LimitOverrunError):
             return
         status, body = "404 Not Found", b"not found\n"
+        answer: str | None = None
         line = head[:MAX_REQUEST_HEAD].split(b"\r\n", 1)[0].decode("latin-1")
         parts = line.split(" ")
         if len(parts) == 3 and parts[0] in ("GET", "HEAD") and parts[1].startswith(PREFIX):
-            token = parts[1][len(PREFIX) :]
-            answer = self._responses.get(token)
+            answer = await self._response(parts[1][len(PREFIX) :])
             if answer is not None:
                 status, body = "200 OK", answer.encode("ascii")
                 self.requests_served += 1

@@ -10,7 +10,11 @@ Kinds and their options (see :mod:`certherd.challenges.factory` for what they do
   ``resolver``, plus the settings of that DNS provider (each provider's own schema);
 - ``hook``      ``challenge``, ``command``, ``timeout``;
 - ``nginx``     ``server_root`` (default /etc/nginx), ``ctl`` (default nginx): http-01
-  through the running nginx (built by :mod:`certherd.app`: the installer sits above).
+  through the running nginx (built by :mod:`certherd.app`: the installer sits above);
+- ``fleet``     ``challenge`` (``http-01``, the default, or ``tls-alpn-01``): the key
+  authorization goes into the shared storage and every node run with ``--http-serve`` /
+  ``--tls-alpn-serve`` answers it (:mod:`certherd.challenges.shared`, built by
+  :mod:`certherd.app`, which holds the storage).
 
 Light on purpose: loading certherd.toml imports this module, not the solvers.
 """
@@ -31,6 +35,7 @@ __all__ = [
     "KINDS",
     "SCHEMAS",
     "DnsSolverOptions",
+    "FleetOptions",
     "HookOptions",
     "HttpOptions",
     "NginxOptions",
@@ -133,6 +138,18 @@ class NginxOptions(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
             raise ValueError("nginx server_root and ctl must not be empty")
 
 
+class FleetOptions(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """``fleet``: the key authorization in the shared storage, answered by any node."""
+
+    challenge: str = "http-01"
+
+    def __post_init__(self) -> None:
+        if self.challenge not in ("http-01", "tls-alpn-01"):
+            raise ValueError(
+                f"the fleet solver answers http-01 or tls-alpn-01, not {self.challenge[:40]!r}"
+            )
+
+
 SCHEMAS: Mapping[str, type[msgspec.Struct]] = {
     "http": HttpOptions,
     "webroot": WebrootOptions,
@@ -140,6 +157,7 @@ SCHEMAS: Mapping[str, type[msgspec.Struct]] = {
     "dns": DnsSolverOptions,
     "hook": HookOptions,
     "nginx": NginxOptions,
+    "fleet": FleetOptions,
 }
 KINDS = tuple(SCHEMAS)
 DNS_OWN = frozenset(DnsSolverOptions.__struct_fields__)

@@ -361,6 +361,12 @@ class TlsAlpn01Solver:
             await asyncio.wait_for(server.wait_closed(), 5)
         self._dispatch = None
 
+    async def _context_for_name(self, name: str) -> ssl.SSLContext | None:
+        """The context answering a validation of ``name`` (None: unrecognized_name)."""
+        if name not in self._presented:
+            return None
+        return self._dispatch
+
     def _choose_context(
         self, tls: ssl.SSLObject | ssl.SSLSocket, name: str | None, _: ssl.SSLContext
     ) -> int | None:
@@ -396,10 +402,11 @@ class TlsAlpn01Solver:
         first, hello = await _read_client_hello(reader)
         if ACME_TLS_PROTOCOL.encode("ascii") not in hello.protocols:
             raise _RefusedError(_ALERT_NO_APPLICATION_PROTOCOL)
-        if _normalize(hello.server_name) not in self._presented or self._dispatch is None:
+        context = await self._context_for_name(_normalize(hello.server_name))
+        if context is None:
             raise _RefusedError(_ALERT_UNRECOGNIZED_NAME)
         incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
-        tls = self._dispatch.wrap_bio(incoming, outgoing, server_side=True)
+        tls = context.wrap_bio(incoming, outgoing, server_side=True)
         incoming.write(first)
         failed = False
         while True:

@@ -58,6 +58,14 @@ def solver_options(command: Any) -> Any:
             help="Answer tls-alpn-01 with the built-in server (default port 443).",
         ),
         click.option(
+            "--fleet-solver",
+            "fleet_solver",
+            metavar="CHALLENGE",
+            type=click.Choice(["http-01", "tls-alpn-01"]),
+            help="Answer CHALLENGE through the shared storage: any node run with "
+            "--http-serve / --tls-alpn-serve answers it.",
+        ),
+        click.option(
             "--dns",
             "dns",
             metavar="PROVIDER",
@@ -194,6 +202,9 @@ def solver_specs(
     tls_alpn = params.pop("tls_alpn", None)
     if tls_alpn:
         specs.append(_spec("tls-alpn", {"listen": tls_alpn}))
+    fleet = params.pop("fleet_solver", None)
+    if fleet:
+        specs.append(_spec("fleet", {"challenge": fleet}))
     for kind, program in _pairs(params.pop("solver_hooks", ()), "--solver-hook"):
         specs.append(_spec("hook", {"challenge": kind, "command": program}))
     dns = params.pop("dns", None)
@@ -211,8 +222,9 @@ def solver_specs(
         raise ConfigError("--dns-opt, --dns-propagation-timeout and --dns-resolver need --dns")
     if not specs:
         raise ConfigError(
-            "say how to prove the names: --http, --webroot DIR, --tls-alpn, --dns PROVIDER "
-            "or --nginx (--haproxy serves the certificate, it proves no name)"
+            "say how to prove the names: --http, --webroot DIR, --tls-alpn, --dns PROVIDER, "
+            "--fleet-solver CHALLENGE or --nginx (--haproxy serves the certificate, it proves "
+            "no name)"
         )
     return tuple(specs)
 

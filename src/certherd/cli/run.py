@@ -61,6 +61,17 @@ __all__ = ["run"]
     help="With --node: seconds a claimed lineage's lease lasts unless renewed "
     "(a node that stops is replaced this long after).",
 )
+@click.option(
+    "--http-serve",
+    metavar="[ADDR:]PORT",
+    help="Answer http-01 here for every pending order of the fleet (solver kind fleet: "
+    "key authorizations in --storage); put it behind the site's load balancer.",
+)
+@click.option(
+    "--tls-alpn-serve",
+    metavar="[ADDR:]PORT",
+    help="Answer tls-alpn-01 here for every pending order of the fleet (solver kind fleet).",
+)
 @concurrency_option
 @pass_context
 def run(
@@ -72,6 +83,8 @@ def run(
     node: str | None,
     lease_ttl: float,
     concurrency: int,
+    http_serve: str | None,
+    tls_alpn_serve: str | None,
 ) -> None:
     """Run until SIGTERM: renew each lineage when it is due, run its hooks.
 
@@ -99,6 +112,7 @@ def run(
             node,
             lease_ttl,
             metrics_auth=metrics_auth,
+            serving={"http_serve": http_serve, "tls_alpn_serve": tls_alpn_serve},
         )
     )
 
@@ -113,6 +127,7 @@ async def _run(
     lease_ttl: float = LEASE_TTL,
     *,
     metrics_auth: str | None = None,
+    serving: dict[str, str | None] | None = None,
 ) -> None:
     def tell(event: Event) -> None:
         if event.kind not in ("planned", "started", "finished"):  # the cycle reports those
@@ -138,4 +153,6 @@ async def _run(
         on_cycle=report,
         node=node is not None,
         lease_ttl=lease_ttl,
+        http_serve=(serving or {}).get("http_serve"),
+        tls_alpn_serve=(serving or {}).get("tls_alpn_serve"),
     )

@@ -6,9 +6,9 @@ from __future__ import annotations
 import asyncio
 import signal
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from certherd.challenges.options import parse_listen_address
 from certherd.daemon.loop import Daemon, raise_open_file_limit
@@ -17,7 +17,15 @@ from certherd.errors import ConfigError
 if TYPE_CHECKING:
     from certherd.daemon.web import MetricsServer
 
-__all__ = ["serve"]
+__all__ = ["Listener", "serve"]
+
+
+class Listener(Protocol):
+    """Something served beside the daemon (a fleet's challenge listeners)."""
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
 
 
 async def serve(
@@ -29,6 +37,7 @@ async def serve(
     signals: bool = True,
     notice: Callable[[str], None] = lambda text: None,
     where: str = "storage",
+    listeners: Sequence[tuple[Listener, str]] = (),
 ) -> None:
     """Run ``daemon`` until it is stopped.
 
@@ -38,6 +47,7 @@ async def serve(
     With ``signals``, SIGTERM and SIGINT stop the
     daemon and SIGHUP starts a cycle now; the handlers are removed when it returns.
     ``notice`` hears what a log should show; ``where`` names the storage in it.
+    ``listeners``: (listener, what it is) started before the daemon, stopped after it.
     """
     if signals and threading.current_thread() is not threading.main_thread():
         # An argument of this call, not a setting: no front end has a word for it.
@@ -64,7 +74,12 @@ async def serve(
 
         loop.add_signal_handler(signal.SIGHUP, reload)
     server: MetricsServer | None = None
+    started: list[Listener] = []
     try:
+        for listener, what in listeners:
+            await listener.start()
+            started.append(listener)
+            notice(what)
         if metrics:
             from certherd.daemon.page import BasicAuth, read_users
             from certherd.daemon.status import StatusSource
@@ -91,6 +106,8 @@ async def serve(
     finally:
         if server is not None:
             await server.stop()
+        for listener in reversed(started):
+            await listener.stop()
         if signals:
             for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
                 loop.remove_signal_handler(signum)

@@ -12,6 +12,8 @@
     renewal/<lineage>.json                how the lineage is obtained (names, solver, ...)
     state/<lineage>.json                  what we know of it (expiry, ARI window, failures)
     notify/<lineage>.json                 when each notification was last sent (dedup)
+    challenges/http-01/<token>.json       a key authorization any node of a fleet serves
+    challenges/tls-alpn-01/<name>/<token>.json   the same, found by the SNI name
     index.json                            a summary of all lineages for fast renew checks
 
 Names put into keys are validated here, so a key can never leave its folder.
@@ -38,6 +40,8 @@ __all__ = [
     "archive_folder",
     "archive_version",
     "ca_id",
+    "challenge_folder",
+    "challenge_record",
     "check_name",
     "lineage_for",
     "lineage_of_settings",
@@ -56,6 +60,11 @@ STATE_FOLDER = "state"
 _VERSIONED = re.compile(r"^(cert|chain|fullchain|privkey)(\d+)\.pem$")
 _NAME_MAX = 128
 _NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$")
+_TOKEN = re.compile(r"^[A-Za-z0-9_-]{16,512}$")
+_LABEL = r"[a-z0-9_][a-z0-9_-]{0,62}"
+_HOST = re.compile(rf"^(?=.{{1,253}}$){_LABEL}(?:\.{_LABEL})*$")
+CHALLENGES_FOLDER = "challenges"
+SHARED_CHALLENGES = ("http-01", "tls-alpn-01")
 
 
 def check_name(name: str, what: str = "lineage name") -> str:
@@ -140,6 +149,26 @@ def archive_version(key: str) -> tuple[str, int] | None:
     if match is None or not key.startswith("archive/"):
         return None
     return f"{match.group(1)}.pem", int(match.group(2))
+
+
+def challenge_folder(challenge: str, server_name: str = "") -> str:
+    """The folder of the shared key authorizations of ``challenge``: for tls-alpn-01,
+    one folder per SNI name (``server_name``, lower case, no trailing dot)."""
+    if challenge not in SHARED_CHALLENGES:
+        raise ConfigError(f"no shared records for {challenge!r}: use http-01 or tls-alpn-01")
+    if challenge == "http-01":
+        return f"{CHALLENGES_FOLDER}/http-01"
+    if not _HOST.match(server_name):
+        raise ConfigError(f"{server_name[:80]!r} is not a host name usable as a key")
+    return f"{CHALLENGES_FOLDER}/tls-alpn-01/{server_name}"
+
+
+def challenge_record(challenge: str, token: str, server_name: str = "") -> str:
+    """The key of one shared key authorization (see :func:`challenge_folder`); the token
+    must be base64url (RFC 8555 §8.1), else ConfigError: CA data never leaves its folder."""
+    if not _TOKEN.match(token):
+        raise ConfigError(f"the challenge token {token[:80]!r} is not base64url")
+    return f"{challenge_folder(challenge, server_name)}/{token}.json"
 
 
 def live_record(lineage: str) -> str:

@@ -21,7 +21,7 @@ from contextvars import ContextVar
 from certherd.errors import LeaseLostError, StorageError
 from certherd.storage.base import Lease, Locker
 
-__all__ = ["LEASE_TTL", "LOCK_WAIT", "held_lease", "holding"]
+__all__ = ["LEASE_TTL", "LOCK_WAIT", "held_lease", "holding", "innermost_lease"]
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +33,13 @@ LOCK_WAIT = 300.0
 _held: ContextVar[Mapping[str, Lease] | None] = ContextVar("certherd_held_leases", default=None)
 _lent: ContextVar[frozenset[str]] = ContextVar("certherd_granted_leases", default=frozenset())
 """Names held through ``holding(granted=...)``: held again inside, the same lease."""
+
+
+def innermost_lease() -> Lease | None:
+    """The lease this task took last through :func:`holding` and still holds (the
+    lineage being obtained, for a solver that writes under its lease), if any."""
+    held = _held.get()
+    return list(held.values())[-1] if held else None
 
 
 def held_lease(name: str) -> Lease | None:
@@ -80,7 +87,8 @@ async def holding(
                 log.warning("cannot renew the lease of %s: %s", name, exc)
 
     renewing = asyncio.create_task(keep(), name=f"renew lease {name}")
-    held = _held.set({**(_held.get() or {}), name: lease})
+    outer = {k: v for k, v in (_held.get() or {}).items() if k != name}
+    held = _held.set({**outer, name: lease})
     lent = _lent.set(_lent.get() | {name}) if granted is not None else None
     try:
         yield lease

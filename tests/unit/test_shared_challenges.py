@@ -1,0 +1,265 @@
+"""The ``fleet`` solver kind and the listeners of ``run --http-serve`` / ``--tls-alpn-serve``
+(issue 12 item 5): key authorizations in the shared storage, written and deleted under
+the lineage's lease, answered by any listener, and nothing unsound ever answered or used
+to build a key.
+
+The listeners are real (loopback sockets, Python's own HTTP and TLS clients); the
+storage is the in-memory backend of the storage contract (the PostgreSQL path is the
+netns e2e, tests/e2e/test_cli_fleet_challenges.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import ipaddress
+import json
+import socket
+import ssl
+import time
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+from cryptography import x509
+
+from certherd.acme.messages import Challenge, Identifier, Status
+from certherd.challenges.base import ChallengeTask
+from certherd.challenges.shared import (
+    SharedHttp01Server,
+    SharedSolver,
+    SharedTlsAlpn01Server,
+    shared_answer,
+)
+from certherd.challenges.tlsalpn01 import ACME_TLS_PROTOCOL, ID_PE_ACME_IDENTIFIER
+from certherd.errors import ConfigError, FencedError, UnsafeResponseError
+from certherd.storage.leases import holding
+from certherd.storage.memory import MemoryStorage
+
+LOOPBACK = "127.0.0.1"
+TOKEN = "evaGxfADs6pSRb2LAv9IZf17Dt3juxGJ-PCt92wr-oA"  # RFC 8555 §8.3
+THUMBPRINT = "9jg46WB3rR_AHD-EBXdN7cBkH1WOu0tA3M9fm21mqTI"
+KEY_AUTHORIZATION = f"{TOKEN}.{THUMBPRINT}"
+PREFIX = "/.well-known/acme-challenge/"
+
+
+def task(
+    name: str = "www.fleet.test",
+    token: str = TOKEN,
+    challenge: str = "http-01",
+    key_authorization: str | None = None,
+) -> ChallengeTask:
+    identifier = Identifier.parse(name)
+    found = Challenge(url="https://ca.test/c/1", type=challenge, status=Status.PENDING, token=token)
+    return ChallengeTask(identifier, found, key_authorization or f"{token}.{THUMBPRINT}")
+
+
+@pytest.fixture
+async def http_server() -> AsyncIterator[tuple[MemoryStorage, SharedHttp01Server]]:
+    storage = MemoryStorage()
+    server = SharedHttp01Server(storage, port=0, host=LOOPBACK)
+    await server.start()
+    yield storage, server
+    await server.stop()
+
+
+async def fetch(server: SharedHttp01Server, path: str, method: str = "GET") -> httpx.Response:
+    async with httpx.AsyncClient() as client:
+        return await client.request(method, f"http://{LOOPBACK}:{server.port}{path}")
+
+
+async def test_a_key_authorization_one_node_presents_another_listener_answers(
+    http_server: tuple[MemoryStorage, SharedHttp01Server],
+) -> None:
+    storage, server = http_server
+    solver = SharedSolver(storage, "http-01")  # the node that ordered: no listener at all
+    assert (await fetch(server, PREFIX + TOKEN)).status_code == 404
+    async with holding(storage, "www.fleet.test") as lease:
+        handle = await solver.present(task())
+        answer = await fetch(server, PREFIX + TOKEN)
+        assert (answer.status_code, answer.text) == (200, KEY_AUTHORIZATION)
+        stored = json.loads(storage.values[f"challenges/http-01/{TOKEN}.json"])
+        assert stored["lineage"] == lease.name == "www.fleet.test"
+        assert (await fetch(server, PREFIX + TOKEN, "HEAD")).status_code == 200
+        await solver.cleanup(handle)
+    assert (await fetch(server, PREFIX + TOKEN)).status_code == 404
+    assert not await storage.list("challenges/")
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        PREFIX + "..%2f..%2fetc%2fpasswd",
+        PREFIX + "../../renewal/www.fleet.test",
+        PREFIX + "short",
+        PREFIX + TOKEN + ".json",
+        PREFIX + TOKEN + "/x",
+        PREFIX,
+        "/" + TOKEN,
+    ],
+)
+async def test_anything_but_a_base64url_token_is_404_and_reads_nothing(
+    http_server: tuple[MemoryStorage, SharedHttp01Server], path: str
+) -> None:
+    storage, server = http_server
+    reads: list[str] = []
+    original = storage.read
+
+    async def spy(key: str) -> bytes:
+        reads.append(key)
+        return await original(key)
+
+    storage.read = spy  # type: ignore[method-assign]
+    await storage.write(f"challenges/http-01/{TOKEN}.json", b"{}")
+    response = await fetch(server, path)
+    assert response.status_code == 404
+    assert reads == []
+
+
+@pytest.mark.parametrize(
+    "record",
+    [
+        b"not json",
+        b"[]",
+        json.dumps({"challenge": "http-01", "token": TOKEN, "expires": 1e12}).encode(),
+        json.dumps(  # another token's key authorization
+            {
+                "challenge": "http-01",
+                "token": TOKEN,
+                "key_authorization": f"{'x' * 43}.{THUMBPRINT}",
+                "expires": 1e12,
+            }
+        ).encode(),
+        json.dumps(  # something else after the token: not token.thumbprint
+            {
+                "challenge": "http-01",
+                "token": TOKEN,
+                "key_authorization": f"{TOKEN}.<script>alert(1)</script>",
+                "expires": 1e12,
+            }
+        ).encode(),
+        json.dumps(  # expired: a crashed node's leftover
+            {
+                "challenge": "http-01",
+                "token": TOKEN,
+                "key_authorization": KEY_AUTHORIZATION,
+                "expires": 1.0,
+            }
+        ).encode(),
+        json.dumps(  # stored for the other challenge type
+            {
+                "challenge": "tls-alpn-01",
+                "token": TOKEN,
+                "key_authorization": KEY_AUTHORIZATION,
+                "expires": 1e12,
+            }
+        ).encode(),
+        b" " * 5000 + b"{}",
+    ],
+)
+async def test_a_stored_record_that_is_not_sound_is_not_answered(
+    http_server: tuple[MemoryStorage, SharedHttp01Server], record: bytes
+) -> None:
+    storage, server = http_server
+    await storage.write(f"challenges/http-01/{TOKEN}.json", record)
+    assert (await fetch(server, PREFIX + TOKEN)).status_code == 404
+
+
+async def test_a_node_that_lost_the_lineage_lease_cannot_publish_or_remove() -> None:
+    storage = MemoryStorage()
+    solver = SharedSolver(storage, "http-01")
+    async with holding(storage, "www.fleet.test", ttl=0.3) as lease:
+        handle = await solver.present(task())
+        time.sleep(0.4)  # the event loop stalls past the lease, as a SIGSTOP would
+        after = await storage.acquire("www.fleet.test", ttl=60, wait=0)  # the next holder
+        assert after.token > lease.token
+        with pytest.raises(FencedError):
+            await solver.present(task(token="B" * 43))
+        await solver.cleanup(handle)  # refused, left to expire: never raises
+        assert f"challenges/http-01/{TOKEN}.json" in storage.values
+        assert f"challenges/http-01/{'B' * 43}.json" not in storage.values
+
+
+async def test_the_solver_refuses_what_it_cannot_prove_or_store() -> None:
+    storage = MemoryStorage()
+    solver = SharedSolver(storage, "http-01")
+    assert not solver.supports(Identifier.dns("*.fleet.test"))
+    assert not solver.supports(Identifier.ip("192.0.2.1"))
+    assert SharedSolver(storage, "tls-alpn-01").supports(Identifier.ip("192.0.2.1"))
+    with pytest.raises(UnsafeResponseError):
+        await solver.present(task(token="../../etc/passwd"))
+    with pytest.raises(ConfigError, match=r"token\.thumbprint"):
+        await solver.present(task(key_authorization=f"{'A' * 43}.{THUMBPRINT}"))
+    with pytest.raises(ConfigError, match="http-01 or tls-alpn-01"):
+        SharedSolver(storage, "dns-01")
+    assert storage.values == {}
+
+
+# -- tls-alpn-01 ---------------------------------------------------------------------------
+
+
+def handshake(port: int, sni: str, protocols: list[str]) -> x509.Certificate:
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE  # a self-signed challenge certificate
+    context.set_alpn_protocols(protocols)
+    with (
+        socket.create_connection((LOOPBACK, port), timeout=5) as raw,
+        context.wrap_socket(raw, server_hostname=sni) as tls,
+    ):
+        der = tls.getpeercert(binary_form=True)
+        assert der is not None
+        assert tls.selected_alpn_protocol() == ACME_TLS_PROTOCOL
+        return x509.load_der_x509_certificate(der)
+
+
+@pytest.mark.parametrize(
+    ("name", "sni", "san"),
+    [
+        ("www.fleet.test", "www.fleet.test", x509.DNSName("www.fleet.test")),
+        ("192.0.2.7", "7.2.0.192.in-addr.arpa", None),
+    ],
+)
+async def test_tls_alpn_listener_answers_what_another_node_presented(
+    name: str, sni: str, san: x509.GeneralName | None
+) -> None:
+    storage = MemoryStorage()
+    server = SharedTlsAlpn01Server(storage, port=0, host=LOOPBACK)
+    await server.start()
+    try:
+        solver = SharedSolver(storage, "tls-alpn-01")
+        async with holding(storage, "lineage"):
+            handle = await solver.present(task(name, challenge="tls-alpn-01"))
+            certificate = await asyncio.to_thread(handshake, server.port, sni, [ACME_TLS_PROTOCOL])
+            extension = certificate.extensions.get_extension_for_oid(ID_PE_ACME_IDENTIFIER)
+            assert extension.critical
+            digest = hashlib.sha256(KEY_AUTHORIZATION.encode()).digest()
+            assert extension.value.public_bytes() == b"\x04\x20" + digest
+            alt = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName)
+            expected = san or x509.IPAddress(ipaddress.ip_address(name))
+            assert list(alt.value) == [expected]
+            # Not offering acme-tls/1, or another name: no certificate leaves.
+            with pytest.raises(ssl.SSLError):
+                await asyncio.to_thread(handshake, server.port, sni, ["http/1.1"])
+            with pytest.raises(ssl.SSLError):
+                await asyncio.to_thread(handshake, server.port, "other.test", [ACME_TLS_PROTOCOL])
+            await solver.cleanup(handle)
+        with pytest.raises(ssl.SSLError):
+            await asyncio.to_thread(handshake, server.port, sni, [ACME_TLS_PROTOCOL])
+    finally:
+        await server.stop()
+
+
+@pytest.mark.parametrize("name", ["..", "a/b", "A" * 300, "x..y", ".", "*.fleet.test", ""])
+async def test_an_sni_name_that_is_not_a_host_name_builds_no_key(name: str) -> None:
+    storage = MemoryStorage()
+    listed: list[str] = []
+    original = storage.list
+
+    async def spy(prefix: str) -> list[str]:
+        listed.append(prefix)
+        return await original(prefix)
+
+    storage.list = spy  # type: ignore[method-assign]
+    assert await shared_answer(storage, "tls-alpn-01", name=name) is None
+    assert listed == []
