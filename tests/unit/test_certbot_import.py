@@ -770,3 +770,33 @@ async def test_a_certbot_dir_another_user_can_change_is_not_imported(
     assert results["x.test"].status == "failed"
     assert "a file another user can change" in results["x.test"].reason
     assert results["y.test"].status == "imported"
+
+
+def test_certbot_haproxy_installer_maps_to_the_haproxy_installer(certbot: CertbotDir) -> None:
+    """certbot-haproxy (greenhost's plugin; Certbot has none) wrote DOMAIN.pem into its
+    crt dir and restarted HAProxy: the lineage keeps that crt dir, now hot-swapped."""
+    certbot.lineage(
+        "h.test",
+        "authenticator = standalone\ninstaller = haproxy-installer\n"
+        "haproxy_installer_haproxy_crt_dir = /srv/haproxy/crt/\n",
+    )
+    lineage = certbot.read("h.test")
+    installer = lineage.settings.installer
+    assert installer is not None
+    assert installer.kind == "haproxy"
+    assert dict(installer.options) == {
+        "config": "/etc/haproxy/haproxy.cfg",
+        "crt_dir": "/srv/haproxy/crt",
+        "ctl": "haproxy",
+        "https_port": "443",
+        "socket": "",
+    }
+    text = " ".join(lineage.warnings)
+    assert "/srv/haproxy/crt/h.test.pem" in text
+    assert "systemctl reload" not in text
+    certbot.lineage(
+        "o.test", "authenticator = standalone\ninstaller = certbot-haproxy:haproxy-installer\n"
+    )
+    other = certbot.read("o.test").settings.installer
+    assert other is not None
+    assert dict(other.options)["crt_dir"] == "/etc/ssl/crt"

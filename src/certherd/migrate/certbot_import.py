@@ -144,6 +144,27 @@ class CertbotLineage:
     warnings: tuple[str, ...] = ()
 
 
+def haproxy_installer(params: dict[str, Any], name: str, warnings: list[str]) -> InstallerSettings:
+    """certbot-haproxy's ``haproxy-installer`` (greenhost; Certbot has no HAProxy
+    installer of its own): its crt dir (default ``/etc/ssl/crt``) and config, under
+    whichever plugin prefix Certbot stored them."""
+
+    def option(suffix: str) -> str | None:
+        key = next((k for k in sorted(params) if k.endswith(suffix)), None)
+        return setting_text(params, key) if key else None
+
+    crt_dir = (option("haproxy_crt_dir") or "/etc/ssl/crt").rstrip("/") or "/"
+    config = option("haproxy_config") or "/etc/haproxy/haproxy.cfg"
+    warnings.append(
+        f"HAProxy is served from {crt_dir}/{name}.pem and renewals are hot-swapped through "
+        "its runtime API (`stats socket ... level admin`; without one, a master-worker "
+        "reload), where certbot-haproxy restarted it; certherd adds no bind line while "
+        f"one loads {crt_dir} (docs/installers.md)"
+    )
+    options = {"config": config, "crt_dir": crt_dir, "ctl": "haproxy", "https_port": "443"}
+    return InstallerSettings("haproxy", tuple(sorted({**options, "socket": ""}.items())))
+
+
 def read_lineage(
     certbot_dir: Path,
     conf: Path,
@@ -199,6 +220,8 @@ def read_lineage(
             "still point at Certbot's files (lines marked '# managed by Certbot'): remove "
             f"those, then run `certherd install {name}` to serve certherd's"
         )
+    elif installer and installer.rpartition(":")[2] in ("haproxy-installer", "haproxy"):
+        installed = haproxy_installer(params, name, warnings)
     elif installer and installer != "null":
         warnings.append(
             f"Certbot's {installer} installer reloaded the server after renewal; certherd "
