@@ -17,6 +17,7 @@ from e2e_runner import Certherd
 from fleet_helpers import (
     deploys,
     dns_hook,
+    fast_dns_hook,
     finalized,
     fleet_config,
     hold_first_present,
@@ -87,6 +88,15 @@ def test_two_nodes_split_deferred_work_and_each_host_gets_every_lineage(
     wait_until(lambda: renewed <= deploys(deployed), 30, "version 2 deployed on both hosts")
     for node in nodes[:2]:
         assert (node.live(names[0]) / "cert.pem").resolve().name == "cert2.pem"
+    # A lineage deleted on any host leaves every node's host too.
+    nodes[2]("--storage", url, "delete", names[1])
+    for node in nodes[:2]:
+        wait_until(
+            lambda node=node: names[1] not in live_names(node.config_dir),  # type: ignore[misc]
+            20,
+            f"{names[1]} gone from {node.config_dir}",
+        )
+        assert not (node.archive(names[1])).exists()
     # New desired state reaches the running nodes at once (not at their next poll).
     more = [*names, "late.fleet.test"]
     (nodes[0].config_dir / "certherd.toml").write_text(
@@ -210,3 +220,62 @@ async def _give_back(url: str, lease: Lease) -> None:
         await store.release(lease)
     finally:
         await store.aclose()
+
+
+def test_apply_beside_running_nodes_never_obtains_twice_and_defer_reissues_a_changed_key(
+    nodes: list[Certherd], fleet_pebble: PebbleServer, postgres: PostgresServer, tmp_path: Path
+) -> None:
+    """`apply` without --defer claims each lineage through the same leases as the nodes:
+    run while two nodes work on the same lineages, every lineage is finalized once.
+    Then `apply --defer` of a new key type: the lineage is due (its state says why) and a
+    node obtains it again with that key type."""
+    url = postgres.url(postgres.database())
+    hook = fast_dns_hook(fleet_pebble, tmp_path)
+    names = [f"both{n}.fleet.test" for n in range(12)]
+    config = nodes[0].config_dir / "certherd.toml"
+    config.write_text(fleet_config(fleet_pebble, hook, names))
+    nodes[0]("--storage", url, "apply", "--defer")
+    before = finalized(fleet_pebble)
+    running = [
+        start_node(node, url, f"node{n}", "--concurrency", "3", "--max-interval", "300")
+        for n, node in enumerate(nodes[1:])
+    ]
+    applied = nodes[0]("--json", "--storage", url, "apply", "--concurrency", "3").json()
+    assert applied["failed"] == 0
+    wait_all_live(nodes[1:], set(names), 60)
+    assert finalized(fleet_pebble) - before == len(names)
+    actions = {r["action"] for r in applied["results"]}
+    assert actions <= {"renewed", "skipped", "not-due"}  # "renewed": got there first
+    # A changed key type, deferred: a node obtains version 2 with it.
+    config.write_text(
+        fleet_config(fleet_pebble, hook, names).replace(
+            "agree_tos = true", 'agree_tos = true\nkey_type = "rsa2048"'
+        )
+    )
+    stored = nodes[0]("--json", "--storage", url, "apply", "--defer").json()
+    assert {r["action"] for r in stored["results"]} == {"stored"}
+    for node in nodes[1:]:
+        wait_until(
+            lambda node=node: all(  # type: ignore[misc]
+                (node.live(name) / "cert.pem").resolve().name == "cert2.pem" for name in names
+            ),
+            60,
+            "version 2 of every lineage on both hosts",
+        )
+    key = (nodes[1].live(names[0]) / "privkey.pem").read_text()
+    assert "BEGIN PRIVATE KEY" in key or "BEGIN RSA PRIVATE KEY" in key
+    shown = nodes[1]("--json", "--storage", url, "show", names[0]).json()
+    assert shown["key_type"] == "rsa2048"
+    for process in running:
+        process.process.send_signal(signal.SIGTERM)
+    for process in running:
+        assert process.wait(timeout=30).code == 0
+
+
+def test_run_node_needs_a_shared_storage_and_a_usable_name(nodes: list[Certherd]) -> None:
+    alone = nodes[0]("run", "--node", "a", check=False)
+    assert alone.code == 2
+    assert "--node needs --storage" in alone.stderr
+    bad = nodes[0]("--storage", "postgresql://x@/y", "run", "--node", "../etc", check=False)
+    assert bad.code == 2
+    assert "node name" in bad.stderr

@@ -38,6 +38,7 @@ from certherd.settings import LineageSettings
 from certherd.storage.base import Lease
 from certherd.storage.fleet import Fleet, ScheduleEntry
 from certherd.storage.hostfiles import HostFiles
+from certherd.storage.layout import archive_folder
 from certherd.storage.leases import LEASE_TTL, holding
 
 __all__ = ["FleetNode"]
@@ -251,6 +252,8 @@ class FleetNode(Daemon):
         """Copy every live version this host lacks; run the deploy hooks here for each."""
         if self.host is None:
             return
+        for name in [n for n in self._here if n not in rows and n not in self.working]:
+            await self._remove_here(name)
         behind = {
             name: entry.live
             for name, entry in rows.items()
@@ -270,6 +273,24 @@ class FleetNode(Daemon):
                 log.warning("node %s: cannot bring %s's live files here: %s", self.node, name, exc)
                 continue
             self._here[name] = version
+
+    async def _remove_here(self, name: str) -> None:
+        """A lineage this node saw and that was deleted since (``certherd delete`` on any
+        host): its live files and archive copy leave this host too. Only lineages seen
+        in the schedule by this run are removed, never what a node pointed at another
+        (or an empty) database merely does not find."""
+        assert self.host is not None
+        try:
+            await self.host.local.unpublish(name)
+            for key in await self.host.local.list(archive_folder(name)):
+                await self.host.local.delete(key)
+            await self.host.local.forget(name)
+        except CertherdError as exc:
+            log.warning("node %s: cannot remove %s from this host: %s", self.node, name, exc)
+            return
+        self._here.pop(name, None)
+        self._deploys_owed.pop(name, None)
+        log.warning("node %s: %s was deleted: removed from this host", self.node, name)
 
     async def _deploy_here(self, name: str, version: int) -> None:
         """The deploy hooks and installer of ``name`` on this host, for ``version``
