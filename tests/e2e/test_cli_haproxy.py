@@ -248,3 +248,23 @@ def test_a_swap_that_fails_after_renewal_is_owed_and_done_next_run(
     again = certherd("--json", "renew", NAMES[0]).json()
     assert [r["action"] for r in again["results"]] == ["deployed"]
     assert served(pebble, https_port, NAMES[0]).serial_number == renewed.serial_number
+
+
+def test_check_says_when_haproxy_could_not_take_the_next_version(
+    certherd: Certherd, pebble: PebbleServer, haproxy: HaproxyRoot
+) -> None:
+    """``certherd check`` has a line for the installer: ok while HAProxy's config passes
+    its test and the socket answers; fail, with the reason, once the socket is gone."""
+    certherd("issue", "-d", NAMES[0], *haproxy_flags(haproxy, free_port()), *certherd.http,
+             *certherd.ca)  # fmt: skip
+    port = str(pebble.options.http_port)
+
+    def installer_line() -> dict[str, str]:
+        found = certherd("--json", "check", "--http-port", port, NAMES[0], check=False).json()
+        return next(f for f in found["checks"] if f["check"] == "installer haproxy")
+
+    assert installer_line()["status"] == "ok"
+    haproxy.socket.rename(haproxy.root / "admin.sock.away")
+    line = installer_line()
+    assert line["status"] == "fail"
+    assert f"runtime socket {haproxy.socket} does not exist" in line["text"]

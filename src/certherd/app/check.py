@@ -7,8 +7,10 @@ each name's solver works: for http-01 a probe file is published through the conf
 solver (a webroot, or certherd's own server on its port) and fetched over HTTP from
 the name as the CA would; for dns-01 the provider's credentials are proven by a
 harmless call (RFC 2136: a TSIG-signed SOA query); a program (hook, exec) is not run
-and says so. Then the free space of the config dir. Nothing is ordered, nothing is
-changed at the CA, and every probe is removed again.
+and says so; the web server it is installed into passes its own config test and can
+take the next version (the installer's ``check``: for HAProxy also the crt dir and the
+runtime socket or a master-worker reload). Then the free space of the config dir.
+Nothing is ordered, nothing is changed at the CA, and every probe is removed again.
 
 Each finding is one :class:`Finding`: ``ok``, ``warn`` (will probably work, worth a
 look), ``fail`` (the next renewal would fail) or ``skip`` (not checkable from here).
@@ -107,7 +109,23 @@ class _Checker:
                 )
                 continue
             found.append(await self.solver(settings, candidates[0], identifier))
+        if settings.installer is not None:
+            found.append(await self.installer(settings))
         return found
+
+    async def installer(self, settings: LineageSettings) -> Finding:
+        """The web server the lineage is installed into: its config passes its own test
+        and it can take the next version (the installer's own ``check``)."""
+        from certherd.app.installing import check_installer
+
+        assert settings.installer is not None
+        kind = settings.installer.kind
+        try:
+            await check_installer(settings)
+        except CertherdError as exc:
+            return Finding(settings.name, f"installer {kind}", "fail", describe_failure(exc, 300))
+        text = "its config passes its own test and it can take the next version"
+        return Finding(settings.name, f"installer {kind}", "ok", text)
 
     # -- the CA -------------------------------------------------------------------------
 
