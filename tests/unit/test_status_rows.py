@@ -133,8 +133,11 @@ class _Manager:
             await self.gate.wait()
         return ["example.com"]
 
-    async def load(self, name: str) -> tuple[LineageSettings, LineageState]:
-        return settings(), state()
+    async def store(self) -> None:
+        from certherd.storage.layout import renewal_settings
+
+        await self.storage.write(renewal_settings("example.com"), settings().to_json())
+        await state().save(self.storage)
 
 
 class _Daemon:
@@ -154,6 +157,7 @@ async def test_storage_is_read_at_most_every_few_seconds_whatever_the_viewers() 
     now = [100.0]
     daemon = _Daemon()
     source = StatusSource(daemon, monotonic=lambda: now[0])  # type: ignore[arg-type]
+    await daemon.manager.store()
     daemon.manager.gate = asyncio.Event()
     viewers = [asyncio.ensure_future(source.document()) for _ in range(20)]
     await asyncio.sleep(0)
