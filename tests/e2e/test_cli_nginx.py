@@ -155,7 +155,7 @@ def test_install_for_an_existing_lineage(
     https_port = free_port()
     unnamed = certherd("install", NAMES[0], check=False)  # no web server in its settings
     assert unnamed.code == 2, unnamed.describe()
-    assert "give one (--nginx or --haproxy)" in unnamed.stderr
+    assert "give one (--nginx, --apache or --haproxy)" in unnamed.stderr
     # A relative server root is kept absolute: renewals run from another folder.
     monkeypatch.chdir(nginx.root.parent)
     certherd("install", NAMES[0], "--nginx", "--nginx-server-root", nginx.root.name,

@@ -393,14 +393,34 @@ def test_nginx_maps_to_the_nginx_solver_and_installer(certbot: CertbotDir) -> No
     assert "no certherd equivalent" not in text
 
 
-def test_apache_keeps_port_80_with_warnings(certbot: CertbotDir) -> None:
-    certbot.lineage("a.test", "authenticator = apache\ninstaller = apache\n")
+def test_apache_maps_to_the_apache_solver_and_installer(certbot: CertbotDir) -> None:
+    """Issue 13: Certbot's apache authenticator and installer become certherd's (same
+    server root and control script), and the warning says how to move the TLS vhosts."""
+    certbot.lineage(
+        "a.test",
+        "authenticator = apache\ninstaller = apache\napache_server_root = /srv/apache2\n"
+        "apache_ctl = /usr/local/sbin/apachectl\n",
+    )
+    certbot.lineage("b.test", "authenticator = apache\ninstaller = apache\n")
     lineage = certbot.read("a.test")
-    assert lineage.settings.solvers[0].options == {"listen": "80"}
-    assert lineage.settings.installer is None
+    (solver,) = lineage.settings.solvers
+    assert (solver.kind, solver.options) == (
+        "apache",
+        {"server_root": "/srv/apache2", "ctl": "/usr/local/sbin/apachectl"},
+    )
+    installer = lineage.settings.installer
+    assert installer is not None
+    assert installer.kind == "apache"
+    assert dict(installer.options)["server_root"] == "/srv/apache2"
+    assert dict(installer.options)["ctl"] == "/usr/local/sbin/apachectl"
     text = " ".join(lineage.warnings)
-    assert "authenticator apache has no certherd equivalent" in text
-    assert "systemctl reload apache" in text
+    assert "certherd install a.test`" in text
+    assert "-le-ssl.conf" in text
+    assert "no certherd equivalent" not in text
+    defaults = certbot.read("b.test").settings
+    assert defaults.solvers[0].options == {"server_root": "/etc/apache2", "ctl": "apache2ctl"}
+    assert defaults.installer is not None
+    assert dict(defaults.installer.options)["ctl"] == "apache2ctl"
 
 
 def test_dns_plugins_map_to_lexicon_providers(certbot: CertbotDir) -> None:
@@ -735,11 +755,11 @@ def test_command_json_and_exit_codes(
 def test_command_human_output(
     certbot: CertbotDir, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    certbot.lineage("n.test", "authenticator = apache\n", versions=1)
+    certbot.lineage("n.test", "authenticator = standalone\ninstaller = lighttpd\n", versions=1)
     main(["--config-dir", str(tmp_path / "c"), "import-certbot", "--dry-run", str(certbot.root)])
     out, err = capsys.readouterr()
     assert "would-import" in out  # the result on stdout, warnings on stderr
-    assert "authenticator apache has no certherd equivalent" in " ".join(err.split())
+    assert "Certbot's lighttpd installer reloaded the server" in " ".join(err.split())
 
 
 async def test_a_certbot_dir_another_user_can_change_is_not_imported(

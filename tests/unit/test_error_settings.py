@@ -40,6 +40,8 @@ ALLOWED: dict[tuple[str, str], str] = {
     ("install/schedule.py", "--config-dir"): "the argument vector the timer or cron job runs",
     ("install/schedule.py", "-q"): "the argument vector the timer or cron job runs",
     ("testing/pebble.py", "-h"): "asks a Pebble program which flags it has",
+    ("install/apache/control.py", "-d"): "apache2's own flag (its server root)",
+    ("install/apache/control.py", "-q"): "a2enmod's own flag (quiet)",
 }
 """Flags a library string may name, each with the reason."""
 

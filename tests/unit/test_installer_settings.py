@@ -57,7 +57,7 @@ def test_certherd_toml_installer_table(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("table", "wrong"),
     [
-        ('{ kind = "apache" }', "kind"),
+        ('{ kind = "lighttpd" }', "kind"),
         ('{ kind = "nginx", https_port = 0 }', "https_port"),
         ('{ kind = "nginx", reload = true }', "reload"),
     ],
@@ -90,8 +90,8 @@ def test_stored_settings_keep_the_installer() -> None:
 
 
 def test_installer_options_are_checked() -> None:
-    with pytest.raises(ConfigError, match="unknown installer kind 'apache'"):
-        installer_for(InstallerSettings("apache"))
+    with pytest.raises(ConfigError, match="unknown installer kind 'lighttpd'"):
+        installer_for(InstallerSettings("lighttpd"))
     with pytest.raises(ConfigError, match="https_port"):
         installer_for(InstallerSettings("nginx", (("https_port", "x"),)))
     with pytest.raises(ConfigError, match="unknown nginx installer option 'listen'"):

@@ -154,7 +154,7 @@ class Certherd(AccountCalls, DaemonCalls):
             def progress(name: str, ready: int, total: int) -> None:
                 self._emit("propagation", f"{name}: served by {ready} of {total} name server(s)")
 
-            from certherd.app.installing import nginx_solver
+            from certherd.app.installing import apache_solver, nginx_solver
 
             def fleet_solver(spec: SolverSpec) -> Solver:
                 from certherd.challenges.shared import SharedSolver
@@ -164,7 +164,7 @@ class Certherd(AccountCalls, DaemonCalls):
             self._solvers = SolverPool(
                 environ=self._environ,
                 on_progress=progress,
-                builders={"nginx": nginx_solver, "fleet": fleet_solver},
+                builders={"nginx": nginx_solver, "apache": apache_solver, "fleet": fleet_solver},
             )
         return self._solvers
 

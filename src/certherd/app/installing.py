@@ -1,6 +1,6 @@
-"""The web-server installers wired in (docs/installers.md): the ``nginx`` solver kind,
-installing a lineage's ``live/`` files into the server, taking them away again, and the
-graceful reload after each new version (after the deploy hooks)."""
+"""The web-server installers wired in (docs/installers.md): the ``nginx`` and ``apache``
+solver kinds, installing a lineage's ``live/`` files into the server, taking them away
+again, and the graceful reload after each new version (after the deploy hooks)."""
 
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "after_deploy",
+    "apache_solver",
     "check_installer",
     "install_configured",
     "install_lineage",
@@ -31,13 +32,25 @@ __all__ = [
 
 def nginx_solver(spec: SolverSpec) -> Solver:
     """The ``nginx`` solver kind: http-01 through the running nginx."""
+    from certherd.install.http01 import ServerSolver
     from certherd.install.nginx.installer import NginxInstaller
-    from certherd.install.nginx.solver import NginxSolver
 
     installer = NginxInstaller(
         Path(spec.options.get("server_root", "/etc/nginx")), spec.options.get("ctl", "nginx")
     )
-    return NginxSolver(installer)
+    return ServerSolver(installer)
+
+
+def apache_solver(spec: SolverSpec) -> Solver:
+    """The ``apache`` solver kind: http-01 through the running Apache."""
+    from certherd.install.apache.installer import ApacheInstaller
+    from certherd.install.http01 import ServerSolver
+
+    installer = ApacheInstaller(
+        Path(spec.options.get("server_root", "/etc/apache2")),
+        spec.options.get("ctl", "apache2ctl"),
+    )
+    return ServerSolver(installer)
 
 
 def _installer(settings: InstallerSettings) -> Installer:

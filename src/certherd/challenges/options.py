@@ -11,6 +11,8 @@ Kinds and their options (see :mod:`certherd.challenges.factory` for what they do
 - ``hook``      ``challenge``, ``command``, ``timeout``;
 - ``nginx``     ``server_root`` (default /etc/nginx), ``ctl`` (default nginx): http-01
   through the running nginx (built by :mod:`certherd.app`: the installer sits above);
+- ``apache``    ``server_root`` (default /etc/apache2), ``ctl`` (default apache2ctl):
+  http-01 through the running Apache (built by :mod:`certherd.app`, likewise);
 - ``fleet``     ``challenge`` (``http-01``, the default, or ``tls-alpn-01``): the key
   authorization goes into the shared storage and every node run with ``--http-serve`` /
   ``--tls-alpn-serve`` answers it (:mod:`certherd.challenges.shared`, built by
@@ -34,6 +36,7 @@ from certherd.schema import SchemaError, convert, looks_secret, secret_fields
 __all__ = [
     "KINDS",
     "SCHEMAS",
+    "ApacheOptions",
     "DnsSolverOptions",
     "FleetOptions",
     "HookOptions",
@@ -150,6 +153,17 @@ class FleetOptions(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
             )
 
 
+class ApacheOptions(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """``apache``: http-01 answered through the running Apache (docs/installers.md)."""
+
+    server_root: str = "/etc/apache2"
+    ctl: str = "apache2ctl"
+
+    def __post_init__(self) -> None:
+        if not self.server_root.strip() or not self.ctl.strip():
+            raise ValueError("apache server_root and ctl must not be empty")
+
+
 SCHEMAS: Mapping[str, type[msgspec.Struct]] = {
     "http": HttpOptions,
     "webroot": WebrootOptions,
@@ -157,6 +171,7 @@ SCHEMAS: Mapping[str, type[msgspec.Struct]] = {
     "dns": DnsSolverOptions,
     "hook": HookOptions,
     "nginx": NginxOptions,
+    "apache": ApacheOptions,
     "fleet": FleetOptions,
 }
 KINDS = tuple(SCHEMAS)

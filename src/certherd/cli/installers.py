@@ -1,4 +1,5 @@
-"""``certherd install | uninstall`` and the installer flags of ``issue`` (--nginx ...):
+"""``certherd install | uninstall`` and the installer flags of ``issue`` (--nginx,
+--apache, --haproxy ...):
 a lineage's certificate served by a web server the certherd way (docs/installers.md)."""
 
 from __future__ import annotations
@@ -30,6 +31,20 @@ def installer_options(command: Any) -> Any:
             help="nginx's config folder, holding nginx.conf (default /etc/nginx).",
         ),
         click.option("--nginx-ctl", metavar="PATH", help="nginx's control binary (default nginx)."),
+        click.option(
+            "--apache",
+            is_flag=True,
+            help="Prove the names through the running Apache and serve the certificate "
+            "in a TLS copy of its matching vhosts (docs/installers.md).",
+        ),
+        click.option(
+            "--apache-server-root",
+            metavar="DIR",
+            help="Apache's config folder, holding apache2.conf (default /etc/apache2).",
+        ),
+        click.option(
+            "--apache-ctl", metavar="PATH", help="Apache's control script (default apache2ctl)."
+        ),
         click.option(
             "--https-port",
             type=click.IntRange(1, 65535),
@@ -70,31 +85,43 @@ def installer_settings(params: dict[str, Any]) -> Any:
     from certherd.settings import InstallerSettings
 
     haproxy = _haproxy_settings(params)
-    nginx = params.pop("nginx", False)
-    root = params.pop("nginx_server_root", None)
-    ctl = params.pop("nginx_ctl", None)
+    chosen = [kind for kind in ("nginx", "apache") if params.pop(kind, False)]
+    given = {kind: _server_flags(params, kind) for kind in ("nginx", "apache")}
     port = params.pop("https_port", None)
     redirect = params.pop("redirect", False)
     if haproxy is not None:
-        if nginx or root or ctl or redirect:
-            raise ConfigError("--haproxy takes no --nginx options: give one web server")
+        if chosen or any(any(flags) for flags in given.values()) or redirect:
+            raise ConfigError("--haproxy takes no --nginx or --apache options: give one web server")
         if port is not None:
             haproxy.update(https_port=str(port))
         return InstallerSettings("haproxy", tuple(sorted(haproxy.items())))
-    if not nginx:
-        if root or ctl or port is not None or redirect:
-            raise ConfigError(
-                "--nginx-server-root, --nginx-ctl, --https-port and --redirect need --nginx"
-            )
+    if len(chosen) > 1:
+        raise ConfigError("--nginx and --apache exclude each other: give one web server")
+    for kind, (root, ctl) in given.items():
+        if (root or ctl) and kind not in chosen:
+            raise ConfigError(f"--{kind}-server-root and --{kind}-ctl need --{kind}")
+    if not chosen:
+        if port is not None or redirect:
+            raise ConfigError("--https-port and --redirect need --nginx or --apache")
         return None
+    kind = chosen[0]
+    root, ctl = given[kind]
     # Absolute: renewals (the daemon, a timer) run from another folder.
     options = {
-        "server_root": os.path.abspath(root) if root else "/etc/nginx",
-        "ctl": os.path.abspath(ctl) if ctl and "/" in ctl else ctl or "nginx",
+        "server_root": os.path.abspath(root) if root else DEFAULTS[kind][0],
+        "ctl": os.path.abspath(ctl) if ctl and "/" in ctl else ctl or DEFAULTS[kind][1],
         "https_port": str(port or 443),
         "redirect": "true" if redirect else "false",
     }
-    return InstallerSettings("nginx", tuple(sorted(options.items())))
+    return InstallerSettings(kind, tuple(sorted(options.items())))
+
+
+DEFAULTS = {"nginx": ("/etc/nginx", "nginx"), "apache": ("/etc/apache2", "apache2ctl")}
+"""Each web server's default server root and control program (Certbot's)."""
+
+
+def _server_flags(params: dict[str, Any], kind: str) -> tuple[str | None, str | None]:
+    return params.pop(f"{kind}_server_root", None), params.pop(f"{kind}_ctl", None)
 
 
 def _haproxy_settings(params: dict[str, Any]) -> dict[str, str] | None:
@@ -122,15 +149,18 @@ def _haproxy_settings(params: dict[str, Any]) -> dict[str, str] | None:
 
 
 def installer_solver(installer: Any) -> Any:
-    """The solver matching the installer: ``nginx`` (same server root and ctl); None for
-    HAProxy, which does not answer http-01 (the names need a solver of their own)."""
+    """The solver matching the installer: ``nginx`` or ``apache`` (same server root and
+    ctl); None for HAProxy, which does not answer http-01 (the names need a solver of
+    their own)."""
     from certherd.challenges.options import solver_spec
 
-    if installer.kind != "nginx":
+    if installer.kind not in ("nginx", "apache"):
         return None
     options = dict(installer.options)
     return solver_spec(
-        "nginx", {"server_root": options["server_root"], "ctl": options["ctl"]}, strict=False
+        installer.kind,
+        {"server_root": options["server_root"], "ctl": options["ctl"]},
+        strict=False,
     )
 
 
@@ -139,7 +169,7 @@ def installer_solver(installer: Any) -> Any:
 @installer_options
 @pass_context
 def install(ctx: Context, /, name: str, **params: Any) -> None:
-    """Serve lineage NAME's certificate through a web server (--nginx, --haproxy;
+    """Serve lineage NAME's certificate through a web server (--nginx, --apache, --haproxy;
     without one, the one in the lineage's settings); renewals then reload it."""
     run_async(_install(ctx, name, installer_settings(params)))
 

@@ -223,8 +223,8 @@ def solver_specs(
     if not specs:
         raise ConfigError(
             "say how to prove the names: --http, --webroot DIR, --tls-alpn, --dns PROVIDER, "
-            "--fleet-solver CHALLENGE or --nginx (--haproxy serves the certificate, it proves "
-            "no name)"
+            "--fleet-solver CHALLENGE, --nginx or --apache (--haproxy serves the certificate, "
+            "it proves no name)"
         )
     return tuple(specs)
 

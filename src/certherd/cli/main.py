@@ -56,7 +56,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     ),
     "install": (
         "certherd.cli.installers:install",
-        "Serve a lineage's certificate through a web server (--nginx, --haproxy).",
+        "Serve a lineage's certificate through a web server (--nginx, --apache, --haproxy).",
     ),
     "list": ("certherd.cli.lineages:list_lineages", "List lineages: names, expiry, next renewal."),
     "renew": ("certherd.cli.lineages:renew", "Renew the lineages that are due."),

@@ -13,6 +13,7 @@ from certherd.challenges.spec import SolverSpec
 from certherd.settings import InstallerSettings
 
 __all__ = [
+    "ApacheInstallerTable",
     "HaproxyInstallerTable",
     "InstallerTable",
     "NginxInstallerTable",
@@ -57,7 +58,23 @@ class HaproxyInstallerTable(
         return "haproxy"
 
 
-InstallerTable = NginxInstallerTable | HaproxyInstallerTable
+class ApacheInstallerTable(
+    msgspec.Struct, forbid_unknown_fields=True, kw_only=True, tag_field="kind", tag="apache"
+):
+    """``installer = { kind = "apache", server_root = "/etc/apache2", ctl = "apache2ctl",
+    https_port = 443, redirect = false }``."""
+
+    server_root: str = "/etc/apache2"
+    ctl: str = "apache2ctl"
+    https_port: Port = 443
+    redirect: bool = False
+
+    @property
+    def kind(self) -> str:
+        return "apache"
+
+
+InstallerTable = NginxInstallerTable | ApacheInstallerTable | HaproxyInstallerTable
 
 
 def installer_settings(table: InstallerTable | None) -> InstallerSettings | None:
@@ -80,6 +97,6 @@ def installer_settings(table: InstallerTable | None) -> InstallerSettings | None
 def installer_solver(table: InstallerTable) -> SolverSpec | None:
     """The solver of a certificate with an installer and no solver of its own: http-01
     through that same server (None for HAProxy: it proves no name)."""
-    if not isinstance(table, NginxInstallerTable):
+    if not isinstance(table, NginxInstallerTable | ApacheInstallerTable):
         return None
-    return solver_spec("nginx", {"server_root": table.server_root, "ctl": table.ctl})
+    return solver_spec(table.kind, {"server_root": table.server_root, "ctl": table.ctl})

@@ -1,5 +1,5 @@
-"""What a web-server installer does, whatever the server (nginx, HAProxy; Apache fits
-the same shape: issue 13).
+"""What a web-server installer does, whatever the server (nginx, Apache, HAProxy:
+issue 13).
 
 An installer is built from a lineage's :class:`~certherd.settings.InstallerSettings`
 (:func:`installer_for`) and:
@@ -8,7 +8,7 @@ An installer is built from a lineage's :class:`~certherd.settings.InstallerSetti
   whose config already fails its own test, and a name it has no place to serve, before
   anything is ordered or changed;
 - ``prepare_http01(names)`` / ``finish_http01()``: answers http-01 through the running
-  server while an order is under way (the ``nginx`` solver kind calls them);
+  server while an order is under way (the ``nginx`` and ``apache`` solver kinds call them);
 - ``install(lineage, names, certificate, key)``: serves the lineage's ``live/`` files
   over TLS for its names; ``uninstall(lineage)`` takes that away again;
 - ``after_renewal(lineage, certificate, key)``: a new version of those live files is
@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 
 __all__ = ["INSTALLER_KINDS", "Installer", "installer_for"]
 
-INSTALLER_KINDS = ("nginx", "haproxy")
+INSTALLER_KINDS = ("nginx", "apache", "haproxy")
 
 
 class Installer(Protocol):
@@ -81,11 +81,36 @@ def installer_for(settings: InstallerSettings) -> Installer:
                 "ctl, https_port, redirect"
             )
         return installer
+    if settings.kind == "apache":
+        return _apache(options)
     if settings.kind == "haproxy":
         return _haproxy(options)
     raise ConfigError(
         f"unknown installer kind {settings.kind!r}: use one of {', '.join(INSTALLER_KINDS)}"
     )
+
+
+def _apache(options: dict[str, str]) -> Installer:
+    from certherd.install.apache.installer import ApacheInstaller
+
+    try:
+        port = int(options.pop("https_port", "443"))
+    except ValueError:
+        raise ConfigError("installer https_port must be a port number") from None
+    if not 0 < port < 65536:
+        raise ConfigError(f"installer https_port {port} is not a port (1-65535)")
+    installer = ApacheInstaller(
+        Path(options.pop("server_root", "/etc/apache2")),
+        options.pop("ctl", "apache2ctl"),
+        port,
+        options.pop("redirect", "false").lower() in ("true", "1", "yes"),
+    )
+    if options:
+        raise ConfigError(
+            f"unknown apache installer option {sorted(options)[0]!r}: use server_root, "
+            "ctl, https_port, redirect"
+        )
+    return installer
 
 
 def _haproxy(options: dict[str, str]) -> Installer:

@@ -28,6 +28,7 @@ from certherd.settings import HookSettings
 __all__ = [
     "ACME_V1",
     "LETS_ENCRYPT",
+    "SERVERS",
     "hook_settings",
     "key_from_jwk",
     "key_type",
@@ -60,6 +61,10 @@ LEXICON_KNOWN = frozenset(
 _SECTION = re.compile(r"^(\[+)\s*(.*?)\s*(\]+)\s*(?:#.*)?$")
 _KEY = re.compile(r"""^("[^"]*"|'[^']*'|[^=]+?)\s*=\s*(.*)$""")
 _ITEM = re.compile(r"""\s*(?:"([^"]*)"|'([^']*)'|([^,#"'][^,#]*?)?)\s*(,|#.*$|$)""")
+
+
+SERVERS = {"nginx": ("/etc/nginx", "nginx"), "apache": ("/etc/apache2", "apache2ctl")}
+"""Certbot's web-server plugins and their default server root and control program."""
 
 
 def parse_conf(text: str, where: str = "config") -> dict[str, Any]:
@@ -227,19 +232,13 @@ def solver_specs(
         return (SolverSpec("http", {"listen": f"{host}:{port}" if host else port}),), {}
     if plugin == "webroot":
         return _webroot(params, names), {}
-    if plugin == "nginx":  # http-01 through the running nginx, as Certbot's plugin did
+    if plugin in SERVERS:  # http-01 through the running server, as Certbot's plugin did
+        root, ctl = SERVERS[plugin]
         options = {
-            "server_root": setting_text(params, "nginx_server_root") or "/etc/nginx",
-            "ctl": setting_text(params, "nginx_ctl") or "nginx",
+            "server_root": setting_text(params, f"{plugin}_server_root") or root,
+            "ctl": setting_text(params, f"{plugin}_ctl") or ctl,
         }
-        return (SolverSpec("nginx", options),), {}
-    if plugin == "apache":
-        warnings.append(
-            f"authenticator {plugin} has no certherd equivalent: mapped to the built-in "
-            "http-01 server on port 80, which needs that port free; choose a solver "
-            "(e.g. webroot) and issue again if that is wrong"
-        )
-        return (SolverSpec("http", {"listen": "80"}),), {}
+        return (SolverSpec(plugin, options),), {}
     if plugin == "manual":
         return _manual(params, names, lineage, hook_dir, warnings)
     if plugin.startswith("dns-"):

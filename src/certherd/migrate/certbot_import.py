@@ -50,6 +50,7 @@ from certherd.manager.lineage import LineageState
 from certherd.migrate.certbot_conf import (
     ACME_V1,
     LETS_ENCRYPT,
+    SERVERS,
     hook_settings,
     key_type,
     read_file,
@@ -205,20 +206,27 @@ def read_lineage(
     specs, scripts = solver_specs(params, names, name, certbot_dir, hook_dir, warnings)
     installer = setting_text(params, "installer")
     installed = None
-    if installer == "nginx":
+    if installer in SERVERS:
+        root, ctl = SERVERS[installer]
         installed = InstallerSettings(
-            "nginx",
+            installer,
             (
-                ("ctl", setting_text(params, "nginx_ctl") or "nginx"),
+                ("ctl", setting_text(params, f"{installer}_ctl") or ctl),
                 ("https_port", setting_text(params, "https_port") or "443"),
                 ("redirect", "false"),
-                ("server_root", setting_text(params, "nginx_server_root") or "/etc/nginx"),
+                ("server_root", setting_text(params, f"{installer}_server_root") or root),
             ),
         )
         warnings.append(
-            "nginx is reloaded after each renewal (the nginx installer); its server blocks "
-            "still point at Certbot's files (lines marked '# managed by Certbot'): remove "
-            f"those, then run `certherd install {name}` to serve certherd's"
+            (
+                "nginx is reloaded after each renewal (the nginx installer); its server "
+                "blocks still point at Certbot's files (lines marked '# managed by Certbot')"
+                if installer == "nginx"
+                else "Apache is restarted gracefully after each renewal (the apache "
+                "installer); Certbot's TLS vhosts (its -le-ssl.conf files) still point at "
+                "Certbot's files"
+            )
+            + f": remove those, then run `certherd install {name}` to serve certherd's"
         )
     elif installer and installer.rpartition(":")[2] in ("haproxy-installer", "haproxy"):
         installed = haproxy_installer(params, name, warnings)

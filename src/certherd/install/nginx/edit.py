@@ -19,19 +19,19 @@ fails, every file gets its previous bytes back and the error is nginx's own mess
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import logging
 import os
 import re
 import shutil
-import stat
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from certherd._nofollow import untrusted_reason
-from certherd.crypto.files import atomic_write
 from certherd.errors import ConfigError, InstallError, safe_text
+from certherd.install.files import backup as _backup
+from certherd.install.files import real_target as _real_target
+from certherd.install.files import restore as _restore
+from certherd.install.files import write as _write
 from certherd.install.nginx.parse import ServerBlock, pid_file
 from certherd.programs import program_environment, run_program
 
@@ -42,8 +42,6 @@ log = logging.getLogger(__name__)
 MARK = "# certherd:"
 RELOAD_WAIT = 10.0
 """How long a reload may take until the new config answers (seconds)."""
-KEEP_BACKUPS = 20
-"""How many backups (one folder per change) are kept under ``ROOT/certherd/backup/``."""
 
 
 def quoted(path: Path) -> str:
@@ -206,7 +204,7 @@ async def apply_changes(
     """Write ``changes`` (a path's new bytes, or None to remove a file certherd owns),
     test and reload; on failure put every file back as it was and raise InstallError."""
     await check_before(control)
-    previous: dict[Path, bytes | None] = {}
+    previous: dict[Path, bytes | None] = {}  # never a Link: nginx's are files
     targets = {_real_target(path): data for path, data in changes.items()}
     for path in targets:
         previous[path] = path.read_bytes() if path.exists() else None
@@ -230,56 +228,3 @@ async def apply_changes(
             f"nginx refused certherd's change, so every file has its previous bytes again: "
             f"{message}"
         )
-
-
-def _real_target(path: Path) -> Path:
-    """Where writing ``path`` must go: a symlinked site file is written where it points,
-    refused when another user could change a folder on the way, to the link or to where
-    it points (certherd._nofollow.untrusted_reason, as for the config dir)."""
-    real = Path(os.path.realpath(path))
-    for folder in dict.fromkeys((path.parent, real.parent)):
-        reason = untrusted_reason(folder)
-        if reason is not None:
-            raise ConfigError(f"certherd will not edit {real}: {reason}")
-    return real
-
-
-def _write(path: Path, data: bytes | None) -> None:
-    if data is None:
-        path.unlink(missing_ok=True)
-        return
-    try:
-        info = path.stat()
-    except FileNotFoundError:
-        atomic_write(path, data, 0o644)
-        return
-    atomic_write(path, data, stat.S_IMODE(info.st_mode))
-    if (info.st_uid, info.st_gid) != (os.geteuid(), os.getegid()):
-        try:
-            os.chown(path, info.st_uid, info.st_gid)
-        except PermissionError:
-            log.warning("could not give %s its owner back (uid %d)", path, info.st_uid)
-
-
-def _restore(previous: Mapping[Path, bytes | None]) -> None:
-    for path, data in previous.items():
-        try:
-            _write(path, data)
-        except (OSError, ConfigError) as exc:  # keep restoring the others
-            log.error("could not restore %s: %s (its backup is in certherd/backup/)", path, exc)
-
-
-def _backup(owned: Path, previous: Mapping[Path, bytes | None]) -> None:
-    """A copy of each file about to change: ``owned/backup/<stamp>/<its path>``."""
-    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S.%fZ")
-    (owned / "backup").mkdir(parents=True, exist_ok=True, mode=0o700)
-    kept = sorted(p for p in (owned / "backup").iterdir() if p.is_dir())
-    for old in kept[: max(0, len(kept) - KEEP_BACKUPS + 1)]:
-        shutil.rmtree(old, ignore_errors=True)
-    folder = owned / "backup" / stamp
-    for path, data in previous.items():
-        if data is None:
-            continue
-        copy = folder / str(path).lstrip("/")
-        copy.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        atomic_write(copy, data, 0o600)

@@ -21,13 +21,9 @@ byte), then a graceful reload.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import fcntl
 import os
 import re
-import weakref
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,21 +37,14 @@ from certherd.install.nginx.edit import (
     remove_include,
 )
 from certherd.install.nginx.parse import NginxConfig, ServerBlock, match_server, read_config
+from certherd.install.sharing import ServerRoot
 from certherd.storage.layout import check_name
 
 __all__ = ["NginxInstaller"]
 
-_LOCKS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[Path, asyncio.Lock]] = (
-    weakref.WeakKeyDictionary()
-)
-"""One lock per server root and event loop in this process (the file lock covers other
-processes; an asyncio lock belongs to one loop)."""
-LOCK_WAIT = 120.0
-"""How long to wait for another certherd process changing the same nginx (seconds)."""
-
 
 @dataclass(frozen=True)
-class NginxInstaller:
+class NginxInstaller(ServerRoot):
     """nginx at ``server_root`` (its ``nginx.conf``), controlled with ``ctl``."""
 
     server_root: Path = Path("/etc/nginx")
@@ -64,11 +53,6 @@ class NginxInstaller:
     redirect: bool = False
 
     kind = "nginx"
-
-    @property
-    def owned(self) -> Path:
-        """The folder of everything certherd adds (``ROOT/certherd``)."""
-        return self.server_root / "certherd"
 
     @property
     def control(self) -> NginxControl:
@@ -86,32 +70,6 @@ class NginxInstaller:
     def tls_conf(self, lineage: str, number: int = 0) -> Path:
         suffix = f"+{number}" if number else ""
         return self.owned / f"tls-{check_name(lineage)}{suffix}.conf"
-
-    # -- the whole-process lock ------------------------------------------------------------
-
-    @contextlib.asynccontextmanager
-    async def _locked(self) -> AsyncIterator[None]:
-        loop = asyncio.get_running_loop()
-        lock = _LOCKS.setdefault(loop, {}).setdefault(self.server_root.resolve(), asyncio.Lock())
-        async with lock:
-            self.owned.mkdir(mode=0o755, parents=True, exist_ok=True)
-            descriptor = os.open(self.owned / ".lock", os.O_CREAT | os.O_RDWR, 0o600)
-            try:
-                deadline = loop.time() + LOCK_WAIT
-                while True:
-                    try:
-                        fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                        break
-                    except BlockingIOError:
-                        if loop.time() > deadline:
-                            raise ConfigError(
-                                f"another certherd process has been changing nginx for over "
-                                f"{LOCK_WAIT:.0f} s ({self.owned / '.lock'}): try again later"
-                            ) from None
-                        await asyncio.sleep(0.05)
-                yield
-            finally:
-                os.close(descriptor)
 
     async def check(self, lineage: str = "", names: Sequence[str] = ()) -> None:
         """Refuse (InstallError) when nginx's config already fails its own test, and
@@ -190,33 +148,6 @@ class NginxInstaller:
             "# would answer before any location: this is its first directive, so stop there.\n"
             'if ($uri ~ "^/\\.well-known/acme-challenge/") { break; }\n'
         )
-
-    def _users(self) -> Path:
-        return self.owned / "users"
-
-    def _mark_user(self) -> None:
-        self._users().mkdir(mode=0o700, exist_ok=True)
-        marker = self._users() / str(os.getpid())
-        count = int(marker.read_text() or "0") if marker.exists() else 0
-        marker.write_text(str(count + 1))
-
-    def _unmark_user(self, uses: int) -> bool:
-        """Drop ``uses`` uses by this process; True while some process (this or another
-        living one) still proves names here."""
-        marker = self._users() / str(os.getpid())
-        if marker.exists():
-            count = int(marker.read_text() or "1") - uses
-            if count > 0:
-                marker.write_text(str(count))
-            else:
-                marker.unlink()
-        others = []
-        for entry in self._users().iterdir() if self._users().exists() else ():
-            if entry.name.isdigit() and _alive(int(entry.name)):
-                others.append(entry)
-            else:
-                entry.unlink(missing_ok=True)
-        return bool(others)
 
     # -- TLS for a lineage -----------------------------------------------------------------
 
@@ -364,13 +295,3 @@ class NginxInstaller:
             if edited != text:
                 changes[path] = edited.encode("utf-8", "surrogateescape")
         return changes
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

@@ -1,35 +1,51 @@
-"""http-01 answered through the running nginx (the ``nginx`` solver kind).
+"""http-01 answered through a running web server (the ``nginx`` and ``apache`` solver
+kinds).
 
-The first challenge of a run makes nginx answer ``/.well-known/acme-challenge/`` from
-``ROOT/certherd/http-01/`` in the server blocks that serve the name
-(:meth:`NginxInstaller.prepare_http01`: an include certherd owns, tested and reloaded);
-the answers themselves are written there by the webroot solver (its symlink-safe writes
-and exact cleanup); once the last challenge of the run is cleaned up, the include is
-taken away again and nginx reloaded (:meth:`NginxInstaller.finish_http01`).
+The first challenge of a run makes the server answer ``/.well-known/acme-challenge/``
+from ``ROOT/certherd/http-01/`` where it serves the name (the installer's
+``prepare_http01``: an include certherd owns, tested and reloaded); the answers
+themselves are written there by the webroot solver (its symlink-safe writes and exact
+cleanup); once the last challenge of the run is cleaned up, the include is taken away
+again and the server reloaded (the installer's ``finish_http01``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Protocol
 
 from certherd.acme.messages import Identifier
 from certherd.challenges.base import ChallengeTask
 from certherd.challenges.webroot import WebrootSolver
 from certherd.errors import CertherdError
-from certherd.install.nginx.installer import NginxInstaller
 
-__all__ = ["NginxSolver"]
+__all__ = ["AnsweringServer", "ServerSolver"]
 
 log = logging.getLogger(__name__)
 
 
-class NginxSolver:
-    """http-01 through nginx at ``installer.server_root``; shared by a run's orders."""
+class AnsweringServer(Protocol):
+    """An installer that can answer http-01 through its running server."""
+
+    kind: str
+
+    @property
+    def challenge_root(self) -> Path: ...
+
+    async def prepare_http01(self, names: Sequence[str]) -> object: ...
+
+    async def finish_http01(self, uses: int = 1) -> None: ...
+
+
+class ServerSolver:
+    """http-01 through the installer's server; shared by a run's orders."""
 
     challenge_type = "http-01"
 
-    def __init__(self, installer: NginxInstaller) -> None:
+    def __init__(self, installer: AnsweringServer) -> None:
         self.installer = installer
         self._webroot = WebrootSolver(installer.challenge_root)
         self._lock = asyncio.Lock()
@@ -76,4 +92,6 @@ class NginxSolver:
         try:
             await self.installer.finish_http01(uses)
         except CertherdError as exc:  # cleanup must not raise: say it, keep going
-            log.error("could not take certherd's http-01 include out of nginx: %s", exc)
+            log.error(
+                "could not take certherd's http-01 include out of %s: %s", self.installer.kind, exc
+            )
