@@ -63,7 +63,8 @@ def browser(chromium_path: str) -> Iterator[Browser]:
 
     with sync_playwright() as playwright:
         # As root Chromium needs --no-sandbox (its sandbox refuses to run as root).
-        args = ["--no-sandbox"] if os.geteuid() == 0 else []
+        # /dev/shm is small in containers: Chromium then uses /tmp for shared memory.
+        args = ["--disable-dev-shm-usage", *(["--no-sandbox"] if os.geteuid() == 0 else [])]
         launched = playwright.chromium.launch(executable_path=chromium_path, args=args)
         try:
             yield launched

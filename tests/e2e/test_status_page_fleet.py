@@ -98,7 +98,8 @@ def test_a_nodes_page_shows_which_node_obtained_and_holds_each(
     assert {row["obtained_by"] for row in rows.values()} <= {"alpha", "beta"}
 
     with sync_playwright() as playwright:
-        args = ["--no-sandbox"] if os.geteuid() == 0 else []
+        # /dev/shm is small in containers: Chromium then uses /tmp for shared memory.
+        args = ["--disable-dev-shm-usage", *(["--no-sandbox"] if os.geteuid() == 0 else [])]
         browser = playwright.chromium.launch(executable_path=chromium, args=args)
         try:
             page = browser.new_page()
