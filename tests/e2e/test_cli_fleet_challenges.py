@@ -81,3 +81,23 @@ def test_a_serve_port_in_use_is_one_line_naming_the_flag_exit_2(certherd: Certhe
     bad = certherd("run", "--tls-alpn-serve", "127.0.0.1:notaport", check=False, timeout=30)
     assert bad.code == 2, bad.describe()
     assert "--tls-alpn-serve" in bad.stderr
+
+
+def test_check_fetches_the_probe_through_the_fleet_listener_and_fails_without_one(
+    certherd: Certherd, pebble: PebbleServer
+) -> None:
+    port = pebble.options.http_port
+    server = serve(certherd, "--http-serve", f"127.0.0.1:{port}")
+    wait_until(lambda: listening(port), 20, f"--http-serve listening on {port}")
+    certherd("--json", "issue", "-d", "127.0.0.1", "--fleet-solver", "http-01", *certherd.ca)
+    served = certherd("check", "127.0.0.1", "--http-port", str(port), check=False)
+    line = next(x for x in served.stdout.splitlines() if "http-01 127.0.0.1" in x)
+    assert "  ok  " in line, served.describe()
+    server.process.terminate()
+    server.wait()
+    # No node serves: check says so (a warning: from this host; the CA may reach one).
+    unserved = certherd("check", "127.0.0.1", "--http-port", str(port), check=False)
+    line = next(x for x in unserved.stdout.splitlines() if "http-01 127.0.0.1" in x)
+    assert "  WARN  " in line, unserved.describe()
+    assert "cannot be fetched" in line
+    assert not list((certherd.config_dir / "challenges").rglob("*.json"))

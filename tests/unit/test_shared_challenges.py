@@ -26,10 +26,12 @@ from cryptography import x509
 from certherd.acme.messages import Challenge, Identifier, Status
 from certherd.challenges.base import ChallengeTask
 from certherd.challenges.shared import (
+    RecordSweeper,
     SharedHttp01Server,
     SharedSolver,
     SharedTlsAlpn01Server,
     shared_answer,
+    sweep,
 )
 from certherd.challenges.tlsalpn01 import ACME_TLS_PROTOCOL, ID_PE_ACME_IDENTIFIER
 from certherd.errors import ConfigError, FencedError, UnsafeResponseError
@@ -184,7 +186,7 @@ async def test_the_solver_refuses_what_it_cannot_prove_or_store() -> None:
     storage = MemoryStorage()
     solver = SharedSolver(storage, "http-01")
     assert not solver.supports(Identifier.dns("*.fleet.test"))
-    assert not solver.supports(Identifier.ip("192.0.2.1"))
+    assert solver.supports(Identifier.ip("192.0.2.1"))  # RFC 8738 §7
     assert SharedSolver(storage, "tls-alpn-01").supports(Identifier.ip("192.0.2.1"))
     with pytest.raises(UnsafeResponseError):
         await solver.present(task(token="../../etc/passwd"))
@@ -263,3 +265,25 @@ async def test_an_sni_name_that_is_not_a_host_name_builds_no_key(name: str) -> N
     storage.list = spy  # type: ignore[method-assign]
     assert await shared_answer(storage, "tls-alpn-01", name=name) is None
     assert listed == []
+
+
+async def test_expired_records_are_swept_current_and_foreign_ones_kept() -> None:
+    storage = MemoryStorage()
+    solver = SharedSolver(storage, "http-01", clock=lambda: 1000.0, lifetime=60)
+    await solver.present(task())  # expires at 1060
+    current = SharedSolver(storage, "tls-alpn-01", clock=lambda: 5000.0)
+    await current.present(task(token="C" * 43, challenge="tls-alpn-01"))
+    await storage.write("challenges/http-01/notours.json", b"not json")
+    assert await sweep(storage, now=1059.0) == 0
+    assert await sweep(storage, now=1061.0) == 1
+    assert sorted(storage.values) == [
+        "challenges/http-01/notours.json",
+        f"challenges/tls-alpn-01/www.fleet.test/{'C' * 43}.json",
+    ]
+    sweeper = RecordSweeper(storage, interval=3600)
+    current.clock = lambda: 0.0
+    await current.present(task(token="D" * 43, challenge="tls-alpn-01"))  # long expired
+    await sweeper.start()
+    await asyncio.sleep(0.05)  # the first sweep runs at start
+    await sweeper.stop()
+    assert f"challenges/tls-alpn-01/www.fleet.test/{'D' * 43}.json" not in storage.values

@@ -370,7 +370,9 @@ def _probe_task(kind: str, identifier: Identifier) -> tuple[ChallengeTask, str, 
     from certherd.challenges.base import ChallengeTask
 
     token = secrets.token_urlsafe(32)
-    expected = f"{token}.certherd-check"
+    # Shaped as token.thumbprint (43 base64url characters), as a fleet's listeners
+    # require of what they answer (certherd.challenges.shared), and still certherd's.
+    expected = f"{token}.{'certherd-check'.ljust(43, '_')}"
     challenge = Challenge("https://check.invalid/", kind, AcmeStatus.PENDING, token)
     return ChallengeTask(identifier, challenge, expected), token, expected
 

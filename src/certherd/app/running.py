@@ -160,6 +160,10 @@ class DaemonCalls:
             host, port = _listen(parse_listen_address, tls_alpn_serve, "tls_alpn_serve")
             tls = SharedTlsAlpn01Server(self.storage, port=port, host=host)
             listeners.append((tls, f"tls-alpn-01 answered on {host or '*'}:{port} for the fleet"))
+        if listeners:
+            from certherd.challenges.shared import RecordSweeper
+
+            listeners.append((RecordSweeper(self.storage), "expired key authorizations swept"))
         return listeners
 
     def _where(self, daemon: Any) -> str:

@@ -25,6 +25,8 @@ formed, names the token asked for, has a key authorization of the form
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import logging
 import re
@@ -51,15 +53,22 @@ from certherd.errors import (
     UnsafeResponseError,
 )
 from certherd.storage.base import KeyValueStore, Lease
-from certherd.storage.layout import SHARED_CHALLENGES, challenge_folder, challenge_record
+from certherd.storage.layout import (
+    CHALLENGES_FOLDER,
+    SHARED_CHALLENGES,
+    challenge_folder,
+    challenge_record,
+)
 from certherd.storage.leases import innermost_lease
 
 __all__ = [
     "RECORD_LIFETIME",
+    "RecordSweeper",
     "SharedHttp01Server",
     "SharedSolver",
     "SharedTlsAlpn01Server",
     "shared_answer",
+    "sweep",
 ]
 
 log = logging.getLogger(__name__)
@@ -140,11 +149,9 @@ class SharedSolver:
         return f"SharedSolver({self.challenge_type})"
 
     def supports(self, identifier: Identifier) -> bool:
-        if identifier.is_wildcard:  # RFC 8555 §7.1.3: wildcards need dns-01
-            return False
-        return identifier.type == "dns" or (
-            identifier.type == "ip" and self.challenge_type == "tls-alpn-01"
-        )
+        # RFC 8555 §7.1.3: wildcards need dns-01; RFC 8738 §7 and §6: an IP address is
+        # proven by http-01 or tls-alpn-01.
+        return identifier.type in ("dns", "ip") and not identifier.is_wildcard
 
     def _key(self, task: ChallengeTask, token: str) -> str:
         if self.challenge_type == "http-01":
@@ -219,6 +226,60 @@ async def shared_answer(
     except (ConfigError, UnsafeResponseError):  # not base64url, not a host name: never a key
         return None
     return max(found)[1] if found else None
+
+
+async def sweep(storage: KeyValueStore, *, now: float | None = None) -> int:
+    """Delete the stored key authorizations past their expiry (left by a node that died
+    between present and cleanup); returns how many. A record that is not certherd's
+    shape is left alone (and never answered)."""
+    moment = time.time() if now is None else now
+    removed = 0
+    for key in await storage.list(f"{CHALLENGES_FOLDER}/"):
+        try:
+            raw = await storage.read(key)
+        except NotFoundError:
+            continue
+        try:
+            data = json.loads(raw) if len(raw) <= MAX_RECORD else None
+        except ValueError:
+            continue
+        expires = data.get("expires") if isinstance(data, dict) else None
+        if isinstance(expires, int | float) and not isinstance(expires, bool) and expires <= moment:
+            # No fence: the lease that wrote it is long gone, and its token is never
+            # presented again (a resumed order writes the record anew, with a new expiry).
+            await storage.delete(key)
+            removed += 1
+    return removed
+
+
+class RecordSweeper:
+    """Runs :func:`sweep` when the listeners start and every ``interval`` seconds."""
+
+    def __init__(self, storage: KeyValueStore, interval: float = 3600.0) -> None:
+        self.storage = storage
+        self.interval = interval
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="sweep key authorizations")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                removed = await sweep(self.storage)
+            except StorageError as exc:
+                log.warning("cannot sweep expired key authorizations: %s", exc)
+            else:
+                if removed:
+                    log.info("swept %d expired key authorization(s)", removed)
+            await asyncio.sleep(self.interval)
 
 
 class SharedHttp01Server(Http01StandaloneSolver):

@@ -28,6 +28,7 @@ from urllib.parse import urlsplit
 from certherd.errors import ConfigError
 
 __all__ = [
+    "CHALLENGES_FOLDER",
     "FILES",
     "INDEX",
     "SETTINGS_FOLDER",
