@@ -5,8 +5,9 @@
 Run by fleet.scale after the lineages are cloned, in certherd's venv (the run's source
 snapshot first on the path), as one node would:
 
-1. ``due_in()`` and ``claim()`` with nothing due, timed (what a node's idle pass costs:
-   one indexed query each, however many lineages there are);
+1. ``schedule()`` (every lineage's row, which a node reads at most once a second to
+   bring its host's live files up to date), then ``due_in()`` and ``claim()`` with nothing
+   due (one indexed query each, however many lineages there are): a node's full pass;
 2. N lineages made due at once (their schedule rows moved to the past: bench-side SQL),
    then claimed ``B`` at a time and each settled (``settle``: due again at its state's
    moment) and its lease released, as a node does after finding nothing to renew: the
@@ -37,6 +38,11 @@ async def measure(due: int, batch: int, repeats: int) -> dict[str, Any]:
     try:
         await fleet.due_in()  # opens the pool
         lineages = int(await _one(storage, "SELECT count(*) FROM certherd_schedule"))
+        reads = []
+        for _ in range(max(3, repeats // 3)):
+            began = time.perf_counter()
+            rows = await fleet.schedule()
+            reads.append(time.perf_counter() - began)
         idle_due, idle_claim = [], []
         for _ in range(repeats):
             began = time.perf_counter()
@@ -81,6 +87,8 @@ async def measure(due: int, batch: int, repeats: int) -> dict[str, Any]:
         "batch": batch,
         "wall": wall,
         "per_lineage_ms": wall / due * 1000,
+        "schedule_read": statistics.median(reads),
+        "schedule_rows": len(rows),
         "empty_claim": statistics.median(idle_claim),
         "empty_due_in": statistics.median(idle_due),
         "claim_median": statistics.median(claims),

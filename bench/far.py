@@ -59,8 +59,9 @@ def far_ca(
     nodes: int,
     one_process_levels: list[int],
     fleet_levels: list[int],
+    pools: list[int],
     loop_count: int,
-    setup: fleet_issue.FleetSetup | None,
+    solver: str,
 ) -> dict[str, Any]:
     from certherd.testing.pebble import PebbleOptions, PebbleServer
 
@@ -93,20 +94,28 @@ def far_ca(
             )
             pebble_log = PebbleLog(pebble.ca_bundle.parent / "pebble.log", _pebble_pid(pebble))
             client = Certherd(ca, bench.certherd.bin.parent)
+            setup = None
+            if solver == "dns-hook":
+                setup = fleet_issue.dns_hook_setup(
+                    bench.work / "far-dns-hook", pebble.challtestsrv_url
+                )
+            elif solver != "none":
+                setup = fleet_issue.http_setup(solver, serve_port, nodes)
+            result["solver"] = solver
             relays_cpu = validation.cpu() + acme.cpu()
             for level in one_process_levels:
-                result["one_process"].append(
-                    fleet_issue.one_process(
-                        bench, database, client, count, level, "far", pebble=pebble_log
-                    )
-                )
+                for pool in pools or [None]:
+                    result["one_process"].append(
+                        fleet_issue.one_process(
+                            bench, database, client, count, level, "far", pebble=pebble_log,
+                            pool=pool, setup=setup,
+                        )
+                    )  # fmt: skip
             if setup is not None:
-                fleet_setup = fleet_issue.default_setup(serve_port, nodes)
-                fleet_setup.solver_lines = setup.solver_lines
                 for level in fleet_levels:
                     result["fleet"].append(
                         fleet_issue.fleet_run(
-                            bench, database, client, count, nodes, level, fleet_setup, "far",
+                            bench, database, client, count, nodes, level, setup, "far",
                             pebble=pebble_log,
                         )
                     )  # fmt: skip

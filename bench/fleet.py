@@ -75,6 +75,9 @@ class Database:
 
 # Every value of the seed lineage, copied once per new name; the JSON values carry the
 # lineage's name (settings, state, live record), so the name is replaced in them too.
+# One statement per kind of value, settings first: the fleet's schedule (kept by a
+# trigger on each write) makes a lineage due when its settings appear, then takes its
+# due moment from its state, as when certherd writes them.
 _CLONE = """
 INSERT INTO certherd_values (key, data, size, private, modified, version)
 SELECT new.key, new.data, octet_length(new.data), new.private, now(),
@@ -90,11 +93,10 @@ FROM (
         SELECT %(prefix)s || lpad(i::text, 6, '0') || %(suffix)s AS name
         FROM generate_series(%(start)s, %(stop)s - 1) AS i
     ) n
-    WHERE v.key LIKE 'archive/' || %(seed)s || '/%%'
-       OR v.key IN ('renewal/' || %(seed)s || '.json', 'state/' || %(seed)s || '.json',
-                    'live/' || %(seed)s || '.json')
+    WHERE v.key LIKE %(pattern)s
 ) new
 """
+_KINDS = ("renewal/{seed}.json", "state/{seed}.json", "archive/{seed}/%%", "live/{seed}.json")
 
 
 def clone_name(index: int, suffix: str = ".scale.bench.test") -> str:
@@ -106,11 +108,37 @@ def clone_in_database(
 ) -> int:
     """Add lineages ``clone_name(start)`` .. ``clone_name(stop - 1)``, copies of ``seed``,
     inside the database (one statement); the number of values written."""
-    params = {"seed": seed, "prefix": "l", "suffix": suffix, "start": start, "stop": stop}
-    rows = database.query(url, _CLONE + " RETURNING 1", params)
+    rows = []
+    for kind in _KINDS:
+        pattern = kind.format(seed=seed.replace("_", "\\_")).replace("%%", "%")
+        params = {"seed": seed, "prefix": "l", "suffix": suffix, "start": start, "stop": stop}
+        rows += database.query(url, _CLONE + " RETURNING 1", {**params, "pattern": pattern})
     # The renewal index is a summary of every lineage: stale now, rebuilt by the next run.
     database.query(url, "DELETE FROM certherd_values WHERE key = 'index.json'")
     return len(rows)
+
+
+def prefill_host(host: Path, seed: str, names: list[str]) -> None:
+    """Give this host its copy of each clone's live version (the seed's files, as
+    HostFiles writes them: ``archive/NAME/*1.pem`` and ``live/NAME/*`` links), so the
+    timed runs measure the check, not a new host's first copy of every lineage (which
+    the first 10,000 measure: see ``first_run_after_cloning``)."""
+    from lineages import _write
+
+    from certherd.storage.layout import FILES, archive_file
+
+    version = int(os.readlink(host / "live" / seed / "cert.pem").rsplit("cert", 1)[1][:-4])
+    contents = {f: (host / archive_file(seed, f, version)).read_bytes() for f in FILES}
+    for name in names:
+        folder = host / "archive" / name
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        live = host / "live" / name
+        live.mkdir(mode=0o700, parents=True, exist_ok=True)
+        for file, data in contents.items():
+            mode = 0o600 if file == "privkey.pem" else 0o644
+            _write(host / archive_file(name, file, version), data, mode)
+            (live / file).unlink(missing_ok=True)
+            os.symlink(Path("..", "..", archive_file(name, file, version)), live / file)
 
 
 def _run(bench: Any, argv: list[str], env: dict[str, str], log: str, timeout: float) -> Run:
@@ -192,8 +220,14 @@ def claim(bench: Any, env: dict[str, str], due: int, batch: int = 10) -> dict[st
     return result
 
 
-def scale(bench: Any, database: Database, sizes: list[int], repeats: int) -> dict[str, Any]:
-    """``renew`` with nothing due over N lineages in PostgreSQL, N growing by cloning."""
+def scale(
+    bench: Any, database: Database, sizes: list[int], repeats: int, prefill_above: int = 10000
+) -> dict[str, Any]:
+    """``renew`` with nothing due over N lineages in PostgreSQL, N growing by cloning.
+
+    Above ``prefill_above`` lineages, this host's copies of the new clones are written by
+    the bench (:func:`prefill_host`) before the first run: a host copying 90,000 lineages
+    for the first time takes many minutes, which the smaller sizes measure already."""
     certherd = str(bench.certherd.bin)
     url = database.fresh()
     env = database.env(url)
@@ -212,6 +246,9 @@ def scale(bench: Any, database: Database, sizes: list[int], repeats: int) -> dic
     for size in sorted(sizes):
         began = time.perf_counter()
         values = clone_in_database(database, url, seed, have, size, ".scale.bench.test")
+        prefilled = size > prefill_above
+        if prefilled:
+            prefill_host(host, seed, [clone_name(i) for i in range(have, size)])
         bench.say(
             f"  cloned {size - have:,} lineages ({values:,} values) in the database in "
             f"{time.perf_counter() - began:.1f} s"
@@ -225,6 +262,7 @@ def scale(bench: Any, database: Database, sizes: list[int], repeats: int) -> dic
         summary = summarize(runs)
         summary["lineages"] = size
         summary["first_run_after_cloning"] = warm.to_json()
+        summary["host_prefilled"] = prefilled
         summary["per_lineage_us"] = (summary["wall"] - result["floor"]["wall"]) / size * 1e6
         result["sizes"].append(summary)
         bench.say(

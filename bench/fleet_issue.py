@@ -47,12 +47,39 @@ class FleetSetup:
     """Extra ``run`` arguments per node index (say, ``--http-serve ADDR:PORT`` for one)."""
 
 
-def default_setup(http_port: int, nodes: int) -> FleetSetup:
-    """Every node answers http-01 for the whole fleet from the shared storage; one of
-    them listens where Pebble validates (all three would, behind a load balancer)."""
+def http_setup(kind: str, http_port: int, nodes: int) -> FleetSetup:
+    """Every node answers http-01 for the whole fleet from the shared storage (solver
+    ``kind``); one of them listens where Pebble validates (all would, behind a load
+    balancer)."""
     return FleetSetup(
-        solver_lines=['solver = "fleet-http"'],
+        solver_lines=[f'solver = "{kind}"'],
         node_args=[["--http-serve", f"127.0.0.1:{http_port}"]] + [[] for _ in range(nodes - 1)],
+    )
+
+
+_DNS_HOOK = r"""#!/bin/sh
+# certherd's solver hook (bench): a dns-01 answer set in (or cleared from) challtestsrv,
+# Pebble's DNS; any node can answer any challenge, and no port is shared.
+if [ "$1" = present ]; then
+  body="{\"host\":\"$CERTHERD_DNS_NAME\",\"value\":\"$CERTHERD_DNS_VALUE\"}"
+  exec curl -sf -o /dev/null -X POST --data "$body" URL/set-txt
+fi
+exec curl -sf -o /dev/null -X POST --data "{\"host\":\"$CERTHERD_DNS_NAME\"}" URL/clear-txt
+"""
+
+
+def dns_hook_setup(folder: Path, challtestsrv: str) -> FleetSetup:
+    """dns-01 through a small shell hook (curl to challtestsrv's management API), for the
+    fleet and for the one-process baseline alike (the same work per certificate)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    program = folder / "dns-hook"
+    program.write_text(_DNS_HOOK.replace("URL/", f"{challtestsrv}/"))
+    program.chmod(0o755)
+    return FleetSetup(
+        solver_lines=[
+            'solver = "hook"',
+            f'solver_options = {{ challenge = "dns-01", command = "{program}" }}',
+        ]
     )
 
 
@@ -80,6 +107,14 @@ def _live_count(database: Database, url: str) -> int:
     return int(rows[0][0])
 
 
+def _failures(log: Path) -> int:
+    """How many "renewal failed" lines a node logged."""
+    try:
+        return log.read_text(errors="replace").count(": renewal failed: ")
+    except OSError:
+        return 0
+
+
 def _finalizes(requests: list[str]) -> int:
     return sum(1 for request in requests if endpoint(request) == "finalize")
 
@@ -92,29 +127,42 @@ def one_process(
     concurrency: int,
     label: str,
     pebble: PebbleLog | None = None,
+    pool: int | None = None,
+    setup: FleetSetup | None = None,
 ) -> dict[str, Any]:
-    """``apply --concurrency C`` of ``count`` certificates by one process on PostgreSQL."""
+    """``apply --concurrency C`` of ``count`` certificates by one process on PostgreSQL
+    (with ``pool``: through bench/pooled.py, that many database connections at most)."""
     url = database.fresh()
     env = {**client.env(), **database.env(url)}
-    state = bench.work / f"{label}-one-c{concurrency}"
+    state = bench.work / f"{label}-one-c{concurrency}-p{pool or 'default'}"
     state.mkdir(parents=True)
     log = bench.logs / f"{label}-one.log"
     pebble = pebble or bench.pebble
     _checked(run_measured(client.register(state), env=env, log=log), log, "register")
     domains = [f"o{i}.c{concurrency}.{label}.bench.test" for i in range(count)]
     config = state / "certherd.toml"
-    config.write_text(client.config_file(domains))
+    solver = setup.solver_lines if setup and not setup.node_args else None
+    config.write_text(_config(client, domains, solver) if solver else client.config_file(domains))
     argv = [str(client.bin), "--config-dir", str(state), "apply", "--config", str(config)]
     argv += ["--concurrency", str(concurrency)]
-    bench.say(f"  one certherd process: apply {count} certificates, --concurrency {concurrency}")
+    if pool is not None:
+        argv = [str(client.python), str(Path(__file__).with_name("pooled.py")), "--pool"]
+        argv += [str(pool), "--concurrency", str(concurrency), "--host-dir", str(state)]
+        argv += ["apply", str(config)]
+    pooled = f", database pool {pool}" if pool is not None else ""
+    bench.say(
+        f"  one certherd process: apply {count} certificates, --concurrency {concurrency}{pooled}"
+    )
     run = _checked(run_measured(argv, env=env, log=log, pebble=pebble, timeout=7200), log, "apply")
     live = _live_count(database, url)
     if live != count:
         raise SystemExit(f"bench: apply made {live} live lineages, not {count}")
     result = {
         **summarize([run]),
+        "solver": "dns-01 hook" if solver else "http-01 standalone",
         "count": count,
         "concurrency": concurrency,
+        "pool": pool,
         "per_certificate": run.wall / count,
         "finalize": _finalizes(run.requests),
         "requests_per_certificate": len(run.requests) / count,
@@ -163,7 +211,8 @@ def _start_node(
 ) -> _Node:  # fmt: skip
     metrics = free_port()
     argv = [str(client.bin), "--config-dir", str(folder), "run", "--node", name]
-    argv += ["--concurrency", str(concurrency), "--metrics", f"127.0.0.1:{metrics}", *extra]
+    argv += ["--concurrency", str(concurrency), "--metrics", f"127.0.0.1:{metrics}"]
+    argv += ["--max-interval", "5", *extra]  # NOTIFY wakes it; polling is the fallback
     folder.mkdir(parents=True, exist_ok=True)
     with log.open("ab") as out:
         out.write(f"\n$ {' '.join(argv)}\n".encode())
@@ -214,9 +263,12 @@ def fleet_run(
     label: str,
     pebble: PebbleLog | None = None,
     timeout: float = 3600.0,
+    stall: float = 60.0,
 ) -> dict[str, Any]:
     """``nodes`` daemons, then ``apply --defer`` of ``count`` certificates: how long until
-    every lineage is live in the database, then on every node's disk."""
+    every lineage is live in the database, then on every node's disk. When no lineage
+    goes live for ``stall`` seconds (failed ones back off for minutes), the run ends
+    there: ``complete`` false, ``live`` how many made it, the failures each node logged."""
     url = database.fresh()
     env = {**client.env(), **database.env(url)}
     pebble = pebble or bench.pebble
@@ -252,36 +304,47 @@ def fleet_run(
         argv += ["--config", str(config)]
         applied = _checked(run_measured(argv, env=env, log=log, timeout=600), log, "apply --defer")
         deadline = time.monotonic() + timeout
-        live = 0
+        live, last, moved = 0, -1, time.monotonic()
         while (live := _live_count(database, url)) < count:
             for node in running:
                 if node.process.poll() is not None:
                     raise SystemExit(f"bench: node {node.name} exited, see {bench.logs}")
-            if time.monotonic() > deadline:
-                raise SystemExit(f"bench: only {live} of {count} live after {timeout:.0f} s")
+            if live != last:
+                last, moved = live, time.monotonic()
+            if time.monotonic() > deadline or time.monotonic() - moved > stall:
+                break  # failed lineages back off for minutes: say how far it got
             time.sleep(_TICK)
+        complete = live >= count
         all_live = time.perf_counter() - began
         cpu_live = {node.name: node.cpu() - node.cpu_at_start for node in running}
         requests = pebble.requests_since(offset)
         ca_cpu = pebble.cpu() - ca_cpu
-        while min(node.live() for node in running) < count:
+        while complete and min(node.live() for node in running) < count:
             if time.monotonic() > deadline:
                 held = {node.name: node.live() for node in running}
                 raise SystemExit(f"bench: nodes' live folders {held} short of {count}")
             time.sleep(_TICK)
-        everywhere = time.perf_counter() - began
+        everywhere = time.perf_counter() - began if complete else None
+        failures = {
+            node.name: _failures(bench.logs / f"{label}-node{index + 1}.log")
+            for index, node in enumerate(running)
+        }
         by_node = Counter(
             str(row[0]).split("/", 1)[0]
             for row in database.query(url, "SELECT obtained_by FROM certherd_schedule")
         )
         result = {
             "count": count,
+            "complete": complete,
+            "live": live,
+            "failures_by_node": failures,
             "nodes": nodes,
             "concurrency": concurrency,
             "apply_defer_wall": applied.wall,
             "wall": all_live,
             "wall_every_node": everywhere,
             "per_certificate": all_live / count,
+            "solver": setup.solver_lines[0],
             "finalize": _finalizes(requests),
             "requests": len(requests),
             "requests_by_kind": dict(sorted(Counter(endpoint(r) for r in requests).items())),
@@ -294,6 +357,12 @@ def fleet_run(
         }
     finally:
         _stop(running)
+    if not complete:
+        bench.say(
+            f"    INCOMPLETE: {live} of {count} live after {all_live:.1f} s (none for "
+            f"{stall:.0f} s); failures logged by node {failures}"
+        )
+        return result
     bench.say(
         f"    all live in the database after {result['wall']:.2f} s "
         f"({count / result['wall']:.1f} certificates/s), on every node after "

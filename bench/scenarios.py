@@ -38,6 +38,7 @@ class Bench:
     logs: Path
     repeats: int = 7
     say: Any = print
+    challtestsrv: str = ""  # pebble-challtestsrv's management URL (the fleet's dns-01)
     states: dict[str, Path] = field(default_factory=dict)
 
     @property

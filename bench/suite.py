@@ -77,6 +77,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=[1000, 10000, 100000],
         help="lineages in PostgreSQL for the renewal check (scale)",
     )
+    parser.add_argument(
+        "--scale-prefill-above",
+        type=int,
+        default=10000,
+        help="above this size the bench writes this host's copies of new clones (scale)",
+    )
     parser.add_argument("--fleet-count", type=int, default=1000, help="certificates (fleet)")
     parser.add_argument("--fleet-nodes", type=int, default=3, help="nodes (fleet)")
     parser.add_argument(
@@ -93,9 +99,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--fleet-solver",
-        default="none",
-        help="solver kind of the fleet's lineages (the fleet's shared http-01); "
-        "none: only the baselines",
+        default="dns-hook",
+        help="how the fleet proves control: dns-hook (dns-01 through a hook to "
+        "challtestsrv, the one-process baseline too), a solver kind answered by "
+        "run --http-serve on one node, or none (only the baselines)",
     )
     parser.add_argument("--latency-ms", type=float, default=25.0, help="one-way delay (latency)")
     parser.add_argument(
@@ -103,6 +110,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         type=_ints,
         default=[10, 50],
         help="run --concurrency per node and apply --concurrency levels (latency)",
+    )
+    parser.add_argument(
+        "--latency-pools",
+        type=_ints,
+        default=[4, 10, 25],
+        help="database pool sizes of the one-process baseline (latency; bench/pooled.py)",
     )
     parser.add_argument("--startup-repeats", type=int, default=31)
     parser.add_argument("--only", type=lambda s: s.split(","), default=list(SECTIONS))
@@ -263,6 +276,7 @@ def main(argv: list[str] | None = None) -> None:
             work=work,
             logs=logs,
             repeats=args.repeats,
+            challtestsrv=pebble.challtestsrv_url,
         )
         meta = {
             "date": started.isoformat(timespec="seconds"),
@@ -316,12 +330,17 @@ def main(argv: list[str] | None = None) -> None:
                 )
             elif section == "scale":
                 results[section] = fleet.scale(
-                    bench, database, args.scale_sizes, args.renew_repeats
-                )
+                    bench, database, args.scale_sizes, args.renew_repeats,
+                    args.scale_prefill_above,
+                )  # fmt: skip
             elif section in ("fleet", "latency"):
                 results[section] = _fleet_section(section, bench, database, args)
             results[section]["seconds"] = round(time.perf_counter() - began, 1)
             load[section] = scenarios.environment_note()
+            partial = {"meta": {**meta, "load": load}, **results}
+            (OUT / f"results-{stamp}.json").write_text(
+                json.dumps(partial, indent=2, sort_keys=True, default=str)
+            )  # after each part: a later failure loses nothing measured
         if args.profile:
             import profiles
 
@@ -344,9 +363,10 @@ def _fleet_section(section: str, bench: Any, database: Any, args: argparse.Names
     import fleet_issue
 
     setup = None
-    if args.fleet_solver != "none":
-        setup = fleet_issue.default_setup(bench.ca.http_port, args.fleet_nodes)
-        setup.solver_lines = [f'solver = "{args.fleet_solver}"']
+    if args.fleet_solver == "dns-hook":
+        setup = fleet_issue.dns_hook_setup(bench.work / "dns-hook", bench.challtestsrv)
+    elif args.fleet_solver != "none":
+        setup = fleet_issue.http_setup(args.fleet_solver, bench.ca.http_port, args.fleet_nodes)
     if section == "latency":
         return far.far_ca(
             bench,
@@ -356,14 +376,17 @@ def _fleet_section(section: str, bench: Any, database: Any, args: argparse.Names
             nodes=args.fleet_nodes,
             one_process_levels=args.latency_concurrency,
             fleet_levels=args.latency_concurrency,
+            pools=args.latency_pools,
             loop_count=max(1, args.fleet_loop_count // 2),
-            setup=setup,
+            solver=args.fleet_solver,
         )
     count = args.fleet_count
     result: dict[str, Any] = {"count": count, "one_process": [], "fleet": []}
     for level in args.one_process_concurrency:
         result["one_process"].append(
-            fleet_issue.one_process(bench, database, bench.certherd, count, level, "near")
+            fleet_issue.one_process(
+                bench, database, bench.certherd, count, level, "near", setup=setup
+            )
         )
     if setup is not None:
         for level in args.fleet_concurrency:
