@@ -47,9 +47,10 @@ def find_binary(name: str) -> str | None:
 class PostgresServer:
     """One PostgreSQL server for a test session; :meth:`database` makes a fresh database."""
 
-    def __init__(self, *, fsync: bool = False) -> None:
+    def __init__(self, *, fsync: bool = False, tls: tuple[Path, Path] | None = None) -> None:
         self.port = free_port()
         self.fsync = fsync  # off for the tests (speed); bench/ turns it on (durable commits)
+        self.tls = tls  # (certificate, key): also listen on 127.0.0.1, TLS only there
         self.folder: Path | None = None
         self.socket_dir: Path | None = None
         self._process: subprocess.Popen[bytes] | None = None
@@ -88,12 +89,24 @@ class PostgresServer:
         )  # fmt: skip
         # The superuser is trusted on the socket (the tests' setup); every other role
         # logs in with its password.
-        (data / "pg_hba.conf").write_text("local all postgres trust\nlocal all all scram-sha-256\n")
+        hba = "local all postgres trust\nlocal all all scram-sha-256\n"
+        listen = ["-c", "listen_addresses="]
+        if self.tls is not None:  # TCP on loopback, TLS only (no plain "host" line)
+            hba += "hostssl all all 127.0.0.1/32 scram-sha-256\n"
+            listen = ["-c", "listen_addresses=127.0.0.1", "-c", "ssl=on"]
+            for name, source in zip(("server.pem", "server-key.pem"), self.tls, strict=True):
+                target = data / name
+                target.write_bytes(source.read_bytes())
+                target.chmod(0o600)
+                if as_user:
+                    os.chown(target, as_user["user"], as_user["group"])
+                listen += ["-c", f"ssl_{'key' if 'key' in name else 'cert'}_file={target}"]
+        (data / "pg_hba.conf").write_text(hba)
         durable = "on" if self.fsync else "off"
         with log.open("ab") as output:
             self._process = subprocess.Popen(
                 [postgres, "-D", str(data), "-p", str(self.port), "-k", str(self.socket_dir),
-                 "-c", "listen_addresses=", "-c", f"fsync={durable}", "-c", "max_connections=200",
+                 *listen, "-c", f"fsync={durable}", "-c", "max_connections=200",
                  "-c", "shared_buffers=16MB"],
                 stdout=output, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                 start_new_session=True, **as_user,
