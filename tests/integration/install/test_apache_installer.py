@@ -1,0 +1,157 @@
+"""The Apache installer against a real Apache (Debian's, its /etc/apache2 copied into a
+temporary server root): a vhost outside Debian's sites layout gets its TLS copy through
+an Include after it, a name another vhost already serves over TLS is refused with
+nothing changed, http-01 answers through a vhost that rewrites everything to HTTPS, a
+change Apache refuses is undone, and uninstall gives back the original bytes. Pebble
+comes in in the e2e tests (tests/e2e/test_cli_apache.py); here certificates come from a
+small CA of the test's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from cryptography import x509
+from tests.servers.apache import ApacheRoot
+from tests.servers.fixtures import start_or_fail
+from tests.servers.net import LOOPBACK, ServerStartError, free_port
+
+from certherd.errors import ConfigError, InstallError
+from certherd.install.apache.installer import ApacheInstaller
+from certherd.testing.pki import MiniCA
+
+MAIN_VHOST = """
+# a vhost in the main config, outside sites-enabled/
+<VirtualHost *:{port}>
+    ServerName main.apache.test
+    DocumentRoot {html}
+</VirtualHost>
+"""
+MOVED = """<VirtualHost *:{port}>
+    ServerName moved.apache.test
+    RewriteEngine on
+    RewriteRule ^ https://%{HTTP_HOST}%{REQUEST_URI} [R=301,L]
+</VirtualHost>
+"""
+
+
+@pytest.fixture
+def apache(monkeypatch: pytest.MonkeyPatch) -> Iterator[ApacheRoot]:
+    try:
+        root = ApacheRoot()
+    except ServerStartError as exc:
+        pytest.fail(str(exc), pytrace=False)
+    monkeypatch.setenv("APACHE_STATE_DIRECTORY", str(root.state))
+    yield root
+    root.stop()
+
+
+def fill(root: ApacheRoot, text: str) -> str:
+    return text.replace("{port}", str(root.http_port)).replace("{html}", str(root.root / "html"))
+
+
+def certificate(folder: Path, names: list[str]) -> tuple[Path, Path]:
+    folder.mkdir(exist_ok=True)
+    return MiniCA.create("test CA").write_server_files(folder, "cert", names)
+
+
+def serial(path: Path) -> int:
+    return x509.load_pem_x509_certificates(path.read_bytes())[0].serial_number
+
+
+async def test_a_vhost_outside_sites_enabled_gets_an_include_after_it(
+    apache: ApacheRoot,
+) -> None:
+    main = apache.root / "apache2.conf"
+    main.write_text(main.read_text() + fill(apache, MAIN_VHOST))
+    before = apache.snapshot()
+    start_or_fail(apache)
+    cert, key = certificate(apache.root / "live", ["main.apache.test"])
+    installer = ApacheInstaller(apache.root, https_port=free_port())
+    await installer.install("main", ["main.apache.test"], cert, key)
+    text = main.read_text()
+    assert text.endswith(
+        "</VirtualHost>\n# certherd: TLS copy of this vhost\n"
+        f'Include "{apache.root}/main-certherd.conf"\n'
+    )
+    served = await asyncio.to_thread(
+        apache.served_certificate, installer.https_port, "main.apache.test"
+    )
+    assert served is not None
+    assert served.serial_number == serial(cert)
+    pid = apache.master_pid
+    assert await installer.uninstall("main") is True
+    assert apache.snapshot() == before
+    assert await installer.uninstall("main") is False
+    assert apache.master_pid == pid
+
+
+async def test_a_name_served_over_tls_by_another_vhost_is_refused(apache: ApacheRoot) -> None:
+    cert, key = certificate(apache.root / "theirs", ["shop.apache.test"])
+    https_port = free_port()
+    (apache.root / "mods-enabled" / "ssl.load").symlink_to("../mods-available/ssl.load")
+    (apache.root / "mods-enabled" / "ssl.conf").symlink_to("../mods-available/ssl.conf")
+    (apache.root / "mods-enabled" / "socache_shmcb.load").symlink_to(
+        "../mods-available/socache_shmcb.load"
+    )
+    apache.site(
+        "shop",
+        fill(apache, "<VirtualHost *:{port}>\n    ServerName shop.apache.test\n</VirtualHost>\n")
+        + f"Listen {https_port}\n<VirtualHost *:{https_port}>\n    ServerName shop.apache.test\n"
+        f'    SSLEngine on\n    SSLCertificateFile "{cert}"\n    SSLCertificateKeyFile "{key}"\n'
+        "</VirtualHost>\n",
+    )
+    before = apache.snapshot()
+    start_or_fail(apache)
+    installer = ApacheInstaller(apache.root, https_port=https_port)
+    mine, my_key = certificate(apache.root / "live", ["shop.apache.test"])
+    with pytest.raises(ConfigError, match=r"shop.conf:5 already serves shop.apache.test over TLS"):
+        await installer.install("shop", ["shop.apache.test"], mine, my_key)
+    with pytest.raises(ConfigError, match="already serves"):
+        await installer.check("shop", ["shop.apache.test"])
+    assert apache.snapshot() == before
+
+
+async def test_http01_answers_through_a_vhost_that_rewrites_to_https(
+    apache: ApacheRoot,
+) -> None:
+    (apache.root / "mods-enabled" / "rewrite.load").symlink_to("../mods-available/rewrite.load")
+    apache.site("moved", fill(apache, MOVED))
+    before = apache.snapshot()
+    start_or_fail(apache)
+    installer = ApacheInstaller(apache.root)
+    url = f"http://{LOOPBACK}:{apache.http_port}/.well-known/acme-challenge/tok-en_1"
+    headers = {"Host": "moved.apache.test"}
+    async with httpx.AsyncClient(trust_env=False) as client:
+        assert (await client.get(url, headers=headers)).status_code == 301
+        vhosts = await installer.prepare_http01(["moved.apache.test"])
+        assert [v.names[0] for v in vhosts] == ["moved.apache.test"]
+        answer = installer.challenge_root / ".well-known" / "acme-challenge" / "tok-en_1"
+        answer.parent.mkdir(parents=True, exist_ok=True)
+        answer.parent.chmod(0o755)
+        answer.write_text("tok-en_1.thumbprint")
+        answer.chmod(0o644)
+        got = await client.get(url, headers=headers)
+        assert (got.status_code, got.text) == (200, "tok-en_1.thumbprint")
+        assert got.headers["content-type"].startswith("text/plain")
+        await installer.finish_http01()
+        assert (await client.get(url, headers=headers)).status_code == 301
+    assert apache.snapshot() == before
+
+
+async def test_a_change_apache_refuses_is_undone_with_its_message(apache: ApacheRoot) -> None:
+    vhost = "<VirtualHost *:{port}>\n    ServerName shop.apache.test\n</VirtualHost>\n"
+    apache.site("shop", fill(apache, vhost))
+    before = apache.snapshot()
+    start_or_fail(apache)
+    installer = ApacheInstaller(apache.root, https_port=free_port())
+    missing = apache.root / "live" / "nothing.pem"
+    with pytest.raises(InstallError, match=r"previous bytes again: .*nothing\.pem") as refused:
+        await installer.install("shop", ["shop.apache.test"], missing, missing)
+    assert "\n" not in str(refused.value)
+    assert apache.snapshot() == before  # a2enmod's links taken away again too
+    assert not list(apache.root.rglob("*-certherd.conf"))
