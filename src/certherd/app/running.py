@@ -84,6 +84,11 @@ class DaemonCalls:
         async def before_cycle() -> None:
             await self._follow(self.read_config())
 
+        if metrics_auth is not None and metrics:
+            from certherd.daemon.page import read_users
+
+            read_users(Path(metrics_auth))  # a bad file stops run before anything starts
+
         daemon: Daemon
         if node:
             from certherd.daemon.node import FleetNode
