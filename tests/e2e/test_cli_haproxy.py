@@ -115,7 +115,7 @@ def test_issue_then_renew_hot_swaps_without_reload_then_uninstall(
     config = haproxy.config.read_text()
     assert f"    bind 127.0.0.1:{https_port} ssl crt {haproxy.crt_dir}/ # certherd:" in config
     assert haproxy.master_pid == master  # the new bind line: a graceful reload
-    workers = haproxy.workers()
+    worker = haproxy.worker()
 
     failures, answered = renew_under_load(certherd, pebble, https_port, NAMES[0])
     assert failures == []
@@ -126,8 +126,11 @@ def test_issue_then_renew_hot_swaps_without_reload_then_uninstall(
         assert served(pebble, https_port, name).serial_number == renewed.serial_number
     # Hot-swapped through the runtime API: the same master and the same worker.
     assert haproxy.master_pid == master
-    assert haproxy.workers() == workers
+    assert haproxy.workers() == {worker}
     assert pem.read_bytes().startswith((live / "fullchain.pem").read_bytes())
+    backups = haproxy.root / "certherd" / "backup"
+    assert list(backups.rglob("*.cfg"))  # the config before certherd's bind line
+    assert not list(backups.rglob("*.pem"))  # no copies of private keys
 
     removed = certherd("--json", "uninstall", NAMES[0]).json()
     assert removed == {"lineage": NAMES[0], "removed": True}
@@ -146,11 +149,11 @@ def test_second_lineage_is_added_at_run_time_and_removed_again(
     https_port = free_port()
     flags = haproxy_flags(haproxy, https_port)
     certherd("issue", "-d", NAMES[0], *flags, *certherd.http, *certherd.ca)
-    workers = haproxy.workers()
+    worker = haproxy.worker()
     certherd("issue", "-d", NAMES[1], *flags, *certherd.http, *certherd.ca)
     second = x509.load_pem_x509_certificate((certherd.live(NAMES[1]) / "cert.pem").read_bytes())
     assert served(pebble, https_port, NAMES[1]).serial_number == second.serial_number
-    assert haproxy.workers() == workers
+    assert haproxy.workers() == {worker}
     certherd("uninstall", NAMES[1])
     assert not (haproxy.crt_dir / f"{NAMES[1]}.pem").exists()
     first = x509.load_pem_x509_certificate((certherd.live(NAMES[0]) / "cert.pem").read_bytes())
@@ -158,7 +161,7 @@ def test_second_lineage_is_added_at_run_time_and_removed_again(
     fallback = haproxy.served_certificate(https_port, NAMES[1])  # the default: the first
     assert fallback is not None
     assert fallback.serial_number == first.serial_number
-    assert haproxy.workers() == workers
+    assert haproxy.workers() == {worker}
 
 
 def test_without_a_runtime_socket_renewal_reloads_the_master_gracefully(
@@ -169,7 +172,7 @@ def test_without_a_runtime_socket_renewal_reloads_the_master_gracefully(
         https_port = free_port()
         flags = haproxy_flags(haproxy, https_port, socket=False)
         certherd("issue", "-d", NAMES[0], *flags, *certherd.http, *certherd.ca)
-        master, workers = haproxy.master_pid, haproxy.workers()
+        master, worker = haproxy.master_pid, haproxy.worker()
         failures, answered = renew_under_load(certherd, pebble, https_port, NAMES[0])
         assert failures == []
         assert answered > 10
@@ -178,7 +181,7 @@ def test_without_a_runtime_socket_renewal_reloads_the_master_gracefully(
         )
         assert served(pebble, https_port, NAMES[0]).serial_number == renewed.serial_number
         assert haproxy.master_pid == master
-        assert haproxy.workers() - workers  # a new worker: the master reloaded
+        assert haproxy.worker() != worker  # a new worker: the master reloaded
     finally:
         haproxy.stop()
 

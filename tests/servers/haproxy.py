@@ -14,6 +14,7 @@ import shutil
 import socket
 import ssl
 import tempfile
+import time
 from pathlib import Path
 from typing import Self
 
@@ -97,6 +98,18 @@ class HaproxyRoot(Launcher):
                 if len(fields) > 1 and fields[1] == str(self.master_pid):
                     found.add(int(entry.name))
         return found
+
+    def worker(self, timeout: float = 10.0) -> int:
+        """The one worker, once the old one of a reload has finished (a reload returns
+        as soon as the new worker runs; the old one leaves a little later)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            found = self.workers()
+            if len(found) == 1:
+                return found.pop()
+            if time.monotonic() > deadline:
+                raise AssertionError(f"haproxy {self.master_pid} has workers {sorted(found)}")
+            time.sleep(0.02)
 
     def start(self) -> Self:
         if self.binary is None:

@@ -154,7 +154,7 @@ async def test_change_haproxy_refuses_is_undone_byte_for_byte(
     certificate, _ = ca.write_server_files(tmp_path, "a", ["a.example.test"])
     _, other_key = ca.write_server_files(tmp_path, "b", ["b.example.test"])
     before = haproxy_root.snapshot()
-    workers = haproxy_root.workers()
+    worker = haproxy_root.worker()
     with pytest.raises(InstallError) as caught:
         await installer(haproxy_root, free_port()).install(
             "a.example.test", ["a.example.test"], certificate, other_key
@@ -164,7 +164,7 @@ async def test_change_haproxy_refuses_is_undone_byte_for_byte(
     assert "[ALERT]" in message
     assert haproxy_root.snapshot() == before
     assert list(haproxy_root.crt_dir.glob("*.pem")) == []
-    assert haproxy_root.workers() == workers  # never reloaded
+    assert haproxy_root.workers() == {worker}  # never reloaded
 
 
 async def test_install_then_renewal_swap_then_uninstall(
@@ -180,12 +180,12 @@ async def test_install_then_renewal_swap_then_uninstall(
     served = haproxy_root.served_certificate(port, "a.example.test")
     assert served is not None
     assert served.serial_number == _serial(first[0])
-    workers = haproxy_root.workers()
+    worker = haproxy_root.worker()
     await chosen.after_renewal("a.example.test", *second)
     served = haproxy_root.served_certificate(port, "a.example.test")
     assert served is not None
     assert served.serial_number == _serial(second[0])
-    assert haproxy_root.workers() == workers  # swapped, not reloaded
+    assert haproxy_root.workers() == {worker}  # swapped, not reloaded
     assert await chosen.uninstall("a.example.test")
     assert haproxy_root.snapshot() == before
     assert not await chosen.uninstall("a.example.test")

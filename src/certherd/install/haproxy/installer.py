@@ -286,7 +286,11 @@ class HaproxyInstaller:
         again when the test or HAProxy refuses."""
         await _check_before(control)
         previous = {path: path.read_bytes() if path.exists() else None for path in changes}
-        backup(self.config.parent / "certherd" / "backup", previous)
+        # The config only: a PEM is made again from live/ any time, and copies of it
+        # would spread private keys (restoring uses ``previous``, in memory).
+        configs = {path: data for path, data in previous.items() if path.suffix != ".pem"}
+        if configs:
+            backup(self.config.parent / "certherd" / "backup", configs)
         try:
             for path, data in changes.items():
                 write_file(path, data, 0o600 if path.suffix == ".pem" else 0o644)
