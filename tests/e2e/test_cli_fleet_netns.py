@@ -210,3 +210,58 @@ def test_a_validation_is_answered_by_a_node_other_than_the_one_that_ordered(
         "SELECT key FROM certherd_values WHERE key LIKE 'challenges/%'", fleet.database
     )
     assert left == []
+
+
+def test_an_order_a_fleet_daemon_placed_is_validated_through_another_node(
+    fleet: Fleet,
+) -> None:
+    """The same with the order placed by a fleet daemon (``run --node a``, from certherd.toml
+    with ``solver = "fleet"`` and ``apply --defer``): b and c are daemons on the same
+    storage that only serve challenges here (no lineage is due for them: their one cycle
+    ran before anything was applied), so node a obtains every lineage."""
+    pebble, url = fleet.pebble, fleet.url
+    http_port = pebble.options.http_port
+    serving: dict[str, Running] = {}
+    for n in ("b", "c"):
+        serving[n] = fleet.node[n].start(
+            "-v", "--storage", url, "run", "--min-interval", "3600", "--max-interval", "3600",
+            "--http-serve", f"{fleet.address[n]}:{http_port}",
+        )  # fmt: skip
+    for n, running in serving.items():
+        wait_until(
+            lambda running=running: "certherd daemon started" in running.stderr_so_far(),  # type: ignore[misc]
+            30,
+            f"node {n} serving challenges",
+        )
+    names = ["d1.netns.test", "d2.netns.test"]
+    for name in names:
+        pebble.add_a(name, [fleet.address["c"]])
+    ordering = fleet.node["a"]
+    lines = [
+        "[defaults]",
+        f'server = "{pebble.directory_url}"',
+        f'ca_bundle = "{pebble.ca_bundle}"',
+        'email = "fleet@example.com"',
+        "agree_tos = true",
+        'solver = "fleet"',
+        'solver_options = { challenge = "http-01" }',
+    ]
+    for name in names:
+        lines += ["", "[[certificate]]", f'domains = ["{name}"]']
+    (ordering.config_dir / "certherd.toml").write_text("\n".join(lines) + "\n")
+    node_a = ordering.start(
+        "--storage", url, "run", "--node", "a", "--max-interval", "5", "--min-interval", "1"
+    )
+    ordering("--json", "--storage", url, "apply", "--defer")
+    wait_until(lambda: set(names) <= live_names(ordering.config_dir), 60, "both lineages live on a")
+    listed = ordering("--json", "--storage", url, "list").json()["lineages"]
+    by = {entry["name"]: entry["obtained_by"] for entry in listed}
+    assert {by[name] for name in names} == {"a"}, listed
+    log_c, log_b = serving["c"].stderr_so_far(), serving["b"].stderr_so_far()
+    asked = re.compile(
+        r"http-01: \S+ asked 'GET /\.well-known/acme-challenge/\S+ HTTP/1\.[01]': 200"
+    )
+    assert len(set(re.findall(r"acme-challenge/([A-Za-z0-9_-]+) HTTP", log_c))) == 2, log_c
+    assert asked.search(log_c), log_c
+    assert not asked.search(log_b), log_b
+    assert node_a.process.poll() is None, node_a.stderr_so_far()
