@@ -229,3 +229,30 @@ def test_apply_installs_what_certherd_toml_names(
         answer = sock.recv(65536)
     assert answer.startswith(b"HTTP/1.1 301"), answer[:200]
     assert f"Location: https://{NAMES[1]}:{https_port}/x".encode() in answer
+
+
+def test_a_restart_that_fails_after_renewal_is_owed_and_done_next_run(
+    certherd: Certherd, pebble: PebbleServer, apache: ApacheRoot
+) -> None:
+    """Apache cannot be restarted (its PidFile gone) when a renewal is made live: the
+    run exits 1 naming the installer, the restart is owed, and the next ``renew``
+    (nothing due) does it: the new certificate is served."""
+    html = str(apache.root / "html")
+    certherd("issue", "-d", NAMES[0], "--webroot", html, *certherd.ca)
+    https_port = free_port()
+    certherd("install", NAMES[0], *apache_flags(apache, https_port), env=apache.env)
+    pid_file = apache.run / "apache2.pid"
+    hidden = pid_file.rename(apache.run / "apache2.pid.away")
+    failed = certherd("--json", "renew", "--force", NAMES[0], check=False, env=apache.env)
+    assert failed.code == 1, failed.describe()
+    (result,) = failed.json()["results"]
+    assert result["action"] == "renewed"
+    assert any(
+        "apache installer" in error and "not running" in error for error in result["hook_errors"]
+    ), result
+    renewed = x509.load_pem_x509_certificate((certherd.live(NAMES[0]) / "cert.pem").read_bytes())
+    assert served(pebble, https_port, NAMES[0]).serial_number != renewed.serial_number
+    hidden.rename(pid_file)
+    again = certherd("--json", "renew", NAMES[0], env=apache.env).json()
+    assert [r["action"] for r in again["results"]] == ["deployed"]
+    assert served(pebble, https_port, NAMES[0]).serial_number == renewed.serial_number

@@ -16,6 +16,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+from certherd._nofollow import untrusted_reason
 from certherd.errors import ConfigError, InstallError, safe_text
 from certherd.programs import program_environment, run_program
 
@@ -59,6 +60,9 @@ class ApacheControl:
         )
 
     async def _run(self, program: str, *args: str) -> tuple[bool, str]:
+        reason = untrusted_reason(self.root)
+        if reason is not None:  # apache2ctl runs ROOT/envvars as a shell script, as root
+            raise ConfigError(f"certherd will not run Apache's tools on {self.root}: {reason}")
         argv = (_binary(program), *args)
         try:
             result = await run_program(argv, env=self._environment(), timeout=self.timeout)

@@ -30,7 +30,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from certherd._nofollow import untrusted_reason
 from certherd.errors import ConfigError
 from certherd.install import files
 from certherd.install.apache.control import ApacheControl
@@ -93,11 +92,6 @@ class ApacheInstaller(ServerRoot):
     async def read(self, assume: Sequence[str] = ()) -> ApacheConfig:
         """The running config as Apache reads it (its own include list, modules, defines);
         ``assume``: modules certherd is about to enable, taken as loaded."""
-        reason = untrusted_reason(self.server_root)
-        if reason is not None:  # apache2ctl runs ROOT/envvars as a shell script
-            raise ConfigError(
-                f"certherd will not run Apache's tools on {self.server_root}: {reason}"
-            )
         control = self.control
         tree = parse_includes(await control.dump("INCLUDES"))
         modules = await control.modules() | {f"{name}_module" for name in assume}
