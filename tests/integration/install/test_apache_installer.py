@@ -155,3 +155,36 @@ async def test_a_change_apache_refuses_is_undone_with_its_message(apache: Apache
     assert "\n" not in str(refused.value)
     assert apache.snapshot() == before  # a2enmod's links taken away again too
     assert not list(apache.root.rglob("*-certherd.conf"))
+
+
+async def test_http01_reaches_an_ip_based_vhost_that_takes_the_connection(
+    apache: ApacheRoot,
+) -> None:
+    """Apache gives a connection to 127.0.0.1 to the vhosts of that exact address first
+    (name matching only among them): the challenge must answer there too, not only in
+    the ``*`` vhost whose ServerName matches."""
+    apache.site(
+        "both",
+        fill(
+            apache,
+            "<VirtualHost 127.0.0.1:{port}>\n    ServerName internal.apache.test\n"
+            "</VirtualHost>\n<VirtualHost *:{port}>\n    ServerName ip.apache.test\n"
+            "</VirtualHost>\n",
+        ),
+    )
+    before = apache.snapshot()
+    start_or_fail(apache)
+    installer = ApacheInstaller(apache.root)
+    url = f"http://{LOOPBACK}:{apache.http_port}/.well-known/acme-challenge/t0k"
+    headers = {"Host": "ip.apache.test"}
+    await installer.prepare_http01(["ip.apache.test"])
+    answer = installer.challenge_root / ".well-known" / "acme-challenge" / "t0k"
+    answer.parent.mkdir(parents=True, exist_ok=True)
+    answer.parent.chmod(0o755)
+    answer.write_text("t0k.thumbprint")
+    answer.chmod(0o644)
+    async with httpx.AsyncClient(trust_env=False) as client:
+        got = await client.get(url, headers=headers)
+    assert (got.status_code, got.text) == (200, "t0k.thumbprint")
+    await installer.finish_http01()
+    assert apache.snapshot() == before

@@ -45,6 +45,7 @@ from certherd.install.apache.edit import (
 from certherd.install.apache.parse import (
     ApacheConfig,
     VirtualHost,
+    answering_vhosts,
     match_vhost,
     parse_includes,
     read_config,
@@ -124,8 +125,7 @@ class ApacheInstaller(ServerRoot):
             chosen: dict[int, VirtualHost] = {}
             for name in names:
                 for port in ports:
-                    vhost = match_vhost(config.vhosts, name, port, fallback=True)
-                    if vhost is not None:
+                    for vhost in answering_vhosts(config.vhosts, name, port):
                         chosen[vhost.index] = vhost
             if not chosen:
                 raise ConfigError(

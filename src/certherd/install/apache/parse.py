@@ -19,7 +19,9 @@ collects the ``<VirtualHost>`` sections and ``Listen`` directives Apache uses.
 
 :func:`match_vhost` picks, for a name and a port, the vhost Apache picks: the first in
 config order whose ``ServerName`` or ``ServerAlias`` (``*`` and ``?`` wildcards) matches,
-else (with ``fallback``) the port's first vhost, its default.
+else (with ``fallback``) the port's first vhost, its default; :func:`answering_vhosts`
+does so for each local address group (Apache hands a connection to the vhosts of its
+exact address before the ``*`` ones).
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ __all__ = [
     "IncludeTree",
     "Node",
     "VirtualHost",
+    "answering_vhosts",
     "lex",
     "match_vhost",
     "parse_includes",
@@ -362,3 +365,26 @@ def match_vhost(
         if any(_wildcard(pattern).fullmatch(host) for pattern in vhost.names):
             return vhost
     return candidates[0] if fallback and candidates else None
+
+
+def answering_vhosts(vhosts: list[VirtualHost], host: str, port: int) -> list[VirtualHost]:
+    """Every plain vhost that may answer ``host`` on ``port``, whichever local address
+    the connection comes in on: Apache hands a connection to the vhosts of its exact
+    address first (``<VirtualHost 127.0.0.1:80>``), and only without any to the ``*`` /
+    ``_default_`` ones; in each group, the name match, else the group's first."""
+    groups: dict[str, list[VirtualHost]] = {}
+    for vhost in vhosts:
+        if vhost.ssl or not vhost.on_port(port):
+            continue
+        for address in vhost.addresses:
+            where, found = split_address(address)
+            if found in (port, None):
+                group = "*" if where in ("*", "_default_") else where.lower()
+                if vhost not in groups.setdefault(group, []):
+                    groups[group].append(vhost)
+    chosen: list[VirtualHost] = []
+    for members in groups.values():
+        picked = match_vhost(members, host, port, fallback=True)
+        if picked is not None and picked not in chosen:
+            chosen.append(picked)
+    return chosen
