@@ -18,6 +18,7 @@ from tests.servers.net import free_port
 
 from certherd.errors import ConfigError, InstallError
 from certherd.install.haproxy.config import parse_config, split_words
+from certherd.install.haproxy.control import HaproxyControl
 from certherd.install.haproxy.installer import HaproxyInstaller
 from certherd.testing.pki import MiniCA
 
@@ -133,6 +134,26 @@ def test_bind_line_added_and_removed_keeps_every_other_byte(tmp_path: Path, text
         assert added[0].addresses == (":8443",)
 
 
+def test_crt_dir_joined_to_the_tls_bind_already_on_the_port(tmp_path: Path) -> None:
+    """A bind already serving TLS on the HTTPS port (certherd's own line there would
+    clash) gets `` crt DIR/`` at its end, with a note line above; both go again."""
+    crt_dir = tmp_path / "certs"
+    installer = HaproxyInstaller(tmp_path / "haproxy.cfg", crt_dir, https_port=8443)
+    config = parse_config(installer.config, MESSY)
+    edited = installer._placement(config)
+    again = parse_config(installer.config, edited)
+    (joined,) = [b for b in again.binds() if b.crts and len(b.crts) == 2]
+    assert joined.crts == ("certs/site.pem", f"{crt_dir}/")
+    assert joined.section.name == "site"
+    assert installer._loaders(again) == [joined.where]
+    assert f"    # certherd: 'crt {crt_dir}/' added to the next line" in edited
+    assert installer._edited(again) == MESSY
+    commented = MESSY.replace("certs/site.pem\r\n", "certs/site.pem   # mine\r\n")
+    edited = installer._placement(parse_config(installer.config, commented))
+    assert f"certs/site.pem crt {crt_dir}/   # mine\r\n" in edited
+    assert installer._edited(parse_config(installer.config, edited)) == commented
+
+
 def test_several_http_frontends_are_refused_naming_them(tmp_path: Path) -> None:
     text = DEBIAN_DEFAULT + "frontend other\n\tbind :8080\n"
     installer = HaproxyInstaller(tmp_path / "haproxy.cfg", tmp_path / "certs")
@@ -242,3 +263,37 @@ async def test_a_pem_certherd_did_not_write_is_not_overwritten(
             "a.example.test", ["a.example.test"], certificate, key
         )
     assert theirs.read_bytes() == b"the user's own certificate\n"
+
+
+async def test_install_joins_the_users_tls_bind_and_uninstall_restores(
+    haproxy_root: HaproxyRoot, tmp_path: Path
+) -> None:
+    """The common layout: the frontend already serves TLS on the port with a certificate
+    of the user's. certherd's PEM joins that bind (its own crt dir added to it, a
+    graceful reload); the user's certificate stays the default; uninstall restores."""
+    ca = MiniCA.create("test CA")
+    theirs, their_key = ca.write_server_files(tmp_path, "site", ["site.example.test"])
+    site = haproxy_root.root / "site.pem"
+    site.write_bytes(theirs.read_bytes() + their_key.read_bytes())
+    port = free_port()
+    text = haproxy_root.config.read_text()
+    haproxy_root.config.write_text(
+        text.replace(
+            "frontend web\n", f"frontend web\n    bind 127.0.0.1:{port} ssl crt {site}  # mine\n"
+        )
+    )
+    # The user's TLS bind is live before certherd comes (a graceful reload).
+    await HaproxyControl("haproxy", haproxy_root.config, haproxy_root.pidfile).reload()
+    before = haproxy_root.snapshot()
+    ours = ca.write_server_files(tmp_path, "ours", ["a.example.test"])
+    chosen = installer(haproxy_root, port)
+    await chosen.install("a.example.test", ["a.example.test"], *ours)
+    assert f"ssl crt {site} crt {haproxy_root.crt_dir}/  # mine" in haproxy_root.config.read_text()
+    served = haproxy_root.served_certificate(port, "a.example.test")
+    assert served is not None
+    assert served.serial_number == _serial(ours[0])
+    default = haproxy_root.served_certificate(port, "other.example.test")
+    assert default is not None
+    assert default.serial_number == _serial(theirs)
+    assert await chosen.uninstall("a.example.test")
+    assert haproxy_root.snapshot() == before

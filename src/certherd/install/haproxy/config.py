@@ -18,7 +18,15 @@ from pathlib import Path
 
 from certherd.errors import ConfigError
 
-__all__ = ["Bind", "ConfigLine", "HaproxyConfig", "Section", "read_config", "split_words"]
+__all__ = [
+    "Bind",
+    "ConfigLine",
+    "HaproxyConfig",
+    "Section",
+    "comment_start",
+    "read_config",
+    "split_words",
+]
 
 SECTION_KEYWORDS = frozenset(
     {
@@ -28,6 +36,25 @@ SECTION_KEYWORDS = frozenset(
     }
 )  # fmt: skip
 """The keywords that open a section (configuration.txt §3-§4, HAProxy 2.6)."""
+
+
+def comment_start(line: str) -> int:
+    """Where the comment of one config line starts (its length when it has none)."""
+    quote = ""
+    index = 0
+    while index < len(line):
+        char = line[index]
+        if char == "\\" and quote != "'":
+            index += 2
+            continue
+        if quote:
+            quote = "" if char == quote else quote
+        elif char in "\"'":
+            quote = char
+        elif char == "#":
+            return index
+        index += 1
+    return len(line)
 
 
 def split_words(line: str) -> list[str]:

@@ -34,7 +34,13 @@ from pathlib import Path
 
 from certherd._nofollow import untrusted_reason
 from certherd.errors import ConfigError, InstallError
-from certherd.install.haproxy.config import HaproxyConfig, Section, read_config
+from certherd.install.haproxy.config import (
+    Bind,
+    HaproxyConfig,
+    Section,
+    comment_start,
+    read_config,
+)
 from certherd.install.haproxy.control import HaproxyControl, RuntimeApi
 from certherd.install.haproxy.files import backup, restore, write_file
 from certherd.storage.layout import check_name
@@ -42,6 +48,7 @@ from certherd.storage.layout import check_name
 __all__ = ["HaproxyInstaller"]
 
 MARK = "# certherd:"
+JOINED = "added to the next line (certherd uninstall takes it away)"
 LOCK_WAIT = 120.0
 """How long to wait for another certherd process changing the same HAProxy (seconds)."""
 _SAFE_PATH = re.compile(r"[A-Za-z0-9._/+@=,-]+")
@@ -153,6 +160,44 @@ class HaproxyInstaller:
             text = newline + text.removesuffix(newline)
         return last.end, text
 
+    def _tls_bind(self, config: HaproxyConfig) -> Bind | None:
+        """The ``bind ... ssl`` already listening on the HTTPS port (certherd's own line
+        there would clash with it), or None; ConfigError when several do."""
+        found = [
+            bind
+            for bind in config.binds()
+            if bind.ssl
+            and any(_port(address) == str(self.https_port) for address in bind.addresses)
+        ]
+        if len(found) > 1:
+            where = "; ".join(bind.where for bind in found)
+            raise ConfigError(
+                f"several bind lines serve TLS on port {self.https_port} ({where}): add "
+                f"`crt {self._crt_dir_text()}/` to the one that serves the names"
+            )
+        return found[0] if found else None
+
+    def _placement(self, config: HaproxyConfig) -> str:
+        """The config's text with certherd's way to load ``crt_dir``: `` crt DIR/``
+        added to the TLS bind on the HTTPS port (marked by a comment line above it), else
+        a bind line of its own in the HTTP frontend."""
+        newline = "\r\n" if "\r\n" in config.text else "\n"  # the file's own
+        text = config.text
+        bind = self._tls_bind(config)
+        if bind is None:
+            at, line = self._bind_line(config, self._frontend(config))
+            return text[:at] + line + text[at:]
+        line = text[bind.line.start : bind.line.end]
+        body = line.rstrip("\r\n")
+        cut = comment_start(body)
+        content = body[:cut].rstrip(" \t")
+        joined = f"{content}{self._joined()}{body[len(content) :]}{line[len(body) :]}"
+        note = f"{bind.line.indent}{MARK} {self._joined().strip()!r} {JOINED}{newline}"
+        return text[: bind.line.start] + note + joined + text[bind.line.end :]
+
+    def _joined(self) -> str:
+        return f" crt {self._crt_dir_text()}/"
+
     # -- the protocol ----------------------------------------------------------------------
 
     async def check(self, lineage: str = "", names: Sequence[str] = ()) -> None:
@@ -180,7 +225,7 @@ class HaproxyInstaller:
                     "add `level admin` to its stats socket line"
                 )
         if not self._loaders(config) and not self._edited(config):
-            self._frontend(config)
+            self._placement(config)
             problem = control.reload_problem()
             if problem is not None:
                 raise ConfigError(
@@ -261,9 +306,7 @@ class HaproxyInstaller:
         changes: dict[Path, bytes | None] = {pem_path: pem.encode()}
         reload = False
         if not self._loaders(config):
-            section = self._frontend(config)
-            at, line = self._bind_line(config, section)
-            edited = config.text[:at] + line + config.text[at:]
+            edited = self._placement(config)
             changes[self.config] = edited.encode("utf-8", "surrogateescape")
             reload = True
         runtime = None if reload else self._runtime(config)
@@ -313,6 +356,10 @@ class HaproxyInstaller:
         edited = re.sub(rf"(?m)^{line}\r?\n", "", config.text)
         if edited == config.text:  # added as the file's last line, after a newline
             edited = re.sub(rf"\r?\n{line}\Z", "", config.text)
+        # `` crt DIR/`` joined to a bind of the user's, with the note above it
+        note = rf"(?m)^[ \t]*{re.escape(MARK)} {re.escape(repr(self._joined().strip()))} "
+        note += rf"{re.escape(JOINED)}\r?\n([^\r\n]*)"
+        edited = re.sub(note, lambda m: m.group(1).replace(self._joined(), "", 1), edited)
         return edited if edited != config.text else None
 
     @contextlib.asynccontextmanager
@@ -344,6 +391,13 @@ def _holds_key(pem: Path, key: Path) -> bool:
         return key.read_bytes().strip() in pem.read_bytes()
     except OSError:
         return False
+
+
+def _port(address: str) -> str:
+    """The port of a bind address (``:443`` -> ``443``), empty for a UNIX one."""
+    if address.startswith("/") or ("@" in address and not address.startswith(("ipv4@", "ipv6@"))):
+        return ""
+    return address.rpartition(":")[2]
 
 
 def _hosts(addresses: Sequence[str]) -> set[str]:
