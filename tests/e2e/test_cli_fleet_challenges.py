@@ -10,8 +10,10 @@ tests/e2e/test_cli_fleet_netns.py.
 from __future__ import annotations
 
 import contextlib
+import re
 import socket
 
+import httpx
 import pytest
 from e2e_helpers import wait_until
 from e2e_runner import Certherd, Running
@@ -23,6 +25,13 @@ def listening(port: int) -> bool:
     with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
         return True
     return False
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
 
 
 def serve(certherd: Certherd, *flags: str) -> Running:
@@ -41,8 +50,9 @@ def test_a_challenge_answered_by_the_serving_process_not_the_ordering_one(
     certherd: Certherd, pebble: PebbleServer, challenge: str, flag: str, port_of: object
 ) -> None:
     port = port_of(pebble)  # type: ignore[operator]
-    server = serve(certherd, flag, f"127.0.0.1:{port}")
-    wait_until(lambda: listening(port), 20, f"{flag} listening on {port}")
+    metrics = free_port()
+    server = serve(certherd, flag, f"127.0.0.1:{port}", "--metrics", f"127.0.0.1:{metrics}")
+    wait_until(lambda: listening(port) and listening(metrics), 20, f"{flag} listening")
     name = f"{challenge.replace('-', '')}.shared.test"
     result = certherd(
         "--json", "issue", "-d", name, "--fleet-solver", challenge, *certherd.ca, "--force"
@@ -53,6 +63,15 @@ def test_a_challenge_answered_by_the_serving_process_not_the_ordering_one(
     assert not list((certherd.config_dir / "challenges").rglob("*.json"))
     assert server.process.poll() is None, server.stderr_so_far()
     assert f"{challenge} answered on 127.0.0.1:{port}" in server.stderr_so_far()
+    # /metrics counts what the listener answered (Pebble asks from 1 to 3 times).
+    text = httpx.get(f"http://127.0.0.1:{metrics}/metrics", timeout=10).text
+    found = re.search(
+        rf'certherd_fleet_challenge_requests_total{{challenge="{challenge}",'
+        r'result="answered"} (\d+)',
+        text,
+    )
+    assert found, text
+    assert int(found.group(1)) >= 1
 
 
 def test_without_a_serving_node_the_validation_fails_and_says_so(

@@ -86,6 +86,8 @@ async def test_a_key_authorization_one_node_presents_another_listener_answers(
         await solver.cleanup(handle)
     assert (await fetch(server, PREFIX + TOKEN)).status_code == 404
     assert not await storage.list("challenges/")
+    counted = {s.labels["result"]: s.value for f in server.collect() for s in f.samples}
+    assert counted == {"answered": 2, "unknown": 2, "busy": 0}
 
 
 @pytest.mark.parametrize(

@@ -32,9 +32,9 @@ import logging
 import re
 import ssl
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from certherd.acme.messages import Identifier
 from certherd.challenges.base import ChallengeTask, check_token
@@ -61,6 +61,9 @@ from certherd.storage.layout import (
 )
 from certherd.storage.leases import innermost_lease
 
+if TYPE_CHECKING:
+    from prometheus_client.core import Metric
+
 __all__ = [
     "RECORD_LIFETIME",
     "RecordSweeper",
@@ -79,6 +82,10 @@ MAX_RECORD = 4096
 """Bytes: a larger stored record is not one certherd wrote."""
 _THUMBPRINT = re.compile(r"^[A-Za-z0-9_-]{43}$")  # base64url SHA-256 (RFC 7638)
 _CONTEXTS = 256
+WARN_EVERY = 60.0
+"""Seconds between two warnings that storage cannot be read (a flood of requests while
+the database is away logs one line a minute, not one per request)."""
+_warned_at = -WARN_EVERY
 
 
 def _check_key_authorization(token: str, key_authorization: object) -> str | None:
@@ -221,7 +228,10 @@ async def shared_answer(
             if parsed is not None:
                 found.append(parsed)
     except StorageError as exc:
-        log.warning("%s: cannot read the shared key authorizations: %s", challenge, exc)
+        global _warned_at
+        if time.monotonic() - _warned_at >= WARN_EVERY:
+            _warned_at = time.monotonic()
+            log.warning("%s: cannot read the shared key authorizations: %s", challenge, exc)
         return None
     except (ConfigError, UnsafeResponseError):  # not base64url, not a host name: never a key
         return None
@@ -291,9 +301,21 @@ class SharedHttp01Server(Http01StandaloneSolver):
     def __init__(self, storage: KeyValueStore, port: int = 80, host: str = "") -> None:
         super().__init__(port=port, host=host)
         self.storage = storage
+        self.not_found = 0
+        """Requests answered 404: no sound record for the token (or not a token)."""
 
     async def _response(self, token: str) -> str | None:
-        return await shared_answer(self.storage, "http-01", token)
+        answer = await shared_answer(self.storage, "http-01", token)
+        if answer is None:
+            self.not_found += 1
+        return answer
+
+    def collect(self) -> Iterator[Metric]:
+        """``/metrics``: what this listener answered (a prometheus_client collector)."""
+        return _families(
+            "http-01",
+            {"answered": self.requests_served, "unknown": self.not_found, "busy": self.refused},
+        )
 
     async def start(self) -> None:
         async with self._lock:
@@ -350,6 +372,28 @@ class SharedTlsAlpn01Server(TlsAlpn01Solver):
     async def stop(self) -> None:
         async with self._lock:
             await self._stop()
+
+    def collect(self) -> Iterator[Metric]:
+        """``/metrics``: what this listener answered (a prometheus_client collector)."""
+        return _families(
+            "tls-alpn-01",
+            {"answered": self.handshakes_completed, "refused": self.connections_refused},
+        )
+
+
+def _families(challenge: str, counts: dict[str, int]) -> Iterator[Metric]:
+    from prometheus_client.core import CounterMetricFamily
+
+    family = CounterMetricFamily(
+        "certherd_fleet_challenge_requests",
+        "Validation requests a fleet challenge listener (--http-serve, --tls-alpn-serve) "
+        "got, by result: answered with a key authorization, unknown (404 or no such "
+        "name), busy or refused.",
+        labels=["challenge", "result"],
+    )
+    for result, count in counts.items():
+        family.add_metric([challenge, result], float(count))
+    yield family
 
 
 async def _bind(starting: Coroutine[Any, Any, None], setting: str) -> None:

@@ -8,7 +8,7 @@ import signal
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from certherd.challenges.options import parse_listen_address
 from certherd.daemon.loop import Daemon, raise_open_file_limit
@@ -92,7 +92,7 @@ async def serve(
                 port,
                 daemon.metrics,
                 health=daemon.health,
-                collectors=daemon.collectors(),
+                collectors=[*daemon.collectors(), *_collectors(started)],
                 status=StatusSource(daemon) if status_page else None,
                 auth=auth,
             )
@@ -111,3 +111,8 @@ async def serve(
         if signals:
             for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
                 loop.remove_signal_handler(signum)
+
+
+def _collectors(listeners: Sequence[Listener]) -> list[Any]:
+    """The listeners that count what they answered (``collect()``), for ``/metrics``."""
+    return [listener for listener in listeners if hasattr(listener, "collect")]
