@@ -289,3 +289,21 @@ async def test_expired_records_are_swept_current_and_foreign_ones_kept() -> None
     await asyncio.sleep(0.05)  # the first sweep runs at start
     await sweeper.stop()
     assert f"challenges/tls-alpn-01/www.fleet.test/{'D' * 43}.json" not in storage.values
+
+
+async def test_the_tls_alpn_listener_caps_its_connections() -> None:
+    storage = MemoryStorage()
+    server = SharedTlsAlpn01Server(storage, port=0, host=LOOPBACK)
+    server.max_connections = 1
+    await server.start()
+    try:
+        _, idle = await asyncio.open_connection(LOOPBACK, server.port)  # sends nothing
+        await asyncio.sleep(0.05)
+        reader, extra = await asyncio.open_connection(LOOPBACK, server.port)
+        async with asyncio.timeout(2):  # closed at once, not after the 10 s deadline
+            assert await reader.read() == b""
+        assert server.connections_refused == 1
+        idle.close()
+        extra.close()
+    finally:
+        await server.stop()

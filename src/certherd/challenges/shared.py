@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any
 
 from certherd.acme.messages import Identifier
 from certherd.challenges.base import ChallengeTask, check_token
-from certherd.challenges.http01 import Http01StandaloneSolver
+from certherd.challenges.http01 import MAX_CONNECTIONS, Http01StandaloneSolver
 from certherd.challenges.tlsalpn01 import (
     TlsAlpn01Solver,
     _context_for,
@@ -338,10 +338,21 @@ class SharedTlsAlpn01Server(TlsAlpn01Solver):
     its certificate (RFC 8737 §3) is made once per key authorization and kept for the
     next connections."""
 
+    max_connections = MAX_CONNECTIONS
+    """Connections at once; more are closed unread (the listener is open to the internet
+    for as long as the daemon runs, so idle clients must not take its descriptors)."""
+
     def __init__(self, storage: KeyValueStore, port: int = 443, host: str = "") -> None:
         super().__init__(port=port, host=host)
         self.storage = storage
         self._contexts: dict[tuple[str, str], ssl.SSLContext] = {}
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if len(self._connections) >= self.max_connections:
+            self.connections_refused += 1
+            writer.transport.abort()
+            return
+        await super()._serve(reader, writer)
 
     async def _context_for_name(self, name: str) -> ssl.SSLContext | None:
         answer = await shared_answer(self.storage, "tls-alpn-01", name=name)
