@@ -206,8 +206,10 @@ def test_apply_installs_what_certherd_toml_names(
 ) -> None:
     """certherd.toml's ``installer = { kind = "apache", ... }``: the certificate is
     proved through that Apache (no solver of its own) and served by it after ``apply``,
-    with ``redirect``: plain HTTP answers 301 to HTTPS."""
+    with ``redirect``: plain HTTP answers 301 to HTTPS, a renewal still proves the name
+    over HTTP through it, and ``uninstall`` gives every file and link back."""
     https_port = free_port()
+    before = apache.snapshot()
     certherd.config_dir.mkdir(parents=True, exist_ok=True)
     (certherd.config_dir / "certherd.toml").write_text(
         "[[certificate]]\n"
@@ -229,6 +231,12 @@ def test_apply_installs_what_certherd_toml_names(
         answer = sock.recv(65536)
     assert answer.startswith(b"HTTP/1.1 301"), answer[:200]
     assert f"Location: https://{NAMES[1]}:{https_port}/x".encode() in answer
+    certherd("renew", "--force", NAMES[1], env=apache.env)
+    renewed = x509.load_pem_x509_certificate((certherd.live(NAMES[1]) / "cert.pem").read_bytes())
+    assert renewed.serial_number != leaf.serial_number
+    assert served(pebble, https_port, NAMES[1]).serial_number == renewed.serial_number
+    certherd("uninstall", NAMES[1], env=apache.env)
+    assert apache.snapshot() == before
 
 
 def test_a_restart_that_fails_after_renewal_is_owed_and_done_next_run(

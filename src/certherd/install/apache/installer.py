@@ -183,7 +183,7 @@ class ApacheInstaller(ServerRoot):
 
     # -- TLS for a lineage -----------------------------------------------------------------
 
-    def tls_conf(self, config: ApacheConfig, lineage: str, vhosts: list[VirtualHost]) -> Path:
+    def tls_conf(self, lineage: str, vhosts: list[VirtualHost]) -> Path:
         """``NAME-certherd.conf`` beside the (real) file of the first matched vhost."""
         folder = Path(os.path.realpath(vhosts[0].file)).parent
         return folder / f"{check_name(lineage)}-certherd.conf"
@@ -206,7 +206,7 @@ class ApacheInstaller(ServerRoot):
             # What a2enmod is about to load counts (ports.conf's <IfModule ssl_module> Listen).
             config = await self.read(assume=modules)
             vhosts = self._tls_vhosts(config, lineage, names)
-            target = self.tls_conf(config, lineage, vhosts)
+            target = self.tls_conf(lineage, vhosts)
             changes: dict[Path, files.Content] = {}
             content = self._tls_text(config, lineage, vhosts, target, certificate, key)
             if files.current(target) != content.encode():
