@@ -188,3 +188,38 @@ async def test_http01_reaches_an_ip_based_vhost_that_takes_the_connection(
     assert (got.status_code, got.text) == (200, "t0k.thumbprint")
     await installer.finish_http01()
     assert apache.snapshot() == before
+
+
+async def test_beside_debians_default_ssl_site(apache: ApacheRoot) -> None:
+    """Debian's own default-ssl.conf enabled (``*:443``, no ServerName) on the
+    port ports.conf opens when mod_ssl loads: certherd's copy joins it on that port
+    without a Listen of its own, serves its name by SNI, and default-ssl still serves
+    every other name; uninstall leaves both files and every link as they were."""
+    theirs, their_key = certificate(apache.root / "snakeoil", ["localhost"])
+    default_ssl = apache.root / "sites-available" / "default-ssl.conf"
+    text = default_ssl.read_text().replace("*:443", f"*:{apache.ssl_port}")
+    text = text.replace("/etc/ssl/certs/ssl-cert-snakeoil.pem", str(theirs))
+    default_ssl.write_text(text.replace("/etc/ssl/private/ssl-cert-snakeoil.key", str(their_key)))
+    (apache.root / "sites-enabled" / "default-ssl.conf").symlink_to(
+        "../sites-available/default-ssl.conf"
+    )
+    for name in ("ssl.load", "ssl.conf", "socache_shmcb.load"):
+        (apache.root / "mods-enabled" / name).symlink_to(f"../mods-available/{name}")
+    vhost = "<VirtualHost *:{port}>\n    ServerName shop.apache.test\n</VirtualHost>\n"
+    apache.site("shop", fill(apache, vhost))
+    before = apache.snapshot()
+    start_or_fail(apache)
+    installer = ApacheInstaller(apache.root, https_port=apache.ssl_port)
+    cert, key = certificate(apache.root / "live", ["shop.apache.test"])
+    await installer.install("shop", ["shop.apache.test"], cert, key)
+    copy = (apache.root / "sites-available" / "shop-certherd.conf").read_text()
+    assert "Listen" not in copy
+    assert f"<VirtualHost *:{apache.ssl_port}>" in copy
+    mine = await asyncio.to_thread(apache.served_certificate, apache.ssl_port, "shop.apache.test")
+    other = await asyncio.to_thread(apache.served_certificate, apache.ssl_port, "else.test")
+    assert mine is not None
+    assert mine.serial_number == serial(cert)
+    assert other is not None
+    assert other.serial_number == serial(theirs)
+    assert await installer.uninstall("shop") is True
+    assert apache.snapshot() == before

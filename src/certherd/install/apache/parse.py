@@ -370,8 +370,10 @@ def match_vhost(
 def answering_vhosts(vhosts: list[VirtualHost], host: str, port: int) -> list[VirtualHost]:
     """Every plain vhost that may answer ``host`` on ``port``, whichever local address
     the connection comes in on: Apache hands a connection to the vhosts of its exact
-    address first (``<VirtualHost 127.0.0.1:80>``), and only without any to the ``*`` /
-    ``_default_`` ones; in each group, the name match, else the group's first."""
+    address first (``<VirtualHost 127.0.0.1:80>``), and only without any to the ``*``
+    ones, then the ``_default_`` ones; in each group, the name match, else the group's
+    first (a vhost more than Apache would pick gets the include: harmless, it only adds
+    the challenge path)."""
     groups: dict[str, list[VirtualHost]] = {}
     for vhost in vhosts:
         if vhost.ssl or not vhost.on_port(port):
@@ -379,7 +381,7 @@ def answering_vhosts(vhosts: list[VirtualHost], host: str, port: int) -> list[Vi
         for address in vhost.addresses:
             where, found = split_address(address)
             if found in (port, None):
-                group = "*" if where in ("*", "_default_") else where.lower()
+                group = where.lower()  # _default_ apart: Apache tries it after the * ones
                 if vhost not in groups.setdefault(group, []):
                     groups[group].append(vhost)
     chosen: list[VirtualHost] = []
