@@ -271,3 +271,31 @@ def test_check_says_when_haproxy_could_not_take_the_next_version(
     line = installer_line()
     assert line["status"] == "fail"
     assert f"runtime socket {haproxy.socket} does not exist" in line["text"]
+
+
+def test_crt_dir_others_may_write_and_socket_below_admin_are_refused(
+    certherd: Certherd, pebble: PebbleServer
+) -> None:
+    """Private keys go into no folder another user could change, and an operator-level
+    socket (it cannot ``set ssl cert``) is said before any order: one line each."""
+    haproxy = start_or_fail(HaproxyRoot(level="operator"))
+    try:
+        before = haproxy.snapshot()
+        flags = haproxy_flags(haproxy, free_port())
+        result = certherd("issue", "-d", NAMES[0], *flags, *certherd.http, *certherd.ca,
+                          check=False)  # fmt: skip
+        assert result.code == 2, result.describe()
+        assert "allows `operator`, not admin" in result.stderr
+        assert "--haproxy-socket" in result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+        haproxy.crt_dir.chmod(0o777)
+        result = certherd("issue", "-d", NAMES[0], *flags, *certherd.http, *certherd.ca,
+                          check=False)  # fmt: skip
+        assert result.code == 2, result.describe()
+        assert f"will not write private keys into {haproxy.crt_dir}" in result.stderr
+        assert "--haproxy-crt-dir" in result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+        assert haproxy.snapshot() == before
+        assert not certherd.live(NAMES[0]).exists()
+    finally:
+        haproxy.stop()

@@ -38,7 +38,9 @@ def find_haproxy() -> str | None:
 class HaproxyRoot(Launcher):
     """HAProxy run from a temporary root: ``config``, ``crt_dir``, ``socket``, ``pidfile``."""
 
-    def __init__(self, *, socket: bool = True, startup_timeout: float = 15.0) -> None:
+    def __init__(
+        self, *, socket: bool = True, level: str = "admin", startup_timeout: float = 15.0
+    ) -> None:
         self.http_port = free_port(LOOPBACK)
         self.startup_timeout = startup_timeout
         self.root = Path(tempfile.mkdtemp(prefix="haproxy-root-"))
@@ -50,7 +52,7 @@ class HaproxyRoot(Launcher):
         self.pidfile = self.root / "haproxy.pid"
         self.binary = find_haproxy()
         self._process: ChildProcess | None = None
-        stats = f"    stats socket {self.socket} mode 600 level admin\n" if socket else ""
+        stats = f"    stats socket {self.socket} mode 600 level {level}\n" if socket else ""
         self.config.write_text(
             "# a test HAProxy: one HTTP frontend answering by itself\n"
             "global\n"

@@ -117,7 +117,10 @@ class HaproxyInstaller:
             )
         reason = untrusted_reason(self.crt_dir)
         if reason is not None:
-            raise ConfigError(f"certherd will not write private keys into {text}: {reason}")
+            raise ConfigError(
+                f"certherd will not write private keys into {text}: {reason} ({{haproxy_crt_dir}})",
+                settings=("haproxy_crt_dir",),
+            )
         return text
 
     def _loaders(self, config: HaproxyConfig) -> list[str]:
@@ -222,7 +225,8 @@ class HaproxyInstaller:
             if level != "admin":
                 raise ConfigError(
                     f"HAProxy's runtime socket {runtime.path} allows `{level}`, not admin: "
-                    "add `level admin` to its stats socket line"
+                    "add `level admin` to its stats socket line ({haproxy_socket})",
+                    settings=("haproxy_socket",),
                 )
         if not self._loaders(config) and not self._edited(config):
             self._placement(config)
