@@ -60,7 +60,7 @@ def test_a_challenge_answered_by_the_serving_process_not_the_ordering_one(
     assert [r["action"] for r in result.json()["results"]] == ["issued"], result.describe()
     assert (certherd.live(name) / "fullchain.pem").is_file()
     # The records are gone once the order is done.
-    assert not list((certherd.config_dir / "challenges").rglob("*.json"))
+    assert not list((certherd.config_dir / "challenges" / challenge).rglob("*.json"))
     assert server.process.poll() is None, server.stderr_so_far()
     assert f"{challenge} answered on 127.0.0.1:{port}" in server.stderr_so_far()
     # /metrics counts what the listener answered (Pebble asks from 1 to 3 times).
@@ -74,7 +74,7 @@ def test_a_challenge_answered_by_the_serving_process_not_the_ordering_one(
     assert int(found.group(1)) >= 1
 
 
-def test_without_a_serving_node_the_validation_fails_and_says_so(
+def test_without_a_serving_node_nothing_is_presented_and_it_says_so(
     certherd: Certherd, pebble: PebbleServer
 ) -> None:
     result = certherd(
@@ -82,7 +82,10 @@ def test_without_a_serving_node_the_validation_fails_and_says_so(
         *certherd.ca, check=False,
     )  # fmt: skip
     assert result.code == 1, result.describe()
-    assert "nobody.shared.test" in result.stderr
+    assert [r["action"] for r in result.json()["results"]] == ["failed"]
+    # Refused before the CA was told to validate: no failed validation at the CA.
+    assert "no node of the fleet answers http-01" in result.stderr
+    assert "--http-serve" in result.stderr
 
 
 def test_a_serve_port_in_use_is_one_line_naming_the_flag_exit_2(certherd: Certherd) -> None:
@@ -114,9 +117,10 @@ def test_check_fetches_the_probe_through_the_fleet_listener_and_fails_without_on
     assert "  ok  " in line, served.describe()
     server.process.terminate()
     server.wait()
-    # No node serves: check says so (a warning: from this host; the CA may reach one).
+    # No node serves any more (it said goodbye in the storage): check fails that line.
     unserved = certherd("check", "127.0.0.1", "--http-port", str(port), check=False)
+    assert unserved.code == 1, unserved.describe()
     line = next(x for x in unserved.stdout.splitlines() if "http-01 127.0.0.1" in x)
-    assert "  WARN  " in line, unserved.describe()
-    assert "cannot be fetched" in line
+    assert "  FAIL  " in line, unserved.describe()
+    assert "no node of the fleet answers http-01" in line
     assert not list((certherd.config_dir / "challenges").rglob("*.json"))

@@ -25,16 +25,10 @@ from cryptography import x509
 
 from certherd.acme.messages import Challenge, Identifier, Status
 from certherd.challenges.base import ChallengeTask
-from certherd.challenges.shared import (
-    RecordSweeper,
-    SharedHttp01Server,
-    SharedSolver,
-    SharedTlsAlpn01Server,
-    shared_answer,
-    sweep,
-)
+from certherd.challenges.listeners import SharedHttp01Server, SharedTlsAlpn01Server
+from certherd.challenges.shared import RecordSweeper, SharedSolver, shared_answer, sweep
 from certherd.challenges.tlsalpn01 import ACME_TLS_PROTOCOL, ID_PE_ACME_IDENTIFIER
-from certherd.errors import ConfigError, FencedError, UnsafeResponseError
+from certherd.errors import ConfigError, FencedError, SolverError, UnsafeResponseError
 from certherd.storage.leases import holding
 from certherd.storage.memory import MemoryStorage
 
@@ -85,7 +79,7 @@ async def test_a_key_authorization_one_node_presents_another_listener_answers(
         assert (await fetch(server, PREFIX + TOKEN, "HEAD")).status_code == 200
         await solver.cleanup(handle)
     assert (await fetch(server, PREFIX + TOKEN)).status_code == 404
-    assert not await storage.list("challenges/")
+    assert await storage.list("challenges/") == await storage.list("challenges/listeners/")
     counted = {s.labels["result"]: s.value for f in server.collect() for s in f.samples}
     assert counted == {"answered": 2, "unknown": 2, "busy": 0}
 
@@ -171,7 +165,7 @@ async def test_a_stored_record_that_is_not_sound_is_not_answered(
 
 async def test_a_node_that_lost_the_lineage_lease_cannot_publish_or_remove() -> None:
     storage = MemoryStorage()
-    solver = SharedSolver(storage, "http-01")
+    solver = SharedSolver(storage, "http-01", require_listener=False)
     async with holding(storage, "www.fleet.test", ttl=0.3) as lease:
         handle = await solver.present(task())
         time.sleep(0.4)  # the event loop stalls past the lease, as a SIGSTOP would
@@ -271,9 +265,11 @@ async def test_an_sni_name_that_is_not_a_host_name_builds_no_key(name: str) -> N
 
 async def test_expired_records_are_swept_current_and_foreign_ones_kept() -> None:
     storage = MemoryStorage()
-    solver = SharedSolver(storage, "http-01", clock=lambda: 1000.0, lifetime=60)
+    solver = SharedSolver(
+        storage, "http-01", clock=lambda: 1000.0, lifetime=60, require_listener=False
+    )
     await solver.present(task())  # expires at 1060
-    current = SharedSolver(storage, "tls-alpn-01", clock=lambda: 5000.0)
+    current = SharedSolver(storage, "tls-alpn-01", clock=lambda: 5000.0, require_listener=False)
     await current.present(task(token="C" * 43, challenge="tls-alpn-01"))
     await storage.write("challenges/http-01/notours.json", b"not json")
     assert await sweep(storage, now=1059.0) == 0
@@ -307,3 +303,33 @@ async def test_the_tls_alpn_listener_caps_its_connections() -> None:
         extra.close()
     finally:
         await server.stop()
+
+
+async def test_nothing_is_presented_while_no_node_listens_for_the_challenge() -> None:
+    storage = MemoryStorage()
+    solver = SharedSolver(storage, "http-01")
+    with pytest.raises(SolverError, match="--http-serve"):
+        await solver.present(task())
+    # A heartbeat gone stale (a node killed -9 long ago) does not count.
+    stale = {"where": "10.0.0.1:80", "expires": time.time() - 1}
+    await storage.write("challenges/listeners/http-01/gone-1.json", json.dumps(stale).encode())
+    with pytest.raises(SolverError):
+        await solver.present(task())
+    assert await storage.list("challenges/http-01/") == []
+    tls = SharedTlsAlpn01Server(storage, port=0, host=LOOPBACK)
+    await tls.start()  # a tls-alpn-01 listener does not answer http-01
+    try:
+        with pytest.raises(SolverError):
+            await solver.present(task())
+        server = SharedHttp01Server(storage, port=0, host=LOOPBACK)
+        await server.start()
+        handle = await solver.present(task())
+        await solver.cleanup(handle)
+        await server.stop()  # its heartbeat goes with it
+        with pytest.raises(SolverError):
+            await solver.present(task())
+    finally:
+        await tls.stop()
+    assert await storage.list("challenges/listeners/") == [
+        "challenges/listeners/http-01/gone-1.json"
+    ]

@@ -154,13 +154,13 @@ class DaemonCalls:
 
         listeners: list[tuple[Any, str]] = []
         if http_serve:
-            from certherd.challenges.shared import SharedHttp01Server
+            from certherd.challenges.listeners import SharedHttp01Server
 
             host, port = _listen(parse_listen_address, http_serve, "http_serve")
             http = SharedHttp01Server(self.storage, port=port, host=host)
             listeners.append((http, f"http-01 answered on {host or '*'}:{port} for the fleet"))
         if tls_alpn_serve:
-            from certherd.challenges.shared import SharedTlsAlpn01Server
+            from certherd.challenges.listeners import SharedTlsAlpn01Server
 
             host, port = _listen(parse_listen_address, tls_alpn_serve, "tls_alpn_serve")
             tls = SharedTlsAlpn01Server(self.storage, port=port, host=host)

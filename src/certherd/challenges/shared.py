@@ -3,7 +3,9 @@
 The node that places an order does not need to be the one the CA reaches: the solver
 kind ``fleet`` writes each key authorization into the shared storage, and every node
 run with ``--http-serve`` / ``--tls-alpn-serve`` answers from there, for every pending
-order of the fleet (put those listeners behind the same load balancer as the site).
+order of the fleet (put those listeners behind the same load balancer as the site;
+they live in :mod:`certherd.challenges.listeners` and announce themselves in the storage:
+while none does, the solver refuses to present, before the CA is asked to validate).
 
 Records (keys built by :func:`certherd.storage.layout.challenge_record`)::
 
@@ -30,25 +32,18 @@ import contextlib
 import json
 import logging
 import re
-import ssl
 import time
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
 
 from certherd.acme.messages import Identifier
 from certherd.challenges.base import ChallengeTask, check_token
-from certherd.challenges.http01 import MAX_CONNECTIONS, Http01StandaloneSolver
-from certherd.challenges.tlsalpn01 import (
-    TlsAlpn01Solver,
-    _context_for,
-    challenge_certificate,
-    server_name,
-)
+from certherd.challenges.tlsalpn01 import server_name
 from certherd.errors import (
     ConfigError,
     FencedError,
     NotFoundError,
+    SolverError,
     StorageError,
     UnsafeResponseError,
 )
@@ -57,19 +52,16 @@ from certherd.storage.layout import (
     CHALLENGES_FOLDER,
     SHARED_CHALLENGES,
     challenge_folder,
+    challenge_listener,
     challenge_record,
 )
 from certherd.storage.leases import innermost_lease
 
-if TYPE_CHECKING:
-    from prometheus_client.core import Metric
-
 __all__ = [
     "RECORD_LIFETIME",
     "RecordSweeper",
-    "SharedHttp01Server",
     "SharedSolver",
-    "SharedTlsAlpn01Server",
+    "listening",
     "shared_answer",
     "sweep",
 ]
@@ -81,7 +73,10 @@ RECORD_LIFETIME = 24 * 3600.0
 MAX_RECORD = 4096
 """Bytes: a larger stored record is not one certherd wrote."""
 _THUMBPRINT = re.compile(r"^[A-Za-z0-9_-]{43}$")  # base64url SHA-256 (RFC 7638)
-_CONTEXTS = 256
+HEARTBEAT = 30.0
+"""Seconds between two announcements of a running listener in the shared storage."""
+HEARTBEAT_LIFETIME = 120.0
+"""Seconds an announcement counts: a listener not heard of for this long is gone."""
 WARN_EVERY = 60.0
 """Seconds between two warnings that storage cannot be read (a flood of requests while
 the database is away logs one line a minute, not one per request)."""
@@ -130,7 +125,10 @@ class SharedSolver:
     under the lease this task holds (the lineage's: :func:`innermost_lease`), so any
     node serving challenges answers it at once; ``cleanup`` deletes it under the same
     lease. A write refused because the lease was lost raises FencedError (the order
-    is left to the lineage's new holder).
+    is left to the lineage's new holder). While no node's listener for the challenge
+    announced itself in the storage lately, ``present`` raises SolverError instead, before
+    the CA is told to validate (a validation that cannot succeed counts against the
+    account's failed-validation limits).
     """
 
     def __init__(
@@ -140,6 +138,7 @@ class SharedSolver:
         *,
         clock: Callable[[], float] = time.time,
         lifetime: float = RECORD_LIFETIME,
+        require_listener: bool = True,
     ) -> None:
         if challenge_type not in SHARED_CHALLENGES:
             raise ConfigError(
@@ -151,6 +150,8 @@ class SharedSolver:
         self.challenge_type = challenge_type
         self.clock = clock
         self.lifetime = lifetime
+        self.require_listener = require_listener
+        """Refuse to present (SolverError) while no listener announces itself."""
 
     def __repr__(self) -> str:
         return f"SharedSolver({self.challenge_type})"
@@ -174,6 +175,16 @@ class SharedSolver:
         if _check_key_authorization(token, task.key_authorization) is None:
             raise ConfigError(f"{task.identifier}: the key authorization is not token.thumbprint")
         key = self._key(task, token)
+        if self.require_listener and not await listening(self.storage, self.challenge_type):
+            # Told before the CA is: the authorization stays pending, no failed
+            # validation counts against the account at the CA.
+            flag = "--http-serve" if self.challenge_type == "http-01" else "--tls-alpn-serve"
+            raise SolverError(
+                f"no node of the fleet answers {self.challenge_type} now: run "
+                f"`certherd run {flag} [ADDR:]PORT` on the hosts the name points to "
+                "(none announced itself in the shared storage within "
+                f"{HEARTBEAT_LIFETIME:g} s)"
+            )
         fence = innermost_lease()
         record = {
             "challenge": self.challenge_type,
@@ -238,6 +249,20 @@ async def shared_answer(
     return max(found)[1] if found else None
 
 
+async def listening(storage: KeyValueStore, challenge: str, *, now: float | None = None) -> bool:
+    """Whether some node's listener for ``challenge`` announced itself lately."""
+    moment = time.time() if now is None else now
+    for key in await storage.list(challenge_listener(challenge) + "/"):
+        try:
+            data = json.loads(await storage.read(key))
+        except (NotFoundError, ValueError):
+            continue
+        expires = data.get("expires") if isinstance(data, dict) else None
+        if isinstance(expires, int | float) and not isinstance(expires, bool) and expires > moment:
+            return True
+    return False
+
+
 async def sweep(storage: KeyValueStore, *, now: float | None = None) -> int:
     """Delete the stored key authorizations past their expiry (left by a node that died
     between present and cleanup); returns how many. A record that is not certherd's
@@ -290,155 +315,3 @@ class RecordSweeper:
                 if removed:
                     log.info("swept %d expired key authorization(s)", removed)
             await asyncio.sleep(self.interval)
-
-
-class SharedHttp01Server(Http01StandaloneSolver):
-    """``run --http-serve``: http-01 for every pending order of the fleet, from storage.
-
-    The same bounded listener as the standalone solver (connection cap, head deadline,
-    write timeout), listening from :meth:`start` to :meth:`stop`."""
-
-    def __init__(self, storage: KeyValueStore, port: int = 80, host: str = "") -> None:
-        super().__init__(port=port, host=host)
-        self.storage = storage
-        self.not_found = 0
-        """Requests answered 404: no sound record for the token (or not a token)."""
-
-    async def _response(self, token: str) -> str | None:
-        answer = await shared_answer(self.storage, "http-01", token)
-        if answer is None:
-            self.not_found += 1
-        return answer
-
-    def collect(self) -> Iterator[Metric]:
-        """``/metrics``: what this listener answered (a prometheus_client collector)."""
-        return _families(
-            "http-01",
-            {"answered": self.requests_served, "unknown": self.not_found, "busy": self.refused},
-        )
-
-    async def start(self) -> None:
-        async with self._lock:
-            if self._server is None:
-                await _bind(self._start(), "http_serve")
-        if self._server is not None and self._server.sockets and not self.port:
-            self.port = self._server.sockets[0].getsockname()[1]
-
-    async def stop(self) -> None:
-        async with self._lock:
-            server, self._server = self._server, None
-        if server is not None:
-            server.close()
-
-
-class SharedTlsAlpn01Server(TlsAlpn01Solver):
-    """``run --tls-alpn-serve``: tls-alpn-01 for every pending order of the fleet.
-
-    A validation connection's SNI name selects the newest sound record stored for it;
-    its certificate (RFC 8737 §3) is made once per key authorization and kept for the
-    next connections."""
-
-    max_connections = MAX_CONNECTIONS
-    """Connections at once; more are closed unread (the listener is open to the internet
-    for as long as the daemon runs, so idle clients must not take its descriptors)."""
-
-    def __init__(self, storage: KeyValueStore, port: int = 443, host: str = "") -> None:
-        super().__init__(port=port, host=host)
-        self.storage = storage
-        self._contexts: dict[tuple[str, str], ssl.SSLContext] = {}
-
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        if len(self._connections) >= self.max_connections:
-            self.connections_refused += 1
-            writer.transport.abort()
-            return
-        await super()._serve(reader, writer)
-
-    async def _context_for_name(self, name: str) -> ssl.SSLContext | None:
-        answer = await shared_answer(self.storage, "tls-alpn-01", name=name)
-        if answer is None:
-            return None
-        cached = self._contexts.get((name, answer))
-        if cached is not None:
-            return cached
-        from cryptography.hazmat.primitives.asymmetric import ec
-
-        if self._key is None:
-            self._key = ec.generate_private_key(ec.SECP256R1())
-        identifier = _identifier_of(name)
-        certificate = challenge_certificate(identifier, answer, self._key)
-        context = _context_for(certificate, self._key)
-        if len(self._contexts) >= _CONTEXTS:
-            self._contexts.pop(next(iter(self._contexts)))
-        self._contexts[(name, answer)] = context
-        return context
-
-    async def start(self) -> None:
-        async with self._lock:
-            if self._server is None:
-                await _bind(self._start(), "tls_alpn_serve")
-        if self._server is not None and self._server.sockets and not self.port:
-            self.port = self._server.sockets[0].getsockname()[1]
-
-    async def stop(self) -> None:
-        async with self._lock:
-            await self._stop()
-
-    def collect(self) -> Iterator[Metric]:
-        """``/metrics``: what this listener answered (a prometheus_client collector)."""
-        return _families(
-            "tls-alpn-01",
-            {"answered": self.handshakes_completed, "refused": self.connections_refused},
-        )
-
-
-def _families(challenge: str, counts: dict[str, int]) -> Iterator[Metric]:
-    from prometheus_client.core import CounterMetricFamily
-
-    family = CounterMetricFamily(
-        "certherd_fleet_challenge_requests",
-        "Validation requests a fleet challenge listener (--http-serve, --tls-alpn-serve) "
-        "got, by result: answered with a key authorization, unknown (404 or no such "
-        "name), busy or refused.",
-        labels=["challenge", "result"],
-    )
-    for result, count in counts.items():
-        family.add_metric([challenge, result], float(count))
-    yield family
-
-
-async def _bind(starting: Coroutine[Any, Any, None], setting: str) -> None:
-    """Start a listener; a port that cannot be bound names the flag that chose it."""
-    try:
-        await starting
-    except ConfigError as exc:
-        reason = str(exc).split(";", 1)[0]
-        if setting == "http_serve":
-            raise ConfigError(
-                f"{reason}; free the port or choose another as {{http_serve}}",
-                settings=("http_serve",),
-            ) from None
-        raise ConfigError(
-            f"{reason}; free the port or choose another as {{tls_alpn_serve}}",
-            settings=("tls_alpn_serve",),
-        ) from None
-
-
-def _identifier_of(name: str) -> Identifier:
-    """The identifier an SNI name stands for (RFC 8738 §6: a reverse-mapping name is an
-    IP address)."""
-
-    for suffix, size, base in ((".in-addr.arpa", 4, 10), (".ip6.arpa", 32, 16)):
-        if name.endswith(suffix):
-            parts = name.removesuffix(suffix).split(".")
-            if len(parts) == size:
-                try:
-                    if base == 10:
-                        address = ".".join(reversed(parts))
-                    else:
-                        nibbles = "".join(reversed(parts))
-                        address = ":".join(nibbles[i : i + 4] for i in range(0, 32, 4))
-                    return Identifier.ip(address)
-                except ValueError:
-                    pass
-    return Identifier.dns(name)

@@ -14,6 +14,7 @@
     notify/<lineage>.json                 when each notification was last sent (dedup)
     challenges/http-01/<token>.json       a key authorization any node of a fleet serves
     challenges/tls-alpn-01/<name>/<token>.json   the same, found by the SNI name
+    challenges/listeners/<challenge>/<id>.json   a node's listener answering them (heartbeat)
     index.json                            a summary of all lineages for fast renew checks
 
 Names put into keys are validated here, so a key can never leave its folder.
@@ -42,6 +43,7 @@ __all__ = [
     "archive_version",
     "ca_id",
     "challenge_folder",
+    "challenge_listener",
     "challenge_record",
     "check_name",
     "lineage_for",
@@ -162,6 +164,14 @@ def challenge_folder(challenge: str, server_name: str = "") -> str:
     if not _HOST.match(server_name):
         raise ConfigError(f"{server_name[:80]!r} is not a host name usable as a key")
     return f"{CHALLENGES_FOLDER}/tls-alpn-01/{server_name}"
+
+
+def challenge_listener(challenge: str, listener_id: str = "") -> str:
+    """The heartbeat of one node's listener for ``challenge`` (empty id: their folder)."""
+    if challenge not in SHARED_CHALLENGES:
+        raise ConfigError(f"no shared listeners for {challenge!r}: use http-01 or tls-alpn-01")
+    folder = f"{CHALLENGES_FOLDER}/listeners/{challenge}"
+    return f"{folder}/{check_name(listener_id, 'listener id')}.json" if listener_id else folder
 
 
 def challenge_record(challenge: str, token: str, server_name: str = "") -> str:
