@@ -299,3 +299,35 @@ def test_crt_dir_others_may_write_and_socket_below_admin_are_refused(
         assert not certherd.live(NAMES[0]).exists()
     finally:
         haproxy.stop()
+
+
+def test_install_for_an_existing_lineage_and_issue_without_a_solver(
+    certherd: Certherd, pebble: PebbleServer, haproxy: HaproxyRoot, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``certherd install NAME --haproxy`` serves a lineage issued before (relative paths
+    kept absolute: renewals run from another folder); ``issue --haproxy`` alone is told
+    that HAProxy proves no name, before any order."""
+    alone = certherd("issue", "-d", NAMES[1], *haproxy_flags(haproxy, free_port()),
+                     *certherd.ca, check=False)  # fmt: skip
+    assert alone.code == 2, alone.describe()
+    assert "--haproxy serves the certificate, it proves no name" in alone.stderr
+    certherd("issue", "-d", NAMES[0], *certherd.http, *certherd.ca)
+    https_port = free_port()
+    monkeypatch.chdir(haproxy.root)
+    certherd("install", NAMES[0], "--haproxy", "--haproxy-config", "haproxy.cfg",
+             "--haproxy-crt-dir", "certs", "--https-port", str(https_port))  # fmt: skip
+    leaf = x509.load_pem_x509_certificate((certherd.live(NAMES[0]) / "cert.pem").read_bytes())
+    assert served(pebble, https_port, NAMES[0]).serial_number == leaf.serial_number
+    stored = json.loads((certherd.config_dir / "renewal" / f"{NAMES[0]}.json").read_text())
+    assert stored["installer"] == {
+        "kind": "haproxy",
+        "options": {
+            "config": str(haproxy.config),
+            "crt_dir": str(haproxy.crt_dir),
+            "ctl": "haproxy",
+            "https_port": str(https_port),
+            "socket": "",
+        },
+    }
+    shown = " ".join(certherd("show", NAMES[0]).stdout.split())
+    assert f"haproxy (config {haproxy.config}, crt_dir {haproxy.crt_dir}" in shown
