@@ -60,8 +60,9 @@ class HookSettings:
 @dataclass(frozen=True)
 class InstallerSettings:
     """The web server a lineage is installed into (docs/installers.md): ``kind``
-    (``nginx``) and its options as text (``server_root``, ``ctl``, ``https_port``,
-    ``redirect``); :func:`certherd.install.base.installer_for` checks them."""
+    (``nginx``, ``apache``, ``haproxy``) and its options as text (nginx: ``server_root``,
+    ``ctl``, ``https_port``, ``redirect``; haproxy: ``config``, ``crt_dir``, ``socket``,
+    ``ctl``, ``https_port``); :func:`certherd.install.base.installer_for` checks them."""
 
     kind: str
     options: tuple[tuple[str, str], ...] = ()

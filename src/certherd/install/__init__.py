@@ -1,7 +1,8 @@
 """Putting certherd to work on a host: the twice-daily renewal schedule (systemd timer or
 cron.d file), and the web-server installers (:mod:`certherd.install.base`: the protocol;
-:mod:`certherd.install.nginx` today; Apache and HAProxy to come, issue 13) that point a
-server at its certificate and reload it.
+:mod:`certherd.install.nginx`, :mod:`certherd.install.apache`,
+:mod:`certherd.install.haproxy`: issue 13) that point a server at its certificate and
+reload it (or, HAProxy, hot-swap it).
 
 Installers sit above :mod:`certherd.manager` and below the CLI: they are built from typed
 settings, write files atomically and never see command-line flags.
