@@ -151,7 +151,14 @@ async def test_metrics_over_http() -> None:
         with_query = await http.get("/metrics?name[]=certherd_up")
         assert with_query.status_code == 200
 
-        head = await http.head("/metrics")
+        scraped = await http.get("/metrics", headers={"Accept-Encoding": "gzip"})  # as Prometheus
+        assert scraped.headers["content-encoding"] == "gzip"
+        assert scraped.content == response.content  # as decoded by httpx
+        plain = await http.get("/metrics", headers={"Accept-Encoding": "identity"})
+        assert "content-encoding" not in plain.headers
+        assert plain.content == response.content
+
+        head = await http.head("/metrics", headers={"Accept-Encoding": "identity"})
         assert head.status_code == 200
         assert head.content == b""
         assert int(head.headers["content-length"]) == len(response.content)

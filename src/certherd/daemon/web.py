@@ -225,7 +225,9 @@ class MetricsServer:
             body = await asyncio.to_thread(generate_latest, families)
         except Exception as exc:
             return _text(500, f"collecting metrics failed: {safe_text(exc, 300)}\n")
-        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})
+        response = web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})
+        response.enable_compression()  # Prometheus asks for gzip (as prometheus_client's server)
+        return response
 
     async def _healthz(self, request: web.Request) -> web.Response:
         try:
