@@ -150,7 +150,9 @@ class FleetNode(Daemon):
                 self.working[lease.name] = asyncio.create_task(
                     self._work(lease), name=f"lineage {lease.name}"
                 )
-            due_in = await self.fleet.due_in()
+            # Every slot busy: the next round comes when one frees (no need to ask).
+            full = len(self.working) >= self.concurrency
+            due_in = None if full else await self.fleet.due_in()
         except StorageError as exc:
             return self._storage_down(exc)
         except CertherdError as exc:  # certherd.toml unreadable, say: the rest goes on

@@ -61,15 +61,17 @@ RETURNING name, holder, token, extract(epoch FROM expires)::float8"""  # noqa: S
 claim takes other rows), and their leases granted as :meth:`PostgresStorage.acquire`
 grants one (the ON CONFLICT ... WHERE is the last word: never two holders)."""
 
-_DUE_IN = """
-SELECT extract(epoch FROM min(greatest(s.due,
-        coalesce((SELECT l.expires FROM certherd_leases l WHERE l.name = s.lineage
-                  AND l.holder IS NOT NULL), s.due),
-        coalesce((SELECT b.until FROM certherd_ca_backoff b WHERE b.ca = s.ca), s.due)))
-    - now())::float8
-FROM certherd_schedule s"""
-"""When the next lineage can be claimed: due, its lease (if held) expired, its CA (if
-held back) free again."""
+_DUE_IN = f"""
+SELECT extract(epoch FROM least(
+    (SELECT s.due FROM certherd_schedule s WHERE {_CLAIMABLE} ORDER BY s.due LIMIT 1),
+    (SELECT min(l.expires) FROM certherd_leases l
+     WHERE l.holder IS NOT NULL AND l.expires > now()
+       AND EXISTS (SELECT 1 FROM certherd_schedule s WHERE s.lineage = l.name)),
+    (SELECT min(b.until) FROM certherd_ca_backoff b WHERE b.until > now())
+) - now())::float8"""  # noqa: S608
+"""When a lineage may next be claimed: the first claimable one due (the schedule's
+index on ``due``), a lease held now running out (its holder may have died), a CA held
+back becoming free (each an index range or a small table, not a scan of the schedule)."""
 
 
 class PostgresFleet:
