@@ -10,7 +10,7 @@ What certherd writes:
   first certificate exists): one line ``bind ADDR:HTTPS_PORT ssl crt CRT_DIR/`` in the
   one HTTP frontend that binds plain HTTP, after its last ``bind`` and marked
   ``# certherd: ...``; taken away again with the last certificate;
-- ``CONFIG_DIR/certherd/backup/``: a copy of each file before each change.
+- ``CONFIG_DIR/certherd/backup/``: a copy of the config before each change of it.
 
 Every change: HAProxy's own test before (a config failing it is refused, nothing
 changes), the files written atomically (temp + fsync + rename: the temporary file is a
@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
+import logging
 import os
 import re
 from collections.abc import AsyncIterator, Mapping, Sequence
@@ -33,7 +34,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from certherd._nofollow import untrusted_reason
+from certherd.crypto.files import atomic_write
 from certherd.errors import ConfigError, InstallError
+from certherd.install import files
 from certherd.install.haproxy.config import (
     Bind,
     HaproxyConfig,
@@ -42,10 +45,11 @@ from certherd.install.haproxy.config import (
     read_config,
 )
 from certherd.install.haproxy.control import HaproxyControl, RuntimeApi
-from certherd.install.haproxy.files import backup, restore, write_file
 from certherd.storage.layout import check_name
 
 __all__ = ["HaproxyInstaller"]
+
+log = logging.getLogger(__name__)
 
 MARK = "# certherd:"
 JOINED = "added to the next line (certherd uninstall takes it away)"
@@ -332,15 +336,16 @@ class HaproxyInstaller:
         """Test, back up, write, test again, tell HAProxy; every file's previous bytes
         again when the test or HAProxy refuses."""
         await _check_before(control)
-        previous = {path: path.read_bytes() if path.exists() else None for path in changes}
+        targets = {files.real_target(path): data for path, data in changes.items()}
+        previous = {path: path.read_bytes() if path.exists() else None for path in targets}
         # The config only: a PEM is made again from live/ any time, and copies of it
         # would spread private keys (restoring uses ``previous``, in memory).
         configs = {path: data for path, data in previous.items() if path.suffix != ".pem"}
         if configs:
-            backup(self.config.parent / "certherd" / "backup", configs)
+            files.backup(self.config.parent / "certherd", configs)
         try:
-            for path, data in changes.items():
-                write_file(path, data, 0o600 if path.suffix == ".pem" else 0o644)
+            for path, data in targets.items():
+                _write(path, data)
             message = await control.test()
             if message is not None:
                 raise InstallError(
@@ -350,7 +355,11 @@ class HaproxyInstaller:
             assert callable(tell)
             await tell()
         except BaseException:
-            restore(previous)
+            for path, data in previous.items():
+                try:
+                    _write(path, data)
+                except OSError as exc:  # keep restoring the others
+                    log.error("could not restore %s: %s", path, exc)
             raise
 
     def _edited(self, config: HaproxyConfig) -> str | None:
@@ -387,6 +396,15 @@ class HaproxyInstaller:
             yield
         finally:
             os.close(descriptor)
+
+
+def _write(path: Path, data: bytes | None) -> None:
+    """A config through :func:`certherd.install.files.write` (mode and owner kept); a
+    PEM (it holds a private key) always 0600, whatever it was."""
+    if data is not None and path.suffix == ".pem":
+        atomic_write(path, data, 0o600)
+    else:
+        files.write(path, data)
 
 
 def _holds_key(pem: Path, key: Path) -> bool:
