@@ -136,3 +136,30 @@ def test_certherd_toml_haproxy_installer(tmp_path: Path) -> None:
         load_config_file(bad)
     with pytest.raises(ConfigError, match="unknown haproxy installer option 'redirect'"):
         installer_for(InstallerSettings("haproxy", (("redirect", "true"),)))
+
+
+def test_apache_flags_make_the_apache_installer_settings() -> None:
+    from certherd.cli.installers import installer_settings, installer_solver
+
+    settings = installer_settings({"apache": True, "https_port": 8443})
+    assert settings == InstallerSettings(
+        "apache",
+        (
+            ("ctl", "apache2ctl"),
+            ("https_port", "8443"),
+            ("redirect", "false"),
+            ("server_root", "/etc/apache2"),
+        ),
+    )
+    solver = installer_solver(settings)
+    assert (solver.kind, solver.options) == (
+        "apache",
+        {"server_root": "/etc/apache2", "ctl": "apache2ctl"},
+    )
+    with pytest.raises(ConfigError, match="exclude each other"):
+        installer_settings({"apache": True, "nginx": True})
+    with pytest.raises(ConfigError, match="--apache-server-root and --apache-ctl need --apache"):
+        installer_settings({"apache_ctl": "/usr/sbin/apachectl"})
+    with pytest.raises(ConfigError, match="no --nginx or --apache options"):
+        installer_settings({"haproxy": True, "apache": True})
+    assert installer_for(settings).kind == "apache"
