@@ -210,6 +210,9 @@ def test_basic_auth_from_a_file(certherd: Certherd, browser: Browser, tmp_path: 
     assert "chmod 600" in errors[0], errors
     assert "--metrics-auth" in errors[0], errors
     users.chmod(0o600)
+    alone = certherd("run", "--metrics-auth", str(users), check=False)
+    assert alone.code == 2, alone.describe()
+    assert "give --metrics too" in alone.stderr
 
     certherd.issue("good-one.test")
     base, running = _daemon(certherd, "--metrics-auth", str(users))
