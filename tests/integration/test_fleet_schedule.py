@@ -110,6 +110,15 @@ async def test_the_schedule_follows_settings_state_and_live_writes(
         soon = await store.settle("c", floor=60)
         assert soon is not None
         assert soon > dt.datetime.now(dt.UTC) + dt.timedelta(seconds=50)
+        # Settled and given back in one statement: free at once for the next holder.
+        lease = await store.acquire("c", ttl=60, wait=0)
+        await store.settle("c", floor=60, fence=lease, release=True)
+        assert "c" not in await store.held()
+        # Settled by a holder that lost the lease: the schedule stays the new holder's.
+        newer = await store.acquire("c", ttl=60, wait=0)
+        assert await store.settle("c", floor=3600, fence=lease, release=True) is None
+        assert "c" in await store.held()
+        await store.release(newer)
         await store.delete("renewal/a.json")
         assert "a" not in await store.schedule()
     finally:

@@ -83,7 +83,9 @@ class FleetNode(Daemon):
         self.working: dict[str, asyncio.Task[None]] = {}
         self._nudge = asyncio.Event()
         self._here: dict[str, int] = {}
-        """Live versions this host's files are known to hold."""
+        """Live versions this host's files are known to hold (of lineages in the schedule:
+        one deleted from it since is removed from this host)."""
+        self._seeded = False
         self._deploys_owed: dict[str, int] = {}
         """Lineages whose deploy hooks failed on this host, with the version."""
         self._follow = True
@@ -226,14 +228,18 @@ class FleetNode(Daemon):
 
     async def _work(self, lease: Lease) -> None:
         name = lease.name
+        settled = False
         try:
             outcome: Outcome | None = None
-            async with holding(self.manager.storage, name, ttl=self.lease_ttl, granted=lease):
+            storage = self.manager.storage
+            async with holding(storage, name, ttl=self.lease_ttl, granted=lease, release=False):
                 outcome = await self.manager.renew_one(name)
                 # Scheduled from the state it left, under its lease (never sooner than
-                # min_sleep: a check that changed nothing is not repeated in a loop); a
-                # node that lost the lease leaves the schedule to the new holder.
-                await self.fleet.settle(name, floor=self.min_sleep, fence=lease)
+                # min_sleep: a check that changed nothing is not repeated in a loop), and
+                # the lease given back in the same statement; a node that lost the lease
+                # leaves the schedule to the new holder.
+                await self.fleet.settle(name, floor=self.min_sleep, fence=lease, release=True)
+                settled = True
             if outcome.failed:
                 self.status.failures_total[name] = self.status.failures_total.get(name, 0) + 1
             if outcome.action in ("issued", "renewed") and outcome.version is not None:
@@ -246,6 +252,9 @@ class FleetNode(Daemon):
             log.error("node %s: %s: %s", self.node, name, describe_failure(exc, 300))
             log.debug("traceback", exc_info=exc)
         finally:
+            if not settled:  # stopped or failed before settling: the lease goes back
+                with contextlib.suppress(Exception):
+                    await asyncio.shield(self.manager.storage.release(lease))
             self.working.pop(name, None)
 
     # -- this host's live files -----------------------------------------------------------
@@ -254,6 +263,10 @@ class FleetNode(Daemon):
         """Copy every live version this host lacks; run the deploy hooks here for each."""
         if self.host is None:
             return
+        if not self._seeded:  # what this host holds already, in one scan of live/
+            on_disk = await self.host.local.live_versions()
+            self._here.update({name: v for name, v in on_disk.items() if name in rows})
+            self._seeded = True
         for name in [n for n in self._here if n not in rows and n not in self.working]:
             await self._remove_here(name)
         behind = {

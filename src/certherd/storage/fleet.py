@@ -84,11 +84,13 @@ class Fleet(Protocol):
         ...
 
     async def settle(
-        self, lineage: str, *, floor: float, fence: Lease | None = None
+        self, lineage: str, *, floor: float, fence: Lease | None = None, release: bool = False
     ) -> dt.datetime | None:
         """Schedule ``lineage`` from its state, at least ``floor`` seconds from now; the
         moment (None: no such lineage, or ``fence`` given and its name granted again
-        since: a holder that lost the lineage leaves its schedule to the next one)."""
+        since: a holder that lost the lineage leaves its schedule to the next one).
+        ``release``: give ``fence`` back in the same statement (a node's last word on a
+        lineage it worked on: one round trip instead of two)."""
         ...
 
     async def schedule(self, lineages: list[str] | None = None) -> dict[str, ScheduleEntry]:

@@ -114,9 +114,10 @@ class HostFiles:
 
         fleet = fleet_of(self.shared)
         known: dict[str, int | None] = {}
-        if fleet is not None:  # every live version in one query of the schedule
+        if fleet is not None:  # every live version in one query, this host's in one scan
+            here = await self.local.live_versions()
             known = {name: entry.live for name, entry in (await fleet.schedule()).items()}
-            keys = [live_record(name) for name in known]
+            keys = [live_record(name) for name, live in known.items() if here.get(name) != live]
         else:
             keys = await self.shared.list("live")
         for key in keys:

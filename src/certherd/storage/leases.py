@@ -55,6 +55,7 @@ async def holding(
     ttl: float = LEASE_TTL,
     wait: float = LOCK_WAIT,
     granted: Lease | None = None,
+    release: bool = True,
 ) -> AsyncIterator[Lease]:
     """Hold the lease ``name`` for the ``async with`` block, renewed in the background.
 
@@ -62,7 +63,9 @@ async def holding(
     the lease lost (this process was paused past ``ttl``), the loss is logged and the
     block's fenced writes are refused (FencedError); the block is not cancelled.
     ``granted``: a lease already granted (a fleet node's claim), held from here on as if
-    acquired; within that block, holding ``name`` again (the same task, or one it
+    acquired (``release=False``: the block gives it back itself, as a fleet node's
+    :meth:`~certherd.storage.fleet.Fleet.settle` does); within that block, holding
+    ``name`` again (the same task, or one it
     started: the manager's work on the claimed lineage) is the same lease, neither
     acquired nor released by the inner block. (Any other lease held twice is waited
     for, as from another holder.)
@@ -100,6 +103,7 @@ async def holding(
         with contextlib.suppress(asyncio.CancelledError):
             await renewing
         try:
-            await locker.release(current[0])
+            if release:
+                await locker.release(current[0])
         except StorageError as exc:  # never hide how the block ended: it expires anyway
             log.warning("cannot release the lease of %s (it expires by itself): %s", name, exc)

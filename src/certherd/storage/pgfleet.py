@@ -117,23 +117,30 @@ class PostgresFleet:
         return claimed
 
     async def settle(
-        self, lineage: str, *, floor: float, fence: Lease | None = None
+        self, lineage: str, *, floor: float, fence: Lease | None = None, release: bool = False
     ) -> dt.datetime | None:
+        token = fence.token if fence is not None else None
+
         async def work(connection: Any) -> Any:
             cursor = await connection.execute(
-                "UPDATE certherd_schedule s SET due = greatest("
-                " coalesce((SELECT certherd_due(v.data) FROM certherd_values v"
-                "  WHERE v.key = %(state)s), now()),"
-                " now() + %(floor)s * interval '1 second')"
+                "WITH settled AS (UPDATE certherd_schedule s SET due = greatest("
+                "  coalesce((SELECT certherd_due(v.data) FROM certherd_values v"
+                "   WHERE v.key = %(state)s), now()),"
+                "  now() + %(floor)s * interval '1 second')"
                 " WHERE s.lineage = %(lineage)s AND (%(token)s::bigint IS NULL OR NOT EXISTS"
                 "  (SELECT 1 FROM certherd_leases l WHERE l.name = s.lineage"
                 "   AND l.token > %(token)s::bigint))"
-                " RETURNING due",
+                " RETURNING due),"
+                " freed AS (UPDATE certherd_leases SET holder = NULL, expires = now()"
+                "  WHERE %(release)s AND name = %(lineage)s AND token = %(token)s::bigint"
+                "  RETURNING 1)"
+                " SELECT (SELECT due FROM settled), (SELECT count(*) FROM freed)",
                 {
                     "state": state_file(lineage),
                     "floor": max(floor, 0.0),
                     "lineage": lineage,
-                    "token": fence.token if fence is not None else None,
+                    "token": token,
+                    "release": release and token is not None,
                 },
             )
             return await cursor.fetchone()
