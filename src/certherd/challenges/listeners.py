@@ -190,9 +190,9 @@ def _families(challenge: str, counts: dict[str, int]) -> Iterator[Metric]:
 
     family = CounterMetricFamily(
         "certherd_fleet_challenge_requests",
-        "Validation requests a fleet challenge listener (--http-serve, --tls-alpn-serve) "
-        "got, by result: answered with a key authorization, unknown (404 or no such "
-        "name), busy or refused.",
+        "Validation requests this node's fleet challenge listeners got, by result: "
+        "answered with a key authorization, unknown (404 or no such name), busy or "
+        "refused.",
         labels=["challenge", "result"],
     )
     for result, count in counts.items():

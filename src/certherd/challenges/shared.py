@@ -178,13 +178,15 @@ class SharedSolver:
         if self.require_listener and not await listening(self.storage, self.challenge_type):
             # Told before the CA is: the authorization stays pending, no failed
             # validation counts against the account at the CA.
-            flag = "--http-serve" if self.challenge_type == "http-01" else "--tls-alpn-serve"
-            raise SolverError(
-                f"no node of the fleet answers {self.challenge_type} now: run "
-                f"`certherd run {flag} [ADDR:]PORT` on the hosts the name points to "
-                "(none announced itself in the shared storage within "
-                f"{HEARTBEAT_LIFETIME:g} s)"
+            gone = (
+                f"no node of the fleet answers {self.challenge_type} now (none announced "
+                f"itself in the shared storage within {HEARTBEAT_LIFETIME:g} s): run "
+                "`certherd run` with "
             )
+            where = " on the hosts the name points to"
+            if self.challenge_type == "http-01":
+                raise SolverError(gone + "{http_serve}" + where, settings=("http_serve",))
+            raise SolverError(gone + "{tls_alpn_serve}" + where, settings=("tls_alpn_serve",))
         fence = innermost_lease()
         record = {
             "challenge": self.challenge_type,
