@@ -82,6 +82,9 @@ def test_two_nodes_split_deferred_work_and_each_host_gets_every_lineage(
     by = {entry["name"]: entry["obtained_by"] for entry in listed}
     assert set(by) == set(names)
     assert set(by.values()) <= {"node0", "node1"}
+    table = nodes[1]("--storage", url, "list").stdout
+    assert "obtained by" in table
+    assert "node0" in table or "node1" in table
     # A renewal by anyone (here a CLI on a third host) reaches both nodes' hosts.
     nodes[2]("--storage", url, "renew", "--force", names[0])
     renewed = {(str(node.live(names[0])), 2) for node in nodes[:2]}

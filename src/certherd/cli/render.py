@@ -249,7 +249,7 @@ def damaged_document(name: str, reason: str, config_dir: Path | None) -> dict[st
 
 def print_lineages(ctx: Context, documents: Sequence[dict[str, Any]]) -> None:
     now = dt.datetime.now(dt.UTC)
-    rows = [
+    rows: list[tuple[Any, ...]] = [
         (
             d["name"],
             ", ".join(describe_name(str(n)) for n in d["names"]),  # an IDN in both forms
@@ -259,7 +259,23 @@ def print_lineages(ctx: Context, documents: Sequence[dict[str, Any]]) -> None:
         )
         for d in documents
     ]
-    print_table(ctx, ("lineage", "names", "expires", "next renewal", "last error"), rows)
+    headers: tuple[str, ...] = ("lineage", "names", "expires", "next renewal", "last error")
+    if any("obtained_by" in d for d in documents):  # a fleet's storage: who did what
+        headers += ("obtained by", "held by")
+        rows = [
+            (*row, _text(d.get("obtained_by")), _holder_node(d.get("lease")))
+            for row, d in zip(rows, documents, strict=True)
+        ]
+    print_table(ctx, headers, rows)
+
+
+def _holder_node(lease: Any) -> str:
+    """The node working on a lineage now (the node part of its lease holder), or "-"."""
+    from certherd.storage.fleet import node_of
+
+    if not isinstance(lease, dict):
+        return "-"
+    return node_of(str(lease.get("holder") or "")) or "-"
 
 
 _ISO_TIME = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?([+-]\d\d:\d\d|Z)?$")
