@@ -247,6 +247,13 @@ async def test_no_private_key_to_a_socket_another_user_could_have_placed(
             chosen = HaproxyInstaller(haproxy_root.config, haproxy_root.crt_dir, other)
             with pytest.raises(ConfigError, match="owned by uid 65534, not root"):
                 await chosen.check()
+            # Named by the config's stats socket line (no socket given): refused too,
+            # not passed over for a reload.
+            text = haproxy_root.config.read_text()
+            haproxy_root.config.write_text(text.replace(str(haproxy_root.socket), str(other)))
+            found = HaproxyInstaller(haproxy_root.config, haproxy_root.crt_dir)
+            with pytest.raises(ConfigError, match="owned by uid 65534, not root"):
+                await found.check()
     finally:
         shutil.rmtree(shared, ignore_errors=True)
 

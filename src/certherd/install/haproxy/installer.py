@@ -96,8 +96,13 @@ class HaproxyInstaller:
                 )
             return api
         for path, admin in config.stats_sockets():
-            if admin and RuntimeApi(Path(path)).problem() is None:
-                return RuntimeApi(Path(path))
+            api = RuntimeApi(Path(path))
+            if not admin or not (api.path.exists() or api.path.is_symlink()):
+                continue  # not HAProxy's admin socket, or HAProxy has not made it
+            problem = api.problem()
+            if problem is not None:  # there, but not safe to send a key to: say so
+                raise ConfigError(f"{problem} ({{haproxy_socket}})", settings=("haproxy_socket",))
+            return api
         return None
 
     def _crt_dir_text(self) -> str:
