@@ -210,6 +210,7 @@ def test_config_failing_its_test_is_refused_before_any_order(
         ("--haproxy-crt-dir", "/etc/hostname", "crt dir /etc/hostname is not a directory"),
         ("--haproxy-socket", "/nonexistent.sock", "runtime socket /nonexistent.sock does not"),
         ("--haproxy-socket", "/etc/hostname", "runtime socket /etc/hostname is not a socket"),
+        ("--haproxy-config", "/nonexistent.cfg", "HAProxy's config /nonexistent.cfg does not"),
     ],
 )
 def test_bad_crt_dir_or_socket_is_one_clear_line_before_any_order(
