@@ -28,7 +28,13 @@ from certherd.challenges.base import ChallengeTask
 from certherd.challenges.listeners import SharedHttp01Server, SharedTlsAlpn01Server
 from certherd.challenges.shared import RecordSweeper, SharedSolver, shared_answer, sweep
 from certherd.challenges.tlsalpn01 import ACME_TLS_PROTOCOL, ID_PE_ACME_IDENTIFIER
-from certherd.errors import ConfigError, FencedError, SolverError, UnsafeResponseError
+from certherd.errors import (
+    ConfigError,
+    FencedError,
+    SolverError,
+    StorageError,
+    UnsafeResponseError,
+)
 from certherd.storage.leases import holding
 from certherd.storage.memory import MemoryStorage
 
@@ -333,3 +339,19 @@ async def test_nothing_is_presented_while_no_node_listens_for_the_challenge() ->
     assert await storage.list("challenges/listeners/") == [
         "challenges/listeners/http-01/gone-1.json"
     ]
+
+
+async def test_a_listener_starts_and_answers_404_while_the_storage_is_down() -> None:
+    class Down(MemoryStorage):
+        async def write(self, key: str, data: bytes, **_: object) -> None:
+            raise StorageError("the database did not answer within 10s")
+
+        async def read(self, key: str) -> bytes:
+            raise StorageError("the database did not answer within 10s")
+
+    server = SharedHttp01Server(Down(), port=0, host=LOOPBACK)
+    await server.start()  # the daemon goes on serving what it has; heartbeats retry
+    try:
+        assert (await fetch(server, PREFIX + TOKEN)).status_code == 404
+    finally:
+        await server.stop()

@@ -52,7 +52,9 @@ class _Announcer:
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        await self._announce()  # before start() returns: orders may follow at once
+        # Before start() returns (orders may follow at once); a storage that is down now
+        # does not keep the daemon from starting: the next heartbeats try again.
+        await self._try()
         self._task = asyncio.create_task(self._run(), name=f"announce {self.key}")
 
     async def stop(self) -> None:
@@ -68,13 +70,16 @@ class _Announcer:
         record = {"where": self.where(), "expires": round(time.time() + HEARTBEAT_LIFETIME, 3)}
         await self.storage.write(self.key, json.dumps(record).encode())
 
+    async def _try(self) -> None:
+        try:
+            await self._announce()
+        except StorageError as exc:
+            log.warning("cannot announce %s in the shared storage: %s", self.key, exc)
+
     async def _run(self) -> None:
         while True:
             await asyncio.sleep(HEARTBEAT)
-            try:
-                await self._announce()
-            except StorageError as exc:
-                log.warning("cannot announce %s in the shared storage: %s", self.key, exc)
+            await self._try()
 
 
 class SharedHttp01Server(Http01StandaloneSolver):
@@ -220,7 +225,6 @@ async def _bind(starting: Coroutine[Any, Any, None], setting: str) -> None:
 def _identifier_of(name: str) -> Identifier:
     """The identifier an SNI name stands for (RFC 8738 §6: a reverse-mapping name is an
     IP address)."""
-
     for suffix, size, base in ((".in-addr.arpa", 4, 10), (".ip6.arpa", 32, 16)):
         if name.endswith(suffix):
             parts = name.removesuffix(suffix).split(".")
