@@ -283,3 +283,42 @@ def test_run_node_needs_a_shared_storage_and_a_usable_name(nodes: list[Certherd]
     bad = nodes[0]("--storage", "postgresql://x@/y", "run", "--node", "../etc", check=False)
     assert bad.code == 2
     assert "node name" in bad.stderr
+
+
+def test_a_deploy_hook_failing_on_one_host_is_run_again_there_until_it_succeeds(
+    nodes: list[Certherd], fleet_pebble: PebbleServer, postgres: PostgresServer, tmp_path: Path
+) -> None:
+    url = postgres.url(postgres.database())
+    hook = fast_dns_hook(fleet_pebble, tmp_path)
+    broken = tmp_path / "host1-broken"
+    broken.touch()
+    deployed = tmp_path / "deployed"
+    config = fleet_config(fleet_pebble, hook, ["retry.fleet.test"], deployed)
+    # The deploy hook fails on host1 while the flag file exists.
+    config = config.replace(
+        'deploy_hooks = ["',
+        f'deploy_hooks = ["case $CERTHERD_LIVE_DIR in *host1*) test ! -e {broken};; esac && ',
+    )
+    (nodes[0].config_dir / "certherd.toml").write_text(config)
+    nodes[0]("--storage", url, "apply", "--defer")
+    running = [
+        start_node(node, url, f"node{n}", "--min-interval", "1", "--max-interval", "300")
+        for n, node in enumerate(nodes[:2])
+    ]
+    wait_all_live(nodes[:2], {"retry.fleet.test"}, 60)
+    on_host1 = (str(nodes[1].live("retry.fleet.test")), 1)
+    wait_until(
+        lambda: (
+            "deploy on this host failed" in running[1].stderr_so_far()
+            or ("hook failed" in running[1].stderr_so_far())
+        ),
+        30,
+        "the failure on host1",
+    )
+    assert on_host1 not in deploys(deployed)
+    broken.unlink()
+    wait_until(lambda: on_host1 in deploys(deployed), 30, "the deploy hook run again on host1")
+    for process in running:
+        process.process.send_signal(signal.SIGTERM)
+    for process in running:
+        assert process.wait(timeout=30).code == 0

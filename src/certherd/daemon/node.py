@@ -47,6 +47,9 @@ log = logging.getLogger(__name__)
 
 RETRY_FIRST = 1.0
 RETRY_MAX = 60.0
+DEPLOY_RETRY_MAX = 3600.0
+"""Seconds at most between two tries of a deploy that fails on a host (the first comes
+after ``min_sleep``, doubling)."""
 SYNC_EVERY = 1.0
 """Seconds between two reads of the whole schedule (live files, metrics) at most: a
 round that only fills a freed slot claims without reading it."""
@@ -86,8 +89,9 @@ class FleetNode(Daemon):
         """Live versions this host's files are known to hold (of lineages in the schedule:
         one deleted from it since is removed from this host)."""
         self._seeded = False
-        self._deploys_owed: dict[str, int] = {}
-        """Lineages whose deploy hooks failed on this host, with the version."""
+        self._deploys_owed: dict[str, tuple[int, float, float]] = {}
+        """Lineages whose deploy hooks failed on this host: (version, when to try again
+        (``time.monotonic()``), the wait after that try)."""
         self._follow = True
         self._retry = RETRY_FIRST
         self._synced = -SYNC_EVERY
@@ -147,6 +151,10 @@ class FleetNode(Daemon):
                     await self._sync(rows)
                 else:
                     cap = SYNC_EVERY - since  # read soon, not at every notification
+            if self.host is not None:
+                retry_in = await self._retry_deploys()
+                if retry_in is not None:
+                    cap = min(cap, retry_in)
             free = self.concurrency - len(self.working)
             for lease in await self.fleet.claim(limit=free, ttl=self.lease_ttl):
                 self.working[lease.name] = asyncio.create_task(
@@ -244,6 +252,9 @@ class FleetNode(Daemon):
                 self.status.failures_total[name] = self.status.failures_total.get(name, 0) + 1
             if outcome.action in ("issued", "renewed") and outcome.version is not None:
                 self._here[name] = outcome.version  # published here: hooks ran here
+                if outcome.hook_errors:  # ... and failed here: tried again here
+                    retry = time.monotonic() + self.min_sleep
+                    self._deploys_owed[name] = (outcome.version, retry, self.min_sleep * 2)
             if self._on_outcomes is not None:
                 self._on_outcomes([outcome])
         except StorageError as exc:
@@ -274,12 +285,9 @@ class FleetNode(Daemon):
             for name, entry in rows.items()
             if entry.live is not None
             and name not in self.working
-            and (self._here.get(name) != entry.live or name in self._deploys_owed)
+            and self._here.get(name) != entry.live
         }
         for name, version in behind.items():
-            if name in self._deploys_owed and self._here.get(name) == version:
-                await self._deploy_here(name, version)
-                continue
             try:
                 if await self.host.local.live_version(name) != version:
                     await self.host.copy_live(name, version)
@@ -318,13 +326,29 @@ class FleetNode(Daemon):
         errors = await run_lineage_hooks("deploy", settings, self.manager.storage, version)
         errors += await self.manager._after_deploy(settings)
         if errors:
-            self._deploys_owed[name] = version
+            owed = self._deploys_owed.get(name)
+            wait = owed[2] if owed is not None and owed[0] == version else self.min_sleep
+            self._deploys_owed[name] = (
+                version,
+                time.monotonic() + wait,
+                min(wait * 2, DEPLOY_RETRY_MAX),
+            )
             for problem in errors:
                 log.error("node %s: %s: deploy on this host failed: %s", self.node, name, problem)
         else:
             self._deploys_owed.pop(name, None)
             if settings.hooks.deploy or settings.installer:
                 log.info("node %s: %s v%d deployed on this host", self.node, name, version)
+
+    async def _retry_deploys(self) -> float | None:
+        """Run again the deploy hooks that failed on this host and are due (backoff:
+        ``min_sleep`` doubling to an hour); seconds until the next such try, if any."""
+        now = time.monotonic()
+        for name, (version, when, _) in list(self._deploys_owed.items()):
+            if when <= now and name not in self.working and self._here.get(name) == version:
+                await self._deploy_here(name, version)
+        tries = [when for _, when, _ in self._deploys_owed.values()]
+        return max(min(tries) - time.monotonic(), 0.05) if tries else None
 
     # -- status, notifications ------------------------------------------------------------
 
