@@ -332,3 +332,31 @@ def test_install_for_an_existing_lineage_and_issue_without_a_solver(
     }
     shown = " ".join(certherd("show", NAMES[0]).stdout.split())
     assert f"haproxy (config {haproxy.config}, crt_dir {haproxy.crt_dir}" in shown
+
+
+def test_several_http_frontends_need_haproxy_frontend(
+    certherd: Certherd, pebble: PebbleServer, haproxy: HaproxyRoot
+) -> None:
+    """Two HTTP frontends: which one serves the names is the user's to say
+    (``--haproxy-frontend``); without it, one line naming the flag, before any order."""
+    second = free_port()
+    haproxy.config.write_text(
+        haproxy.config.read_text()
+        + f"\nfrontend admin\n    bind 127.0.0.1:{second}\n"
+        + '    http-request return status 200 content-type text/plain string "admin"\n'
+    )
+    https_port = free_port()
+    flags = haproxy_flags(haproxy, https_port)
+    before = haproxy.snapshot()
+    refused = certherd("issue", "-d", NAMES[0], *flags, *certherd.http, *certherd.ca,
+                       check=False)  # fmt: skip
+    assert refused.code == 2, refused.describe()
+    assert "the frontends admin, web in mode http" in refused.stderr
+    assert "--haproxy-frontend" in refused.stderr
+    assert len(refused.stderr.strip().splitlines()) == 1
+    assert haproxy.snapshot() == before
+    certherd("issue", "-d", NAMES[0], *flags, "--haproxy-frontend", "web", *certherd.http,
+             *certherd.ca)  # fmt: skip
+    leaf = x509.load_pem_x509_certificate((certherd.live(NAMES[0]) / "cert.pem").read_bytes())
+    assert served(pebble, https_port, NAMES[0]).serial_number == leaf.serial_number
+    assert fetch(pebble, https_port, NAMES[0]).endswith(b"hello")  # the web frontend

@@ -134,6 +134,15 @@ def test_certherd_toml_haproxy_installer(tmp_path: Path) -> None:
     )
     with pytest.raises(ConfigError, match="server_root"):
         load_config_file(bad)
+    chosen = config(
+        tmp_path,
+        '[[certificate]]\ndomains = ["b.example.org"]\nsolver = "http"\n'
+        'installer = { kind = "haproxy", frontend = "www" }\n',
+    )
+    (www,) = load_config_file(chosen).certificates
+    assert www.installer is not None
+    assert dict(www.installer.options)["frontend"] == "www"
+    assert installer_for(www.installer) == HaproxyInstaller(frontend="www")
     with pytest.raises(ConfigError, match="unknown haproxy installer option 'redirect'"):
         installer_for(InstallerSettings("haproxy", (("redirect", "true"),)))
 

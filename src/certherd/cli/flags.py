@@ -73,6 +73,7 @@ SETTINGS: Mapping[str, Setting] = {
     "haproxy_config": Setting("--haproxy-config", "the haproxy installer's config"),
     "haproxy_socket": Setting("--haproxy-socket", "the haproxy installer's socket"),
     "haproxy_crt_dir": Setting("--haproxy-crt-dir", "the haproxy installer's crt_dir"),
+    "haproxy_frontend": Setting("--haproxy-frontend", "the haproxy installer's frontend"),
     # the daemon
     "metrics": Setting("--metrics"),
     "metrics_auth": Setting("--metrics-auth"),

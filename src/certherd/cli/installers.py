@@ -73,6 +73,12 @@ def installer_options(command: Any) -> Any:
             metavar="DIR",
             help="The folder HAProxy loads certificates from (default /etc/haproxy/certs).",
         ),
+        click.option(
+            "--haproxy-frontend",
+            metavar="NAME",
+            help="The frontend to get certherd's bind line when none loads the crt dir yet "
+            "(default: the one HTTP frontend).",
+        ),
     ]
     for option in reversed(options):
         command = option(command)
@@ -134,10 +140,12 @@ def _haproxy_settings(params: dict[str, Any]) -> dict[str, str] | None:
         "socket": params.pop("haproxy_socket", None),
         "crt_dir": params.pop("haproxy_crt_dir", None),
     }
+    frontend = params.pop("haproxy_frontend", None)
     if not haproxy:
-        if any(paths.values()):
+        if any(paths.values()) or frontend:
             raise ConfigError(
-                "--haproxy-config, --haproxy-socket and --haproxy-crt-dir need --haproxy"
+                "--haproxy-config, --haproxy-socket, --haproxy-crt-dir and --haproxy-frontend "
+                "need --haproxy"
             )
         return None
     defaults = {"config": "/etc/haproxy/haproxy.cfg", "crt_dir": "/etc/haproxy/certs", "socket": ""}
@@ -145,7 +153,8 @@ def _haproxy_settings(params: dict[str, Any]) -> dict[str, str] | None:
     options = {
         key: os.path.abspath(value) if value else defaults[key] for key, value in paths.items()
     }
-    return {**options, "ctl": "haproxy", "https_port": "443"}
+    chosen = {"frontend": frontend} if frontend else {}
+    return {**options, **chosen, "ctl": "haproxy", "https_port": "443"}
 
 
 def installer_solver(installer: Any) -> Any:

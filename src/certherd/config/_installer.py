@@ -44,14 +44,16 @@ class HaproxyInstallerTable(
     msgspec.Struct, forbid_unknown_fields=True, kw_only=True, tag_field="kind", tag="haproxy"
 ):
     """``installer = { kind = "haproxy", config = "/etc/haproxy/haproxy.cfg", crt_dir =
-    "/etc/haproxy/certs", socket = "", ctl = "haproxy", https_port = 443 }`` (``socket``
-    empty: the config's ``stats socket ... level admin``)."""
+    "/etc/haproxy/certs", socket = "", ctl = "haproxy", https_port = 443, frontend = "" }``
+    (``socket`` empty: the config's ``stats socket ... level admin``; ``frontend`` empty:
+    the one HTTP frontend)."""
 
     config: str = "/etc/haproxy/haproxy.cfg"
     crt_dir: str = "/etc/haproxy/certs"
     socket: str = ""
     ctl: str = "haproxy"
     https_port: Port = 443
+    frontend: str = ""
 
     @property
     def kind(self) -> str:
@@ -84,6 +86,8 @@ def installer_settings(table: InstallerTable | None) -> InstallerSettings | None
         fields = ("config", "crt_dir", "socket", "ctl")
         haproxy = {name: getattr(table, name) for name in fields}
         haproxy["https_port"] = str(table.https_port)
+        if table.frontend:
+            haproxy["frontend"] = table.frontend
         return InstallerSettings(table.kind, tuple(sorted(haproxy.items())))
     options = {
         "server_root": table.server_root,

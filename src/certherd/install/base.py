@@ -129,10 +129,11 @@ def _haproxy(options: dict[str, str]) -> Installer:
         Path(socket) if socket else None,
         options.pop("ctl", "haproxy"),
         port,
+        options.pop("frontend", ""),
     )
     if options:
         raise ConfigError(
             f"unknown haproxy installer option {sorted(options)[0]!r}: use config, crt_dir, "
-            "socket, ctl, https_port"
+            "socket, ctl, https_port, frontend"
         )
     return installer

@@ -159,7 +159,26 @@ def test_several_http_frontends_are_refused_naming_them(tmp_path: Path) -> None:
     installer = HaproxyInstaller(tmp_path / "haproxy.cfg", tmp_path / "certs")
     with pytest.raises(ConfigError, match="the frontends other, www in mode http") as caught:
         installer._frontend(parse_config(installer.config, text))
-    assert f"bind :443 ssl crt {tmp_path}/certs/" in str(caught.value)
+    assert caught.value.settings == ("haproxy_frontend",)  # the CLI names --haproxy-frontend
+
+
+def test_the_frontend_named_gets_the_bind_line(tmp_path: Path) -> None:
+    """``frontend``: the line goes there, even into a frontend with no bind of its own
+    (every address then); a name the config lacks is one line naming the setting."""
+    text = DEBIAN_DEFAULT + "frontend other\n\tbind :8080\nfrontend bare\n  mode http\n"
+    crt_dir = tmp_path / "certs"
+    for name, wanted in (("other", "\tbind :8443 ssl crt"), ("bare", "  bind :8443 ssl crt")):
+        chosen = HaproxyInstaller(tmp_path / "haproxy.cfg", crt_dir, https_port=8443, frontend=name)
+        config = parse_config(chosen.config, text)
+        edited = chosen._placement(config)
+        (added,) = [b for b in parse_config(chosen.config, edited).binds() if b.ssl]
+        assert added.section.name == name
+        assert f"{wanted} {crt_dir}/ # certherd:" in edited
+        assert chosen._edited(parse_config(chosen.config, edited)) == text
+    missing = HaproxyInstaller(tmp_path / "haproxy.cfg", crt_dir, frontend="nope")
+    with pytest.raises(ConfigError, match="has no frontend 'nope'") as caught:
+        missing._frontend(parse_config(missing.config, text))
+    assert caught.value.settings == ("haproxy_frontend",)
 
 
 def installer(root: HaproxyRoot, port: int) -> HaproxyInstaller:

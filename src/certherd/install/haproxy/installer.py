@@ -68,6 +68,7 @@ class HaproxyInstaller:
     socket: Path | None = None
     ctl: str = "haproxy"
     https_port: int = 443
+    frontend: str = ""  # where certherd's bind line goes; empty: the one HTTP frontend
 
     kind = "haproxy"
 
@@ -142,7 +143,16 @@ class HaproxyInstaller:
         ]
 
     def _frontend(self, config: HaproxyConfig) -> Section:
-        """The one HTTP frontend binding plain HTTP, to get certherd's ``bind`` line."""
+        """The frontend to get certherd's ``bind`` line: the one named (``frontend``),
+        else the one HTTP frontend binding plain HTTP."""
+        if self.frontend:
+            for section in config.sections:
+                if section.keyword in ("frontend", "listen") and section.name == self.frontend:
+                    return section
+            raise ConfigError(
+                f"{self.config} has no frontend {self.frontend!r} ({{haproxy_frontend}})",
+                settings=("haproxy_frontend",),
+            )
         plain = {
             bind.section.name: bind.section
             for bind in config.binds()
@@ -152,8 +162,9 @@ class HaproxyInstaller:
             found = f"the frontends {', '.join(sorted(plain))}" if plain else "no frontend"
             raise ConfigError(
                 f"no bind line of {self.config} loads certificates from {self._crt_dir_text()}"
-                f" and {found} in mode http binds plain HTTP: add `bind :{self.https_port} "
-                f"ssl crt {self._crt_dir_text()}/` to the frontend that serves the names"
+                f" and {found} in mode http binds plain HTTP: name the frontend that serves "
+                "the names ({haproxy_frontend}) and certherd adds its bind line there",
+                settings=("haproxy_frontend",),
             )
         return next(iter(plain.values()))
 
@@ -161,11 +172,13 @@ class HaproxyInstaller:
         """Where certherd's ``bind`` line goes (after the section's last bind) and it."""
         binds = [bind for bind in config.binds() if bind.section is section]
         hosts = sorted(set().union(*(_hosts(bind.addresses) for bind in binds if not bind.ssl)))
-        last = binds[-1].line
+        hosts = hosts or [""]  # no plain HTTP bind there: every address
+        last = binds[-1].line if binds else section.head
         newline = "\r\n" if "\r\n" in config.text else "\n"  # the file's own
         addresses = ",".join(f"{host}:{self.https_port}" for host in hosts)
+        indent = last.indent if binds else (section.lines[0].indent if section.lines else "    ")
         text = (
-            f"{last.indent}bind {addresses} ssl crt {self._crt_dir_text()}/ "
+            f"{indent}bind {addresses} ssl crt {self._crt_dir_text()}/ "
             f"{MARK} TLS from certherd's certificates{newline}"
         )
         if not config.text[last.start : last.end].endswith("\n"):  # the file's last line
