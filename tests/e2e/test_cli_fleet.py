@@ -301,10 +301,12 @@ def test_a_deploy_hook_failing_on_one_host_is_run_again_there_until_it_succeeds(
     )
     (nodes[0].config_dir / "certherd.toml").write_text(config)
     nodes[0]("--storage", url, "apply", "--defer")
-    running = [
-        start_node(node, url, f"node{n}", "--min-interval", "1", "--max-interval", "300")
-        for n, node in enumerate(nodes[:2])
-    ]
+    # Node 1 (host1) obtains it and its deploy fails there; then node 0 joins.
+    running = [start_node(nodes[1], url, "node1", "--min-interval", "1", "--max-interval", "300")]
+    wait_all_live([nodes[1]], {"retry.fleet.test"}, 60)
+    running.insert(
+        0, start_node(nodes[0], url, "node0", "--min-interval", "1", "--max-interval", "300")
+    )
     wait_all_live(nodes[:2], {"retry.fleet.test"}, 60)
     on_host1 = (str(nodes[1].live("retry.fleet.test")), 1)
     wait_until(
@@ -318,6 +320,9 @@ def test_a_deploy_hook_failing_on_one_host_is_run_again_there_until_it_succeeds(
     assert on_host1 not in deploys(deployed)
     broken.unlink()
     wait_until(lambda: on_host1 in deploys(deployed), 30, "the deploy hook run again on host1")
+    # Host1's failure stayed host1's: host0 deployed version 1 once, not again for host1.
+    host0 = str(nodes[0].live("retry.fleet.test"))
+    assert deployed.read_text().splitlines().count(f"{host0} 1") == 1
     for process in running:
         process.process.send_signal(signal.SIGTERM)
     for process in running:

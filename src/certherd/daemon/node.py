@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import time
 from collections.abc import Callable
@@ -242,6 +243,8 @@ class FleetNode(Daemon):
             storage = self.manager.storage
             async with holding(storage, name, ttl=self.lease_ttl, granted=lease, release=False):
                 outcome = await self.manager.renew_one(name)
+                if outcome.hook_errors and outcome.version is not None:
+                    await self._owe_here(name, outcome.version)
                 # Scheduled from the state it left, under its lease (never sooner than
                 # min_sleep: a check that changed nothing is not repeated in a loop), and
                 # the lease given back in the same statement; a node that lost the lease
@@ -339,6 +342,14 @@ class FleetNode(Daemon):
             self._deploys_owed.pop(name, None)
             if settings.hooks.deploy or settings.installer:
                 log.info("node %s: %s v%d deployed on this host", self.node, name, version)
+
+    async def _owe_here(self, name: str, version: int) -> None:
+        """The deploy of ``version`` failed on this host: this node tries it again here
+        (:meth:`_retry_deploys`), so the lineage's shared state does not keep it owed
+        (another node would claim it and deploy on its own host instead)."""
+        state = await LineageState.load(self.manager.storage, name)
+        if state.deploy_owed and state.version == version:
+            await dataclasses.replace(state, deploy_owed=False).save(self.manager.storage)
 
     async def _retry_deploys(self) -> float | None:
         """Run again the deploy hooks that failed on this host and are due (backoff:
