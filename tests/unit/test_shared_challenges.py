@@ -355,3 +355,44 @@ async def test_a_listener_starts_and_answers_404_while_the_storage_is_down() -> 
         assert (await fetch(server, PREFIX + TOKEN)).status_code == 404
     finally:
         await server.stop()
+
+
+async def test_a_lineage_on_the_listeners_port_is_answered_by_that_listener() -> None:
+    """A lineage whose solver is ``http`` (or ``tls-alpn``) on the port ``run --http-serve``
+    holds: the pool hands it the running listener instead of a second, unbindable one,
+    and its cleanup leaves the listener running."""
+    from certherd.challenges.factory import SolverPool
+    from certherd.challenges.spec import SolverSpec
+
+    storage = MemoryStorage()
+    server = SharedHttp01Server(storage, port=0, host=LOOPBACK)
+    await server.start()
+    tls = SharedTlsAlpn01Server(storage, port=0, host=LOOPBACK)
+    await tls.start()
+    try:
+        pool = SolverPool(environ={})
+        pool.share("http", "", server.port, server)
+        pool.share("tls-alpn", LOOPBACK, tls.port, tls)
+        solver = pool.solver(SolverSpec("http", {"listen": f"{LOOPBACK}:{server.port}"}))
+        assert solver is server
+        handle = await solver.present(task())
+        answer = await fetch(server, PREFIX + TOKEN)
+        assert (answer.status_code, answer.text) == (200, KEY_AUTHORIZATION)
+        await solver.cleanup(handle)
+        assert (await fetch(server, PREFIX + TOKEN)).status_code == 404  # still listening
+        other = pool.solver(SolverSpec("http", {"listen": str(server.port + 1)}))
+        assert other is not server
+        alpn = pool.solver(SolverSpec("tls-alpn", {"listen": f"{LOOPBACK}:{tls.port}"}))
+        assert alpn is tls
+        handle = await alpn.present(task(challenge="tls-alpn-01"))
+        certificate = await asyncio.to_thread(
+            handshake, tls.port, "www.fleet.test", [ACME_TLS_PROTOCOL]
+        )
+        assert certificate.extensions.get_extension_for_oid(ID_PE_ACME_IDENTIFIER).critical
+        await alpn.cleanup(handle)
+        with pytest.raises(ssl.SSLError):
+            await asyncio.to_thread(handshake, tls.port, "www.fleet.test", [ACME_TLS_PROTOCOL])
+        assert tls._server is not None  # the listener runs on
+    finally:
+        await tls.stop()
+        await server.stop()

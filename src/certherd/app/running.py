@@ -12,6 +12,7 @@ from certherd.storage.leases import LEASE_TTL
 
 if TYPE_CHECKING:
     from certherd.app.events import EventKind
+    from certherd.challenges.factory import SolverPool
     from certherd.config import ConfigFile
     from certherd.manager.outcome import Outcome
     from certherd.manager.service import Manager
@@ -36,6 +37,9 @@ class DaemonCalls:
 
         @property
         def manager(self) -> Manager: ...
+
+        @property
+        def solvers(self) -> SolverPool: ...
 
         def read_config(self, path: None = None) -> ConfigFile | None: ...
 
@@ -158,12 +162,14 @@ class DaemonCalls:
 
             host, port = _listen(parse_listen_address, http_serve, "http_serve")
             http = SharedHttp01Server(self.storage, port=port, host=host)
+            self.solvers.share("http", host, port, http)
             listeners.append((http, f"http-01 answered on {host or '*'}:{port} for the fleet"))
         if tls_alpn_serve:
             from certherd.challenges.listeners import SharedTlsAlpn01Server
 
             host, port = _listen(parse_listen_address, tls_alpn_serve, "tls_alpn_serve")
             tls = SharedTlsAlpn01Server(self.storage, port=port, host=host)
+            self.solvers.share("tls-alpn", host, port, tls)
             listeners.append((tls, f"tls-alpn-01 answered on {host or '*'}:{port} for the fleet"))
         if listeners:
             from certherd.challenges.shared import RecordSweeper

@@ -62,6 +62,7 @@ class SolverPool:
         """Kinds built above this layer (``nginx``: by the installer, in certherd.app)."""
         self.on_progress = on_progress
         self._solvers: dict[tuple[Any, ...], Solver] = {}
+        self._listeners: dict[tuple[str, int], tuple[str, Solver]] = {}
 
     def choice(self, specs: Sequence[SolverSpec]) -> SolverChoice:
         """The rules for one lineage: named specs first (in order), then the defaults."""
@@ -97,12 +98,12 @@ class SolverPool:
         options = spec.options
         if spec.kind == "http":
             host, port = parse_listen_address(options.get("listen", "80"))
-            return Http01StandaloneSolver(port=port, host=host)
+            return self._listening("http", host, port) or Http01StandaloneSolver(port, host)
         if spec.kind == "tls-alpn":
             from certherd.challenges.tlsalpn01 import TlsAlpn01Solver
 
             host, port = parse_listen_address(options.get("listen", "443"))
-            return TlsAlpn01Solver(port=port, host=host)
+            return self._listening("tls-alpn", host, port) or TlsAlpn01Solver(port, host)
         if spec.kind == "webroot":
             from certherd.challenges.webroot import WebrootSolver
 
@@ -133,6 +134,19 @@ class SolverPool:
         if spec.kind in self.builders:
             return self.builders[spec.kind](spec)
         raise ConfigError(f"unknown solver kind {spec.kind!r}: use one of {', '.join(KINDS)}")
+
+    def share(self, kind: str, host: str, port: int, listener: Solver) -> None:
+        """A listener this process runs anyway (``run --http-serve``): the ``http`` or
+        ``tls-alpn`` solver on its port is that listener, not a second one that could not
+        bind the port."""
+        self._listeners[(kind, port)] = (host, listener)
+
+    def _listening(self, kind: str, host: str, port: int) -> Solver | None:
+        found = self._listeners.get((kind, port))
+        if found is None:
+            return None
+        where, listener = found
+        return listener if where in ("", "0.0.0.0", "::", host) else None  # noqa: S104
 
     def _dns(self, options: Mapping[str, str]) -> Solver:
         from certherd.challenges.dns01 import Dns01Solver

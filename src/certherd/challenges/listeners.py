@@ -96,10 +96,18 @@ class SharedHttp01Server(Http01StandaloneSolver):
         """Requests answered 404: no sound record for the token (or not a token)."""
 
     async def _response(self, token: str) -> str | None:
-        answer = await shared_answer(self.storage, "http-01", token)
+        # First what this process presents itself (a lineage whose solver is ``http`` on
+        # this listener's port: the pool hands it this listener), then the fleet's.
+        answer = self._responses.get(token) or await shared_answer(self.storage, "http-01", token)
         if answer is None:
             self.not_found += 1
         return answer
+
+    async def cleanup(self, handle: object) -> None:
+        """Forget what :meth:`present` added; the listener runs on until :meth:`stop`."""
+        token = getattr(handle, "token", None)
+        async with self._lock:
+            self._responses.pop(token or "", None)
 
     def collect(self) -> Iterator[Metric]:
         """``/metrics``: what this listener answered (a prometheus_client collector)."""
@@ -150,7 +158,19 @@ class SharedTlsAlpn01Server(TlsAlpn01Solver):
             return
         await super()._serve(reader, writer)
 
+    async def cleanup(self, handle: object) -> None:
+        """Forget what :meth:`present` added; the listener runs on until :meth:`stop`."""
+        async with self._lock:
+            for name, handles in list(self._presented.items()):
+                if handle in handles:
+                    handles.remove(handle)
+                if not handles:
+                    self._presented.pop(name, None)
+
     async def _context_for_name(self, name: str) -> ssl.SSLContext | None:
+        local = await super()._context_for_name(name)  # presented by this process
+        if local is not None:
+            return local
         answer = await shared_answer(self.storage, "tls-alpn-01", name=name)
         if answer is None:
             return None
