@@ -323,3 +323,27 @@ async def test_install_joins_the_users_tls_bind_and_uninstall_restores(
     assert default.serial_number == _serial(theirs)
     assert await chosen.uninstall("a.example.test")
     assert haproxy_root.snapshot() == before
+
+
+async def test_uninstall_of_the_default_certificate_reloads_instead(
+    haproxy_root: HaproxyRoot, tmp_path: Path
+) -> None:
+    """HAProxy refuses ``del ssl crt-list`` for a bind's default certificate (the first
+    file it loaded): that uninstall falls back to a graceful reload; the other lineage
+    stays served, by the same master."""
+    ca = MiniCA.create("test CA")
+    first = ca.write_server_files(tmp_path, "one", ["a.example.test"])
+    second = ca.write_server_files(tmp_path, "two", ["b.example.test"])
+    port = free_port()
+    chosen = installer(haproxy_root, port)
+    await chosen.install("a.example.test", ["a.example.test"], *first)
+    await chosen.install("b.example.test", ["b.example.test"], *second)
+    master, worker = haproxy_root.master_pid, haproxy_root.worker()
+    assert await chosen.uninstall("a.example.test")
+    assert not (haproxy_root.crt_dir / "a.example.test.pem").exists()
+    for name in ("a.example.test", "b.example.test"):  # b is the default now
+        served = haproxy_root.served_certificate(port, name)
+        assert served is not None
+        assert served.serial_number == _serial(second[0])
+    assert haproxy_root.master_pid == master
+    assert haproxy_root.worker() != worker  # reloaded

@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import re
 import shutil
 import signal
 import stat
@@ -109,9 +110,11 @@ class RuntimeApi:
         return answer.decode("utf-8", "replace")
 
     async def expect(self, line: str, success: str, payload: str | None = None) -> str:
-        """:meth:`command`, InstallError unless the answer holds ``success``."""
+        """:meth:`command`, InstallError unless a line of the answer matches the regular
+        expression ``success`` (whole lines: a refusal such as "cannot be deleted" must
+        not pass for "deleted")."""
         answer = await self.command(line, payload)
-        if success not in answer:
+        if not re.search(success, answer, re.MULTILINE):
             first = next((x for x in answer.splitlines() if x.strip()), "no answer")
             if "Permission denied" in answer:
                 first += " (the socket needs `level admin` in its stats socket line)"
@@ -131,10 +134,12 @@ class RuntimeApi:
         """Make HAProxy serve ``pem`` (chain and key) as certificate ``name``; ``new``:
         add it to the ``crt`` directory ``crt_dir`` too. Aborted on any refusal."""
         if new:
-            await self.expect(f"new ssl cert {name}", "New empty certificate store")
+            await self.expect(f"new ssl cert {name}", r"^New empty certificate store '")
         try:
-            await self.expect(f"set ssl cert {name}", "Transaction ", pem)
-            await self.expect(f"commit ssl cert {name}", "Success!")
+            await self.expect(
+                f"set ssl cert {name}", r"^Transaction (created|updated) for certificate ", pem
+            )
+            await self.expect(f"commit ssl cert {name}", r"^Success!$")
         except InstallError:
             await self.command(f"abort ssl cert {name}")
             if new:
@@ -142,15 +147,15 @@ class RuntimeApi:
             raise
         if new:
             try:
-                await self.expect(f"add ssl crt-list {crt_dir} {name}", "Success!")
+                await self.expect(f"add ssl crt-list {crt_dir} {name}", r"^Success!$")
             except InstallError:
                 await self.command(f"del ssl cert {name}")
                 raise
 
     async def remove(self, name: str, crt_dir: str) -> None:
         """Stop serving certificate ``name`` from ``crt_dir`` and forget it."""
-        await self.expect(f"del ssl crt-list {crt_dir} {name}", "deleted")
-        await self.expect(f"del ssl cert {name}", "deleted")
+        await self.expect(f"del ssl crt-list {crt_dir} {name}", r"^Entry '.*' deleted in crtlist ")
+        await self.expect(f"del ssl cert {name}", r"^Certificate '.*' deleted!$")
 
 
 @dataclass(frozen=True)
@@ -203,7 +208,9 @@ class HaproxyControl:
         return None
 
     async def reload(self) -> None:
-        """Reload gracefully (SIGUSR2 to the master); returns once new workers run."""
+        """Reload gracefully (SIGUSR2 to the master); returns once new workers run and
+        the old ones stopped listening (they finish their connections on their own), so
+        every new connection gets the new config."""
         master = self.master()
         if master is None:
             raise InstallError(
@@ -216,12 +223,43 @@ class HaproxyControl:
         deadline = loop.time() + RELOAD_WAIT
         while loop.time() < deadline:
             if _children(master) - old:
-                return
+                break
             await asyncio.sleep(0.02)
-        raise InstallError(
-            f"HAProxy (master {master}) did not start new workers within "
-            f"{RELOAD_WAIT:.0f} s after SIGUSR2: its log says why"
-        )
+        else:
+            raise InstallError(
+                f"HAProxy (master {master}) did not start new workers within "
+                f"{RELOAD_WAIT:.0f} s after SIGUSR2: its log says why"
+            )
+        while loop.time() < deadline and any(_listening(pid) for pid in old):
+            await asyncio.sleep(0.01)
+        if any(_listening(pid) for pid in old):
+            raise InstallError(
+                f"HAProxy (master {master}): its old workers still listen {RELOAD_WAIT:.0f} s "
+                "after the reload: its log says why"
+            )
+
+
+def _listening(pid: int) -> bool:
+    """Whether process ``pid`` holds a listening TCP socket (its fds against the
+    LISTEN entries of /proc/PID/net/tcp and tcp6)."""
+    try:
+        inodes = {
+            os.readlink(f"/proc/{pid}/fd/{fd}")[8:-1]
+            for fd in os.listdir(f"/proc/{pid}/fd")
+            if os.readlink(f"/proc/{pid}/fd/{fd}").startswith("socket:[")
+        }
+    except OSError:
+        return False  # gone
+    for table in ("tcp", "tcp6"):
+        try:
+            lines = Path(f"/proc/{pid}/net/{table}").read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            if len(fields) > 9 and fields[3] == "0A" and fields[9] in inodes:
+                return True
+    return False
 
 
 def _children(parent: int) -> set[int]:

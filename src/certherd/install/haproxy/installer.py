@@ -311,7 +311,14 @@ class HaproxyInstaller:
 
             async def tell() -> None:
                 if runtime is not None and name in await runtime.certificates():
-                    await runtime.remove(name, self._crt_dir_text())
+                    try:
+                        await runtime.remove(name, self._crt_dir_text())
+                    except InstallError as exc:
+                        # HAProxy will not take out a bind's default certificate (the
+                        # first file it loaded) at run time: a graceful reload will.
+                        if "default certificate" not in str(exc) or control.reload_problem():
+                            raise
+                        await control.reload()
                 elif runtime is None:
                     await control.reload()
 
