@@ -132,6 +132,22 @@ def _scale(doc: dict[str, Any]) -> list[str]:
                 f"| `{row['function']}` | {row['calls']:,} | {_s(row['own'])} "
                 f"| {_s(row['cumulative'])} |"
             )
+        ours = [
+            r
+            for r in profile["by_cumulative"]
+            if r["function"].startswith("certherd/")
+            and not r["function"].startswith(("certherd/cli/", "certherd/app/tracked"))
+        ][:8]
+        if ours:
+            lines += [
+                "",
+                "certherd's own functions by cumulative time in the same run (what calls "
+                "the above):",
+                "",
+                "| function | calls | cumulative |",
+                "|---|---|---|",
+                *[f"| `{r['function']}` | {r['calls']:,} | {_s(r['cumulative'])} |" for r in ours],
+            ]
         lines.append("")
     claim = scale.get("claim")
     if claim:
@@ -281,10 +297,17 @@ def _choice(block: dict[str, Any]) -> list[str]:
                 by_pool.setdefault(e["concurrency"], []).append(e["wall"])
         for level, walls in sorted(by_pool.items()):
             if len(walls) > 1:
+                ordered = walls in (sorted(walls), sorted(walls, reverse=True))
+                note = (
+                    ""
+                    if ordered
+                    else ": not in the order of the pool sizes, so this is the machine's "
+                    "noise (one run each, other work on the same cores), not the pool's effect"
+                )
                 lines.append(
                     f"- At `--concurrency {level}` the pool sizes measured differ by "
                     f"{(max(walls) / min(walls) - 1) * 100:.0f}% in wall time "
-                    f"({', '.join(_s(w) for w in walls)})."
+                    f"({', '.join(_s(w) for w in walls)}, smallest pool first){note}."
                 )
     fleets = [e for e in block.get("fleet", []) if e.get("complete", True)]
     if fleets:
