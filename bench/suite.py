@@ -101,8 +101,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--fleet-solver",
         default="dns-hook",
         help="how the fleet proves control: dns-hook (dns-01 through a hook to "
-        "challtestsrv, the one-process baseline too), a solver kind answered by "
-        "run --http-serve on one node, or none (only the baselines)",
+        "challtestsrv, the one-process baseline too), fleet (the shared http-01 solver, "
+        "answered by run --http-serve on node 1; the baseline uses standalone http-01), "
+        "or none (only the baselines)",
     )
     parser.add_argument("--latency-ms", type=float, default=25.0, help="one-way delay (latency)")
     parser.add_argument(
