@@ -8,7 +8,9 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import json
+from pathlib import Path
 
+import pytest
 from tests.servers.postgres import PostgresServer
 
 from certherd.errors import FencedError
@@ -163,3 +165,12 @@ async def test_a_key_outside_every_folder_is_written(postgres: PostgresServer) -
         await store.delete("x")
     finally:
         await store.aclose()
+
+
+async def test_a_fleet_node_needs_a_storage_that_keeps_a_schedule(tmp_path: Path) -> None:
+    from certherd.app import Certherd
+    from certherd.errors import ConfigError
+
+    async with Certherd(tmp_path / "config") as certherd:
+        with pytest.raises(ConfigError, match="shared storage"):
+            await certherd.run(node=True, signals=False)
