@@ -12,6 +12,8 @@ __all__ = ["fleet_sections", "fleet_targets"]
 def _s(seconds: float | None) -> str:
     if seconds is None:
         return "-"
+    if seconds < 0.01:
+        return f"{seconds * 1000:.2f} ms"  # sub-millisecond steps stay readable
     if seconds < 1:
         return f"{seconds * 1000:.0f} ms"
     return f"{seconds:.2f} s"
