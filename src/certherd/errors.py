@@ -8,6 +8,7 @@ them is one line that names what is wrong (and, where we know it, how to fix it)
     CertherdError
     ├── ConfigError                    bad input from the user: options, files, keys
     │   ├── InvalidNameError           a name the CA would refuse (checked before any order)
+    │   ├── SealedError                a private value sealed with a storage key not given
     │   └── InstallError               a web server's config test refused (its own message)
     ├── UnavailableError               a needed program (pebble, ...) is not installed
     ├── CryptoError                    a key, CSR or certificate cannot be used
@@ -111,6 +112,7 @@ __all__ = [
     "RateLimitedError",
     "RejectedIdentifierError",
     "RetryLimitError",
+    "SealedError",
     "ServerInternalError",
     "SettingsText",
     "SolverError",
@@ -289,6 +291,12 @@ class LeaseLostError(StorageError):
 class FencedError(StorageError):
     """A write or delete carried a lease whose fencing token is older than the latest
     grant of that name: a holder that lost its lease may not overwrite the new one's work."""
+
+
+class SealedError(ConfigError):
+    """A private value in the database is sealed with a storage key this process was not
+    given (``storage_key_file``): every lineage needs it, so it is never one lineage's
+    trouble to log and pass over."""
 
 
 class InstallError(ConfigError):

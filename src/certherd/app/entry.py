@@ -42,6 +42,7 @@ if TYPE_CHECKING:
     )
     from certherd.storage.base import Lease, Storage
     from certherd.storage.fleet import ScheduleEntry
+    from certherd.storage.sealing import Sealer
 
 __all__ = ["Certherd"]
 
@@ -57,6 +58,9 @@ class Certherd(AccountCalls, DaemonCalls):
     each lineage's live files are kept for web servers and deploy hooks
     (:mod:`certherd.storage.hostfiles`); ``node``: this process's name in a fleet
     sharing that storage (default: the host name; ``run(node=True)``).
+    ``storage_key``: with a storage URL, the key file (or a
+    :class:`~certherd.storage.sealing.Sealer`) that seals private keys before they reach
+    the database (:mod:`certherd.storage.sealing`).
     ``config_file``: certherd.toml (default: the config dir's, when it exists; none for
     a storage object). ``environ``: where solver secrets given as ``{env = NAME}`` are
     read (default: this process's environment). ``on_event`` hears :class:`Event`
@@ -76,6 +80,7 @@ class Certherd(AccountCalls, DaemonCalls):
         client_factory: Callable[[Storage, CaOptions], Any] | None = None,
         host_dir: str | os.PathLike[str] | None = None,
         node: str | None = None,
+        storage_key: str | os.PathLike[str] | Sealer | None = None,
     ) -> None:
         from certherd.clock import SystemClock
 
@@ -84,10 +89,22 @@ class Certherd(AccountCalls, DaemonCalls):
 
             storage = default_config_dir()
         self._owned: Any = None
+        if storage_key is not None and not (isinstance(storage, str) and "://" in storage):
+            raise ConfigError(
+                "{storage_key_file} seals private keys in a shared database: give "
+                "{storage} too (the config dir keeps them in 0600 files)",
+                settings=("storage_key_file", "storage"),
+            )
         if isinstance(storage, str) and "://" in storage:
             from certherd.storage.postgresql import PostgresStorage
+            from certherd.storage.sealing import Sealer, read_key_file
 
-            storage = self._owned = PostgresStorage(storage, node=node)  # ConfigError: not one
+            sealer = (
+                storage_key
+                if isinstance(storage_key, Sealer) or storage_key is None
+                else read_key_file(storage_key)
+            )
+            storage = self._owned = PostgresStorage(storage, node=node, sealer=sealer)
             if host_dir is not None:
                 from certherd.storage.filesystem import FilesystemStorage
                 from certherd.storage.hostfiles import HostFiles
@@ -129,6 +146,18 @@ class Certherd(AccountCalls, DaemonCalls):
         finally:
             if self._owned is not None:
                 await self._owned.aclose()
+
+    async def reseal(self) -> tuple[int, int]:
+        """Seal every private value in the database with the storage key's first key
+        (see :mod:`certherd.storage.sealing`): ``(resealed, already current)``."""
+        reseal = getattr(self._owned, "reseal", None)
+        if reseal is None:
+            raise ConfigError(
+                "resealing works on a database: give {storage} and {storage_key_file}",
+                settings=("storage", "storage_key_file"),
+            )
+        result: tuple[int, int] = await reseal()
+        return result
 
     # -- wiring -------------------------------------------------------------------------
 

@@ -50,12 +50,15 @@ class Context:
     """The command run (``issue``, ``account``...): it decides how settings are named."""
     storage: str | None = None
     """``--storage URL`` (a database); None: the config dir holds everything."""
+    storage_key_file: Path | None = None
+    """``--storage-key-file FILE``: seals private values in the database."""
 
     def update(
         self,
         *,
         config_dir: Path | None = None,
         storage: str | None = None,
+        storage_key_file: Path | None = None,
         json_output: bool = False,
         quiet: bool = False,
         verbose: int = 0,
@@ -65,6 +68,8 @@ class Context:
             self.config_dir = config_dir
         if storage:
             self.storage = storage
+        if storage_key_file is not None:
+            self.storage_key_file = storage_key_file
         self.json = self.json or json_output
         self.quiet = self.quiet or quiet
         self.verbose += verbose
@@ -99,6 +104,7 @@ class Context:
             on_event=on_event or self.tell,
             host_dir=self.config_dir if self.storage else None,
             node=node,
+            storage_key=self.storage_key_file,
         )
 
     @property

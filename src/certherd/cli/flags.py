@@ -77,6 +77,8 @@ SETTINGS: Mapping[str, Setting] = {
     # the daemon
     "metrics": Setting("--metrics"),
     "metrics_auth": Setting("--metrics-auth"),
+    "storage_key_file": Setting("--storage-key-file"),
+    "storage": Setting("--storage"),
     # installing the schedule
     "user": Setting("--user"),
 }

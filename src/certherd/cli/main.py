@@ -64,6 +64,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "run": ("certherd.cli.run:run", "The daemon: renew on time, serve metrics."),
     "schedule": ("certherd.cli.schedule:schedule", "Install the twice-daily renew timer."),
     "show": ("certherd.cli.lineages:show", "Show one lineage."),
+    "storage-key": (
+        "certherd.cli.storage_key:storage_key",
+        "Seal private keys in the --storage database: new key file, reseal.",
+    ),
     "uninstall": (
         "certherd.cli.installers:uninstall",
         "Take certherd's lines out of the web server again.",
@@ -77,6 +81,9 @@ GLOBAL_HELP = {
     "storage": "Keep accounts, certificates and state in this storage instead of the config "
     "dir: postgresql://USER@HOST[:PORT]/DB (any libpq URL; the password from PGPASSWORD or "
     "PGPASSFILE, never needed here). Env CERTHERD_STORAGE.",
+    "storage_key_file": "Seal private keys with the key in FILE before they reach the "
+    "--storage database (the same file on every node; `certherd storage-key new FILE` "
+    "makes one). Env CERTHERD_STORAGE_KEY_FILE.",
     "json_output": "Print one JSON document on stdout (results only; diagnostics on stderr).",
     "quiet": "Print only errors.",
     "verbose": "Log ACME requests, challenge steps, propagation checks and lock waits on "
@@ -103,6 +110,14 @@ def _global_options(*, after_command: bool) -> list[click.Option]:
             envvar=None if after_command else "CERTHERD_STORAGE",
             metavar="URL",
             help=GLOBAL_HELP["storage"],
+            **late,
+        ),
+        click.Option(
+            ["--storage-key-file", "storage_key_file"],
+            type=click.Path(dir_okay=False, path_type=Path),
+            envvar=None if after_command else "CERTHERD_STORAGE_KEY_FILE",
+            metavar="FILE",
+            help=GLOBAL_HELP["storage_key_file"],
             **late,
         ),
         click.Option(
@@ -186,6 +201,7 @@ def cli(
     ctx: click.Context,
     config_dir: Path | None,
     storage: str | None,
+    storage_key_file: Path | None,
     json_output: bool,
     quiet: bool,
     verbose: int,
@@ -197,7 +213,13 @@ def cli(
     ctx.obj = Context(
         config_dir=config_dir or default_config_dir(), command=ctx.invoked_subcommand or ""
     )
-    ctx.obj.update(storage=storage, json_output=json_output, quiet=quiet, verbose=verbose)
+    ctx.obj.update(
+        storage=storage,
+        storage_key_file=storage_key_file,
+        json_output=json_output,
+        quiet=quiet,
+        verbose=verbose,
+    )
 
 
 cli.params.extend(_global_options(after_command=False))

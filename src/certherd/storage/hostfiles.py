@@ -19,7 +19,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from certherd.errors import ConfigError, NotFoundError, StorageError
+from certherd.errors import ConfigError, NotFoundError, SealedError, StorageError
 from certherd.storage.base import Lease, LeaseListing, Stat, Storage, stat_below
 from certherd.storage.filesystem import FilesystemStorage
 from certherd.storage.layout import FILES, archive_file, check_name, live_record
@@ -129,6 +129,8 @@ class HostFiles:
                 if version is None or await self.local.live_version(lineage) == version:
                     continue
                 await self._copy(lineage, version, await self._version(lineage, version, FILES))
+            except SealedError:
+                raise  # this host lacks the storage key: every lineage would fail alike
             except (ConfigError, StorageError) as exc:
                 log.warning("cannot bring the live files of %s on this host up to date: %s",
                             lineage, exc)  # fmt: skip

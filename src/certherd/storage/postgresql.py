@@ -49,6 +49,7 @@ from certherd.storage.base import Lease, Stat
 from certherd.storage.layout import check_name
 from certherd.storage.pgfleet import PostgresFleet
 from certherd.storage.pgschema import check_url, migrate, redact
+from certherd.storage.sealing import Sealer, unsealed
 
 __all__ = ["PostgresStorage"]
 
@@ -133,8 +134,10 @@ class PostgresStorage(PostgresFleet):
         max_connections: int = 10,
         node: str | None = None,
         deadline: float = DEADLINE,
+        sealer: Sealer | None = None,
     ) -> None:
         self.url = check_url(url)
+        self.sealer = sealer
         self.where = redact(url)
         self._secrets = [url, *_secrets_in(url)]
         psycopg, _ = _import()
@@ -292,7 +295,7 @@ class PostgresStorage(PostgresFleet):
         row = await self._run(f"read {key}", work)
         if row is None:
             raise NotFoundError(f"{key} not found in the PostgreSQL storage {self.where}")
-        return bytes(row[0])
+        return unsealed(key, bytes(row[0]), self.sealer)
 
     async def write(
         self, key: str, data: bytes, *, private: bool = False, fence: Lease | None = None
@@ -305,7 +308,8 @@ class PostgresStorage(PostgresFleet):
             " private = excluded.private, modified = excluded.modified,"
             " version = excluded.version"
         )
-        values = (key, data, len(data), private)
+        stored = self.sealer.seal(key, data) if private and self.sealer is not None else data
+        values = (key, stored, len(data), private)
 
         async def work(connection: Any) -> None:
             if fence is None:
@@ -328,6 +332,51 @@ class PostgresStorage(PostgresFleet):
                 await connection.execute(statement, (key,))
 
         await self._change(f"delete {key}", work)
+
+    async def reseal(self, *, batch: int = 500) -> tuple[int, int]:
+        """Seal every private value with the sealer's first key (values in clear, and
+        values sealed with an older key of the file): ``(resealed, already current)``.
+
+        One compare-and-set per value on its version: a value written meanwhile is left
+        as its writer sealed it. Safe beside running nodes; run it again to be sure."""
+        sealer = self.sealer
+        if sealer is None:
+            raise ConfigError(
+                "resealing needs {storage_key_file}: the key file whose first key seals",
+                settings=("storage_key_file",),
+            )
+        resealed = current = 0
+        after = ""
+        while True:
+
+            async def page(connection: Any, after: str = after) -> list[Any]:
+                cursor = await connection.execute(
+                    "SELECT key, data, version FROM certherd_values"
+                    " WHERE private AND key > %s ORDER BY key LIMIT %s",
+                    (after, batch),
+                )
+                return list(await cursor.fetchall())
+
+            rows = await self._run("read the private values", page)
+            if not rows:
+                return resealed, current
+            for key, raw, version in rows:
+                data = bytes(raw)
+                if sealer.current(data):
+                    current += 1
+                    continue
+                sealed = sealer.seal(key, sealer.unseal(key, data))
+
+                async def swap(connection: Any, key: str = key, version: int = version,
+                               sealed: bytes = sealed) -> int:  # fmt: skip
+                    cursor = await connection.execute(
+                        "UPDATE certherd_values SET data = %b WHERE key = %s AND version = %s",
+                        (sealed, key, version),
+                    )
+                    return int(cursor.rowcount)
+
+                resealed += await self._change(f"reseal {key}", swap)
+            after = rows[-1][0]
 
     def _below(self, prefix: str) -> str:
         """The LIKE pattern of every key below ``prefix`` (its wildcards escaped)."""
