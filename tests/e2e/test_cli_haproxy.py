@@ -360,3 +360,42 @@ def test_several_http_frontends_need_haproxy_frontend(
     leaf = x509.load_pem_x509_certificate((certherd.live(NAMES[0]) / "cert.pem").read_bytes())
     assert served(pebble, https_port, NAMES[0]).serial_number == leaf.serial_number
     assert fetch(pebble, https_port, NAMES[0]).endswith(b"hello")  # the web frontend
+
+
+def test_a_crt_list_bind_gets_the_certificate_as_a_line_of_its_list(
+    certherd: Certherd, pebble: PebbleServer, haproxy: HaproxyRoot
+) -> None:
+    """The frontend already serves TLS from a crt-list: ``issue --haproxy`` adds the
+    lineage's PEM as a line of that list and to the running HAProxy (no reload, the
+    config untouched), ``renew --force`` hot-swaps it, ``uninstall`` gives the list its
+    bytes back."""
+    https_port = free_port()
+    default = haproxy.root / "default.pem"
+    certherd("issue", "-d", "default.haproxy.test", *certherd.http, *certherd.ca)
+    live = certherd.live("default.haproxy.test")
+    default.write_bytes((live / "fullchain.pem").read_bytes() + (live / "privkey.pem").read_bytes())
+    crt_list = haproxy.root / "crt-list.txt"
+    crt_list.write_text(f"{default} [alpn h2,http/1.1]\n")
+    text = haproxy.config.read_text()
+    bind = f"    bind 127.0.0.1:{https_port} ssl crt-list {crt_list}\n"
+    haproxy.config.write_text(text.replace("frontend web\n", f"frontend web\n{bind}"))
+    haproxy.reload()
+    before = haproxy.snapshot()
+    worker = haproxy.worker()
+    certherd("issue", "-d", NAMES[0], *haproxy_flags(haproxy, https_port), *certherd.http,
+             *certherd.ca)  # fmt: skip
+    assert haproxy.config.read_text() == before["haproxy.cfg"].decode()
+    pem = f"{haproxy.crt_dir}/{NAMES[0]}.pem"
+    assert crt_list.read_text().endswith(f"\n{pem}\n")
+    leaf = x509.load_pem_x509_certificate((certherd.live(NAMES[0]) / "cert.pem").read_bytes())
+    assert served(pebble, https_port, NAMES[0]).serial_number == leaf.serial_number
+    certherd("renew", "--force", NAMES[0])
+    renewed = x509.load_pem_x509_certificate((certherd.live(NAMES[0]) / "cert.pem").read_bytes())
+    assert served(pebble, https_port, NAMES[0]).serial_number == renewed.serial_number
+    assert haproxy.workers() == {worker}  # added and swapped at run time: no reload
+    certherd("uninstall", NAMES[0])
+    assert haproxy.snapshot() == before
+    fallback = haproxy.served_certificate(https_port, NAMES[0])  # the list's default
+    assert fallback is not None
+    assert fallback.serial_number != renewed.serial_number
+    assert haproxy.workers() == {worker}

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import socket
 import ssl
 import tempfile
@@ -111,6 +112,17 @@ class HaproxyRoot(Launcher):
                 return found.pop()
             if time.monotonic() > deadline:
                 raise AssertionError(f"haproxy {self.master_pid} has workers {sorted(found)}")
+            time.sleep(0.02)
+
+    def reload(self, timeout: float = 10.0) -> None:
+        """A graceful master-worker reload (SIGUSR2 to the master), as a user's own
+        change is made live; returns once only a new worker runs."""
+        old = self.workers()
+        os.kill(self.master_pid, signal.SIGUSR2)
+        deadline = time.monotonic() + timeout
+        while not (found := self.workers()) or found & old:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"haproxy {self.master_pid} did not reload: {sorted(found)}")
             time.sleep(0.02)
 
     def start(self) -> Self:

@@ -17,8 +17,9 @@ from tests.servers.haproxy import HaproxyRoot
 from tests.servers.net import free_port
 
 from certherd.errors import ConfigError, InstallError
+from certherd.install.haproxy import crtlist
 from certherd.install.haproxy.config import parse_config, split_words
-from certherd.install.haproxy.control import HaproxyControl
+from certherd.install.haproxy.control import HaproxyControl, RuntimeApi
 from certherd.install.haproxy.installer import HaproxyInstaller
 from certherd.testing.pki import MiniCA
 
@@ -347,3 +348,138 @@ async def test_uninstall_of_the_default_certificate_reloads_instead(
         assert served.serial_number == _serial(second[0])
     assert haproxy_root.master_pid == master
     assert haproxy_root.worker() != worker  # reloaded
+
+
+def _crt_list_frontend(root: HaproxyRoot, port: int, listed: str) -> Path:
+    """The user's TLS bind on ``port`` loading the crt-list ``listed`` (its text); the
+    crt-list's path. (HAProxy 2.6 refuses a crt-list whose last line has no newline.)"""
+    crt_list = root.root / "crt-list.txt"
+    crt_list.write_text(listed)
+    text = root.config.read_text()
+    root.config.write_text(
+        text.replace(
+            "frontend web\n", f"frontend web\n    bind 127.0.0.1:{port} ssl crt-list {crt_list}\n"
+        )
+    )
+    return crt_list
+
+
+async def _reload(root: HaproxyRoot) -> None:
+    await HaproxyControl("haproxy", root.config, root.pidfile).reload()
+
+
+async def test_a_crt_list_gets_certherds_line_hot_added_and_taken_out_again(
+    haproxy_root: HaproxyRoot, tmp_path: Path
+) -> None:
+    """The TLS bind on the port loads a crt-list: certherd's PEM becomes a line of that
+    list (its config untouched), joins the running HAProxy through ``add ssl
+    crt-list`` (same worker, no reload), is hot-swapped on renewal, is still served
+    after a reload (the file's line), and uninstall gives the list its bytes back with
+    ``del ssl crt-list`` (same worker again)."""
+    ca = MiniCA.create("test CA")
+    theirs, their_key = ca.write_server_files(tmp_path, "site", ["site.example.test"])
+    site = haproxy_root.root / "site.pem"
+    site.write_bytes(theirs.read_bytes() + their_key.read_bytes())
+    port = free_port()
+    listed = f"# my certificates\n{site} [alpn h2,http/1.1]\n"
+    crt_list = _crt_list_frontend(haproxy_root, port, listed)
+    await _reload(haproxy_root)
+    before = haproxy_root.snapshot()
+    config = haproxy_root.config.read_bytes()
+    worker = haproxy_root.worker()
+    first = ca.write_server_files(tmp_path, "one", ["a.example.test"])
+    second = ca.write_server_files(tmp_path, "two", ["a.example.test"])
+    chosen = installer(haproxy_root, port)
+    await chosen.check("a.example.test", ["a.example.test"])
+    await chosen.install("a.example.test", ["a.example.test"], *first)
+    pem = f"{haproxy_root.crt_dir}/a.example.test.pem"
+    assert haproxy_root.config.read_bytes() == config  # the list, not the config
+    assert crt_list.read_text().startswith(listed)
+    assert crt_list.read_text().endswith(f"\n{pem}\n")
+    assert "# certherd: a.example.test (certherd uninstall a.example.test" in crt_list.read_text()
+    served = haproxy_root.served_certificate(port, "a.example.test")
+    assert served is not None
+    assert served.serial_number == _serial(first[0])
+    default = haproxy_root.served_certificate(port, "other.example.test")
+    assert default is not None
+    assert default.serial_number == _serial(theirs)  # the user's stays the default
+    assert haproxy_root.workers() == {worker}  # hot-added: no reload
+    listing = await RuntimeApi(haproxy_root.socket).command(f"show ssl crt-list {crt_list}")
+    assert pem in listing
+
+    await chosen.after_renewal("a.example.test", *second)
+    served = haproxy_root.served_certificate(port, "a.example.test")
+    assert served is not None
+    assert served.serial_number == _serial(second[0])
+    assert haproxy_root.workers() == {worker}
+    await chosen.install("a.example.test", ["a.example.test"], *second)  # again: one line
+    assert crt_list.read_text().count(pem) == 1
+
+    await _reload(haproxy_root)  # what HAProxy reads from the file serves it too
+    served = haproxy_root.served_certificate(port, "a.example.test")
+    assert served is not None
+    assert served.serial_number == _serial(second[0])
+    worker = haproxy_root.worker()
+
+    assert await chosen.uninstall("a.example.test")
+    assert haproxy_root.snapshot() == before
+    default = haproxy_root.served_certificate(port, "a.example.test")
+    assert default is not None
+    assert default.serial_number == _serial(theirs)  # gone from the running HAProxy
+    assert pem not in await RuntimeApi(haproxy_root.socket).command("show ssl cert")
+    assert haproxy_root.workers() == {worker}
+
+
+async def test_a_name_a_certificate_before_certherds_serves_is_refused(
+    haproxy_root: HaproxyRoot, tmp_path: Path
+) -> None:
+    """HAProxy serves a name from the first certificate of the bind that carries it: a
+    crt-list line of the user's for the name (a Certbot deploy hook's PEM, say) would
+    keep being served over certherd's. Refused before anything changes, naming the
+    line; a line that leaves the name out with a negative filter is no obstacle."""
+    ca = MiniCA.create("test CA")
+    default, default_key = ca.write_server_files(tmp_path, "default", ["default.example.test"])
+    old, old_key = ca.write_server_files(tmp_path, "old", ["a.example.test", "b.example.test"])
+    (haproxy_root.root / "default.pem").write_bytes(default.read_bytes() + default_key.read_bytes())
+    (haproxy_root.root / "old.pem").write_bytes(old.read_bytes() + old_key.read_bytes())
+    port = free_port()
+    listed = f"{haproxy_root.root}/default.pem\n{haproxy_root.root}/old.pem\n"
+    crt_list = _crt_list_frontend(haproxy_root, port, listed)
+    await _reload(haproxy_root)
+    before = haproxy_root.snapshot()
+    ours = ca.write_server_files(tmp_path, "ours", ["a.example.test"])
+    chosen = installer(haproxy_root, port)
+    attempts = (
+        lambda: chosen.check("a.example.test", ["a.example.test"]),
+        lambda: chosen.install("a.example.test", ["a.example.test"], *ours),
+    )
+    for attempt in attempts:
+        with pytest.raises(ConfigError) as caught:
+            await attempt()
+        message = str(caught.value)
+        assert f"HAProxy serves a.example.test from {haproxy_root.root}/old.pem" in message
+        assert f"crt-list {crt_list}, line 2" in message
+        assert "\n" not in message
+        assert haproxy_root.snapshot() == before
+    crt_list.write_text(listed.replace("old.pem\n", "old.pem !a.example.test\n"))
+    await _reload(haproxy_root)
+    await chosen.install("a.example.test", ["a.example.test"], *ours)
+    served = haproxy_root.served_certificate(port, "a.example.test")
+    assert served is not None
+    assert served.serial_number == _serial(ours[0])
+
+
+def test_certherds_crt_list_lines_keep_every_other_byte() -> None:
+    pem = "/etc/haproxy/certs/a.example.test.pem"
+    for text in ("", "x.pem\n", "x.pem", "# crlf\r\nx.pem [alpn h2] x.test\r\n", "x.pem\r\ny.pem"):
+        added = crtlist.add_line(text, pem, "a.example.test")
+        assert crtlist.has_line(added, pem)
+        assert not crtlist.has_line(text, pem)
+        assert ("\r\n" in added) == ("\r\n" in text) or not text
+        assert added.endswith("\n") == (text.endswith("\n") or not text)
+        assert crtlist.remove_line(added, pem) == text
+        again = crtlist.add_line(added, "/other.pem", "other")
+        assert crtlist.remove_line(again, pem) == crtlist.add_line(text, "/other.pem", "other")
+    assert crtlist.remove_line("x.pem\n", pem) is None
+    # A line of the user's naming the same file is not certherd's.
+    assert crtlist.remove_line(f"{pem}\n", pem) is None

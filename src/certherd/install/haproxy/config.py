@@ -12,7 +12,7 @@ in the file, so an edit adds or takes away exactly one line and every other byte
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,6 +23,8 @@ __all__ = [
     "ConfigLine",
     "HaproxyConfig",
     "Section",
+    "address_hosts",
+    "address_port",
     "comment_start",
     "read_config",
     "split_words",
@@ -130,6 +132,8 @@ class Bind:
     addresses: tuple[str, ...]
     ssl: bool
     crts: tuple[str, ...]  # the ``crt`` arguments, as written
+    crt_lists: tuple[str, ...] = ()  # the ``crt-list`` arguments, as written
+    sources: tuple[tuple[str, str], ...] = ()  # ("crt" or "crt-list", argument) in order
 
     @property
     def where(self) -> str:
@@ -155,20 +159,33 @@ class HaproxyConfig:
             for line in section.find("bind"):
                 words = line.words[1:]
                 addresses = tuple(words[0].split(",")) if words else ()
-                crts = tuple(words[i + 1] for i, w in enumerate(words[:-1]) if w == "crt")
-                found.append(Bind(section, line, addresses, "ssl" in words[1:], crts))
+                sources = tuple(
+                    (w, words[i + 1])
+                    for i, w in enumerate(words[:-1])
+                    if i and w in ("crt", "crt-list")
+                )
+                crts = tuple(arg for kind, arg in sources if kind == "crt")
+                lists = tuple(arg for kind, arg in sources if kind == "crt-list")
+                ssl = "ssl" in words[1:]
+                found.append(Bind(section, line, addresses, ssl, crts, lists, sources))
         return found
 
     def crt_path(self, written: str) -> str:
         """A ``crt`` argument as HAProxy reads it: below ``crt-base`` when relative,
         without trailing slashes (HAProxy names a directory's files ``DIR/FILE``)."""
+        base = self.crt_base
+        path = written if written.startswith("/") or not base else f"{base}/{written}"
+        return os.path.normpath(path)
+
+    @property
+    def crt_base(self) -> str:
+        """``crt-base`` of ``global`` (where relative ``crt`` paths start), else empty."""
         base = ""
         global_section = self.section("global")
         if global_section is not None:
             for line in global_section.find("crt-base"):
                 base = line.words[1] if len(line.words) > 1 else ""
-        path = written if written.startswith("/") or not base else f"{base}/{written}"
-        return os.path.normpath(path)
+        return base
 
     def stats_sockets(self) -> list[tuple[str, bool]]:
         """Each ``stats socket`` of ``global`` on a UNIX path: (path, level admin)."""
@@ -199,6 +216,27 @@ class HaproxyConfig:
     def master_worker(self) -> bool:
         global_section = self.section("global")
         return bool(global_section and any(global_section.find("master-worker")))
+
+
+def address_port(address: str) -> str:
+    """The port of a bind address (``:443`` -> ``443``), empty for a UNIX one."""
+    if address.startswith("/") or ("@" in address and not address.startswith(("ipv4@", "ipv6@"))):
+        return ""
+    return address.rpartition(":")[2]
+
+
+def address_hosts(addresses: Sequence[str]) -> set[str]:
+    """The host part of each TCP address of a bind (``:80`` -> ``""``), UNIX ones left out."""
+    hosts = set()
+    for address in addresses:
+        if "@" in address and not address.startswith(("ipv4@", "ipv6@")):
+            continue
+        if address.startswith("/"):
+            continue
+        host, colon, _port = address.rpartition(":")
+        if colon:
+            hosts.add(host)
+    return hosts
 
 
 def read_config(path: Path) -> HaproxyConfig:

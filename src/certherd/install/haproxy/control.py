@@ -27,6 +27,7 @@ import re
 import shutil
 import signal
 import stat
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -130,9 +131,10 @@ class RuntimeApi:
     async def level(self) -> str:
         return (await self.command("show cli level")).strip()
 
-    async def swap(self, name: str, pem: str, *, new: bool, crt_dir: str) -> None:
+    async def swap(self, name: str, pem: str, *, new: bool, crt_list: str) -> None:
         """Make HAProxy serve ``pem`` (chain and key) as certificate ``name``; ``new``:
-        add it to the ``crt`` directory ``crt_dir`` too. Aborted on any refusal."""
+        add it to ``crt_list`` too (a crt-list file, or a ``crt`` directory: HAProxy
+        loads both alike). Aborted on any refusal."""
         if new:
             await self.expect(f"new ssl cert {name}", r"^New empty certificate store '")
         try:
@@ -147,14 +149,18 @@ class RuntimeApi:
             raise
         if new:
             try:
-                await self.expect(f"add ssl crt-list {crt_dir} {name}", r"^Success!$")
+                await self.expect(f"add ssl crt-list {crt_list} {name}", r"^Success!$")
             except InstallError:
                 await self.command(f"del ssl cert {name}")
                 raise
 
-    async def remove(self, name: str, crt_dir: str) -> None:
-        """Stop serving certificate ``name`` from ``crt_dir`` and forget it."""
-        await self.expect(f"del ssl crt-list {crt_dir} {name}", r"^Entry '.*' deleted in crtlist ")
+    async def remove(self, name: str, crt_lists: Sequence[str]) -> None:
+        """Stop serving certificate ``name`` from each of ``crt_lists`` (crt-list files
+        or ``crt`` directories) and forget it."""
+        for crt_list in crt_lists:
+            await self.expect(
+                f"del ssl crt-list {crt_list} {name}", r"^Entry '.*' deleted in crtlist "
+            )
         await self.expect(f"del ssl cert {name}", r"^Certificate '.*' deleted!$")
 
 

@@ -10,6 +10,8 @@ What certherd writes:
   first certificate exists): one line ``bind ADDR:HTTPS_PORT ssl crt CRT_DIR/`` in the
   one HTTP frontend that binds plain HTTP, after its last ``bind`` and marked
   ``# certherd: ...``; taken away again with the last certificate;
+- or, when the TLS bind on the HTTPS port loads a crt-list, two lines at its end (a
+  comment and the PEM's path: :mod:`.crtlist`), added and taken out at run time too;
 - ``CONFIG_DIR/certherd/backup/``: a copy of the config before each change of it.
 
 Every change: HAProxy's own test before (a config failing it is refused, nothing
@@ -37,10 +39,13 @@ from certherd._nofollow import untrusted_reason
 from certherd.crypto.files import atomic_write
 from certherd.errors import ConfigError, InstallError
 from certherd.install import files
+from certherd.install.haproxy import crtlist
 from certherd.install.haproxy.config import (
     Bind,
     HaproxyConfig,
     Section,
+    address_hosts,
+    address_port,
     comment_start,
     read_config,
 )
@@ -156,7 +161,7 @@ class HaproxyInstaller:
         plain = {
             bind.section.name: bind.section
             for bind in config.binds()
-            if not bind.ssl and bind.section.mode == "http" and _hosts(bind.addresses)
+            if not bind.ssl and bind.section.mode == "http" and address_hosts(bind.addresses)
         }
         if len(plain) != 1:
             found = f"the frontends {', '.join(sorted(plain))}" if plain else "no frontend"
@@ -171,7 +176,8 @@ class HaproxyInstaller:
     def _bind_line(self, config: HaproxyConfig, section: Section) -> tuple[int, str]:
         """Where certherd's ``bind`` line goes (after the section's last bind) and it."""
         binds = [bind for bind in config.binds() if bind.section is section]
-        hosts = sorted(set().union(*(_hosts(bind.addresses) for bind in binds if not bind.ssl)))
+        plain = [address_hosts(bind.addresses) for bind in binds if not bind.ssl]
+        hosts = sorted(set().union(*plain))
         hosts = hosts or [""]  # no plain HTTP bind there: every address
         last = binds[-1].line if binds else section.head
         newline = "\r\n" if "\r\n" in config.text else "\n"  # the file's own
@@ -185,15 +191,40 @@ class HaproxyInstaller:
             text = newline + text.removesuffix(newline)
         return last.end, text
 
-    def _tls_bind(self, config: HaproxyConfig) -> Bind | None:
-        """The ``bind ... ssl`` already listening on the HTTPS port (certherd's own line
-        there would clash with it), or None; ConfigError when several do."""
-        found = [
+    def _tls_binds(self, config: HaproxyConfig) -> list[Bind]:
+        """The ``bind ... ssl`` lines listening on the HTTPS port."""
+        return [
             bind
             for bind in config.binds()
             if bind.ssl
-            and any(_port(address) == str(self.https_port) for address in bind.addresses)
+            and any(address_port(address) == str(self.https_port) for address in bind.addresses)
         ]
+
+    def _crt_list(self, config: HaproxyConfig) -> str | None:
+        """The crt-list certherd adds its PEMs to, as the config writes it: when no bind
+        loads ``crt_dir``, and the TLS binds on the HTTPS port load one crt-list (the
+        same, by an absolute path: HAProxy opens a relative one from its own working
+        folder, and applies no ``crt-base`` to it)."""
+        if self._loaders(config):
+            return None
+        found = self._tls_binds(config)
+        lists = {written for bind in found for written in bind.crt_lists}
+        if not found or len(lists) != 1 or any(len(bind.crt_lists) != 1 for bind in found):
+            return None
+        written = lists.pop()
+        return written if written.startswith("/") else None
+
+    def _check_served(self, config: HaproxyConfig, names: Sequence[str]) -> None:
+        """Refuse a name a certificate loaded before certherd's already serves on a bind
+        certherd's is (or would be) served from: HAProxy would go on serving that one."""
+        loaders = self._loaders(config)
+        binds = [b for b in config.binds() if b in self._tls_binds(config) or b.where in loaders]
+        crtlist.check_served(binds, config.crt_base, self._crt_dir_text(), names)
+
+    def _tls_bind(self, config: HaproxyConfig) -> Bind | None:
+        """The ``bind ... ssl`` already listening on the HTTPS port (certherd's own line
+        there would clash with it), or None; ConfigError when several do."""
+        found = self._tls_binds(config)
         if len(found) > 1:
             where = "; ".join(bind.where for bind in found)
             raise ConfigError(
@@ -250,7 +281,9 @@ class HaproxyInstaller:
                     "add `level admin` to its stats socket line ({haproxy_socket})",
                     settings=("haproxy_socket",),
                 )
-        if not self._loaders(config) and not self._edited(config):
+        if names:
+            self._check_served(config, names)
+        if not self._loaders(config) and not self._edited(config) and not self._crt_list(config):
             self._placement(config)
             problem = control.reload_problem()
             if problem is not None:
@@ -281,7 +314,7 @@ class HaproxyInstaller:
                     f"{pem} exists and does not hold the private key of {lineage}, so it is "
                     "not certherd's: move it away, or give the lineage another name"
                 )
-            return await self._put(lineage, certificate, key)
+            return await self._put(lineage, certificate, key, names)
 
     async def after_renewal(
         self, lineage: str = "", certificate: Path | None = None, key: Path | None = None
@@ -308,11 +341,14 @@ class HaproxyInstaller:
                 changes[self.config] = edited.encode("utf-8", "surrogateescape")
             runtime = None if self.config in changes else self._runtime(config)
             name = f"{self._crt_dir_text()}/{pem.name}"
+            lists = crtlist.lists_holding(config.binds(), name)
+            for written, text in lists.items():
+                changes[Path(written)] = text.encode("utf-8", "surrogateescape")
 
             async def tell() -> None:
                 if runtime is not None and name in await runtime.certificates():
                     try:
-                        await runtime.remove(name, self._crt_dir_text())
+                        await runtime.remove(name, list(lists) or [self._crt_dir_text()])
                     except InstallError as exc:
                         # HAProxy will not take out a bind's default certificate (the
                         # first file it loaded) at run time: a graceful reload will.
@@ -327,8 +363,12 @@ class HaproxyInstaller:
 
     # -- changes ---------------------------------------------------------------------------
 
-    async def _put(self, lineage: str, certificate: Path, key: Path) -> bool:
+    async def _put(
+        self, lineage: str, certificate: Path, key: Path, names: Sequence[str] = ()
+    ) -> bool:
         config = self._read()
+        if names:
+            self._check_served(config, names)
         control = self._control(config)
         crt_dir = self._check_crt_dir()
         pem_path = self.pem(lineage)
@@ -338,19 +378,25 @@ class HaproxyInstaller:
             raise ConfigError(f"cannot read the live files of {lineage}: {exc}") from None
         changes: dict[Path, bytes | None] = {pem_path: pem.encode()}
         reload = False
-        if not self._loaders(config):
+        name = f"{crt_dir}/{pem_path.name}"
+        listing = self._crt_list(config)  # where HAProxy lists the PEM: a crt-list or crt_dir
+        if listing is not None:
+            text = crtlist.read_text(Path(listing)) or ""
+            if not crtlist.has_line(text, name):
+                added = crtlist.add_line(text, name, lineage)
+                changes[Path(listing)] = added.encode("utf-8", "surrogateescape")
+        elif not self._loaders(config):
             edited = self._placement(config)
             changes[self.config] = edited.encode("utf-8", "surrogateescape")
             reload = True
         runtime = None if reload else self._runtime(config)
-        name = f"{crt_dir}/{pem_path.name}"
 
         async def tell() -> None:
             if runtime is None:
                 await control.reload()
             else:
                 new = name not in await runtime.certificates()
-                await runtime.swap(name, pem, new=new, crt_dir=crt_dir)
+                await runtime.swap(name, pem, new=new, crt_list=listing or crt_dir)
 
         await self._apply(control, changes, tell)
         return reload
@@ -438,27 +484,6 @@ def _holds_key(pem: Path, key: Path) -> bool:
         return key.read_bytes().strip() in pem.read_bytes()
     except OSError:
         return False
-
-
-def _port(address: str) -> str:
-    """The port of a bind address (``:443`` -> ``443``), empty for a UNIX one."""
-    if address.startswith("/") or ("@" in address and not address.startswith(("ipv4@", "ipv6@"))):
-        return ""
-    return address.rpartition(":")[2]
-
-
-def _hosts(addresses: Sequence[str]) -> set[str]:
-    """The host part of each TCP address of a bind (``:80`` -> ``""``), UNIX ones left out."""
-    hosts = set()
-    for address in addresses:
-        if "@" in address and not address.startswith(("ipv4@", "ipv6@")):
-            continue
-        if address.startswith("/"):
-            continue
-        host, colon, _port = address.rpartition(":")
-        if colon:
-            hosts.add(host)
-    return hosts
 
 
 async def _check_before(control: HaproxyControl) -> None:
