@@ -10,6 +10,11 @@ small CA of the test's.
 from __future__ import annotations
 
 import asyncio
+import os
+import re
+import socket
+import ssl
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -223,3 +228,104 @@ async def test_beside_debians_default_ssl_site(apache: ApacheRoot) -> None:
     assert other.serial_number == serial(theirs)
     assert await installer.uninstall("shop") is True
     assert apache.snapshot() == before
+
+
+def _https_get(address: str, port: int, name: str) -> tuple[int, bytes]:
+    """GET / over TLS from ``address`` with SNI and Host ``name`` (unverified): the
+    serial of the certificate served and the answer."""
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    with (
+        socket.create_connection((address, port), timeout=5) as sock,
+        context.wrap_socket(sock, server_hostname=name) as tls,
+    ):
+        der = tls.getpeercert(binary_form=True)
+        tls.sendall(f"GET / HTTP/1.1\r\nHost: {name}\r\nConnection: close\r\n\r\n".encode())
+        answer = b""
+        while chunk := tls.recv(65536):
+            answer += chunk
+    assert der is not None
+    return x509.load_der_x509_certificate(der).serial_number, answer
+
+
+def _apache_vhosts(apache: ApacheRoot) -> str:
+    """Apache's own account of its vhosts: ``apache2ctl -S`` (DUMP_VHOSTS)."""
+    done = subprocess.run(
+        ["apache2ctl", "-S"],
+        env={**os.environ, "APACHE_CONFDIR": str(apache.root)},
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=30,
+    )
+    return done.stdout
+
+
+async def test_each_address_serving_a_name_gets_its_tls_copy_on_that_address(
+    apache: ApacheRoot,
+) -> None:
+    """A name two IP-based vhosts serve, each its own content on its own address: each
+    gets a TLS copy on its own address and the HTTPS port (Apache's own ``-S`` says so:
+    no ``*`` copy), and HTTPS on each address answers with that address's content."""
+    plain = free_port()
+    html = apache.root / "html"
+    for where in ("two", "three"):
+        (html / where).mkdir()
+        (html / where / "index.html").write_text(f"from {where}\n")
+    apache.site(
+        "addresses",
+        f"Listen 127.0.0.2:{plain}\nListen 127.0.0.3:{plain}\n"
+        f"<VirtualHost 127.0.0.2:{plain}>\n    ServerName addr.apache.test\n"
+        f"    DocumentRoot {html}/two\n</VirtualHost>\n"
+        f"<VirtualHost 127.0.0.3:{plain}>\n    ServerName addr.apache.test\n"
+        f"    DocumentRoot {html}/three\n</VirtualHost>\n",
+    )
+    before = apache.snapshot()
+    start_or_fail(apache)
+    https = free_port()
+    installer = ApacheInstaller(apache.root, https_port=https)
+    cert, key = certificate(apache.root / "live", ["addr.apache.test"])
+    await installer.install("addr", ["addr.apache.test"], cert, key)
+    vhosts = _apache_vhosts(apache)
+    for address in ("127.0.0.2", "127.0.0.3"):
+        line = (
+            rf"^{re.escape(address)}:{https}\s+addr\.apache\.test \(\S+/addr-certherd\.conf:\d+\)$"
+        )
+        assert re.search(line, vhosts, re.MULTILINE), vhosts
+    assert f"*:{https}" not in vhosts
+    for address, where in (("127.0.0.2", "two"), ("127.0.0.3", "three")):
+        served, answer = await asyncio.to_thread(_https_get, address, https, "addr.apache.test")
+        assert served == serial(cert)
+        assert answer.startswith(b"HTTP/1.1 200"), answer[:80]
+        assert answer.endswith(f"from {where}\n".encode())
+    assert await installer.uninstall("addr") is True
+    assert apache.snapshot() == before
+
+
+async def test_a_request_right_after_a_renewal_sees_the_new_certificate(
+    apache: ApacheRoot, tmp_path: Path
+) -> None:
+    """``after_renewal`` returns once the graceful restart took: the very next TLS
+    connection, with no wait, gets the new certificate (five renewals in a row), and
+    the parent is the same process throughout."""
+    apache.site("shop", fill(apache, "<VirtualHost *:{port}>\n    ServerName shop.apache.test\n"
+                                     "</VirtualHost>\n"))  # fmt: skip
+    start_or_fail(apache)
+    parent = apache.master_pid
+    https = free_port()
+    installer = ApacheInstaller(apache.root, https_port=https)
+    live = apache.root / "live"
+    cert, key = certificate(live, ["shop.apache.test"])
+    await installer.install("shop", ["shop.apache.test"], cert, key)
+    for round in range(5):
+        new_cert, new_key = certificate(tmp_path / f"v{round}", ["shop.apache.test"])
+        for new, path in ((new_key, key), (new_cert, cert)):  # as live/ links switch
+            staged = path.with_name(f".{path.name}.new")
+            staged.write_bytes(new.read_bytes())
+            os.replace(staged, path)
+        await installer.after_renewal("shop", cert, key)
+        served = apache.served_certificate(https, "shop.apache.test")  # at once
+        assert served is not None
+        assert served.serial_number == serial(new_cert), f"renewal {round + 1}"
+    assert apache.master_pid == parent

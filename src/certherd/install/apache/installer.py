@@ -9,7 +9,8 @@ What certherd adds (``ROOT`` is the server root, ``/etc/apache2`` by default):
   answer the names being proved while an order is under way, removed after;
 - ``NAME-certherd.conf`` beside the file of the matched vhost (in Debian's layout
   ``sites-available/``, enabled by a ``sites-enabled/`` link as ``a2ensite`` makes it):
-  for each matched vhost a copy on the HTTPS port with ``SSLEngine on`` and
+  for each matched vhost (in each address group, the one naming a name) a copy on its
+  own addresses and the HTTPS port with ``SSLEngine on`` and
   ``SSLCertificateFile`` / ``SSLCertificateKeyFile`` pointing into ``live/NAME/``, and
   the ``Listen`` for that port when nothing else opens it;
 - with ``redirect``: ``ROOT/certherd/redirect-NAME.conf`` (HTTP to HTTPS but for the
@@ -245,15 +246,15 @@ class ApacheInstaller(ServerRoot):
         chosen: dict[int, VirtualHost] = {}
         mine = f"{lineage}-certherd.conf"
         for name in names:
-            vhost = next(
-                (
-                    found
-                    for port in ports
-                    if (found := match_vhost(config.vhosts, name, port, fallback=False))
-                ),
-                None,
-            )
-            if vhost is None:
+            # On the lowest plain port serving the name: in each address group, the
+            # vhost Apache picks for it (<VirtualHost 192.0.2.1:80> and *:80 may both
+            # name it, serving other content), each to be copied on its own address.
+            found: list[VirtualHost] = []
+            for port in ports:
+                found = answering_vhosts(config.vhosts, name, port, fallback=False)
+                if found:
+                    break
+            if not found:
                 raise ConfigError(
                     f"no Apache <VirtualHost> has a ServerName or ServerAlias matching {name} "
                     f"({config.main}): add `ServerAlias {name}` to the vhost that serves it"
@@ -265,7 +266,7 @@ class ApacheInstaller(ServerRoot):
                     f"port {self.https_port} with its own certificate: disable it (a2dissite) "
                     "so certherd can add its own, or choose another https port"
                 )
-            chosen[vhost.index] = vhost
+            chosen.update((vhost.index, vhost) for vhost in found)
         return list(chosen.values())
 
     def _tls_text(
@@ -313,10 +314,10 @@ class ApacheInstaller(ServerRoot):
                 lines.append(f"# certherd: left out (it redirects to HTTPS): {line.strip()}")
             else:
                 lines.append(line)
-        addresses = []
+        addresses: dict[str, None] = {}  # each address once (*:80 *:8080 -> *:443)
         for address in vhost.addresses:
             host, _port = split_address(address)
-            addresses.append(f"{host}:{self.https_port}")
+            addresses[f"{host}:{self.https_port}"] = None
         indent = next((ln[: len(ln) - len(ln.lstrip())] for ln in lines if ln.strip()), "    ")
         own = [
             f"{indent}{MARK} TLS with the lineage's live files",

@@ -367,13 +367,15 @@ def match_vhost(
     return candidates[0] if fallback and candidates else None
 
 
-def answering_vhosts(vhosts: list[VirtualHost], host: str, port: int) -> list[VirtualHost]:
+def answering_vhosts(
+    vhosts: list[VirtualHost], host: str, port: int, *, fallback: bool = True
+) -> list[VirtualHost]:
     """Every plain vhost that may answer ``host`` on ``port``, whichever local address
     the connection comes in on: Apache hands a connection to the vhosts of its exact
     address first (``<VirtualHost 127.0.0.1:80>``), and only without any to the ``*``
-    ones, then the ``_default_`` ones; in each group, the name match, else the group's
-    first (a vhost more than Apache would pick gets the include: harmless, it only adds
-    the challenge path)."""
+    ones, then the ``_default_`` ones; in each group, the name match, else (with
+    ``fallback``) the group's first (a vhost more than Apache would pick gets the
+    challenge include: harmless, it only adds the challenge path)."""
     groups: dict[str, list[VirtualHost]] = {}
     for vhost in vhosts:
         if vhost.ssl or not vhost.on_port(port):
@@ -386,7 +388,7 @@ def answering_vhosts(vhosts: list[VirtualHost], host: str, port: int) -> list[Vi
                     groups[group].append(vhost)
     chosen: list[VirtualHost] = []
     for members in groups.values():
-        picked = match_vhost(members, host, port, fallback=True)
+        picked = match_vhost(members, host, port, fallback=fallback)
         if picked is not None and picked not in chosen:
             chosen.append(picked)
     return chosen
