@@ -13,6 +13,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
+from tests.servers.fixtures import start_or_fail
 from tests.servers.haproxy import HaproxyRoot
 from tests.servers.net import free_port
 
@@ -483,3 +484,58 @@ def test_certherds_crt_list_lines_keep_every_other_byte() -> None:
     assert crtlist.remove_line("x.pem\n", pem) is None
     # A line of the user's naming the same file is not certherd's.
     assert crtlist.remove_line(f"{pem}\n", pem) is None
+
+
+def test_which_crt_list_certherd_adds_to(tmp_path: Path) -> None:
+    """One crt-list shared by the TLS binds on the port (IPv4 and IPv6, say) is the one;
+    a relative one (HAProxy opens it from its own working folder, no crt-base) or two on
+    a bind are not edited: ``crt DIR/`` is joined to the bind instead."""
+    crt_dir = tmp_path / "certs"
+    chosen = HaproxyInstaller(tmp_path / "haproxy.cfg", crt_dir, https_port=8443)
+    shared = DEBIAN_DEFAULT.replace(
+        "\tbind :80\n",
+        "\tbind :80\n\tbind 0.0.0.0:8443 ssl crt-list /etc/haproxy/list.txt\n"
+        "\tbind [::]:8443 v6only ssl crt-list /etc/haproxy/list.txt alpn h2\n",
+    )
+    assert chosen._crt_list(parse_config(chosen.config, shared)) == "/etc/haproxy/list.txt"
+    for bind in (
+        "bind :8443 ssl crt-list list.txt",
+        "bind :8443 ssl crt-list /etc/haproxy/a.txt crt-list /etc/haproxy/b.txt",
+    ):
+        text = DEBIAN_DEFAULT.replace("\tbind :80\n", f"\tbind :80\n\t{bind}\n")
+        config = parse_config(chosen.config, text)
+        assert chosen._crt_list(config) is None
+        assert f"{bind} crt {crt_dir}/\n" in chosen._placement(config)
+
+
+async def test_a_crt_list_without_a_runtime_socket_is_reloaded(tmp_path: Path) -> None:
+    """No runtime socket: the line in the crt-list is made live by a graceful
+    master-worker reload (same master, a new worker), and so is its removal."""
+    root = start_or_fail(HaproxyRoot(socket=False))
+    try:
+        ca = MiniCA.create("test CA")
+        theirs, their_key = ca.write_server_files(tmp_path, "site", ["site.example.test"])
+        site = root.root / "site.pem"
+        site.write_bytes(theirs.read_bytes() + their_key.read_bytes())
+        port = free_port()
+        crt_list = _crt_list_frontend(root, port, f"{site}\n")
+        await _reload(root)
+        before = root.snapshot()
+        master, worker = root.master_pid, root.worker()
+        chosen = HaproxyInstaller(root.config, root.crt_dir, https_port=port)
+        ours = ca.write_server_files(tmp_path, "ours", ["a.example.test"])
+        await chosen.install("a.example.test", ["a.example.test"], *ours)
+        assert root.config.read_bytes() == before["haproxy.cfg"]  # the list's line
+        assert crt_list.read_text().endswith(f"\n{root.crt_dir}/a.example.test.pem\n")
+        served = root.served_certificate(port, "a.example.test")
+        assert served is not None
+        assert served.serial_number == _serial(ours[0])
+        assert root.master_pid == master
+        assert root.worker() != worker
+        assert await chosen.uninstall("a.example.test")
+        assert root.snapshot() == before
+        served = root.served_certificate(port, "a.example.test")
+        assert served is not None
+        assert served.serial_number == _serial(theirs)
+    finally:
+        root.stop()
