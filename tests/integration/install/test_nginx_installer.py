@@ -7,10 +7,13 @@ nothing, and uninstall giving back the original bytes. Pebble comes in in the e2
 from __future__ import annotations
 
 import asyncio
+import socket
+import ssl
 from pathlib import Path
 
 import httpx
 import pytest
+from cryptography import x509
 from tests.servers.fixtures import start_or_fail
 from tests.servers.net import LOOPBACK, free_port
 from tests.servers.nginx import NginxRoot
@@ -200,3 +203,89 @@ async def test_name_already_served_over_tls_by_another_block_is_refused(
     with pytest.raises(ConfigError, match=r"sites-enabled/moved:3"):
         await nginx.check("moved", ["moved.example.test"])
     assert nginx_root.snapshot() == before
+
+
+def _https_get(address: str, port: int, name: str) -> tuple[int, bytes]:
+    """GET / over TLS from ``address`` with SNI and Host ``name`` (unverified): the
+    serial of the certificate served and the answer."""
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    with (
+        socket.create_connection((address, port), timeout=5) as sock,
+        context.wrap_socket(sock, server_hostname=name) as tls,
+    ):
+        der = tls.getpeercert(binary_form=True)
+        tls.sendall(f"GET / HTTP/1.1\r\nHost: {name}\r\nConnection: close\r\n\r\n".encode())
+        answer = b""
+        while chunk := tls.recv(65536):
+            answer += chunk
+    assert der is not None
+    return x509.load_der_x509_certificate(der).serial_number, answer
+
+
+async def test_each_address_serving_a_name_gets_the_challenge_and_tls(
+    nginx_root: NginxRoot,
+) -> None:
+    """nginx gives a connection to the blocks listening on its exact address alone: a
+    name two blocks serve on two addresses (their own content each) gets the http-01
+    include in both and TLS on both addresses, each answering HTTPS with its content."""
+    html = nginx_root.root / "html"
+    port = nginx_root.http_port
+    for where in ("two", "three"):
+        (html / where).mkdir()
+        (html / where / "index.html").write_text(f"from {where}\n")
+    nginx_root.site(
+        "default",
+        f"server {{ listen 127.0.0.2:{port}; server_name addr.example.test; root {html}/two; }}\n"
+        f"server {{ listen 127.0.0.3:{port}; server_name addr.example.test;\n"
+        f"         root {html}/three; }}\n"
+        f"server {{ listen 127.0.0.1:{port} default_server; return 404; }}\n",
+    )
+    before = nginx_root.snapshot()
+    start_or_fail(nginx_root)
+    nginx = installer(nginx_root)
+    name = "addr.example.test"
+    await nginx.prepare_http01([name])
+    folder = nginx.challenge_root / ".well-known" / "acme-challenge"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "tok").write_text("tok.thumbprint")
+    async with httpx.AsyncClient(trust_env=False) as client:
+        for address in ("127.0.0.2", "127.0.0.3"):
+            url = f"http://{address}:{port}/.well-known/acme-challenge/tok"
+            answer = await client.get(url, headers={"Host": name})
+            assert (answer.status_code, answer.text) == (200, "tok.thumbprint"), address
+    await nginx.finish_http01()
+    cert, key = certificate(nginx_root.root / "live", [name])
+    assert len(await nginx.install("addr", [name], cert, key)) == 2
+    for address, where in (("127.0.0.2", "two"), ("127.0.0.3", "three")):
+        served, answer = await asyncio.to_thread(_https_get, address, nginx.https_port, name)
+        assert served == _serial(cert)
+        assert answer.startswith(b"HTTP/1.1 200"), answer[:80]
+        assert answer.endswith(f"from {where}\n".encode())
+    assert await nginx.uninstall("addr") is True
+    assert nginx_root.snapshot() == before
+
+
+async def test_uninstall_takes_out_every_tls_include_of_a_file(nginx_root: NginxRoot) -> None:
+    """Two names served by blocks of one file on two addresses need two TLS files (each
+    its own ``listen ADDR:PORT ssl``): uninstall takes both includes out of that file
+    (it took one, the other then named a removed file and nginx's test refused)."""
+    port = nginx_root.http_port
+    nginx_root.site(
+        "default",
+        f"server {{\n    listen 127.0.0.1:{port};\n    server_name a.example.test;\n}}\n"
+        f"server {{\n    listen 127.0.0.2:{port};\n    server_name b.example.test;\n}}\n",
+    )
+    before = nginx_root.snapshot()
+    start_or_fail(nginx_root)
+    nginx = installer(nginx_root)
+    names = ["a.example.test", "b.example.test"]
+    cert, key = certificate(nginx_root.root / "live", names)
+    await nginx.install("two", names, cert, key)
+    assert sorted(path.name for path in nginx.owned.glob("tls-*")) == [
+        "tls-two+1.conf", "tls-two.conf",
+    ]  # fmt: skip
+    assert await nginx.uninstall("two") is True
+    assert nginx_root.snapshot() == before
+    assert not list(nginx.owned.glob("tls-*"))

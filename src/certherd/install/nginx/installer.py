@@ -36,7 +36,13 @@ from certherd.install.nginx.edit import (
     quoted,
     remove_include,
 )
-from certherd.install.nginx.parse import NginxConfig, ServerBlock, match_server, read_config
+from certherd.install.nginx.parse import (
+    NginxConfig,
+    ServerBlock,
+    answering_servers,
+    match_server,
+    read_config,
+)
 from certherd.install.sharing import ServerRoot
 from certherd.storage.layout import check_name
 
@@ -93,8 +99,7 @@ class NginxInstaller(ServerRoot):
             blocks: dict[int, ServerBlock] = {}
             for name in names:
                 for port in ports:
-                    block = match_server(config.servers, name, port, fallback=True)
-                    if block is not None:
+                    for block in answering_servers(config.servers, name, port, fallback=True):
                         blocks[block.index] = block
             if not blocks:
                 raise ConfigError(
@@ -179,28 +184,27 @@ class NginxInstaller(ServerRoot):
         ports = sorted({port for block in config.servers for port in block.plain_ports()})
         chosen: dict[int, ServerBlock] = {}
         for name in names:
-            block = next(
-                (
-                    found
-                    for port in ports
-                    if (found := match_server(config.servers, name, port, fallback=False))
-                ),
-                None,
-            )
-            if block is None:
+            # On the lowest plain port serving the name, the block nginx picks for it on
+            # each address (listen 192.0.2.1:80 and listen 80 may both name it).
+            found: list[ServerBlock] = []
+            for port in ports:
+                found = answering_servers(config.servers, name, port, fallback=False)
+                if found:
+                    break
+            if not found:
                 raise ConfigError(
                     f"no nginx server block has a server_name matching {name} "
                     f"({config.main}): add `server_name {name};` to the block that serves it"
                 )
             serving = match_server(config.servers, name, self.https_port, fallback=False, ssl=True)
-            if serving is not None and serving is not block:
+            if serving is not None and serving not in found:
                 raise ConfigError(
                     f"the server block at {serving.where} already serves {name} over TLS on "
                     f"port {self.https_port} with its own certificate: remove its TLS lines "
                     f"(listen ... ssl, ssl_certificate) so certherd can add its own to "
-                    f"{block.where}, or choose another https port"
+                    f"{found[0].where}, or choose another https port"
                 )
-            chosen[block.index] = block
+            chosen.update((block.index, block) for block in found)
         for block in chosen.values():
             text = config.texts[block.file][block.open_offset : block.close_offset]
             others = set(re.findall(r"/tls-([^\"/+]+?)(?:\+\d+)?\.conf\"", text)) - {lineage}
@@ -264,10 +268,17 @@ class NginxInstaller(ServerRoot):
         )
 
     def _without_tls(self, config: NginxConfig, lineage: str) -> dict[Path, bytes | None]:
+        """Every include of the lineage's TLS files taken out (all of them from each file:
+        two blocks of one file may include two of them), and the files removed."""
+        targets = self._tls_files(lineage)
         changes: dict[Path, bytes | None] = {}
-        for target in self._tls_files(lineage):
-            changes.update(self._without_includes(config, target))
-            changes[target] = None
+        for path, text in config.texts.items():
+            edited = text
+            for target in targets:
+                edited = remove_include(edited, target)
+            if edited != text:
+                changes[path] = edited.encode("utf-8", "surrogateescape")
+        changes.update(dict.fromkeys(targets))
         return changes
 
     def _with_includes(

@@ -25,7 +25,14 @@ from typing import Any
 
 from certherd.errors import ConfigError, UnavailableError
 
-__all__ = ["NginxConfig", "ServerBlock", "crossplane_module", "match_server", "read_config"]
+__all__ = [
+    "NginxConfig",
+    "ServerBlock",
+    "answering_servers",
+    "crossplane_module",
+    "match_server",
+    "read_config",
+]
 
 INSTALL_HINT = "the nginx installer needs crossplane: pip install 'certherd[nginx]'"
 
@@ -278,3 +285,34 @@ def match_server(
         if any(listen.default and listen.port == port for listen in block.listens):
             return block
     return candidates[0]
+
+
+_WILDCARDS = ("", "*", "0.0.0.0")  # noqa: S104 (names, not a bind): every IPv4 address
+
+
+def answering_servers(
+    servers: list[ServerBlock], host: str, port: int, *, fallback: bool
+) -> list[ServerBlock]:
+    """The block nginx picks for ``host`` on plain-HTTP ``port`` for each local address
+    a connection may come in on: nginx gives a connection to the blocks listening on its
+    exact address (``listen 192.0.2.1:80``) alone, and to the every-address ones
+    (``listen 80``) only on addresses no block names (seen on nginx 1.22); in each group
+    the :func:`match_server` choice (``fallback``: the group's default server when no
+    name matches)."""
+    groups: dict[str, list[ServerBlock]] = {}
+    for block in servers:
+        if port not in block.plain_ports():
+            continue
+        addresses = {
+            "" if listen.address in _WILDCARDS else listen.address.lower()
+            for listen in block.listens
+            if listen.port == port and not listen.ssl
+        } or {""}  # no listen directive: nginx's *:80
+        for address in sorted(addresses):
+            groups.setdefault(address, []).append(block)
+    chosen: list[ServerBlock] = []
+    for members in groups.values():
+        picked = match_server(members, host, port, fallback=fallback)
+        if picked is not None and picked not in chosen:
+            chosen.append(picked)
+    return chosen
