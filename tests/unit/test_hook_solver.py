@@ -229,13 +229,19 @@ async def test_cancelled_present_kills_the_hook_and_cleans_up(
     make_hook: HookFactory, record: Path, tmp_path: Path
 ) -> None:
     started_flag = tmp_path / "started"
+    # The pid is written to a temporary name and renamed: the flag never exists empty
+    # (a hook killed between creating and writing it left an empty file: a flaky test).
     hook = make_hook(
         "if sys.argv[1] == 'present':\n"
-        f"    open({str(started_flag)!r}, 'w').write(str(os.getpid()))\n"
+        f"    open({str(started_flag)!r} + '.new', 'w').write(str(os.getpid()))\n"
+        f"    os.rename({str(started_flag)!r} + '.new', {str(started_flag)!r})\n"
         "    time.sleep(60)\n"
     )
     presenting = asyncio.ensure_future(HookSolver("dns-01", hook).present(task("a.test")))
+    deadline = time.monotonic() + 30
     while not started_flag.exists():
+        assert time.monotonic() < deadline, "the hook's present never started"
+        assert not presenting.done(), presenting
         await asyncio.sleep(0.01)
     presenting.cancel()
     with pytest.raises(asyncio.CancelledError):
