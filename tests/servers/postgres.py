@@ -47,8 +47,15 @@ def find_binary(name: str) -> str | None:
 class PostgresServer:
     """One PostgreSQL server for a test session; :meth:`database` makes a fresh database."""
 
-    def __init__(self, *, fsync: bool = False, tls: tuple[Path, Path] | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        fsync: bool = False,
+        tls: tuple[Path, Path] | None = None,
+        preload: tuple[str, ...] = (),
+    ) -> None:
         self.port = free_port()
+        self.preload = preload  # shared_preload_libraries (pg_stat_statements: count queries)
         self.fsync = fsync  # off for the tests (speed); bench/ turns it on (durable commits)
         self.tls = tls  # (certificate, key): also listen on 127.0.0.1, TLS only there
         self.folder: Path | None = None
@@ -103,6 +110,8 @@ class PostgresServer:
                 listen += ["-c", f"ssl_{'key' if 'key' in name else 'cert'}_file={target}"]
         (data / "pg_hba.conf").write_text(hba)
         durable = "on" if self.fsync else "off"
+        if self.preload:
+            listen += ["-c", f"shared_preload_libraries={','.join(self.preload)}"]
         with log.open("ab") as output:
             self._process = subprocess.Popen(
                 [postgres, "-D", str(data), "-p", str(self.port), "-k", str(self.socket_dir),

@@ -84,6 +84,7 @@ async def test_a_key_authorization_one_node_presents_another_listener_answers(
         assert stored["lineage"] == lease.name == "www.fleet.test"
         assert (await fetch(server, PREFIX + TOKEN, "HEAD")).status_code == 200
         await solver.cleanup(handle)
+    await server.view.refresh()  # what the next poll (or, on PostgreSQL, NOTIFY) does
     assert (await fetch(server, PREFIX + TOKEN)).status_code == 404
     assert await storage.list("challenges/") == await storage.list("challenges/listeners/")
     counted = {s.labels["result"]: s.value for f in server.collect() for s in f.samples}
@@ -248,6 +249,7 @@ async def test_tls_alpn_listener_answers_what_another_node_presented(
             with pytest.raises(ssl.SSLError):
                 await asyncio.to_thread(handshake, server.port, "other.test", [ACME_TLS_PROTOCOL])
             await solver.cleanup(handle)
+        await server.view.refresh()
         with pytest.raises(ssl.SSLError):
             await asyncio.to_thread(handshake, server.port, sni, [ACME_TLS_PROTOCOL])
     finally:
@@ -396,3 +398,34 @@ async def test_a_lineage_on_the_listeners_port_is_answered_by_that_listener() ->
     finally:
         await tls.stop()
         await server.stop()
+
+
+async def test_a_flood_of_made_up_tokens_reads_no_record_and_a_new_one_is_answered_at_once(
+    http_server: tuple[MemoryStorage, SharedHttp01Server],
+) -> None:
+    """The listener answers from memory (certherd.challenges.view): made-up tokens cost no
+    storage call, and a record written just before the CA asks is still found (the
+    request waits for the next poll on a storage without notifications)."""
+    storage, server = http_server
+    reads: list[str] = []
+    original = storage.read
+
+    async def spy(key: str) -> bytes:
+        reads.append(key)
+        return await original(key)
+
+    storage.read = spy  # type: ignore[method-assign]
+    made_up = [f"{n:04}{'A' * 39}" for n in range(200)]
+    async with httpx.AsyncClient() as client:
+        answers = await asyncio.gather(
+            *(client.get(f"http://{LOOPBACK}:{server.port}{PREFIX}{token}") for token in made_up)
+        )
+    assert {answer.status_code for answer in answers} == {404}
+    assert reads == []
+    async with holding(storage, "www.fleet.test"):
+        handle = await SharedSolver(storage, "http-01").present(task())
+        answer = await fetch(server, PREFIX + TOKEN)  # right after, as Pebble does
+        assert (answer.status_code, answer.text) == (200, KEY_AUTHORIZATION)
+        await SharedSolver(storage, "http-01").cleanup(handle)
+    records = [key for key in reads if key.startswith("challenges/http-01/")]
+    assert records == [f"challenges/http-01/{TOKEN}.json"]  # read once, when it was new

@@ -157,24 +157,30 @@ class DaemonCalls:
         from certherd.challenges.options import parse_listen_address
 
         listeners: list[tuple[Any, str]] = []
+        if not (http_serve or tls_alpn_serve):
+            return listeners
+        from certherd.challenges.view import ChallengeView
+
+        # One in-memory view for both listeners: a validation request never reads storage.
+        view = ChallengeView(self.storage)
+        listeners.append((view, "key authorizations of the fleet followed in memory"))
         if http_serve:
             from certherd.challenges.listeners import SharedHttp01Server
 
             host, port = _listen(parse_listen_address, http_serve, "http_serve")
-            http = SharedHttp01Server(self.storage, port=port, host=host)
+            http = SharedHttp01Server(self.storage, port=port, host=host, view=view)
             self.solvers.share("http", host, port, http)
             listeners.append((http, f"http-01 answered on {host or '*'}:{port} for the fleet"))
         if tls_alpn_serve:
             from certherd.challenges.listeners import SharedTlsAlpn01Server
 
             host, port = _listen(parse_listen_address, tls_alpn_serve, "tls_alpn_serve")
-            tls = SharedTlsAlpn01Server(self.storage, port=port, host=host)
+            tls = SharedTlsAlpn01Server(self.storage, port=port, host=host, view=view)
             self.solvers.share("tls-alpn", host, port, tls)
             listeners.append((tls, f"tls-alpn-01 answered on {host or '*'}:{port} for the fleet"))
-        if listeners:
-            from certherd.challenges.shared import RecordSweeper
+        from certherd.challenges.shared import RecordSweeper
 
-            listeners.append((RecordSweeper(self.storage), "expired key authorizations swept"))
+        listeners.append((RecordSweeper(self.storage), "expired key authorizations swept"))
         return listeners
 
     def _where(self, daemon: Any) -> str:

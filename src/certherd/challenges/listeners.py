@@ -22,8 +22,9 @@ from typing import TYPE_CHECKING, Any
 
 from certherd.acme.messages import Identifier
 from certherd.challenges.http01 import MAX_CONNECTIONS, Http01StandaloneSolver
-from certherd.challenges.shared import HEARTBEAT, HEARTBEAT_LIFETIME, shared_answer
+from certherd.challenges.shared import HEARTBEAT, HEARTBEAT_LIFETIME
 from certherd.challenges.tlsalpn01 import TlsAlpn01Solver, _context_for, challenge_certificate
+from certherd.challenges.view import ChallengeView
 from certherd.errors import ConfigError, StorageError
 from certherd.storage.base import KeyValueStore
 from certherd.storage.layout import challenge_listener
@@ -88,9 +89,18 @@ class SharedHttp01Server(Http01StandaloneSolver):
     The same bounded listener as the standalone solver (connection cap, head deadline,
     write timeout), listening from :meth:`start` to :meth:`stop`."""
 
-    def __init__(self, storage: KeyValueStore, port: int = 80, host: str = "") -> None:
+    def __init__(
+        self,
+        storage: KeyValueStore,
+        port: int = 80,
+        host: str = "",
+        *,
+        view: ChallengeView | None = None,
+    ) -> None:
         super().__init__(port=port, host=host)
         self.storage = storage
+        self.view = view if view is not None else ChallengeView(storage)
+        """Where the fleet's key authorizations are looked up: memory, never storage."""
         self._announcer = _Announcer(storage, "http-01", lambda: f"{self.host or '*'}:{self.port}")
         self.not_found = 0
         """Requests answered 404: no sound record for the token (or not a token)."""
@@ -98,7 +108,7 @@ class SharedHttp01Server(Http01StandaloneSolver):
     async def _response(self, token: str) -> str | None:
         # First what this process presents itself (a lineage whose solver is ``http`` on
         # this listener's port: the pool hands it this listener), then the fleet's.
-        answer = self._responses.get(token) or await shared_answer(self.storage, "http-01", token)
+        answer = self._responses.get(token) or await self.view.http01(token)
         if answer is None:
             self.not_found += 1
         return answer
@@ -117,9 +127,14 @@ class SharedHttp01Server(Http01StandaloneSolver):
         )
 
     async def start(self) -> None:
-        async with self._lock:
-            if self._server is None:
-                await _bind(self._start(), "http_serve")
+        await self.view.start()
+        try:
+            async with self._lock:
+                if self._server is None:
+                    await _bind(self._start(), "http_serve")
+        except BaseException:
+            await self.view.stop()
+            raise
         if self._server is not None and self._server.sockets and not self.port:
             self.port = self._server.sockets[0].getsockname()[1]
         await self._announcer.start()
@@ -130,6 +145,7 @@ class SharedHttp01Server(Http01StandaloneSolver):
             server, self._server = self._server, None
         if server is not None:
             server.close()
+        await self.view.stop()
 
 
 class SharedTlsAlpn01Server(TlsAlpn01Solver):
@@ -143,9 +159,18 @@ class SharedTlsAlpn01Server(TlsAlpn01Solver):
     """Connections at once; more are closed unread (the listener is open to the internet
     for as long as the daemon runs, so idle clients must not take its descriptors)."""
 
-    def __init__(self, storage: KeyValueStore, port: int = 443, host: str = "") -> None:
+    def __init__(
+        self,
+        storage: KeyValueStore,
+        port: int = 443,
+        host: str = "",
+        *,
+        view: ChallengeView | None = None,
+    ) -> None:
         super().__init__(port=port, host=host)
         self.storage = storage
+        self.view = view if view is not None else ChallengeView(storage)
+        """Where the fleet's key authorizations are looked up: memory, never storage."""
         self._announcer = _Announcer(
             storage, "tls-alpn-01", lambda: f"{self.host or '*'}:{self.port}"
         )
@@ -171,7 +196,7 @@ class SharedTlsAlpn01Server(TlsAlpn01Solver):
         local = await super()._context_for_name(name)  # presented by this process
         if local is not None:
             return local
-        answer = await shared_answer(self.storage, "tls-alpn-01", name=name)
+        answer = await self.view.tls_alpn01(name)
         if answer is None:
             return None
         cached = self._contexts.get((name, answer))
@@ -190,9 +215,14 @@ class SharedTlsAlpn01Server(TlsAlpn01Solver):
         return context
 
     async def start(self) -> None:
-        async with self._lock:
-            if self._server is None:
-                await _bind(self._start(), "tls_alpn_serve")
+        await self.view.start()
+        try:
+            async with self._lock:
+                if self._server is None:
+                    await _bind(self._start(), "tls_alpn_serve")
+        except BaseException:
+            await self.view.stop()
+            raise
         if self._server is not None and self._server.sockets and not self.port:
             self.port = self._server.sockets[0].getsockname()[1]
         await self._announcer.start()
@@ -201,6 +231,7 @@ class SharedTlsAlpn01Server(TlsAlpn01Solver):
         await self._announcer.stop()
         async with self._lock:
             await self._stop()
+        await self.view.stop()
 
     def collect(self) -> Iterator[Metric]:
         """``/metrics``: what this listener answered (a prometheus_client collector)."""

@@ -18,11 +18,14 @@ obtained (``fence=``): a node paused past its lease cannot publish or remove a r
 of the order the next holder works on. A record left behind (a node killed between
 present and cleanup) is never answered after ``expires``.
 
-What the listeners trust: nothing from the network or the CA builds a key unchecked. A
-token that is not base64url gets 404 before storage is asked; an SNI name that is not a
-host name gets ``unrecognized_name``; a stored record is answered only if it is well
-formed, names the token asked for, has a key authorization of the form
-``token.thumbprint`` (RFC 8555 §8.1) and has not expired.
+What the listeners trust: nothing from the network or the CA builds a key. They answer
+from memory (:class:`certherd.challenges.view.ChallengeView`, which follows the storage
+by notification or polling), never by a storage call per request: a token that is not
+base64url, or that nobody presented, gets 404, an SNI name nobody presented gets
+``unrecognized_name``; a stored record is answered only if it is well formed, names the
+token asked for, has a key authorization of the form ``token.thumbprint`` (RFC 8555
+§8.1) and has not expired. (:func:`shared_answer` reads the storage at each call: for a
+one-off question, never a listener's way.)
 """
 
 from __future__ import annotations
@@ -62,6 +65,7 @@ __all__ = [
     "RecordSweeper",
     "SharedSolver",
     "listening",
+    "parse_record",
     "shared_answer",
     "sweep",
 ]
@@ -93,7 +97,7 @@ def _check_key_authorization(token: str, key_authorization: object) -> str | Non
     return key_authorization
 
 
-def _parse_record(raw: bytes, token: str, challenge: str, now: float) -> tuple[float, str] | None:
+def parse_record(raw: bytes, token: str, challenge: str, now: float) -> tuple[float, str] | None:
     """(expires, key authorization) of a stored record, if it is sound and current."""
     if len(raw) > MAX_RECORD:
         return None
@@ -237,7 +241,7 @@ async def shared_answer(
                 raw = await storage.read(key)
             except NotFoundError:
                 continue
-            parsed = _parse_record(raw, token_of, challenge, moment)
+            parsed = parse_record(raw, token_of, challenge, moment)
             if parsed is not None:
                 found.append(parsed)
     except StorageError as exc:

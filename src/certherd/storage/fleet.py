@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
@@ -103,11 +103,17 @@ class Fleet(Protocol):
         ...
 
     async def changes(
-        self, on_change: Callable[[str, str], None], *, ready: asyncio.Event | None = None
+        self,
+        on_change: Callable[[str, str], None],
+        *,
+        ready: asyncio.Event | None = None,
+        channels: Sequence[str] = ("certherd_schedule", "certherd_live"),
     ) -> None:
         """Call ``on_change(channel, lineage)`` for every change other nodes make
         (``certherd_schedule``: desired state; ``certherd_live``: a live version) until
-        cancelled; StorageError when the store cannot be listened to (poll meanwhile)."""
+        cancelled; StorageError when the store cannot be listened to (poll meanwhile).
+        ``channels``: those to listen to (``certherd_challenges``: the key of each key
+        authorization written or deleted, where the store has ``notifies_challenges``)."""
         ...
 
     async def hold_back(self, ca: str, *, seconds: float, reason: str) -> None:

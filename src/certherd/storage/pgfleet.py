@@ -9,7 +9,8 @@ Tables (schema version 2, :mod:`certherd.storage.pgschema`)::
 
 Notifications (LISTEN): ``certherd_schedule`` (a lineage's settings were written: new
 or changed desired state) and ``certherd_live`` (a lineage's live version changed), each
-with the lineage's name as payload, sent when the write commits.
+with the lineage's name as payload, sent when the write commits; ``certherd_challenges``
+(a key authorization under ``challenges/`` written or deleted), its key as payload.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from certherd.errors import ConfigError
@@ -26,7 +27,7 @@ from certherd.storage.base import Lease
 from certherd.storage.fleet import CaBackoff, ScheduleEntry
 from certherd.storage.layout import check_name, state_file
 
-__all__ = ["CHANNELS", "PostgresFleet"]
+__all__ = ["CHALLENGES_CHANNEL", "CHANNELS", "PostgresFleet"]
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +35,9 @@ T = TypeVar("T")
 
 CHANNELS = ("certherd_schedule", "certherd_live")
 """What a node LISTENs to (payload: a lineage's name)."""
+CHALLENGES_CHANNEL = "certherd_challenges"
+"""Notified with the key of every key authorization written or deleted (schema version 5):
+what the challenge listeners LISTEN to (:mod:`certherd.challenges.view`)."""
 
 _CLAIMABLE = """
     NOT EXISTS (SELECT 1 FROM certherd_leases l WHERE l.name = s.lineage
@@ -89,6 +93,9 @@ class PostgresFleet:
         async def _change(self, what: str, work: Callable[[Any], Awaitable[T]]) -> T: ...
 
         async def _connect(self) -> Any: ...
+
+    notifies_challenges = True
+    """``changes(channels=(CHALLENGES_CHANNEL,))`` tells of every key authorization."""
 
     @property
     def node(self) -> str:
@@ -192,15 +199,22 @@ class PostgresFleet:
         return await self._run("read the CA backoff", work)
 
     async def changes(
-        self, on_change: Callable[[str, str], None], *, ready: asyncio.Event | None = None
+        self,
+        on_change: Callable[[str, str], None],
+        *,
+        ready: asyncio.Event | None = None,
+        channels: Sequence[str] = CHANNELS,
     ) -> None:
-        """LISTEN to :data:`CHANNELS` on a connection of its own until cancelled:
-        ``on_change(channel, lineage)`` for each notification. Raises StorageError when
+        """LISTEN to ``channels`` on a connection of its own until cancelled:
+        ``on_change(channel, payload)`` for each notification. Raises StorageError when
         the connection cannot be made or is lost (the caller polls meanwhile and calls
         again later). ``ready`` is set once listening."""
+        unknown = set(channels) - set(CHANNELS) - {CHALLENGES_CHANNEL}
+        if unknown:
+            raise ValueError(f"no such notification channel: {sorted(unknown)}")
         connection = await self._connect()
         try:
-            for channel in CHANNELS:
+            for channel in channels:
                 await connection.execute(f"LISTEN {channel}")
             if ready is not None:
                 ready.set()

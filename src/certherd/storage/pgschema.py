@@ -147,6 +147,20 @@ _DUE_FUNCTION_3 = _DUE_FUNCTION.replace("CREATE FUNCTION", "CREATE OR REPLACE FU
 )
 """certherd_due, version 3: deploy hooks owed for the live version make it due now."""
 
+_FOLLOW_FUNCTION_5 = _FOLLOW_FUNCTION_3.replace(
+    "BEGIN\n    -- Keeps certherd_schedule",
+    "BEGIN\n"
+    "    -- challenges/...: the listeners of every node follow the key authorizations.\n"
+    "    IF folder = 'challenges' THEN\n"
+    "        PERFORM pg_notify('certherd_challenges', changed);\n"
+    "        RETURN NULL;\n"
+    "    END IF;\n"
+    "    -- Keeps certherd_schedule",
+)
+"""certherd_schedule_follow, version 5: a write or delete below ``challenges/`` notifies
+``certherd_challenges`` with its key (the challenge listeners' in-memory view follows it,
+instead of reading the database for each validation request)."""
+
 MIGRATIONS: tuple[tuple[str, ...], ...] = (
     (  # version 1
         """CREATE TABLE certherd_values (
@@ -214,6 +228,9 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     ),
     (  # version 4: the leases held now, found without a scan of every lease ever granted
         "CREATE INDEX certherd_leases_held ON certherd_leases (expires) WHERE holder IS NOT NULL",
+    ),
+    (  # version 5: key authorizations notified (certherd.challenges.view)
+        _FOLLOW_FUNCTION_5,
     ),
 )
 """Migration N (1-based) brings the schema from version N-1 to N; append, never edit."""
