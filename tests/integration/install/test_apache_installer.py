@@ -329,3 +329,27 @@ async def test_a_request_right_after_a_renewal_sees_the_new_certificate(
         assert served is not None
         assert served.serial_number == serial(new_cert), f"renewal {round + 1}"
     assert apache.master_pid == parent
+
+
+async def test_uninstall_takes_out_every_include_of_a_file(apache: ApacheRoot) -> None:
+    """A vhost outside sites-enabled installed with ``redirect``: its file gets both of
+    certherd's includes, the redirect inside the vhost and the TLS copy after it (the
+    redirect's edit was made on the file's first bytes and overwrote the other: no TLS
+    at all, and nothing said so), and uninstall takes both out again."""
+    main = apache.root / "apache2.conf"
+    main.write_text(main.read_text() + fill(apache, MAIN_VHOST))
+    before = apache.snapshot()
+    start_or_fail(apache)
+    cert, key = certificate(apache.root / "live", ["main.apache.test"])
+    installer = ApacheInstaller(apache.root, https_port=free_port(), redirect=True)
+    await installer.install("main", ["main.apache.test"], cert, key)
+    text = main.read_text()
+    assert f'Include "{apache.root}/main-certherd.conf"' in text
+    assert f'Include "{installer.redirect_conf("main")}"' in text
+    served = await asyncio.to_thread(
+        apache.served_certificate, installer.https_port, "main.apache.test"
+    )
+    assert served is not None  # the TLS copy is read: HTTPS is served
+    assert served.serial_number == serial(cert)
+    assert await installer.uninstall("main") is True
+    assert apache.snapshot() == before

@@ -57,6 +57,8 @@ from certherd.storage.layout import check_name
 
 __all__ = ["ApacheInstaller"]
 
+_Edit = tuple[VirtualHost, Path, str, bool]
+"""An include to add: in (or, ``after``, right after) the vhost, of the file, why."""
 _REDIRECTS = re.compile(r"^\s*(Redirect|RedirectMatch|RedirectPermanent|RewriteRule)\b.*https://")
 
 
@@ -212,11 +214,15 @@ class ApacheInstaller(ServerRoot):
             content = self._tls_text(config, lineage, vhosts, target, certificate, key)
             if files.current(target) != content.encode():
                 changes[target] = content.encode()
-            changes.update(self._enable(config, target, vhosts[0]))
+            enabled, edits = self._enable(config, target, vhosts[0])
+            changes.update(enabled)
             if self.redirect:
                 redirect = self.redirect_conf(lineage)
                 changes[redirect] = self._redirect_text().encode()
-                changes.update(self._includes(config, vhosts, redirect, f"HTTPS for {lineage}"))
+                edits += [(vhost, redirect, f"HTTPS for {lineage}", False) for vhost in vhosts]
+            # One pass over each file: its TLS Include after a vhost and the redirect
+            # include inside it may go into the same file.
+            changes.update(self._insert(config, edits))
             added = await apply_changes(self.control, self.owned, changes, modules=modules)
             if added:
                 self._remember_modules(added)
@@ -224,20 +230,17 @@ class ApacheInstaller(ServerRoot):
 
     def _enable(
         self, config: ApacheConfig, target: Path, vhost: VirtualHost
-    ) -> dict[Path, files.Content]:
+    ) -> tuple[dict[Path, files.Content], list[_Edit]]:
         """How ``target`` gets read: a ``sites-enabled/`` link in Debian's layout, else
-        nothing when an Include glob already covers it, else an Include after the vhost."""
+        nothing when an Include glob already covers it, else an Include after the vhost
+        (an edit for :meth:`_insert`)."""
         if target.parent == (self.server_root / "sites-available").resolve():
             link = self.server_root / "sites-enabled" / target.name
             wanted = files.Link(f"../sites-available/{target.name}")
-            return {} if files.current(link) == wanted else {link: wanted}
-        if config.would_include(target):
-            return {}
-        text = config.texts[vhost.file]
-        if has_include(text, target):
-            return {}
-        edited = add_include(text, vhost.node, target, "TLS copy of this vhost", after=True)
-        return {vhost.file: edited.encode("utf-8", "surrogateescape")}
+            return ({} if files.current(link) == wanted else {link: wanted}), []
+        if config.would_include(target) or has_include(config.texts[vhost.file], target):
+            return {}, []
+        return {}, [(vhost, target, "TLS copy of this vhost", True)]
 
     def _tls_vhosts(
         self, config: ApacheConfig, lineage: str, names: Sequence[str]
@@ -352,12 +355,10 @@ class ApacheInstaller(ServerRoot):
         """Take away what :meth:`install` added for ``lineage``; False if nothing was."""
         async with self._locked():
             config = await self.read()
-            changes: dict[Path, files.Content] = {}
-            for path in self._existing_tls(config, lineage):
-                changes[path] = None
-                changes.update(self._without_includes(config, path))
+            existing = self._existing_tls(config, lineage)
             redirect = self.redirect_conf(lineage)
-            changes.update(self._without_includes(config, redirect))
+            changes = self._without_includes(config, *existing, redirect)
+            changes.update(dict.fromkeys(existing))
             if redirect.exists():
                 changes[redirect] = None
             if not changes:
@@ -401,20 +402,32 @@ class ApacheInstaller(ServerRoot):
     def _includes(
         self, config: ApacheConfig, vhosts: list[VirtualHost], target: Path, why: str
     ) -> dict[Path, files.Content]:
+        return self._insert(config, [(vhost, target, why, False) for vhost in vhosts])
+
+    def _insert(self, config: ApacheConfig, edits: list[_Edit]) -> dict[Path, files.Content]:
+        """Each edit's include (as the vhost's first lines, or with ``after`` right after
+        it; one already there is left), all of a file's in one pass from its end, so the
+        offsets of the ones before stay right."""
         texts: dict[Path, str] = {}
-        # Last vhost first, so the offsets of the ones before stay right.
-        for vhost in sorted(vhosts, key=lambda v: -v.node.start):
+
+        def offset(edit: _Edit) -> int:
+            return edit[0].node.close_end if edit[3] else edit[0].node.end
+
+        for vhost, target, why, after in sorted(edits, key=offset, reverse=True):
             text = texts.get(vhost.file, config.texts[vhost.file])
-            inside = text[vhost.node.start : vhost.node.close_end]
-            if has_include(inside, target):
+            if has_include(text[vhost.node.start : vhost.node.close_end], target):
                 continue
-            texts[vhost.file] = add_include(text, vhost.node, target, why)
+            texts[vhost.file] = add_include(text, vhost.node, target, why, after=after)
         return {path: text.encode("utf-8", "surrogateescape") for path, text in texts.items()}
 
-    def _without_includes(self, config: ApacheConfig, target: Path) -> dict[Path, files.Content]:
+    def _without_includes(self, config: ApacheConfig, *targets: Path) -> dict[Path, files.Content]:
+        """Every file without certherd's includes of ``targets`` (all of them from each
+        file: one file may include several)."""
         changes: dict[Path, files.Content] = {}
         for path, text in config.texts.items():
-            edited = remove_include(text, target)
+            edited = text
+            for target in targets:
+                edited = remove_include(edited, target)
             if edited != text:
                 changes[path] = edited.encode("utf-8", "surrogateescape")
         return changes
