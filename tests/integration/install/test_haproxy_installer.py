@@ -501,6 +501,7 @@ def test_which_crt_list_certherd_adds_to(tmp_path: Path) -> None:
     for bind in (
         "bind :8443 ssl crt-list list.txt",
         "bind :8443 ssl crt-list /etc/haproxy/a.txt crt-list /etc/haproxy/b.txt",
+        'bind :8443 ssl crt-list "/etc/haproxy/my list.txt"',
     ):
         text = DEBIAN_DEFAULT.replace("\tbind :80\n", f"\tbind :80\n\t{bind}\n")
         config = parse_config(chosen.config, text)

@@ -203,8 +203,8 @@ class HaproxyInstaller:
     def _crt_list(self, config: HaproxyConfig) -> str | None:
         """The crt-list certherd adds its PEMs to, as the config writes it: when no bind
         loads ``crt_dir``, and the TLS binds on the HTTPS port load one crt-list (the
-        same, by an absolute path: HAProxy opens a relative one from its own working
-        folder, and applies no ``crt-base`` to it)."""
+        same, by an absolute path of plain characters: HAProxy opens a relative one from
+        its own working folder, and applies no ``crt-base`` to it)."""
         if self._loaders(config):
             return None
         found = self._tls_binds(config)
@@ -212,7 +212,8 @@ class HaproxyInstaller:
         if not found or len(lists) != 1 or any(len(bind.crt_lists) != 1 for bind in found):
             return None
         written = lists.pop()
-        return written if written.startswith("/") else None
+        # Named on the runtime API's command line: a path of plain characters only.
+        return written if written.startswith("/") and _SAFE_PATH.fullmatch(written) else None
 
     def _check_served(self, config: HaproxyConfig, names: Sequence[str]) -> None:
         """Refuse a name a certificate loaded before certherd's already serves on a bind
