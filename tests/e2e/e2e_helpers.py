@@ -268,3 +268,31 @@ def holds_flock(pid: int, path: Path) -> bool:
         if fields[4] == str(pid) and fields[5].rsplit(":", 1)[-1] == str(inode):
             return True
     return False
+
+
+def forget_authorizations(config_dir: Path, directory_url: str, ca_bundle: Path) -> int:
+    """Deactivate the valid authorizations of every account ``config_dir`` keeps for the
+    CA at ``directory_url`` (no newAccount is sent), so the next orders for those names
+    answer their challenges; how many there were. Pebble reuses a valid authorization
+    in about 1 order in 100 even with ``authz_reuse_percent=0`` (see
+    ``tests/integration/acme_helpers.py``): a renewal meant to fail would then pass."""
+    import asyncio
+    import json
+
+    from tests.integration.acme_helpers import forget_authorizations as forget
+
+    from certherd.acme.client import AcmeClient
+    from certherd.crypto.keys import load_private_key
+    from certherd.storage.layout import ca_id
+
+    async def each() -> int:
+        forgotten = 0
+        for account in sorted((config_dir / "accounts" / ca_id(directory_url)).glob("*")):
+            key = load_private_key((account / "key.pem").read_bytes())
+            url = json.loads((account / "account.json").read_text())["url"]
+            client = AcmeClient(directory_url, key, account_url=url, ca_bundle=str(ca_bundle))
+            async with client:
+                forgotten += await forget(client)
+        return forgotten
+
+    return asyncio.run(each())

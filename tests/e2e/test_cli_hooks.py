@@ -7,7 +7,13 @@ import shlex
 from pathlib import Path
 
 import pytest
-from e2e_helpers import archive_versions, live_version, load_cert, read_env_dump
+from e2e_helpers import (
+    archive_versions,
+    forget_authorizations,
+    live_version,
+    load_cert,
+    read_env_dump,
+)
 from e2e_runner import Certherd, PebbleFactory
 from tests.servers.net import free_port
 
@@ -207,6 +213,8 @@ def test_failure_hooks_tell_someone_when_renewal_fails(
     settings = json.loads(settings_path.read_text())
     settings["solvers"][0]["options"]["listen"] = f"127.0.0.1:{free_port()}"
     settings_path.write_text(json.dumps(settings))
+    # Else Pebble now and then reuses the issuance's authorization: no challenge, a pass.
+    assert forget_authorizations(certherd.config_dir, no_reuse.directory_url, no_reuse.ca_bundle)
 
     for attempt in (1, 2):
         failed = certherd("--json", "renew", "--force", check=False)

@@ -10,7 +10,6 @@ Certbot account, sending no newAccount.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import fcntl
 import functools
@@ -28,9 +27,8 @@ from typing import Any
 
 import pytest
 from cryptography import x509
+from e2e_helpers import forget_authorizations
 
-from certherd.acme.client import AcmeClient
-from certherd.acme.messages import Status
 from certherd.crypto.keys import load_private_key, public_key_equal
 from certherd.migrate.certbot_import import key_from_jwk
 from certherd.storage.layout import ca_id
@@ -192,35 +190,11 @@ class World:
         return self.pebble.log_tail(10**7).count("POST /sign-me-up")
 
     def forget_authorizations(self) -> int:
-        """Deactivate the imported account's valid authorizations (RFC 8555 §7.5.2), so
-        the next orders must answer their challenges again; how many there were.
-
-        ``authz_reuse_percent=0`` is not enough: Pebble makes a new authorization when
-        ``rand.Intn(100) > reuse percent`` (wfe.go, makeAuthorizations), so it reuses a
-        valid one in about 1 order in 100 (measured: 6 of 500). A reused one runs no
-        challenge, so no manual hook: the hook log then lacks its last line.
-        """
-        account = next((self.config_dir / "accounts").rglob("account.json"))
-        key = load_private_key((account.parent / "key.pem").read_bytes())
-        url = json.loads(account.read_text())["url"]  # no newAccount: counted above
-
-        async def forget() -> int:
-            client = AcmeClient(
-                self.pebble.directory_url,
-                key,
-                account_url=url,
-                ca_bundle=str(self.pebble.ca_bundle),
-            )
-            forgotten = 0
-            async with client:
-                async for order_url in client.list_orders():
-                    for authz in (await client.fetch_order(order_url)).authorizations:
-                        if (await client.fetch_authorization(authz)).status is Status.VALID:
-                            await client.deactivate_authorization(authz)
-                            forgotten += 1
-            return forgotten
-
-        return asyncio.run(forget())
+        """Deactivate the imported account's valid authorizations, so the next orders
+        answer their challenges (Pebble reuses one now and then, even when told not
+        to: a reused manual.test authorization runs no manual hook)."""
+        pebble = self.pebble
+        return forget_authorizations(self.config_dir, pebble.directory_url, pebble.ca_bundle)
 
     @property
     def http(self) -> tuple[str, ...]:

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from acme_helpers import forget_authorizations
 from tests.unit.fakes import FakeClock
 
 from certherd.acme import AcmeClient, RevocationReason
@@ -196,6 +197,8 @@ async def test_a_failed_renewal_is_counted_backs_off_and_leaves_live_alone(
     )
     await failing.save(storage)
     await past_the_threshold(clock, await leaf(storage, 1))
+    # Else Pebble now and then reuses the issuance's authorization: no challenge, a pass.
+    assert await forget_authorizations(await manager.client(manager.ca_for(failing)))
 
     [outcome] = await manager.renew([NAME])
 

@@ -21,10 +21,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from acme_helpers import forget_authorizations as forget
 from aiosmtpd.controller import Controller
 from tests.unit.fakes import FakeClock
 
-from certherd.acme.messages import Status
 from certherd.challenges.spec import SecretRef, SolverSpec
 from certherd.manager.lineage import LineageState
 from certherd.manager.notify import DEDUP_INTERVAL, compose, scrub
@@ -174,14 +174,9 @@ FAILING = (
 
 
 async def forget_authorizations(manager: Manager, settings: LineageSettings) -> None:
-    """Deactivate the account's valid authorizations (RFC 8555 §7.5.2), so the next
-    order must prove the name again: this Pebble was seen reusing a valid one now and
-    then (about one order in a hundred) even with authz_reuse_percent=0."""
-    client = await manager.client(manager.ca_for(settings))
-    async for order_url in client.list_orders():
-        for url in (await client.fetch_order(order_url)).authorizations:
-            if (await client.fetch_authorization(url)).status is Status.VALID:
-                await client.deactivate_authorization(url)
+    """Deactivate the account's valid authorizations, so the next order must prove the
+    name again (Pebble reuses one now and then even with authz_reuse_percent=0)."""
+    await forget(await manager.client(manager.ca_for(settings)))
 
 
 async def fail_a_renewal(

@@ -28,7 +28,12 @@ class PebbleOptions:
     nonce_reject_percent: int = 5
     """``PEBBLE_WFE_NONCEREJECT``: share of good nonces refused with badNonce (0..100)."""
     authz_reuse_percent: int = 50
-    """``PEBBLE_AUTHZREUSE``: chance that a valid authorization is reused in a new order."""
+    """``PEBBLE_AUTHZREUSE``: chance that a valid authorization is reused in a new order.
+
+    Pebble makes a new one only when ``rand.Intn(100) > authz_reuse_percent``, so 0 still
+    reuses about 1 in 100 (measured: 6 of 500 orders): a test whose order must answer
+    its challenges deactivates the account's valid authorizations first (RFC 8555 §7.5.2).
+    """
     alternate_roots: int = 0
     """``PEBBLE_ALTERNATE_ROOTS``: extra root chains, offered through ``Link: alternate``."""
     chain_length: int | None = None
