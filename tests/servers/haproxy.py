@@ -90,7 +90,8 @@ class HaproxyRoot(Launcher):
         return self._process.pid
 
     def workers(self) -> set[int]:
-        """The master's children (its workers, old ones still finishing included)."""
+        """The master's living children (its workers, old ones still finishing
+        included); one that exited and waits to be reaped (a zombie) is not counted."""
         found = set()
         for entry in Path("/proc").iterdir():
             if entry.name.isdigit():
@@ -98,13 +99,18 @@ class HaproxyRoot(Launcher):
                     fields = (entry / "stat").read_text().rpartition(")")[2].split()
                 except OSError:
                     continue
-                if len(fields) > 1 and fields[1] == str(self.master_pid):
+                if len(fields) > 1 and fields[1] == str(self.master_pid) and fields[0] != "Z":
                     found.add(int(entry.name))
         return found
 
     def worker(self, timeout: float = 10.0) -> int:
-        """The one worker, once the old one of a reload has finished (a reload returns
-        as soon as the new worker runs; the old one leaves a little later)."""
+        """The one worker, once the old one of a reload has finished.
+
+        Sound only outside a reload: during one, the old worker may exit before the
+        master forks the new one (seen: 4 ms without a worker). certherd's reload
+        returns once a new child runs and the old ones stopped listening, so after it
+        the only wait is for the old worker to leave.
+        """
         deadline = time.monotonic() + timeout
         while True:
             found = self.workers()
