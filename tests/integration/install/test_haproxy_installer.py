@@ -540,3 +540,27 @@ async def test_a_crt_list_without_a_runtime_socket_is_reloaded(tmp_path: Path) -
         assert served.serial_number == _serial(theirs)
     finally:
         root.stop()
+
+
+def test_which_certificate_haproxy_serves_a_name_from_before_certherds(tmp_path: Path) -> None:
+    """HAProxy's choice as :func:`crtlist.first_served` models it (each case tried on
+    HAProxy 2.6): an earlier certificate's own names, else its SNI filters; the bind's
+    first certificate by its own names even with filters, unless ``!*``; a negative
+    filter takes a name out; a wildcard does not take an exact name."""
+    ca = MiniCA.create("test CA")
+    first, _ = ca.write_server_files(tmp_path, "first", ["a.example.test"])
+    later, _ = ca.write_server_files(tmp_path, "later", ["b.example.test", "*.example.test"])
+
+    def served(*entries: tuple[Path, str, bool]) -> str | None:
+        found = [crtlist.Entry(str(path), tuple(filters.split()), "x", default)
+                 for path, filters, default in entries]  # fmt: skip
+        names = ["a.example.test", "b.example.test", "c.example.test"]
+        chosen = crtlist.first_served(names, found)
+        return chosen[0] if chosen else None
+
+    assert served((first, "", True)) == "a.example.test"
+    assert served((first, "x.test", True)) == "a.example.test"  # the default's own names
+    assert served((first, "!*", True)) is None
+    assert served((first, "!*", True), (later, "", False)) == "b.example.test"
+    assert served((later, "!b.example.test", False)) is None  # *. is not c.example.test
+    assert served((later, "c.example.test", False)) == "c.example.test"  # filters only

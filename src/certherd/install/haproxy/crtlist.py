@@ -169,9 +169,12 @@ def first_served(names: Iterable[str], found: Iterable[Entry]) -> tuple[str, Ent
     for entry in found:
         positive = {f.lower() for f in entry.filters if not f.startswith("!")}
         negative = {f[1:].lower() for f in entry.filters if f.startswith("!")}
-        own = _certificate_names(entry.path) if not positive or entry.default else set()
+        hidden = "*" in negative  # "!*": not its own names
+        own = (
+            set() if hidden or (positive and not entry.default) else _certificate_names(entry.path)
+        )
         keys = positive or own
-        if entry.default and "*" not in negative:  # the bind's default certificate
+        if entry.default:  # the bind's default certificate: its own names too
             keys = keys | own
         for name in sorted(wanted & (keys - negative)):
             return name, entry
