@@ -3,9 +3,12 @@ address, test servers. Imports nothing but certherd's errors."""
 
 from __future__ import annotations
 
+import errno
+import os
+
 from certherd.errors import ConfigError
 
-__all__ = ["split_host_port"]
+__all__ = ["bind_failure", "split_host_port"]
 
 _MAX_PORT = 65535
 
@@ -48,3 +51,21 @@ def split_host_port(
     ):
         raise ConfigError(f"{what} {text!r}: the port must be a number from 1 to {_MAX_PORT}")
     return host, int(port_text)
+
+
+_BIND_HINTS = {
+    errno.EADDRINUSE: "another program listens there (`ss -ltnp` names it)",
+    errno.EADDRNOTAVAIL: "no interface of this host has that address",
+    errno.EACCES: "ports below 1024 need root or CAP_NET_BIND_SERVICE",
+}
+
+
+def bind_failure(exc: OSError) -> str:
+    """Why a listening socket could not be bound, in a few words: the system's reason and
+    what it usually means. asyncio's ``create_server`` wraps the error in a long text
+    repeating the address; only its errno is used here."""
+    if exc.errno is None:
+        return str(exc.strerror or exc).lower()
+    reason = os.strerror(exc.errno).lower()
+    hint = _BIND_HINTS.get(exc.errno)
+    return f"{reason}: {hint}" if hint else reason

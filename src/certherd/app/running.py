@@ -88,10 +88,17 @@ class DaemonCalls:
         async def before_cycle() -> None:
             await self._follow(self.read_config())
 
+        # What would stop every cycle stops run at its start, before anything listens (one
+        # line, exit 2): certherd.toml that does not load, a config dir others may change,
+        # a bad auth file. Later, a certherd.toml broken by an edit fails its cycles (the
+        # daemon keeps the settings it last followed, and health says why).
+        self.read_config()
+        if self.config_dir is not None:
+            await self.manager.lineages()
         if metrics_auth is not None and metrics:
             from certherd.daemon.page import read_users
 
-            read_users(Path(metrics_auth))  # a bad file stops run before anything starts
+            read_users(Path(metrics_auth))
 
         daemon: Daemon
         if node:
@@ -135,6 +142,7 @@ class DaemonCalls:
         self._daemon = daemon
         if self._stopping:
             daemon.stop()
+        started: list[bool] = []  # "stopped" is told only of a daemon that started
         try:
             await serve(
                 daemon,
@@ -144,12 +152,14 @@ class DaemonCalls:
                 notice=lambda text: self._emit("notice", text),
                 where=self._where(daemon),
                 listeners=self._challenge_listeners(http_serve, tls_alpn_serve),
+                on_started=lambda: started.append(True),
             )
         finally:
             await self.aclose()
             self._daemon = None
             self._stopping = False
-            self._emit("notice", "certherd daemon stopped")
+            if started:
+                self._emit("notice", "certherd daemon stopped")
 
     def _challenge_listeners(
         self, http_serve: str | None, tls_alpn_serve: str | None

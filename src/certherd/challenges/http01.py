@@ -21,6 +21,7 @@ import logging
 from dataclasses import dataclass
 
 from certherd.acme.messages import Identifier
+from certherd.addresses import bind_failure
 from certherd.challenges.base import ChallengeTask, check_token
 from certherd.challenges.options import parse_listen_address
 from certherd.errors import ConfigError
@@ -106,7 +107,7 @@ class Http01StandaloneSolver:
         except OSError as exc:
             where = f"{self.host or '*'}:{self.port}"
             raise ConfigError(
-                f"cannot listen for http-01 on {where}: {exc.strerror or exc}; "
+                f"cannot listen for http-01 on {where}: {bind_failure(exc)}; "
                 "free the port, choose another as {http.listen}, or use {webroot.path}",
                 settings=("http.listen", "webroot.path"),
             ) from None

@@ -40,6 +40,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from certherd.acme.messages import Identifier
+from certherd.addresses import bind_failure
 from certherd.challenges.base import ChallengeTask, check_token
 from certherd.errors import ConfigError
 
@@ -341,10 +342,8 @@ class TlsAlpn01Solver:
         except OSError as exc:
             where = f"{self.host or '*'}:{self.port}"
             hint = "free the port or choose another, or use http-01 or dns-01"
-            if isinstance(exc, PermissionError):
-                hint = "ports below 1024 need root or CAP_NET_BIND_SERVICE; " + hint
             raise ConfigError(
-                f"cannot listen for tls-alpn-01 on {where}: {exc.strerror or exc}; {hint}"
+                f"cannot listen for tls-alpn-01 on {where}: {bind_failure(exc)}; {hint}"
             ) from None
         self._dispatch = dispatch
 

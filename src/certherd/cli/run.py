@@ -29,7 +29,6 @@ __all__ = ["run"]
     "--metrics-auth",
     "metrics_auth",
     metavar="FILE",
-    type=click.Path(dir_okay=False),
     help="Ask for HTTP basic auth on --metrics (all but /healthz): user:password lines "
     "in FILE, readable by its owner only.",
 )

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import errno
 import hmac
 import json
 import os
@@ -59,19 +60,29 @@ def _refused(path: Path, problem: str) -> ConfigError:
 
 def read_users(path: Path) -> dict[str, bytes]:
     """``{user: password}`` from ``path``; ConfigError naming the file and the fix."""
+    # O_NONBLOCK: a FIFO given by mistake would otherwise block the open until a writer
+    # comes (for ever, in a daemon's start); it is refused below as not a regular file.
+    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        fd = os.open(path, flags)
     except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise _refused(path, "is a symbolic link: give the file it points to") from None
         problem = f"cannot be read: {exc.strerror or exc}; give a file of user:password lines"
         raise _refused(path, problem) from None
-    with os.fdopen(fd, "rb") as handle:
-        mode = os.fstat(handle.fileno()).st_mode
-        raw = handle.read(MAX_AUTH_FILE + 1)
-    if not stat.S_ISREG(mode):
-        raise _refused(path, "not a regular file")
-    if stat.S_IMODE(mode) & 0o077:
-        problem = f"users other than its owner may read it (mode {stat.S_IMODE(mode):04o})"
-        raise _refused(path, f"{problem}: chmod 600 it")
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            raise _refused(path, "not a regular file: give a file of user:password lines")
+        if stat.S_IMODE(mode) & 0o077:
+            problem = f"users other than its owner may read it (mode {stat.S_IMODE(mode):04o})"
+            raise _refused(path, f"{problem}: chmod 600 it")
+        with os.fdopen(os.dup(fd), "rb") as handle:
+            raw = handle.read(MAX_AUTH_FILE + 1)
+    except OSError as exc:
+        raise _refused(path, f"cannot be read: {exc.strerror or exc}") from None
+    finally:
+        os.close(fd)
     if len(raw) > MAX_AUTH_FILE:
         raise _refused(path, "larger than 64 KiB")
     try:

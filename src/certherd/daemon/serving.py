@@ -38,6 +38,7 @@ async def serve(
     notice: Callable[[str], None] = lambda text: None,
     where: str = "storage",
     listeners: Sequence[tuple[Listener, str]] = (),
+    on_started: Callable[[], None] = lambda: None,
 ) -> None:
     """Run ``daemon`` until it is stopped.
 
@@ -48,6 +49,8 @@ async def serve(
     daemon and SIGHUP starts a cycle now; the handlers are removed when it returns.
     ``notice`` hears what a log should show; ``where`` names the storage in it.
     ``listeners``: (listener, what it is) started before the daemon, stopped after it.
+    ``on_started`` is called once everything listens and the daemon starts; an error
+    before that (a port taken, a bad auth file) is raised with nothing left running.
     """
     if signals and threading.current_thread() is not threading.main_thread():
         # An argument of this call, not a setting: no front end has a word for it.
@@ -60,9 +63,10 @@ async def serve(
             "{metrics_auth} guards the metrics listener: give {metrics} too",
             settings=("metrics_auth", "metrics"),
         )
+    told: list[str] = []  # told once everything started: a start that fails is one line
     before, after = raise_open_file_limit()
     if after != before:
-        notice(f"open file limit raised from {before} to {after}")
+        told.append(f"open file limit raised from {before} to {after}")
     loop = asyncio.get_running_loop()
     if signals:
         for signum in (signal.SIGTERM, signal.SIGINT):
@@ -79,13 +83,16 @@ async def serve(
         for listener, what in listeners:
             await listener.start()
             started.append(listener)
-            notice(what)
+            told.append(what)
         if metrics:
             from certherd.daemon.page import BasicAuth, read_users
             from certherd.daemon.status import StatusSource
             from certherd.daemon.web import MetricsServer  # aiohttp: only when serving
 
-            host, port = parse_listen_address(metrics, default_host="127.0.0.1")
+            try:
+                host, port = parse_listen_address(metrics, default_host="127.0.0.1")
+            except ConfigError as exc:
+                raise ConfigError(f"{{metrics}}: {exc}", settings=("metrics",)) from None
             auth = BasicAuth(read_users(metrics_auth)) if metrics_auth is not None else None
             server = MetricsServer(
                 host,
@@ -98,10 +105,13 @@ async def serve(
             )
             await server.start()
             shown = f"http://{host or '*'}:{server.port}"
-            notice(f"metrics on {shown}/metrics")
+            told.append(f"metrics on {shown}/metrics")
             if status_page:
-                notice(f"status page on {shown}/")
+                told.append(f"status page on {shown}/")
+        for text in told:
+            notice(text)
         notice(f"certherd daemon started ({where})")
+        on_started()
         await daemon.run()
     finally:
         if server is not None:

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Final
 from aiohttp import web
 from prometheus_client import generate_latest
 
+from certherd.addresses import bind_failure
 from certherd.daemon.guard import ConnectionGuard, GuardLimits
 from certherd.daemon.metrics import (
     CONTENT_TYPE,
@@ -191,8 +192,9 @@ class MetricsServer:
             await self.stop()
             where = f"{self.host or '*'}:{self._requested_port}"
             raise ConfigError(
-                f"cannot serve metrics on {where}: {exc.strerror or exc}; "
-                "choose another address or port"
+                f"cannot serve metrics on {where}: {bind_failure(exc)}; "
+                "choose another address or port as {metrics}",
+                settings=("metrics",),
             ) from None
 
     async def stop(self) -> None:
