@@ -13,9 +13,13 @@ import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
+from e2e_helpers import wait_until
 from e2e_runner import Certherd, Result
 from tests.servers.net import free_port
+
+from certherd.daemon.throttle import LOCKOUT, MAX_FAILURES
 
 STARTUP_TIMEOUT = 60.0
 """Seconds: each of these runs ends on its own, at once; a hang fails the test."""
@@ -134,3 +138,42 @@ def test_a_config_dir_others_may_change_stops_the_start(certherd: Certherd) -> N
     certherd.config_dir.mkdir()
     certherd.config_dir.chmod(0o777)
     _failed_to_start(_run(certherd), "not safe for keys and hooks", "mode 0777")
+
+
+def test_a_running_daemon_turns_away_an_address_guessing_passwords(
+    certherd: Certherd, tmp_path: Path
+) -> None:
+    """The real daemon: 10 wrong credentials from one address, then 429 with Retry-After
+    for that address (right credentials included), other addresses and /healthz served,
+    and the counts in /metrics."""
+    users = _auth_file(tmp_path)
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    running = certherd.start("run", "--metrics", str(port), "--metrics-auth", str(users))
+
+    def get(path: str, source: str = "127.0.0.1", **options: object) -> httpx.Response:
+        transport = httpx.HTTPTransport(local_address=source)
+        with httpx.Client(transport=transport, trust_env=False, timeout=5) as client:
+            return client.get(f"{base}{path}", **options)  # type: ignore[arg-type]
+
+    def up() -> bool:
+        try:
+            return get("/healthz").status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    wait_until(up, 20, "the daemon's /healthz")
+    right = ("ops", "correct horse battery")
+    for attempt in range(MAX_FAILURES):
+        assert get("/", auth=("ops", f"guess {attempt}")).status_code == 401, attempt
+    refused = get("/metrics", auth=right)
+    assert refused.status_code == 429, refused.text
+    assert refused.headers["retry-after"] == str(int(LOCKOUT))
+    assert get("/healthz").status_code == 200
+    scraped = get("/metrics", "127.0.0.3", auth=right)
+    assert scraped.status_code == 200, scraped.text
+    assert "certherd_http_auth_failures_total 10.0" in scraped.text, scraped.text
+    assert "certherd_http_auth_lockouts_total 1.0" in scraped.text, scraped.text
+    assert "certherd_http_auth_throttled_total 1.0" in scraped.text, scraped.text
+    running.process.terminate()
+    assert running.wait(timeout=30).code == 0

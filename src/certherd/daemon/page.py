@@ -21,19 +21,25 @@ from __future__ import annotations
 import base64
 import binascii
 import errno
+import hashlib
 import hmac
 import json
 import os
+import secrets
 import stat
+from collections.abc import Iterator
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
 from aiohttp import web
 
+from certherd.daemon.throttle import AuthThrottle
 from certherd.errors import ConfigError, safe_text
 
 if TYPE_CHECKING:
+    from prometheus_client.metrics_core import Metric
+
     from certherd.daemon.status import StatusSource
     from certherd.daemon.web import Handler
 
@@ -104,11 +110,17 @@ def read_users(path: Path) -> dict[str, bytes]:
 
 
 class BasicAuth:
-    """Checks ``Authorization: Basic`` against :func:`read_users`'s map, in constant time
-    for a known user's password."""
+    """Checks ``Authorization: Basic`` against :func:`read_users`'s map in constant time
+    (SHA-256 digests compared with :func:`hmac.compare_digest`, for a known user or not,
+    so neither the time nor a length tells which users exist or how long a password
+    is), and turns away an address that sent too many wrong credentials
+    (:class:`~certherd.daemon.throttle.AuthThrottle`: 429 with ``Retry-After``).
+    :meth:`collect` gives the throttle's counters for ``/metrics``."""
 
-    def __init__(self, users: dict[str, bytes]) -> None:
-        self._users = users
+    def __init__(self, users: dict[str, bytes], throttle: AuthThrottle | None = None) -> None:
+        self._digests = {user: hashlib.sha256(word).digest() for user, word in users.items()}
+        self._unknown = hashlib.sha256(secrets.token_bytes(32)).digest()
+        self.throttle = throttle if throttle is not None else AuthThrottle()
 
     def allows(self, header: str | None) -> bool:
         if header is None or header[:6].lower() != "basic ":
@@ -118,15 +130,32 @@ class BasicAuth:
         except (binascii.Error, ValueError):
             return False
         user, colon, password = decoded.partition(b":")
-        known = self._users.get(user.decode("utf-8", "replace"))
+        known = self._digests.get(user.decode("utf-8", "replace"))
         # Compared even for an unknown user, so the time does not tell which users exist.
-        expected = known if known is not None else b"\0" * max(len(password), 1)
-        return bool(colon) and hmac.compare_digest(password, expected) and known is not None
+        expected = known if known is not None else self._unknown
+        same = hmac.compare_digest(hashlib.sha256(password).digest(), expected)
+        return bool(colon) and same and known is not None
+
+    def collect(self) -> Iterator[Metric]:
+        return self.throttle.collect()
 
     @web.middleware
     async def middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
-        if request.path in OPEN_PATHS or self.allows(request.headers.get("Authorization")):
+        if request.path in OPEN_PATHS:
             return await handler(request)
+        address = request.remote
+        wait = self.throttle.wait(address)
+        if wait > 0:
+            return web.Response(
+                status=429,
+                text="certherd: too many wrong credentials from this address: try later\n",
+                headers={"Retry-After": self.throttle.retry_after(wait)},
+            )
+        header = request.headers.get("Authorization")
+        if self.allows(header):
+            return await handler(request)
+        if header is not None:  # a request without credentials is no wrong guess
+            self.throttle.failed(address)
         return web.Response(
             status=401,
             text="certherd: log in\n",

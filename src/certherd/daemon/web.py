@@ -113,11 +113,13 @@ class MetricsServer:
     (optional) returns None when healthy or the reason for a 503. An exception in any of
     them is answered with 500 / 503, never raised. ``status``: serve the status page
     (:mod:`certherd.daemon.page`) from this source; ``auth``: ask every path but the
-    health checks for HTTP basic auth. ``max_connections``, ``read_timeout``
-    (for the whole request head) and ``write_timeout`` bound what clients can hold (see
-    :mod:`certherd.daemon.guard`); :attr:`refused` counts connections turned away at the
-    cap. Port 0 picks a free port; :attr:`port` tells which once started. Not reentrant:
-    :meth:`start` once, :meth:`stop` any number of times.
+    health checks for HTTP basic auth (an address sending too many wrong credentials is
+    answered 429 for a while; its counters are in ``/metrics``). ``max_connections``,
+    ``read_timeout`` (for the whole request head) and ``write_timeout`` bound what
+    clients can hold (see :mod:`certherd.daemon.guard`); :attr:`refused` counts
+    connections turned away at the cap. Port 0 picks a free port; :attr:`port` tells
+    which once started. Not reentrant: :meth:`start` once, :meth:`stop` any number of
+    times.
     """
 
     def __init__(
@@ -139,7 +141,8 @@ class MetricsServer:
         self._health = health
         self._limits = GuardLimits(max_connections, read_timeout, write_timeout)
         own = LineageCollector(collect, refused=lambda: self._limits.refused)
-        self._registry = registry_of([own, *collectors])
+        counters = [auth] if auth is not None else []  # its failures and lockouts
+        self._registry = registry_of([own, *counters, *collectors])
         middlewares = [_bounded] if auth is None else [_bounded, auth.middleware]
         self._app = web.Application(middlewares=middlewares, handler_args={"lingering_time": 0})
         if status is not None:
