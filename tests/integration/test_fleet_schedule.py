@@ -1,14 +1,18 @@
 """The fleet's schedule and work split in a real PostgreSQL (certherd.storage.pgfleet):
 the schedule follows every write in its transaction, claims of several nodes at once are
 disjoint and grant fenced leases, a node that settles a lineage is not handed it again
-at once, and one node's rate limit holds every node back from that CA."""
+at once, one node's rate limit holds every node back from that CA, and a node that starts
+listening late reads the schedule again."""
 
 from __future__ import annotations
 
 import asyncio
 import datetime as dt
 import json
+import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from tests.servers.postgres import PostgresServer
@@ -174,3 +178,56 @@ async def test_a_fleet_node_needs_a_storage_that_keeps_a_schedule(tmp_path: Path
     async with Certherd(tmp_path / "config") as certherd:
         with pytest.raises(ConfigError, match="shared storage"):
             await certherd.run(node=True, signals=False)
+
+
+class SlowListener:
+    """The fleet of ``storage``, whose LISTEN takes effect only once ``go`` is set (a
+    notification connection slower than the node's first round); it notes each claim."""
+
+    def __init__(self, storage: PostgresStorage) -> None:
+        self.storage = storage
+        self.go = asyncio.Event()
+        self.claimed: list[str] = []
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.storage, name)
+
+    async def changes(self, on_change: Callable[[str, str], None], **options: Any) -> None:
+        await self.go.wait()
+        await self.storage.changes(on_change, **options)
+
+    async def claim(self, *, limit: int, ttl: float) -> list[Lease]:
+        leases = await self.storage.claim(limit=limit, ttl=ttl)
+        self.claimed += [lease.name for lease in leases]
+        return leases
+
+
+async def test_a_change_before_the_node_listens_is_claimed_once_it_listens(
+    postgres: PostgresServer,
+) -> None:
+    """A lineage added after a node's first round but before its LISTEN took effect is
+    not notified to it: the node reads the schedule again once listening, instead of
+    sleeping until its next poll (max_sleep, 300 s here)."""
+    from certherd.daemon.node import FleetNode
+    from certherd.manager.service import Manager
+
+    url = postgres.url(postgres.database())
+    storage, other = PostgresStorage(url, node="slow"), PostgresStorage(url, node="other")
+    fleet = SlowListener(storage)
+    node = FleetNode(Manager(storage), fleet, min_sleep=60, max_sleep=300, grace=1)  # type: ignore[arg-type]
+    running = asyncio.create_task(node.run())
+    try:
+        async with asyncio.timeout(30):
+            while node.status.cycles < 1:  # its first round: an empty schedule
+                await asyncio.sleep(0.02)
+        await other.write("renewal/late.json", settings("late"))  # notified, not heard
+        fleet.go.set()
+        deadline = time.monotonic() + 15
+        while "late" not in fleet.claimed:
+            assert time.monotonic() < deadline, "the node never claimed what it did not hear"
+            await asyncio.sleep(0.02)
+    finally:
+        node.stop()
+        await running
+        await storage.aclose()
+        await other.aclose()

@@ -388,14 +388,30 @@ class FleetNode(Daemon):
         self._nudge.set()
 
     async def _listen(self) -> None:
-        """LISTEN for other nodes' changes; reconnect with backoff (polling meanwhile)."""
+        """LISTEN for other nodes' changes; reconnect with backoff (polling meanwhile).
+
+        Each time listening starts (the first time and after a lost connection), the
+        schedule is read again and claimed from: a change committed before the LISTEN
+        took effect was not heard, and would otherwise wait for the next poll."""
         pause = RETRY_FIRST
         while True:
+            ready = asyncio.Event()
+            heard = asyncio.create_task(self._listening(ready), name="fleet listening")
             try:
-                await self.fleet.changes(self._told)
+                await self.fleet.changes(self._told, ready=ready)
             except StorageError as exc:
                 log.debug("node %s: notifications unavailable: %s", self.node, exc)
             except Exception as exc:  # a notification connection must never end the node
                 log.debug("node %s: notifications failed", self.node, exc_info=exc)
+            finally:
+                heard.cancel()
+            if ready.is_set():
+                pause = RETRY_FIRST  # it listened: a new loss starts the backoff again
             await asyncio.sleep(pause)
             pause = min(pause * 2, RETRY_MAX)
+
+    async def _listening(self, ready: asyncio.Event) -> None:
+        """Once ``ready`` (LISTEN took effect): as if every change had been notified."""
+        await ready.wait()
+        self._changed = True
+        self._nudge.set()
