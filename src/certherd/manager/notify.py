@@ -20,12 +20,15 @@ from certherd's own one-line texts (which name settings, never values), and ever
 secret the lineage knows (solver credentials, the EAB key, the notify URLs themselves)
 is replaced by ``***`` before it leaves. A notifier that fails never changes the
 outcome of a renewal: it is logged in one line (the target's index and scheme, never
-its URL) and that is all. apprise is imported only when a message is sent.
+its URL) and that is all; one that hangs is waited for :data:`SEND_TIMEOUT` at most,
+then left to a daemon thread and skipped until that returns (see :func:`_send`).
+apprise is imported only when a message is sent.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import json
 import logging
@@ -33,7 +36,7 @@ import re
 import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol
+from typing import Literal, Protocol
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from certherd.clock import Clock
@@ -66,9 +69,11 @@ EVENTS: dict[EventKind, str] = {
 }
 DEDUP_INTERVAL = dt.timedelta(hours=24)
 """One message per event kind and lineage within this time."""
-SEND_TIMEOUT = 60.0
-"""How long all targets of one message may take (apprise's own socket timeouts are
-shorter); past it the message counts as not sent."""
+SEND_TIMEOUT = 20.0
+"""Seconds a renewal waits for the targets of one message (apprise's own socket
+timeouts are 4 s to connect and read, 15 s for SMTP; a receiver that trickles its
+answer defeats them). Past it, a target counts as not sent; its thread is left to
+finish, and the target is skipped until it does."""
 _CLEARS: dict[EventKind, tuple[EventKind, ...]] = {
     "failed": ("recovered",),
     "recovered": ("failed", "expiring"),
@@ -224,33 +229,56 @@ async def _save(storage: Storage, name: str, record: dict[EventKind, dt.datetime
 
 
 async def _send(name: str, urls: list[str], notice: Notice) -> bool:
-    """Send ``notice`` to every URL (in a thread: apprise blocks); whether any took it."""
+    """Send ``notice`` to every URL, each in a thread of its own (apprise blocks), and
+    wait at most :data:`SEND_TIMEOUT` for them all; whether any took it.
+
+    A target that does not answer in time is left to its thread (a daemon thread: the
+    process never waits for it at exit) and skipped by later messages until that thread
+    returns, so a receiver that hangs costs one wait, not one per message, and never
+    holds up the other targets of the message."""
     if not urls:
         return False
-    try:
-        results = await asyncio.wait_for(
-            asyncio.to_thread(_send_blocking, urls, notice), SEND_TIMEOUT
+    loop = asyncio.get_running_loop()
+    problems: dict[int, str] = {}
+    waiting: dict[int, asyncio.Future[str | None]] = {}
+    for index, url in enumerate(urls):
+        with _HANGING_LOCK:
+            if url in _HANGING:
+                problems[index] = "an earlier message to it has not returned yet: skipped"
+                continue
+            _HANGING.add(url)
+        future: asyncio.Future[str | None] = loop.create_future()
+        thread = threading.Thread(
+            target=_send_in_thread,
+            args=(loop, future, url, notice, urls),
+            name=f"certherd-notify-{index}",
+            daemon=True,
         )
-    except TimeoutError:
-        log.warning(
-            "lineage %s: %s notification not sent within %d s", name, notice.kind, SEND_TIMEOUT
-        )
-        return False
-    for index, problem in results.items():
+        thread.start()
+        waiting[index] = future
+    if waiting:
+        await asyncio.wait(waiting.values(), timeout=SEND_TIMEOUT)
+    for index, future in waiting.items():
+        if not future.done():
+            future.cancel()
+            problems[index] = f"no answer within {SEND_TIMEOUT:g} s"
+        elif (problem := future.result()) is not None:
+            problems[index] = problem
+    for index in sorted(problems):
         log.warning(
             "lineage %s: %s notification to notify[%d] (%s) not sent: %s",
             name,
             notice.kind,
             index,
             _scheme(urls[index]),
-            problem,
+            problems[index],
         )
-    return len(results) < len(urls)
+    return len(problems) < len(urls)
 
 
-_SENDING = threading.Lock()
-"""apprise's log is one logger for the process: one message is sent at a time, so what
-is captured of it belongs to that message's target."""
+_HANGING: set[str] = set()
+"""Targets whose thread has not returned yet (skipped until it does)."""
+_HANGING_LOCK = threading.Lock()
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]{0,30})://")
 
 
@@ -259,32 +287,70 @@ def _scheme(url: str) -> str:
     return match.group(1) if match else "?"
 
 
-def _send_blocking(urls: list[str], notice: Notice) -> dict[int, str]:
-    """Send to each URL on its own, so one bad target is named and the rest still go;
-    returns what went wrong, by index, as apprise said it (its log, scrubbed)."""
-    import apprise
+def _send_in_thread(
+    loop: asyncio.AbstractEventLoop,
+    future: asyncio.Future[str | None],
+    url: str,
+    notice: Notice,
+    urls: list[str],
+) -> None:
+    """A target's thread: send, then hand the result to the loop (if it still runs)."""
+    try:
+        problem = _send_one(url, notice, urls)
+    except BaseException as exc:  # a plugin's bug: this target failed, not the run
+        problem = f"unexpected {type(exc).__name__}"
+    finally:
+        with _HANGING_LOCK:
+            _HANGING.discard(url)
 
-    problems: dict[int, str] = {}
-    with _SENDING:
-        for index, url in enumerate(urls):
-            problem = _send_one(apprise, url, notice, urls)
-            if problem is not None:
-                problems[index] = problem
-    return problems
+    def settle() -> None:
+        if not future.done():
+            future.set_result(problem)
+
+    with contextlib.suppress(RuntimeError):  # the loop closed meanwhile: nobody waits
+        loop.call_soon_threadsafe(settle)
 
 
-def _send_one(apprise: Any, url: str, notice: Notice, urls: list[str]) -> str | None:
+class _ThreadLog(logging.Handler):
+    """What apprise logs at WARNING or above from one thread (apprise's logger is one
+    for the process, and targets are sent in parallel)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self._thread = threading.get_ident()
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.thread == self._thread:
+            with contextlib.suppress(Exception):
+                self.lines.append(record.getMessage())
+
+
+def _send_one(url: str, notice: Notice, urls: list[str]) -> str | None:
     """Send to one URL; what went wrong (apprise's last warning, with every URL's
     secrets scrubbed), else None."""
-    sender = apprise.Apprise()
+    import apprise
+
+    # Sent right here, in this target's daemon thread: with its service time limit (60 s
+    # by default) or in async mode, apprise runs the call in a shared executor of its
+    # own, whose threads the process waits for at exit: a receiver that never finishes
+    # its answer then keeps certherd from ending. The time is bounded by _send instead.
+    try:
+        asset = apprise.AppriseAsset(async_mode=False, service_timeout=0)
+    except (TypeError, AttributeError):  # apprise 1.x: no service limit, no executor
+        asset = apprise.AppriseAsset(async_mode=False)
+    sender = apprise.Apprise(asset=asset)
     if not sender.add(url):
         return "apprise does not know this URL: see docs/notifications.md"
-    capture = apprise.LogCapture(level=logging.WARNING, fmt="%(message)s")
-    with capture as captured:
-        try:
-            if sender.notify(title=notice.title, body=notice.body):
-                return None
-        except Exception as exc:  # a plugin's bug: this target failed, not the run
-            return f"unexpected {type(exc).__name__}"
-    said = [line for line in captured.getvalue().splitlines() if line.strip()]
+    logger = logging.getLogger("apprise")
+    if logger.getEffectiveLevel() > logging.WARNING:
+        logger.setLevel(logging.WARNING)  # its warnings say why a target failed
+    capture = _ThreadLog()
+    logger.addHandler(capture)
+    try:
+        if sender.notify(title=notice.title, body=notice.body):
+            return None
+    finally:
+        logger.removeHandler(capture)
+    said = [line for line in capture.lines if line.strip()]
     return safe_text(scrub(said[-1], urls), 200) if said else "refused"
