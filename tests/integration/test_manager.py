@@ -35,7 +35,7 @@ from certherd.manager.service import Manager
 from certherd.settings import HookSettings, LineageSettings
 from certherd.storage.base import Storage, has_value
 from certherd.storage.layout import archive_file, pending_key, renewal_settings, state_file
-from certherd.storage.lineages import live_version
+from certherd.storage.lineages import archive_versions, live_version
 from certherd.storage.memory import MemoryStorage
 from certherd.testing.pebble import PebbleServer
 
@@ -391,3 +391,58 @@ async def test_a_client_that_failed_to_open_is_not_kept(ca: PebbleServer) -> Non
     assert (attempts, len(pool)) == (["default", "default"], 1)
     await pool.aclose()
     assert len(pool) == 0
+
+
+class _Killed(BaseException):
+    """A process killed -9 mid-write: nothing after it runs in that process."""
+
+
+class _DiesWriting(MemoryStorage):
+    """A memory storage shared with a holder that dies just before writing ``fatal``."""
+
+    def __init__(self, shared: MemoryStorage, fatal: str) -> None:
+        self.__dict__ = shared.__dict__  # the same values and leases
+        self.fatal = fatal
+
+    async def write(self, key: str, data: bytes, **options: Any) -> None:
+        if key == self.fatal:
+            raise _Killed(key)
+        await super().write(key, data, **options)
+
+
+async def test_a_holder_killed_while_storing_a_version_leaves_it_to_be_stored_once(
+    storage: MemoryStorage, clock: FakeClock, ca: PebbleServer
+) -> None:
+    """A fleet node killed -9 after the first file of version 2 reached a storage that
+    keeps no leftovers of its own to tidy (PostgreSQL, memory): the holder that takes
+    the lineage over resumes the same order, gets the same certificate and stores it as
+    version 2 again, not as a version 3 beside a broken version 2 (one issuance kept as
+    two versions, the first never complete: seen in tests/e2e/test_cli_fleet_thousand.py,
+    3 lineages of 1,000 live at version 2)."""
+    first_manager = Manager(storage, clock=clock)
+    await issue(first_manager, ca)
+    await first_manager.aclose()
+    await past_the_threshold(clock, await leaf(storage, 1))
+    dying = Manager(_DiesWriting(storage, archive_file(NAME, "chain.pem", 2)), clock=clock)
+    try:
+        with pytest.raises(_Killed):
+            await dying.renew([NAME])
+    finally:
+        await dying.aclose()  # (a killed process's connections close with it)
+    orders, issued = ca.orders_created(), ca.log_tail(10**7).count("Issued certificate serial ")
+    assert (await archive_versions(storage, NAME))[2] == [archive_file(NAME, "cert.pem", 2)]
+    half = await leaf(storage, 2)
+
+    taker = Manager(storage, clock=clock)
+    try:
+        [outcome] = await taker.renew([NAME])
+    finally:
+        await taker.aclose()
+    assert (outcome.action, outcome.version) == ("renewed", 2), outcome
+    assert "resuming" in outcome.reason
+    assert ca.orders_created() == orders
+    assert ca.log_tail(10**7).count("Issued certificate serial ") == issued
+    assert await live(storage, NAME) == 2
+    assert (await leaf(storage, 2)).serial_hex == half.serial_hex
+    assert sorted(await archive_versions(storage, NAME)) == [1, 2]
+    assert len((await archive_versions(storage, NAME))[2]) == 4  # all of version 2

@@ -45,7 +45,7 @@ from certherd.manager.lineage import LineageState
 from certherd.manager.notify import EventKind
 from certherd.manager.obtain import complete_order, open_order, select_chain
 from certherd.manager.outcome import Action, Outcome, describe_failure
-from certherd.manager.versions import find_stored_version, next_version, write_version
+from certherd.manager.versions import find_stored_version, version_to_store, write_version
 from certherd.names import normalize_names
 from certherd.settings import LineageSettings
 from certherd.storage.base import Storage
@@ -254,7 +254,7 @@ class Issuer:
             chain = await client.download_certificate(order.certificate)
             client.verify_chain(chain, key.public_key(), identifiers)
             # Issued: store it before anything else can fail (issue 10.2).
-            version = await next_version(self.storage, name)
+            version = await version_to_store(self.storage, name, chain)
             await write_version(self.storage, name, version, chain, key)
             state = replace(
                 state,

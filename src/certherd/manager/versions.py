@@ -25,11 +25,17 @@ from certherd.crypto.keys import (
 )
 from certherd.errors import CertherdError
 from certherd.storage.base import Storage
-from certherd.storage.layout import archive_file, archive_version
+from certherd.storage.layout import FILES, archive_file, archive_version
 from certherd.storage.leases import held_lease
-from certherd.storage.lineages import archive_keys
+from certherd.storage.lineages import archive_keys, archive_versions, live_version
 
-__all__ = ["StoredVersion", "find_stored_version", "next_version", "write_version"]
+__all__ = [
+    "StoredVersion",
+    "find_stored_version",
+    "next_version",
+    "version_to_store",
+    "write_version",
+]
 
 STORED_MARGIN = dt.timedelta(hours=1)
 """A stored version closer than this to its expiry is not worth making live."""
@@ -50,6 +56,31 @@ def _versions(keys: Sequence[str]) -> set[int]:
 async def next_version(storage: Storage, name: str) -> int:
     """One more than the highest version in the archive (any file of it)."""
     return max(_versions(await archive_keys(storage, name)), default=0) + 1
+
+
+async def version_to_store(storage: Storage, name: str, chain: CertificateChain) -> int:
+    """The version a certificate just downloaded is stored as: the next one, unless the
+    newest version above the live one is what a holder that died while storing this
+    same certificate left behind (some of its files, or all of them holding this very
+    certificate): that number is written again, so one issuance is one version.
+
+    (A fleet node killed -9 in :func:`write_version`; the node that takes the lineage
+    over resumes the same order and downloads the same certificate.) Only the lease
+    holder writes a lineage's archive, so a version above the live one that is
+    incomplete can only be such a leftover."""
+    versions = await archive_versions(storage, name)
+    top = max(versions, default=0)
+    live = await live_version(storage, name)
+    if not top or (live is not None and top <= live):
+        return top + 1
+    present = set(versions[top])
+    if not all(archive_file(name, file, top) in present for file in FILES):
+        return top
+    try:
+        stored = await storage.read(archive_file(name, "cert.pem", top))
+    except CertherdError:
+        return top
+    return top if stored == chain.leaf_pem else top + 1
 
 
 async def write_version(
