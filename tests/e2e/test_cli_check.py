@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import subprocess
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,6 +19,7 @@ import pytest
 from e2e_runner import Certherd, PebbleFactory, Result
 from tests.servers.bind9 import Bind9Server
 from tests.servers.fixtures import start_or_fail
+from tests.servers.net import free_port
 from tests.servers.nginx import NginxServer
 
 from certherd.testing.pebble import PebbleServer
@@ -201,3 +203,118 @@ def test_a_ca_down_with_another_in_the_list_is_a_warning(
     assert "another CA of the list works: it is used" in lines[("127.0.0.1", "ca 1")]
     assert "  ok  " in lines[("127.0.0.1", "ca 2")]
     assert "FAIL" not in lines[("127.0.0.1", "account 2")]
+
+
+def test_an_account_the_ca_deactivated_fails(
+    runner: Certherd, servers: Servers, tmp_path: Path
+) -> None:
+    """The CA deactivated the account (here through a copy of the config dir, so this one
+    does not know): check asks the CA and says so."""
+    runner("issue", "-d", "127.0.0.1", "--webroot", str(servers.site_root), *runner.ca)
+    copy = tmp_path / "copy"
+    shutil.copytree(runner.config_dir, copy, symlinks=True)
+    runner.elsewhere(copy)("account", "deactivate", "--yes", *runner.ca)
+
+    result = check(runner, servers)
+
+    assert result.code == 1, result.describe()
+    account = lines_of(result)[("127.0.0.1", "account")]
+    assert "  FAIL  " in account, account
+    assert "deactivated" in account, account
+    assert "certherd account register" in account, account
+    # What the line says to do works: the account moved away, a new one, all good.
+    folder = re.search(r"move (accounts/\S+/) of the config dir away", account)
+    assert folder is not None, account
+    (runner.config_dir / folder.group(1)).rename(tmp_path / "deactivated-account")
+    runner("account", "register", *runner.ca)
+    again = check(runner, servers)
+    assert again.code == 0, again.describe()
+    assert "  ok  " in lines_of(again)[("127.0.0.1", "account")]
+
+
+def _in_mount_namespace(
+    runner: Certherd, servers: Servers, script: str, env: dict[str, str], config_dir: Path
+) -> Result:
+    """``certherd --config-dir CONFIG_DIR check`` run by ``script`` (sh, the command as
+    "$@") in a mount namespace of its own: what it mounts (read-only, a small tmpfs) is
+    seen by nobody else."""
+    port = str(servers.pebble.options.http_port)
+    certherd = runner.elsewhere(config_dir).argv(["check", "--http-port", port])
+    command = ["unshare", "--mount", "--propagation", "private", "sh", "-ec", script, "sh"]
+    done = subprocess.run(
+        [*command, *certherd],
+        env=runner.environment({**secrets_of(servers), **env}),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    return Result(done.returncode, done.stdout, done.stderr)
+
+
+def test_a_webroot_that_cannot_be_written_fails(runner: Certherd, servers: Servers) -> None:
+    """The webroot is there and served, but read-only (a read-only mount: even root
+    cannot write): the next renewal could not publish its answer."""
+    runner("issue", "-d", "127.0.0.1", "--webroot", str(servers.site_root), *runner.ca)
+    read_only = 'mount --bind "$W" "$W"; mount -o remount,bind,ro "$W"; exec "$@"'
+
+    webroot = {"W": str(servers.site_root)}
+    result = _in_mount_namespace(runner, servers, read_only, webroot, runner.config_dir)
+
+    assert result.code == 1, result.describe()
+    http = lines_of(result)[("127.0.0.1", "http-01 127.0.0.1")]
+    assert "  FAIL  " in http, http
+    assert "cannot publish the probe" in http, http
+    assert "Read-only file system" in http, http
+    assert str(servers.site_root) in http, http
+
+
+def test_a_config_dir_short_of_space_fails(runner: Certherd, servers: Servers) -> None:
+    """The config dir on a 4 MiB file system: the disk line fails (renewals write keys,
+    certificates and state there)."""
+    runner("issue", "-d", "127.0.0.1", "--webroot", str(servers.site_root), *runner.ca)
+    small = runner.config_dir.parent / "small"
+    small.mkdir(mode=0o700)
+    on_tmpfs = 'mount -t tmpfs -o size=4m,mode=0700 tmpfs "$S"; cp -a "$C" "$S/"; exec "$@"'
+    places = {"S": str(small), "C": str(runner.config_dir)}
+    result = _in_mount_namespace(runner, servers, on_tmpfs, places, small / "config")
+
+    assert result.code == 1, result.describe()
+    disk = lines_of(result)[("(host)", "disk")]
+    assert "  FAIL  " in disk, disk
+    assert f"MiB free in {small}/config: free some space" in disk, disk
+
+
+def _solver(runner: Certherd, name: str, kind: str, options: dict[str, str]) -> None:
+    """Change the lineage's stored solver, as a later `issue` with other flags would."""
+    settings_file = runner.config_dir / "renewal" / f"{name}.json"
+    settings = json.loads(settings_file.read_text())
+    settings["solvers"] = [{**settings["solvers"][0], "kind": kind, "options": options}]
+    settings_file.write_text(json.dumps(settings))
+
+
+def test_certherds_own_http_server_on_a_port_taken_or_not_reached_fails(
+    runner: Certherd, servers: Servers
+) -> None:
+    """The standalone solver (`--http`): its port taken by another server (nginx here),
+    then free but not where the name is served: each fails, with what to check."""
+    runner("issue", "-d", "127.0.0.1", "--webroot", str(servers.site_root), *runner.ca)
+    taken = f"127.0.0.1:{servers.pebble.options.http_port}"
+    _solver(runner, "127.0.0.1", "http", {"listen": taken})
+
+    result = check(runner, servers)
+
+    assert result.code == 1, result.describe()
+    http = lines_of(result)[("127.0.0.1", "http-01 127.0.0.1")]
+    assert "  FAIL  " in http, http
+    assert f"cannot publish the probe: cannot listen for http-01 on {taken}" in http, http
+    assert "address already in use" in http, http
+
+    _solver(runner, "127.0.0.1", "http", {"listen": f"127.0.0.1:{free_port()}"})
+    result = check(runner, servers)
+    assert result.code == 1, result.describe()
+    http = lines_of(result)[("127.0.0.1", "http-01 127.0.0.1")]
+    assert "answered HTTP 404 without the probe" in http, http
+    assert "another server answers this name there, not certherd's" in http, http
+    assert "--http [ADDR:]PORT" in http, http
+    assert "--webroot" not in http, http  # before: the webroot was named for every solver

@@ -2,10 +2,12 @@
 
 For every lineage: its settings and secrets can be read; its CA answers (the
 directory, once per CA) and this host's clock agrees with the CA's ``Date`` header;
-its account is valid at the CA (RFC 8555 §7.3: a POST-as-GET to the account URL);
+its account is valid at the CA (RFC 8555 §7.3: a POST-as-GET to the account URL; one
+the CA no longer accepts is told with how to replace it);
 each name's solver works: for http-01 a probe file is published through the configured
-solver (a webroot, or certherd's own server on its port) and fetched over HTTP from
-the name as the CA would; for dns-01 the provider's credentials are proven by a
+solver (a webroot, certherd's own server on its port, the web server it is installed
+into, the fleet's shared listeners) and fetched over HTTP from the name as the CA
+would, a failure naming what to check for that solver; for dns-01 the provider's credentials are proven by a
 harmless call (RFC 2136: a TSIG-signed SOA query); a program (hook, exec) is not run
 and says so; the web server it is installed into passes its own config test and can
 take the next version (the installer's ``check``: for HAProxy also the crt dir and the
@@ -211,7 +213,7 @@ class _Checker:
             return Finding("", "clock", "skip", f"the CA's Date header is not a date: {date!r}")
         if theirs.tzinfo is None:
             theirs = theirs.replace(tzinfo=dt.UTC)
-        skew = (dt.datetime.now(dt.UTC) - theirs).total_seconds()
+        skew = (self.manager.clock.now() - theirs).total_seconds()  # the injected clock
         allowance = 1.0 + took  # Date has whole seconds; the answer took a while
         if abs(skew) <= max(CLOCK_SKEW_WARN, allowance):
             return Finding("", "clock", "ok", f"within {max(abs(skew), 1):.0f} s of the CA's")
@@ -253,9 +255,24 @@ class _Checker:
                     ),
                 )
             return Finding("", "account", "warn", "no account yet: the next renewal creates it")
+        from certherd.errors import AccountDoesNotExistError, UnauthorizedError
+
         try:
             async with await open_client(self.manager.storage, ca) as client:
                 account = await client.fetch_account()
+        except (UnauthorizedError, AccountDoesNotExistError) as exc:
+            # RFC 8555 §7.3.6: once an account is deactivated (by us elsewhere, or by
+            # the CA) "the server MUST NOT accept further requests authorized by that
+            # account's key": every renewal with it would be refused the same way.
+            folder = f"accounts/{ca.ca_id}/{ca.account}/"
+            return Finding(
+                "",
+                "account",
+                "fail",
+                f"the CA no longer accepts the stored account ({describe_failure(exc, 200)}): "
+                f"move {folder} of the config dir away and run `certherd account register` "
+                "for a new one",
+            )
         except CertherdError as exc:
             return Finding("", "account", "fail", describe_failure(exc, 300))
         if account.status != AcmeStatus.VALID:
@@ -263,8 +280,9 @@ class _Checker:
                 "",
                 "account",
                 "fail",
-                f"the account is {account.status} at the CA: register a new one "
-                "(`certherd account register`)",
+                f"the account is {account.status} at the CA: move accounts/{ca.ca_id}/"
+                f"{ca.account}/ of the config dir away and run `certherd account register` "
+                "for a new one",
             )
         return Finding("", "account", "ok", f"valid: {safe_text(account.url, 200)}")
 
@@ -312,12 +330,12 @@ class _Checker:
         except OSError as exc:
             return "fail", f"cannot publish the probe: {safe_text(exc.strerror or exc, 200)}"
         try:
-            return await self._fetch_probe(identifier, token, expected)
+            return await self._fetch_probe(identifier, token, expected, solver)
         finally:
             await solver.cleanup(handle)
 
     async def _fetch_probe(
-        self, identifier: Identifier, token: str, expected: str
+        self, identifier: Identifier, token: str, expected: str, solver: Solver
     ) -> tuple[Status, str]:
         import httpx
 
@@ -339,15 +357,8 @@ class _Checker:
             )
         if response.status_code == 200 and response.text.strip() == expected:
             return "ok", f"the probe was served at {shown}"
-        return (
-            "fail",
-            SettingsText(
-                f"{shown} answered HTTP {response.status_code} without the probe: the "
-                "solver does not publish where this name is served from (check "
-                "{webroot.path})",
-                ("webroot.path",),
-            ),
-        )
+        said = f"{shown} answered HTTP {response.status_code} without the probe"
+        return "fail", _not_served(solver, said)
 
     async def _dns_probe(self, solver: Any, identifier: Identifier) -> tuple[Status, str]:
         provider = solver.provider
@@ -360,6 +371,40 @@ class _Checker:
         except CertherdError as exc:
             return "fail", describe_failure(exc, 300)
         return "ok", said
+
+
+def _not_served(solver: Solver, said: str) -> str:
+    """``said`` (the probe was not served), then why that may be and what to check, for
+    each way of answering http-01."""
+    from certherd.challenges.http01 import Http01StandaloneSolver
+    from certherd.challenges.shared import SharedSolver
+    from certherd.challenges.webroot import WebrootSolver
+    from certherd.install.http01 import ServerSolver
+
+    if isinstance(solver, ServerSolver):
+        return (
+            f"{said}: the web server does not answer this name from certherd's include: "
+            "check that the name's server block is the one the installer edited"
+        )
+    if isinstance(solver, WebrootSolver):
+        return SettingsText(
+            f"{said}: the solver does not publish where this name is served from (check "
+            "{webroot.path})",
+            ("webroot.path",),
+        )
+    if isinstance(solver, Http01StandaloneSolver):
+        return SettingsText(
+            f"{said}: another server answers this name there, not certherd's (check "
+            "{http.listen}, port forwarding and the proxy in front)",
+            ("http.listen",),
+        )
+    if isinstance(solver, SharedSolver):
+        return SettingsText(
+            f"{said}: no fleet node's http-01 listener gets this name's requests: route "
+            "/.well-known/acme-challenge/ to the nodes' {http_serve}",
+            ("http_serve",),
+        )
+    return f"{said}: the solver does not publish where this name is served from"
 
 
 def _probe_task(kind: str, identifier: Identifier) -> tuple[ChallengeTask, str, str]:
