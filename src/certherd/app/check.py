@@ -3,16 +3,17 @@
 For every lineage: its settings and secrets can be read; its CA answers (the
 directory, once per CA) and this host's clock agrees with the CA's ``Date`` header;
 its account is valid at the CA (RFC 8555 §7.3: a POST-as-GET to the account URL; one
-the CA no longer accepts is told with how to replace it);
-each name's solver works: for http-01 a probe file is published through the configured
-solver (a webroot, certherd's own server on its port, the web server it is installed
-into, the fleet's shared listeners) and fetched over HTTP from the name as the CA
-would, a failure naming what to check for that solver; for dns-01 the provider's credentials are proven by a
-harmless call (RFC 2136: a TSIG-signed SOA query); a program (hook, exec) is not run
-and says so; the web server it is installed into passes its own config test and can
-take the next version (the installer's ``check``: for HAProxy also the crt dir and the
-runtime socket or a master-worker reload). Then the free space of the config dir.
-Nothing is ordered, nothing is changed at the CA, and every probe is removed again.
+the CA no longer accepts is told with how to replace it); each name's solver works:
+for http-01 a probe file is published through the configured solver (a webroot,
+certherd's own server on its port, the web server it is installed into, the fleet's
+shared listeners) and fetched over HTTP from the name as the CA would, a failure
+naming what to check for that solver; for dns-01 the provider's credentials are
+proven by a harmless call (RFC 2136: a TSIG-signed SOA query); a program (hook, exec)
+is not run and says so; the web server it is installed into passes its own config
+test and can take the next version (the installer's ``check``: for HAProxy also the
+crt dir and the runtime socket or a master-worker reload). Then the free space of the
+config dir. Nothing is ordered, nothing is changed at the CA, and every probe is
+removed again.
 
 Each finding is one :class:`Finding`: ``ok``, ``warn`` (will probably work, worth a
 look), ``fail`` (the next renewal would fail) or ``skip`` (not checkable from here).
