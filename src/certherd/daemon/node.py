@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import json
 import logging
 import time
 from collections.abc import Callable
@@ -39,7 +40,7 @@ from certherd.settings import LineageSettings
 from certherd.storage.base import Lease
 from certherd.storage.fleet import Fleet, ScheduleEntry
 from certherd.storage.hostfiles import HostFiles
-from certherd.storage.layout import archive_folder
+from certherd.storage.layout import DEPLOY_MARKERS, archive_folder, deploy_marker
 from certherd.storage.leases import LEASE_TTL, holding
 
 __all__ = ["FleetNode"]
@@ -90,6 +91,9 @@ class FleetNode(Daemon):
         """Live versions this host's files are known to hold (of lineages in the schedule:
         one deleted from it since is removed from this host)."""
         self._seeded = False
+        self._owed_here: set[str] = set()
+        """Lineages whose deploy hooks a run of this node killed before they finished
+        (a marker left on this host): run for the version this host's files hold."""
         self._deploys_owed: dict[str, tuple[int, float, float]] = {}
         """Lineages whose deploy hooks failed on this host: (version, when to try again
         (``time.monotonic()``), the wait after that try)."""
@@ -104,6 +108,7 @@ class FleetNode(Daemon):
         """Rounds that could not reach the storage, since start."""
         self.storage_ok_at: float | None = None
         """When a round last reached the storage (``time.time()``)."""
+        manager.deployed_here = self._deployed_here
 
     @property
     def node(self) -> str:
@@ -241,6 +246,7 @@ class FleetNode(Daemon):
         try:
             outcome: Outcome | None = None
             storage = self.manager.storage
+            before = await self._mark(name)
             async with holding(storage, name, ttl=self.lease_ttl, granted=lease, release=False):
                 outcome = await self.manager.renew_one(name)
                 if outcome.hook_errors and outcome.version is not None:
@@ -258,13 +264,21 @@ class FleetNode(Daemon):
                 if outcome.hook_errors:  # ... and failed here: tried again here
                     retry = time.monotonic() + self.min_sleep
                     self._deploys_owed[name] = (outcome.version, retry, self.min_sleep * 2)
+            if not outcome.hook_errors:
+                await self._unmark(name)
+            elif outcome.version is not None and self._here.get(name) != outcome.version:
+                self._here[name] = outcome.version  # "deployed" (owed) failed here: retried
+                retry = time.monotonic() + self.min_sleep
+                self._deploys_owed[name] = (outcome.version, retry, self.min_sleep * 2)
             if self._on_outcomes is not None:
                 self._on_outcomes([outcome])
         except StorageError as exc:
             log.error("node %s: %s: %s", self.node, name, exc)
+            await self._switched_anyway(name, before)
         except Exception as exc:  # one lineage's trouble never stops the node
             log.error("node %s: %s: %s", self.node, name, describe_failure(exc, 300))
             log.debug("traceback", exc_info=exc)
+            await self._switched_anyway(name, before)
         finally:
             if not settled:  # stopped or failed before settling: the lease goes back
                 with contextlib.suppress(Exception):
@@ -279,7 +293,10 @@ class FleetNode(Daemon):
             return
         if not self._seeded:  # what this host holds already, in one scan of live/
             on_disk = await self.host.local.live_versions()
-            self._here.update({name: v for name, v in on_disk.items() if name in rows})
+            await self._find_owed(on_disk, rows)
+            self._here.update(
+                {n: v for n, v in on_disk.items() if n in rows and n not in self._owed_here}
+            )
             self._seeded = True
         for name in [n for n in self._here if n not in rows and n not in self.working]:
             await self._remove_here(name)
@@ -293,7 +310,10 @@ class FleetNode(Daemon):
         for name, version in behind.items():
             try:
                 if await self.host.local.live_version(name) != version:
+                    await self._mark(name)
                     await self.host.copy_live(name, version)
+                    await self._deploy_here(name, version)
+                elif name in self._owed_here:  # switched here by a run killed before its hooks
                     await self._deploy_here(name, version)
             except CertherdError as exc:
                 log.warning("node %s: cannot bring %s's live files here: %s", self.node, name, exc)
@@ -340,8 +360,85 @@ class FleetNode(Daemon):
                 log.error("node %s: %s: deploy on this host failed: %s", self.node, name, problem)
         else:
             self._deploys_owed.pop(name, None)
+            self._owed_here.discard(name)
+            await self._unmark(name)
             if settings.hooks.deploy or settings.installer:
                 log.info("node %s: %s v%d deployed on this host", self.node, name, version)
+
+    def _deployed_here(self, name: str, version: int) -> bool:
+        """For the manager: this host ran (or retries itself) the deploy of ``version``,
+        after copying it from another node's work, so a deploy the shared state still
+        owes (the obtaining node died before its hooks) is not run here a second time."""
+        return (
+            self.host is not None
+            and self._here.get(name) == version
+            and name not in self._owed_here
+        )
+
+    async def _mark(self, name: str) -> int | None:
+        """Before this host's live files of ``name`` may switch: a marker on this host
+        (``deploying/<name>.json``, with the version they hold now), removed once the
+        deploy hooks of whatever version they switch to succeed. A node killed between
+        the switch and its hooks finds it at its next start. The version held now."""
+        if self.host is None:
+            return None
+        try:
+            before = await self.host.local.live_version(name)
+            marker = json.dumps({"before": before}).encode()
+            await self.host.local.write(deploy_marker(name), marker)
+        except (CertherdError, ValueError) as exc:
+            log.warning("node %s: %s: cannot mark the deploy owed here: %s", self.node, name, exc)
+            return None
+        return before
+
+    async def _unmark(self, name: str) -> None:
+        if self.host is not None:
+            with contextlib.suppress(CertherdError, ValueError):
+                await self.host.local.delete(deploy_marker(name))
+
+    async def _find_owed(self, on_disk: dict[str, int], rows: dict[str, ScheduleEntry]) -> None:
+        """At start: the markers a killed run left; a lineage whose files here switched
+        since its marker was written owes this host its deploy hooks."""
+        assert self.host is not None
+        try:
+            keys = await self.host.local.list(DEPLOY_MARKERS)
+        except CertherdError:
+            return
+        for key in keys:
+            name = key.removeprefix(DEPLOY_MARKERS + "/").removesuffix(".json")
+            try:
+                data = json.loads(await self.host.local.read(key))
+                before = data.get("before") if isinstance(data, dict) else None
+            except (CertherdError, ValueError):
+                before = None
+            if name in on_disk and name in rows and on_disk[name] != before:
+                self._owed_here.add(name)
+                log.warning(
+                    "node %s: %s v%d switched on this host by a run stopped before its "
+                    "deploy hooks finished: running them",
+                    self.node,
+                    name,
+                    on_disk[name],
+                )
+            else:
+                with contextlib.suppress(CertherdError, ValueError):
+                    await self.host.local.delete(key)
+
+    async def _switched_anyway(self, name: str, before: int | None) -> None:
+        """Work on ``name`` failed: if this host's files switched meanwhile, their deploy
+        hooks are owed here (tried again like a failed deploy)."""
+        if self.host is None:
+            return
+        with contextlib.suppress(CertherdError, ValueError):
+            now = await self.host.local.live_version(name)
+            if now is not None and now != before and self._here.get(name) != now:
+                self._here[name] = now
+                self._owed_here.add(name)
+                self._deploys_owed[name] = (
+                    now,
+                    time.monotonic() + self.min_sleep,
+                    self.min_sleep * 2,
+                )
 
     async def _owe_here(self, name: str, version: int) -> None:
         """The deploy of ``version`` failed on this host: this node tries it again here

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 
 from cryptography import x509
@@ -65,6 +65,7 @@ class Issuer:
     storage: Storage
     clock: Clock
     solvers: SolverPool
+    deployed_here: Callable[[str, int], bool] | None
 
     async def client(self, ca: CaOptions) -> AcmeClient:
         raise NotImplementedError
@@ -422,7 +423,15 @@ class Issuer:
 
     async def _deploy(self, settings: LineageSettings, state: LineageState) -> list[str]:
         """Run the deploy hooks for the live ``state`` (under the lineage lock); once all
-        succeed, remember it, so a failed or interrupted deploy is run again next time."""
+        succeed, remember it, so a failed or interrupted deploy is run again next time.
+        On a fleet node whose host ran them for this version already (it copied the
+        version from another node's work), they are not run again here."""
+        done_here = self.deployed_here
+        version = state.version
+        if version is not None and done_here is not None and done_here(settings.name, version):
+            if state.deploy_owed:
+                await replace(state, deploy_owed=False).save(self.storage)
+            return []
         errors = await run_lineage_hooks("deploy", settings, self.storage, state.version)
         errors += await self._after_deploy(settings)
         if not errors and state.deploy_owed:

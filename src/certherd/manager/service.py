@@ -78,6 +78,9 @@ class Manager(Issuer):
         self._gate = asyncio.Semaphore(max(1, concurrency))
         self._on_event = on_event
         self._config_files: dict[str, tuple[tuple[int, int], dict[str, LineageSettings]]] = {}
+        self.deployed_here: Callable[[str, int], bool] | None = None
+        """A fleet node's answer to "did this host run the deploy hooks of this version
+        already?" (another path brought it here): then they are not run a second time."""
 
     def ca_for(self, settings: LineageSettings) -> CaOptions:
         """How to reach the lineage's CA with its account, from its own settings (which

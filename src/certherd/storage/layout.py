@@ -30,6 +30,7 @@ from certherd.errors import ConfigError
 
 __all__ = [
     "CHALLENGES_FOLDER",
+    "DEPLOY_MARKERS",
     "FILES",
     "INDEX",
     "SETTINGS_FOLDER",
@@ -46,6 +47,7 @@ __all__ = [
     "challenge_listener",
     "challenge_record",
     "check_name",
+    "deploy_marker",
     "lineage_for",
     "lineage_of_settings",
     "lineage_of_state",
@@ -67,6 +69,8 @@ _TOKEN = re.compile(r"^[A-Za-z0-9_-]{16,512}$")
 _LABEL = r"[a-z0-9_][a-z0-9_-]{0,62}"
 _HOST = re.compile(rf"^(?=.{{1,253}}$){_LABEL}(?:\.{_LABEL})*$")
 CHALLENGES_FOLDER = "challenges"
+DEPLOY_MARKERS = "deploying"
+"""A fleet node's markers of deploys owed to its own host (:func:`deploy_marker`)."""
 SHARED_CHALLENGES = ("http-01", "tls-alpn-01")
 
 
@@ -180,6 +184,13 @@ def challenge_record(challenge: str, token: str, server_name: str = "") -> str:
     if not _TOKEN.match(token):
         raise ConfigError(f"the challenge token {token[:80]!r} is not base64url")
     return f"{challenge_folder(challenge, server_name)}/{token}.json"
+
+
+def deploy_marker(lineage: str) -> str:
+    """On a fleet node's host (its config dir): the deploy hooks of a version switched in
+    on this host are not known to have finished (kept until they succeed, so a node
+    killed in between runs them on its next start)."""
+    return f"deploying/{check_name(lineage)}.json"
 
 
 def live_record(lineage: str) -> str:
