@@ -61,6 +61,8 @@ class Certherd(AccountCalls, DaemonCalls):
     ``storage_key``: with a storage URL, the key file (or a
     :class:`~certherd.storage.sealing.Sealer`) that seals private keys before they reach
     the database (:mod:`certherd.storage.sealing`).
+    ``storage_timeout``: with a storage URL, seconds one database call may take before it
+    fails (default 30; 1 to 3600; a fleet node takes at most a third of its lease).
     ``config_file``: certherd.toml (default: the config dir's, when it exists; none for
     a storage object). ``environ``: where solver secrets given as ``{env = NAME}`` are
     read (default: this process's environment). ``on_event`` hears :class:`Event`
@@ -81,6 +83,7 @@ class Certherd(AccountCalls, DaemonCalls):
         host_dir: str | os.PathLike[str] | None = None,
         node: str | None = None,
         storage_key: str | os.PathLike[str] | Sealer | None = None,
+        storage_timeout: float | str | None = None,
     ) -> None:
         from certherd.clock import SystemClock
 
@@ -95,8 +98,14 @@ class Certherd(AccountCalls, DaemonCalls):
                 "{storage} too (the config dir keeps them in 0600 files)",
                 settings=("storage_key_file", "storage"),
             )
+        if storage_timeout is not None and not (isinstance(storage, str) and "://" in storage):
+            raise ConfigError(
+                "{storage_timeout} is how long a call to a shared database may take: "
+                "give {storage} too",
+                settings=("storage_timeout", "storage"),
+            )
         if isinstance(storage, str) and "://" in storage:
-            from certherd.storage.postgresql import PostgresStorage
+            from certherd.storage.postgresql import DEADLINE, PostgresStorage, check_deadline
             from certherd.storage.sealing import Sealer, read_key_file
 
             sealer = (
@@ -104,7 +113,10 @@ class Certherd(AccountCalls, DaemonCalls):
                 if isinstance(storage_key, Sealer) or storage_key is None
                 else read_key_file(storage_key)
             )
-            storage = self._owned = PostgresStorage(storage, node=node, sealer=sealer)
+            deadline = DEADLINE if storage_timeout is None else check_deadline(storage_timeout)
+            storage = self._owned = PostgresStorage(
+                storage, node=node, sealer=sealer, deadline=deadline
+            )
             if host_dir is not None:
                 from certherd.storage.filesystem import FilesystemStorage
                 from certherd.storage.hostfiles import HostFiles

@@ -139,6 +139,11 @@ class DaemonCalls:
                 before_cycle=before_cycle,
                 on_outcomes=on_cycle,
             )
+        try:
+            await self._check_storage()
+        except ConfigError:
+            await self.aclose()
+            raise
         self._daemon = daemon
         if self._stopping:
             daemon.stop()
@@ -160,6 +165,22 @@ class DaemonCalls:
             self._stopping = False
             if started:
                 self._emit("notice", "certherd daemon stopped")
+
+    async def _check_storage(self) -> None:
+        """Before the daemon starts, one cheap call to its storage: a URL, login or
+        schema that cannot work (a refused password, a schema newer than this certherd)
+        is a configuration error now (``run`` exits 2 in one line), not a daemon
+        retrying it for ever; a storage that does not answer (a database down) is
+        waited for, with backoff, while what is on disk is served."""
+        from certherd.errors import NotFoundError, StorageError
+        from certherd.storage.layout import INDEX
+
+        try:
+            await self.storage.stat(INDEX)
+        except NotFoundError:
+            pass
+        except StorageError as exc:
+            self._emit("notice", f"the storage does not answer yet, waiting for it: {exc}")
 
     def _challenge_listeners(
         self, http_serve: str | None, tls_alpn_serve: str | None

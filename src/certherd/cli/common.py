@@ -52,6 +52,8 @@ class Context:
     """``--storage URL`` (a database); None: the config dir holds everything."""
     storage_key_file: Path | None = None
     """``--storage-key-file FILE``: seals private values in the database."""
+    storage_timeout: str | None = None
+    """``--storage-timeout SECONDS``: how long one database call may take."""
 
     def update(
         self,
@@ -59,6 +61,7 @@ class Context:
         config_dir: Path | None = None,
         storage: str | None = None,
         storage_key_file: Path | None = None,
+        storage_timeout: str | None = None,
         json_output: bool = False,
         quiet: bool = False,
         verbose: int = 0,
@@ -70,6 +73,8 @@ class Context:
             self.storage = storage
         if storage_key_file is not None:
             self.storage_key_file = storage_key_file
+        if storage_timeout is not None:
+            self.storage_timeout = storage_timeout
         self.json = self.json or json_output
         self.quiet = self.quiet or quiet
         self.verbose += verbose
@@ -105,6 +110,7 @@ class Context:
             host_dir=self.config_dir if self.storage else None,
             node=node,
             storage_key=self.storage_key_file,
+            storage_timeout=self.storage_timeout,
         )
 
     @property

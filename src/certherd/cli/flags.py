@@ -79,6 +79,7 @@ SETTINGS: Mapping[str, Setting] = {
     "metrics_auth": Setting("--metrics-auth"),
     "storage_key_file": Setting("--storage-key-file"),
     "storage": Setting("--storage"),
+    "storage_timeout": Setting("--storage-timeout"),
     # installing the schedule
     "user": Setting("--user"),
 }

@@ -84,6 +84,9 @@ GLOBAL_HELP = {
     "storage_key_file": "Seal private keys with the key in FILE before they reach the "
     "--storage database (the same file on every node; `certherd storage-key new FILE` "
     "makes one). Env CERTHERD_STORAGE_KEY_FILE.",
+    "storage_timeout": "Seconds one call to the --storage database may take before it "
+    "fails (default 30, 1 to 3600; a `run --node` takes at most a third of --lease-ttl). "
+    "Env CERTHERD_STORAGE_TIMEOUT.",
     "json_output": "Print one JSON document on stdout (results only; diagnostics on stderr).",
     "quiet": "Print only errors.",
     "verbose": "Log ACME requests, challenge steps, propagation checks and lock waits on "
@@ -118,6 +121,13 @@ def _global_options(*, after_command: bool) -> list[click.Option]:
             envvar=None if after_command else "CERTHERD_STORAGE_KEY_FILE",
             metavar="FILE",
             help=GLOBAL_HELP["storage_key_file"],
+            **late,
+        ),
+        click.Option(
+            ["--storage-timeout", "storage_timeout"],
+            envvar=None if after_command else "CERTHERD_STORAGE_TIMEOUT",
+            metavar="SECONDS",
+            help=GLOBAL_HELP["storage_timeout"],
             **late,
         ),
         click.Option(
@@ -202,6 +212,7 @@ def cli(
     config_dir: Path | None,
     storage: str | None,
     storage_key_file: Path | None,
+    storage_timeout: str | None,
     json_output: bool,
     quiet: bool,
     verbose: int,
@@ -216,6 +227,7 @@ def cli(
     ctx.obj.update(
         storage=storage,
         storage_key_file=storage_key_file,
+        storage_timeout=storage_timeout,
         json_output=json_output,
         quiet=quiet,
         verbose=verbose,

@@ -51,7 +51,7 @@ from certherd.storage.pgfleet import PostgresFleet
 from certherd.storage.pgschema import check_url, migrate, redact
 from certherd.storage.sealing import Sealer, unsealed
 
-__all__ = ["PostgresStorage"]
+__all__ = ["DEADLINE", "DEADLINE_RANGE", "PostgresStorage", "check_deadline"]
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +61,8 @@ Names = list[str]  # (the class's ``list`` method hides the builtin in its body)
 DEADLINE = 30.0
 """Seconds one storage call may take by default (a hung database is an error, not a
 hang)."""
+DEADLINE_RANGE = (1.0, 3600.0)
+"""The deadlines a user may set (``--storage-timeout``), in seconds."""
 _POLL_FIRST = 0.02
 _POLL_MAX = 0.5
 _CONNECT_TIMEOUT = 10
@@ -87,6 +89,28 @@ _LOGIN_WORDS = (
 )
 """Connection failures that are the configuration's fault (exit 2), not the network's."""
 _STAT = "size, extract(epoch FROM modified)::float8, version"
+
+
+def check_deadline(value: object) -> float:
+    """``value`` as a deadline in seconds (:data:`DEADLINE_RANGE`), from a number or the
+    text of a flag; ConfigError naming the setting otherwise."""
+    import math
+
+    low, high = DEADLINE_RANGE
+    try:
+        if isinstance(value, bool):
+            raise ValueError
+        seconds = float(value.strip() if isinstance(value, str) else value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        seconds = math.nan
+    if not math.isfinite(seconds) or not low <= seconds <= high:
+        shown = str(value)[:40]
+        raise ConfigError(
+            f"{{storage_timeout}}: {shown!r} is not a number of seconds from {low:g} to "
+            f"{high:g} (how long one database call may take; default {DEADLINE:g})",
+            settings=("storage_timeout",),
+        )
+    return seconds
 
 
 def _escape_like(text: str) -> str:
@@ -162,7 +186,7 @@ class PostgresStorage(PostgresFleet):
         self._opening: asyncio.Task[Any] | None = None
         name = check_name(node, "node name") if node else socket.gethostname()
         self._holder = f"{name}/{os.getpid()}"
-        self.deadline = deadline
+        self.deadline = check_deadline(deadline)
         self._forgotten: set[asyncio.Task[Any]] = set()
 
     def __repr__(self) -> str:
