@@ -100,3 +100,50 @@ def test_a_node_survives_its_database_down_at_start_gone_and_hung(
     wait_until(lambda: "second.faults.test" in live_names(node.config_dir), 60, "new lineage")
     running.process.send_signal(signal.SIGTERM)
     assert running.wait(timeout=30).code == 0
+
+
+def test_a_lone_daemon_on_the_database_says_when_it_is_gone_and_carries_on(
+    certherd: Certherd,
+    pebble: PebbleServer,
+    postgres: PostgresServer,
+    relay: UnixRelay,
+    tmp_path: Path,
+) -> None:
+    """``run`` without ``--node`` on a database: the same promise as a node's. The files
+    on disk stay served, the log says so once, /metrics says certherd_storage_up 0, and
+    it tries again with backoff (not at its next due lineage, hours away)."""
+    database = postgres.database()
+    direct = postgres.url(database)
+    through = direct.replace(f"host={postgres.socket_dir}", f"host={Path(relay.path).parent}")
+    hook = dns_hook(pebble, tmp_path)
+    admin = certherd.elsewhere(tmp_path / "admin")
+    admin.config_dir.mkdir()
+    (admin.config_dir / "certherd.toml").write_text(
+        fleet_config(pebble, hook, ["lone.faults.test"])
+    )
+    admin("--storage", direct, "apply")
+    host = certherd.elsewhere(tmp_path / "host")
+    host.config_dir.mkdir()
+    host("--storage", direct, "renew")  # this host's copy of the live files
+    assert "lone.faults.test" in live_names(host.config_dir)
+    port = free_port()
+    relay.start()
+    running = host.start(
+        "--storage", through, "run", "--min-interval", "1", "--max-interval", "3600",
+        "--metrics", f"127.0.0.1:{port}",
+    )  # fmt: skip
+    wait_until(lambda: metric(port, "certherd_storage_up") == 1, 30, "storage_up 1")
+    relay.stop()
+    running.process.send_signal(signal.SIGHUP)  # a cycle now (else the next is an hour away)
+    wait_until(lambda: metric(port, "certherd_storage_up") == 0, 30, "storage_up 0")
+    assert "storage is unavailable" in running.stderr_so_far()
+    assert "lone.faults.test" in live_names(host.config_dir)
+    relay.start()
+    # Backoff from 1 s: back within seconds, without a signal.
+    wait_until(lambda: metric(port, "certherd_storage_up") == 1, 30, "storage_up 1 again")
+    assert "storage is available again" in running.stderr_so_far()
+    errors = metric(port, "certherd_storage_errors_total")
+    assert errors is not None
+    assert errors >= 1
+    running.process.send_signal(signal.SIGTERM)
+    assert running.wait(timeout=30).code == 0

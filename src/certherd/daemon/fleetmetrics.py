@@ -19,16 +19,16 @@ from typing import TYPE_CHECKING
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 if TYPE_CHECKING:
-    from certherd.daemon.node import FleetNode
+    from certherd.daemon.loop import Daemon
 
 __all__ = ["StorageCollector"]
 
 
 class StorageCollector:
-    """A ``prometheus_client`` collector reading a :class:`FleetNode`'s counters (kept in
-    memory: a scrape never touches the database)."""
+    """A ``prometheus_client`` collector reading a daemon's counters (a fleet node's, or a
+    lone daemon's on a database; kept in memory: a scrape never touches the database)."""
 
-    def __init__(self, node: FleetNode) -> None:
+    def __init__(self, node: Daemon) -> None:
         self._node = node
 
     def collect(self) -> Iterator[Metric]:
@@ -36,22 +36,24 @@ class StorageCollector:
         if node.storage_up is not None:
             yield GaugeMetricFamily(
                 "certherd_storage_up",
-                "Whether this fleet node's last round reached the shared storage (1) or not (0).",
+                "Whether this daemon's last round reached the shared storage (1) or not (0).",
                 value=1.0 if node.storage_up else 0.0,
             )
         yield CounterMetricFamily(
             "certherd_storage_errors_total",
-            "Rounds of this fleet node that could not reach the shared storage.",
+            "Rounds of this daemon that could not reach the shared storage.",
             value=float(node.storage_errors),
         )
         if node.storage_ok_at is not None:
             yield GaugeMetricFamily(
                 "certherd_storage_last_success_timestamp_seconds",
-                "When this fleet node last reached the shared storage, in Unix seconds.",
+                "When this daemon last reached the shared storage, in Unix seconds.",
                 value=node.storage_ok_at,
             )
-        yield GaugeMetricFamily(
-            "certherd_fleet_lineages_in_hand",
-            "Lineages this fleet node holds a lease on and works on now.",
-            value=float(len(node.working)),
-        )
+        working = getattr(node, "working", None)
+        if working is not None:
+            yield GaugeMetricFamily(
+                "certherd_fleet_lineages_in_hand",
+                "Lineages this fleet node holds a lease on and works on now.",
+                value=float(len(working)),
+            )

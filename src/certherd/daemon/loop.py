@@ -16,12 +16,13 @@ import asyncio
 import contextlib
 import datetime as dt
 import logging
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 from certherd.daemon.metrics import LineageMetrics
-from certherd.errors import CertherdError
+from certherd.errors import CertherdError, StorageError
 from certherd.manager.lineage import LineageState
 from certherd.manager.outcome import describe_failure
 from certherd.manager.service import Manager, Outcome
@@ -29,6 +30,9 @@ from certherd.manager.service import Manager, Outcome
 __all__ = ["Daemon", "DaemonStatus", "raise_open_file_limit"]
 
 FAILED_CYCLE_RETRY = 300.0
+STORAGE_RETRY_FIRST = 1.0
+STORAGE_RETRY_MAX = 60.0
+"""Seconds between two tries while the storage does not answer: 1 doubling to 60."""
 OPEN_FILE_LIMIT = 65536
 """The most descriptors the daemon asks for (when the hard limit allows it)."""
 
@@ -91,6 +95,13 @@ class Daemon:
         self._wake = asyncio.Event()
         self._before_cycle = before_cycle
         self._on_outcomes = on_outcomes
+        self.storage_up: bool | None = None
+        """Whether the last cycle reached the storage (None: no cycle yet)."""
+        self.storage_errors = 0
+        """Cycles that could not reach the storage, since start."""
+        self.storage_ok_at: float | None = None
+        """When a cycle last reached the storage (``time.time()``)."""
+        self._storage_retry = STORAGE_RETRY_FIRST
 
     def stop(self) -> None:
         """Ask the daemon to stop (safe from a signal handler on the loop)."""
@@ -115,9 +126,37 @@ class Daemon:
             )
 
     def collectors(self) -> list[Any]:
-        """More ``prometheus_client`` collectors for ``/metrics`` (a fleet node's storage
-        health); none for a lone daemon."""
-        return []
+        """More ``prometheus_client`` collectors for ``/metrics``: on a shared database,
+        whether it is reached (``certherd_storage_up``); none on a config dir."""
+        from certherd.storage.fleet import fleet_of
+
+        if fleet_of(self.manager.storage) is None:
+            return []
+        from certherd.daemon.fleetmetrics import StorageCollector
+
+        return [StorageCollector(self)]
+
+    def _storage_failed(self, error: StorageError) -> float:
+        """A cycle could not reach the storage: say so once, count it; seconds until
+        the next try (1 s doubling to a minute)."""
+        self.storage_errors += 1
+        if self.storage_up is not False:
+            log.error(
+                "the storage is unavailable; serving what is on disk, trying again with "
+                "backoff: %s",
+                error,
+            )
+        self.storage_up = False
+        wait = self._storage_retry
+        self._storage_retry = min(wait * 2, STORAGE_RETRY_MAX)
+        return wait
+
+    def _storage_answered(self) -> None:
+        if self.storage_up is False:
+            log.warning("the storage is available again")
+        self.storage_up = True
+        self.storage_ok_at = time.time()
+        self._storage_retry = STORAGE_RETRY_FIRST
 
     def health(self) -> str | None:
         """None when healthy; else why not (a lineage expired, or the last cycle failed)."""
@@ -178,11 +217,17 @@ class Daemon:
         # What storage holds is served from the start: a first cycle renewing many
         # lineages takes minutes, and meanwhile /metrics and /health must not be empty
         # (an expired certificate is unhealthy before any cycle ends).
+        retry: float | None = None
         try:
             await self.refresh_status()
+        except StorageError as exc:
+            retry = self._storage_failed(exc)
         except CertherdError as exc:
             log.error("cannot read the lineages: %s", exc)
+        if retry is not None:
+            await self._sleep(retry)
         while not self._stop.is_set():
+            retry = None
             self._wake.clear()  # a wake() from now on asks for one more cycle
             work = asyncio.ensure_future(self.cycle())
             stopper = asyncio.ensure_future(self._stop.wait())
@@ -203,12 +248,18 @@ class Daemon:
                     # Any exception (issue 9.3): the cycle failed, the daemon goes on and
                     # health says why; the next cycle comes after FAILED_CYCLE_RETRY.
                     self.status.last_error = describe_failure(error, 300)
-                    log.error("renewal cycle failed: %s", self.status.last_error)
+                    if isinstance(error, StorageError):
+                        retry = self._storage_failed(error)
+                    else:
+                        log.error("renewal cycle failed: %s", self.status.last_error)
                     if not isinstance(error, CertherdError):
                         log.debug("the cycle's traceback", exc_info=error)
+                else:
+                    self._storage_answered()
             if self._stop.is_set():
                 break
-            await self._sleep(self.next_sleep())
+            sleep = self.next_sleep()
+            await self._sleep(sleep if retry is None else min(sleep, retry))
 
     async def _sleep(self, seconds: float) -> None:
         """Sleep ``seconds``, or less if :meth:`stop` or :meth:`wake` is called."""
