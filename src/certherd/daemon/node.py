@@ -24,13 +24,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import json
 import logging
 import time
 from collections.abc import Callable
 from typing import Any
 
 from certherd.daemon.loop import Daemon
+from certherd.daemon.markers import DeployMarkers
 from certherd.errors import CertherdError, StorageError
 from certherd.manager.hooks import run_lineage_hooks
 from certherd.manager.lineage import LineageState
@@ -40,7 +40,7 @@ from certherd.settings import LineageSettings
 from certherd.storage.base import Lease
 from certherd.storage.fleet import Fleet, ScheduleEntry
 from certherd.storage.hostfiles import HostFiles
-from certherd.storage.layout import DEPLOY_MARKERS, archive_folder, deploy_marker
+from certherd.storage.layout import archive_folder
 from certherd.storage.leases import LEASE_TTL, holding
 
 __all__ = ["FleetNode"]
@@ -85,6 +85,7 @@ class FleetNode(Daemon):
         self.concurrency = max(1, concurrency)
         self.lease_ttl = lease_ttl
         self.host = manager.storage if isinstance(manager.storage, HostFiles) else None
+        self.markers = DeployMarkers(self.host.local) if self.host is not None else None
         self.working: dict[str, asyncio.Task[None]] = {}
         self._nudge = asyncio.Event()
         self._here: dict[str, int] = {}
@@ -293,7 +294,8 @@ class FleetNode(Daemon):
             return
         if not self._seeded:  # what this host holds already, in one scan of live/
             on_disk = await self.host.local.live_versions()
-            await self._find_owed(on_disk, rows)
+            assert self.markers is not None
+            self._owed_here |= await self.markers.owed(on_disk, set(rows))
             self._here.update(
                 {n: v for n, v in on_disk.items() if n in rows and n not in self._owed_here}
             )
@@ -376,53 +378,12 @@ class FleetNode(Daemon):
         )
 
     async def _mark(self, name: str) -> int | None:
-        """Before this host's live files of ``name`` may switch: a marker on this host
-        (``deploying/<name>.json``, with the version they hold now), removed once the
-        deploy hooks of whatever version they switch to succeed. A node killed between
-        the switch and its hooks finds it at its next start. The version held now."""
-        if self.host is None:
-            return None
-        try:
-            before = await self.host.local.live_version(name)
-            marker = json.dumps({"before": before}).encode()
-            await self.host.local.write(deploy_marker(name), marker)
-        except (CertherdError, ValueError) as exc:
-            log.warning("node %s: %s: cannot mark the deploy owed here: %s", self.node, name, exc)
-            return None
-        return before
+        """Before this host's files of ``name`` may switch (:mod:`.markers`)."""
+        return None if self.markers is None else await self.markers.mark(name)
 
     async def _unmark(self, name: str) -> None:
-        if self.host is not None:
-            with contextlib.suppress(CertherdError, ValueError):
-                await self.host.local.delete(deploy_marker(name))
-
-    async def _find_owed(self, on_disk: dict[str, int], rows: dict[str, ScheduleEntry]) -> None:
-        """At start: the markers a killed run left; a lineage whose files here switched
-        since its marker was written owes this host its deploy hooks."""
-        assert self.host is not None
-        try:
-            keys = await self.host.local.list(DEPLOY_MARKERS)
-        except CertherdError:
-            return
-        for key in keys:
-            name = key.removeprefix(DEPLOY_MARKERS + "/").removesuffix(".json")
-            try:
-                data = json.loads(await self.host.local.read(key))
-                before = data.get("before") if isinstance(data, dict) else None
-            except (CertherdError, ValueError):
-                before = None
-            if name in on_disk and name in rows and on_disk[name] != before:
-                self._owed_here.add(name)
-                log.warning(
-                    "node %s: %s v%d switched on this host by a run stopped before its "
-                    "deploy hooks finished: running them",
-                    self.node,
-                    name,
-                    on_disk[name],
-                )
-            else:
-                with contextlib.suppress(CertherdError, ValueError):
-                    await self.host.local.delete(key)
+        if self.markers is not None:
+            await self.markers.unmark(name)
 
     async def _switched_anyway(self, name: str, before: int | None) -> None:
         """Work on ``name`` failed: if this host's files switched meanwhile, their deploy
