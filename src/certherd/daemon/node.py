@@ -29,6 +29,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from certherd.daemon.expiring import EXPIRY_SWEEP, sweep_expiring, tell_expiring
 from certherd.daemon.loop import Daemon
 from certherd.daemon.markers import DeployMarkers
 from certherd.errors import CertherdError, StorageError
@@ -101,6 +102,7 @@ class FleetNode(Daemon):
         self._follow = True
         self._retry = RETRY_FIRST
         self._synced = -SYNC_EVERY
+        self._expiry_sweep_at = 0.0
         self._changed = True
         """A live version or the desired state changed since the schedule was read."""
         self.storage_up: bool | None = None
@@ -162,6 +164,9 @@ class FleetNode(Daemon):
                 retry_in = await self._retry_deploys()
                 if retry_in is not None:
                     cap = min(cap, retry_in)
+            if time.monotonic() >= self._expiry_sweep_at:
+                self._expiry_sweep_at = time.monotonic() + EXPIRY_SWEEP
+                await sweep_expiring(self.manager, self.fleet, self.working, self.lease_ttl)
             free = self.concurrency - len(self.working)
             for lease in await self.fleet.claim(limit=free, ttl=self.lease_ttl):
                 self.working[lease.name] = asyncio.create_task(
@@ -250,6 +255,8 @@ class FleetNode(Daemon):
             before = await self._mark(name)
             async with holding(storage, name, ttl=self.lease_ttl, granted=lease, release=False):
                 outcome = await self.manager.renew_one(name)
+                if outcome.action not in ("issued", "renewed"):
+                    await tell_expiring(self.manager, name, outcome)  # under the lease
                 if outcome.hook_errors and outcome.version is not None:
                     await self._owe_here(name, outcome.version)
                 # Scheduled from the state it left, under its lease (never sooner than
