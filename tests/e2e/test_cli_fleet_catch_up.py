@@ -76,9 +76,16 @@ def stop(running: list[Running]) -> None:
         process.wait(timeout=30)
 
 
-def test_a_node_killed_while_another_obtains_a_version_deploys_it_once_on_restart(
-    nodes: list[Certherd], fleet_pebble: PebbleServer, postgres: PostgresServer, tmp_path: Path
+@pytest.mark.parametrize("how", ["kill -9", "SIGTERM", "SIGSTOP"])
+def test_a_node_down_while_another_obtains_a_version_deploys_it_once_when_back(
+    nodes: list[Certherd],
+    fleet_pebble: PebbleServer,
+    postgres: PostgresServer,
+    tmp_path: Path,
+    how: str,
 ) -> None:
+    """Down: killed -9, stopped (SIGTERM, as systemd stops it) and started again, or
+    paused (SIGSTOP, a frozen VM) and resumed."""
     url = postgres.url(postgres.database())
     hook = fast_dns_hook(fleet_pebble, tmp_path)
     deployed = tmp_path / "deployed"
@@ -88,8 +95,15 @@ def test_a_node_killed_while_another_obtains_a_version_deploys_it_once_on_restar
     a, b = node(nodes[0], url, "a"), node(nodes[1], url, "b")
     first = [f"{node.live(NAME)} 1" for node in nodes]
     wait_until(lambda: set(first) <= set(deploy_lines(deployed)), 60, "version 1 on both")
-    b.process.kill()  # kill -9: host1 misses what follows
-    b.process.wait()
+    # host1 misses what follows
+    if how == "kill -9":
+        b.process.kill()
+        b.process.wait()
+    elif how == "SIGTERM":
+        b.process.send_signal(signal.SIGTERM)
+        assert b.wait(timeout=30).code == 0
+    else:
+        b.process.send_signal(signal.SIGSTOP)
     # Version 2 (a new key type, deferred): node a is the only one left to obtain it.
     config.write_text(
         fleet_config(fleet_pebble, hook, [NAME], deployed).replace(
@@ -100,7 +114,10 @@ def test_a_node_killed_while_another_obtains_a_version_deploys_it_once_on_restar
     wait_until(lambda: f"{nodes[0].live(NAME)} 2" in deploy_lines(deployed), 60, "v2 on a")
     assert version_of(nodes[1]) == 1
     assert f"{nodes[1].live(NAME)} 2" not in deploy_lines(deployed)
-    b = node(nodes[1], url, "b")
+    if how == "SIGSTOP":
+        b.process.send_signal(signal.SIGCONT)
+    else:
+        b = node(nodes[1], url, "b")
     wait_until(lambda: f"{nodes[1].live(NAME)} 2" in deploy_lines(deployed), 60, "v2 on b")
     assert version_of(nodes[1]) == 2
     # A few more rounds of both nodes: nothing is deployed again anywhere.
