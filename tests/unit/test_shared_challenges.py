@@ -429,3 +429,20 @@ async def test_a_flood_of_made_up_tokens_reads_no_record_and_a_new_one_is_answer
         await SharedSolver(storage, "http-01").cleanup(handle)
     records = [key for key in reads if key.startswith("challenges/http-01/")]
     assert records == [f"challenges/http-01/{TOKEN}.json"]  # read once, when it was new
+
+
+async def test_a_flood_of_misses_waits_in_a_few_requests_and_answers_the_rest_at_once() -> None:
+    """A miss waits (a key authorization may be on its way), but only
+    :data:`~certherd.challenges.view.MAX_WAITING` of them at once: a flood cannot hold
+    every connection of the listener for a quarter of a second each."""
+    from certherd.challenges.view import MAX_WAITING, ChallengeView
+
+    view = ChallengeView(MemoryStorage(), poll=30.0)  # no poll within the test
+    await view.start()
+    try:
+        made_up = [f"{n:04}{'B' * 39}" for n in range(MAX_WAITING + 100)]
+        answers = await asyncio.gather(*(view.http01(token) for token in made_up))
+        assert answers == [None] * len(made_up)
+        assert view.turned_away == 100
+    finally:
+        await view.stop()

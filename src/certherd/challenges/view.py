@@ -22,9 +22,11 @@ until the next look that starts after the request came is done; while notified, 
 :data:`MISS_WAIT` seconds (the CA comes to validate milliseconds after the key
 authorization is written, and its notification may still be on the way). So an
 authorization written before the CA was asked is found, and a made-up token costs a
-quarter of a second of one connection, never the database. A token that is not base64url
-(16 to 512 characters) is 404 at once. While the storage is away the view keeps
-answering what it holds (the orders under way keep validating).
+quarter of a second of one connection, never the database. At most :data:`MAX_WAITING`
+requests wait at once; the others of a flood are answered at once, so made-up tokens
+cannot hold every connection of the listener (its cap, 256) and turn the CA away. A
+token that is not base64url (16 to 512 characters) is 404 at once. While the storage is
+away the view keeps answering what it holds (the orders under way keep validating).
 """
 
 from __future__ import annotations
@@ -45,7 +47,7 @@ from certherd.storage.layout import CHALLENGES_FOLDER
 if TYPE_CHECKING:
     from prometheus_client.core import Metric
 
-__all__ = ["CHANNEL", "MISS_WAIT", "POLL", "RECHECK", "ChallengeView"]
+__all__ = ["CHANNEL", "MAX_WAITING", "MISS_WAIT", "POLL", "RECHECK", "ChallengeView"]
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +59,8 @@ RECHECK = 30.0
 """Seconds between two full looks while notifications arrive (a safety net)."""
 MISS_WAIT = 0.25
 """Seconds a request for a token the view lacks waits at most for it to arrive."""
+MAX_WAITING = 32
+"""Requests waiting so at once; more are answered (404) at once."""
 _RETRY_FIRST, _RETRY_MAX = 1.0, 30.0
 _WARN_EVERY = 60.0
 _MAX_PENDING = 10_000
@@ -107,6 +111,9 @@ class ChallengeView:
         """Calls this view made to the storage (listings and reads), for ``/metrics``."""
         self.notified = False
         """Whether notifications arrive now (else the view polls)."""
+        self.turned_away = 0
+        """Misses answered at once because :data:`MAX_WAITING` requests waited already."""
+        self._waiting = 0
         self._records: dict[str, tuple[str | None, Answer | None]] = {}
         self._http: dict[str, Answer] = {}
         self._names: dict[str, dict[str, Answer]] = {}
@@ -150,21 +157,30 @@ class ChallengeView:
         found = lookup()
         if found is not None or self._task is None:
             return found
+        if self._waiting >= MAX_WAITING:
+            # A flood of made-up tokens: the rest are answered at once, so they cannot
+            # fill the listener's connections (the CA's few requests still get through).
+            self.turned_away += 1
+            return None
         begun = self._started  # looks begun before this request came
         loop = asyncio.get_running_loop()
         deadline = loop.time() + MISS_WAIT
-        async with self._looks:
-            while True:
-                found = lookup()
-                if found is not None or (not self.notified and self._done > begun):
-                    return found
-                remaining = deadline - loop.time()
-                if remaining <= 0:
-                    return None
-                try:
-                    await asyncio.wait_for(self._looks.wait(), remaining)
-                except TimeoutError:
-                    return lookup()
+        self._waiting += 1
+        try:
+            async with self._looks:
+                while True:
+                    found = lookup()
+                    if found is not None or (not self.notified and self._done > begun):
+                        return found
+                    remaining = deadline - loop.time()
+                    if remaining <= 0:
+                        return None
+                    try:
+                        await asyncio.wait_for(self._looks.wait(), remaining)
+                    except TimeoutError:
+                        return lookup()
+        finally:
+            self._waiting -= 1
 
     # -- following the storage ---------------------------------------------------------
 
