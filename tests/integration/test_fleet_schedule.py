@@ -22,6 +22,7 @@ from certherd.storage.base import Lease
 from certherd.storage.fleet import fleet_of, node_of
 from certherd.storage.leases import holding
 from certherd.storage.postgresql import PostgresStorage
+from certherd.testing.pebble import PebbleServer
 
 CA = "https://ca.example/dir"
 
@@ -229,5 +230,64 @@ async def test_a_change_before_the_node_listens_is_claimed_once_it_listens(
     finally:
         node.stop()
         await running
+        await storage.aclose()
+        await other.aclose()
+
+
+async def test_a_lease_that_ran_out_before_finalize_is_renewed_so_no_node_takes_over(
+    pebble: PebbleServer, postgres: PostgresServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A node whose lease ran out while it stalled (renewals too late, on a starved
+    machine), not granted again yet, passes the fenced write before finalize; another
+    node could then take the lineage over, resume the same order and finalize it too (a
+    CA that does not mark the order processing at once issues twice: Pebble does, now
+    and then). The lease is renewed for its whole time right before finalize instead."""
+    from certherd.acme.client import AcmeClient
+    from certherd.challenges.spec import SolverSpec
+    from certherd.errors import LockTimeoutError
+    from certherd.manager import obtain
+    from certherd.manager.service import Manager
+    from certherd.settings import LineageSettings
+
+    url = postgres.url(postgres.database())
+    storage, other = PostgresStorage(url, node="a"), PostgresStorage(url, node="b")
+    name = "stalled.fleet.test"
+    port = pebble.options.http_port
+    await LineageSettings(
+        name=name,
+        names=(name,),
+        directory_url=pebble.directory_url,
+        ca_bundle=str(pebble.ca_bundle),
+        solvers=(SolverSpec("http", {"listen": f"127.0.0.1:{port}"}),),
+        agree_tos=True,
+    ).save(storage)
+    taken: list[bool] = []
+    finalize, build_csr = AcmeClient.finalize, obtain.build_csr
+
+    async def finalize_once_taken_over(client: AcmeClient, *args: Any) -> Any:
+        try:  # another node, the moment this one finalizes
+            lease = await other.acquire(name, ttl=5, wait=0)
+        except LockTimeoutError:
+            taken.append(False)
+        else:
+            taken.append(True)
+            await other.release(lease)
+        return await finalize(client, *args)
+
+    def stalled_build_csr(*args: Any, **options: Any) -> Any:
+        time.sleep(1.5)  # right before finalize, this process stalls past its lease
+        return build_csr(*args, **options)
+
+    monkeypatch.setattr(AcmeClient, "finalize", finalize_once_taken_over)
+    monkeypatch.setattr(obtain, "build_csr", stalled_build_csr)
+    manager = Manager(storage)
+    try:
+        [lease] = await storage.claim(limit=1, ttl=1)  # granted for 1 s; renewed every 10 s
+        async with holding(storage, name, ttl=30, granted=lease, release=False):
+            outcome = await manager.renew_one(name)
+        assert taken == [False], "another node took the lineage over during its finalize"
+        assert (outcome.action, outcome.version) == ("renewed", 1), outcome
+    finally:
+        await manager.aclose()
         await storage.aclose()
         await other.aclose()

@@ -51,7 +51,7 @@ from certherd.settings import LineageSettings
 from certherd.storage.base import Storage
 from certherd.storage.fleet import Fleet, fleet_of
 from certherd.storage.layout import archive_file, pending_key
-from certherd.storage.leases import held_lease
+from certherd.storage.leases import held_lease, refresh_lease
 from certherd.storage.lineages import publish
 
 __all__ = ["Issuer"]
@@ -237,9 +237,14 @@ class Issuer:
 
             async def still_holding() -> None:
                 """A fenced write of the state: FencedError (no finalize) if the lineage
-                was granted to another holder since (this one was paused past its lease)."""
+                was granted to another holder since (this one was paused past its lease);
+                then the lease renewed, so no other node can take the lineage over (and
+                finalize the same order too) while this one finalizes, even if its lease
+                ran out while this process stalled (LeaseLostError if it was granted
+                again in between)."""
                 if held_lease(name) is not None:
                     await opened.save(self.storage)
+                    await refresh_lease(name)
 
             try:
                 order, _ = await complete_order(

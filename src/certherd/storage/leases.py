@@ -15,13 +15,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextvars import ContextVar
 
 from certherd.errors import LeaseLostError, StorageError
 from certherd.storage.base import Lease, Locker
 
-__all__ = ["LEASE_TTL", "LOCK_WAIT", "held_lease", "holding", "innermost_lease"]
+__all__ = ["LEASE_TTL", "LOCK_WAIT", "held_lease", "holding", "innermost_lease", "refresh_lease"]
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +33,10 @@ LOCK_WAIT = 300.0
 _held: ContextVar[Mapping[str, Lease] | None] = ContextVar("certherd_held_leases", default=None)
 _lent: ContextVar[frozenset[str]] = ContextVar("certherd_granted_leases", default=frozenset())
 """Names held through ``holding(granted=...)``: held again inside, the same lease."""
+_renew_now: ContextVar[Mapping[str, Callable[[], Awaitable[Lease]]] | None] = ContextVar(
+    "certherd_lease_renewers", default=None
+)
+"""For each name held through :func:`holding`: renew its lease now, for its whole ttl."""
 
 
 def innermost_lease() -> Lease | None:
@@ -45,6 +49,21 @@ def innermost_lease() -> Lease | None:
 def held_lease(name: str) -> Lease | None:
     """The lease on ``name`` this task holds through :func:`holding`, if any."""
     return (_held.get() or {}).get(name)
+
+
+async def refresh_lease(name: str) -> Lease | None:
+    """Renew now, for its whole ttl, the lease on ``name`` this task holds through
+    :func:`holding` (None if it holds none); LeaseLostError if it was granted to another
+    holder meanwhile.
+
+    For the step before one no other holder may repeat (an ACME finalize): a fenced
+    write only proves the lease was not granted again yet. A lease that ran out while
+    this process stalled (its renewals came too late) passes it, and another node may
+    take the lineage over a moment later and finalize too; renewed here, it is this
+    holder's for a whole ttl again.
+    """
+    renew = (_renew_now.get() or {}).get(name)
+    return None if renew is None else await renew()
 
 
 @contextlib.asynccontextmanager
@@ -78,6 +97,10 @@ async def holding(
     lease = granted if granted is not None else await locker.acquire(name, ttl=ttl, wait=wait)
     current = [lease]
 
+    async def renew_now() -> Lease:
+        current[0] = await locker.renew(current[0], ttl=ttl)
+        return current[0]
+
     async def keep() -> None:
         while True:
             await asyncio.sleep(ttl / 3)
@@ -92,6 +115,7 @@ async def holding(
     renewing = asyncio.create_task(keep(), name=f"renew lease {name}")
     outer = {k: v for k, v in (_held.get() or {}).items() if k != name}
     held = _held.set({**outer, name: lease})
+    renewers = _renew_now.set({**(_renew_now.get() or {}), name: renew_now})
     lent = _lent.set(_lent.get() | {name}) if granted is not None else None
     try:
         yield lease
@@ -99,6 +123,7 @@ async def holding(
         if lent is not None:
             _lent.reset(lent)
         _held.reset(held)
+        _renew_now.reset(renewers)
         renewing.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await renewing
