@@ -11,6 +11,7 @@ docs/status-page.png when ``CERTHERD_SCREENSHOT`` is set (how the committed one 
 
 from __future__ import annotations
 
+import concurrent.futures
 import json
 import os
 import shutil
@@ -21,7 +22,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from e2e_helpers import wait_until
+from e2e_helpers import forget_authorizations, wait_until
 from e2e_runner import Certherd, PebbleFactory, Running
 from playwright.sync_api import Browser
 from tests.servers.net import free_port
@@ -92,6 +93,13 @@ def _obtain(certherd: Certherd) -> None:
     taken), as a renewal does when a web server took the port the solver needs."""
     for names in (("good-one.test", "www.good-one.test"), ("good-two.test",), ("broken.test",)):
         certherd.issue(*names)
+    # (else Pebble may reuse broken.test's valid authorization: the renewal would pass)
+    # (in a thread: Playwright's sync API keeps an event loop running in this one)
+    server = certherd.server
+    with concurrent.futures.ThreadPoolExecutor(1) as thread:
+        thread.submit(
+            forget_authorizations, certherd.config_dir, server.directory_url, server.ca_bundle
+        ).result()
     with socket.socket() as squatter:
         squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         squatter.bind(("127.0.0.1", certherd.server.options.http_port))

@@ -342,9 +342,10 @@ def _send_one(url: str, notice: Notice, urls: list[str]) -> str | None:
     sender = apprise.Apprise(asset=asset)
     if not sender.add(url):
         return "apprise does not know this URL: see docs/notifications.md"
+    # apprise's warnings say why a target failed: heard for the length of this call by a
+    # handler of this thread's records only, taken off again after; the level of
+    # apprise's logger is the embedding program's to set (default: WARNING).
     logger = logging.getLogger("apprise")
-    if logger.getEffectiveLevel() > logging.WARNING:
-        logger.setLevel(logging.WARNING)  # its warnings say why a target failed
     capture = _ThreadLog()
     logger.addHandler(capture)
     try:
