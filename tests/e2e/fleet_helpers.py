@@ -93,6 +93,11 @@ def finalized(pebble: PebbleServer) -> int:
     return pebble.requests_handled("/finalize-order/")
 
 
+def issued(pebble: PebbleServer) -> int:
+    """Certificates Pebble has issued, from its log (one line each)."""
+    return pebble.log_tail(10**7).count("Issued certificate serial ")
+
+
 def live_names(config_dir: Path) -> set[str]:
     """Lineages whose live files this host holds (all four, readable)."""
     live = config_dir / "live"

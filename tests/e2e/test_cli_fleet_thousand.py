@@ -1,8 +1,16 @@
 """The fleet test (issue 12 item 7, first half): three nodes on one PostgreSQL and one
 Pebble, 1,000 lineages applied with ``apply --defer``; one node killed -9 while it holds
-leases, one SIGSTOPped past its lease and resumed. Every lineage is finalized exactly
-once (finalize requests counted in Pebble's log), and both surviving nodes hold all
-1,000 live lineages on their hosts, each a full, readable certificate and key pair."""
+leases, one SIGSTOPped past its lease and resumed. Every lineage is obtained exactly
+once (certificates issued and finalize requests counted in Pebble's log), and both
+surviving nodes hold all 1,000 live lineages on their hosts, each a full, readable
+certificate and key pair.
+
+Finalize requests may exceed 1,000 by what the paused node had between its last lease
+check and its POST: a process stopped there sends the POST when it wakes, after another
+node took the lineage over and finalized the same order; no fencing token reaches the
+CA, which refuses it (the order is no longer ready) and issues nothing. So the exact
+count is of certificates issued, and the requests are bounded by the paused node's
+concurrency."""
 
 from __future__ import annotations
 
@@ -14,13 +22,22 @@ from pathlib import Path
 import pytest
 from e2e_helpers import wait_until
 from e2e_runner import Certherd
-from fleet_helpers import fast_dns_hook, finalized, fleet_config, live_names, start_node
+from fleet_helpers import (
+    fast_dns_hook,
+    finalized,
+    fleet_config,
+    issued,
+    live_names,
+    start_node,
+)
 from tests.servers.postgres import PostgresServer
 
 from certherd.testing.pebble import PebbleServer
 
 LINEAGES = 1000
 LEASE_TTL = 4.0
+CONCURRENCY = 8
+"""Lineages each node works on at once."""
 
 
 @pytest.fixture(scope="module")
@@ -72,10 +89,11 @@ def test_three_nodes_one_killed_one_paused_every_lineage_once_everywhere(
     stored = hosts[0]("--json", "--storage", url, "apply", "--defer").json()
     assert len(stored["results"]) == LINEAGES
     before = finalized(thousand_pebble)
+    issued_before = issued(thousand_pebble)
     started = time.monotonic()
     nodes = [
         start_node(
-            host, url, f"node{n}", "--concurrency", "8", "--lease-ttl", str(LEASE_TTL),
+            host, url, f"node{n}", "--concurrency", str(CONCURRENCY), "--lease-ttl", str(LEASE_TTL),
             "--min-interval", "5", "--max-interval", "2",
         )
         for n, host in enumerate(hosts)
@@ -104,7 +122,9 @@ def test_three_nodes_one_killed_one_paused_every_lineage_once_everywhere(
             f"all {LINEAGES} lineages under {host.config_dir}",
         )
     # Exactly once: one finalize request per lineage at the CA, whatever died or paused.
-    assert finalized(thousand_pebble) - before == LINEAGES, f"after {took:.0f} s"
+    assert issued(thousand_pebble) - issued_before == LINEAGES, f"after {took:.0f} s"
+    requests = finalized(thousand_pebble) - before
+    assert LINEAGES <= requests <= LINEAGES + CONCURRENCY, f"{requests} finalize requests"
     for host in survivors:
         for name in names:
             assert (host.live(name) / "cert.pem").resolve().name == "cert1.pem"
