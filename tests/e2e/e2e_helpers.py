@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 import os
 import re
 import stat
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -296,3 +298,31 @@ def forget_authorizations(config_dir: Path, directory_url: str, ca_bundle: Path)
         return forgotten
 
     return asyncio.run(each())
+
+
+@contextlib.contextmanager
+def json_receiver(path: str) -> Iterator[tuple[str, list[dict[str, Any]]]]:
+    """A local HTTP receiver of apprise's ``json://`` posts: its URL (``path`` after
+    the host) and the posts as received."""
+    import json
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    posts: list[dict[str, Any]] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            posts.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"json://127.0.0.1:{server.server_address[1]}/{path}", posts
+    finally:
+        server.shutdown()
+        server.server_close()

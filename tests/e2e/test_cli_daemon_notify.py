@@ -16,13 +16,12 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from e2e_helpers import forget_authorizations, wait_until
+from e2e_helpers import forget_authorizations, json_receiver, wait_until
 from e2e_runner import Certherd, PebbleFactory, Running
 from tests.servers.net import free_port
 
@@ -50,22 +49,8 @@ def certherd(short_lived: PebbleServer, tmp_path: Path) -> Iterator[Certherd]:
 @pytest.fixture
 def receiver() -> Iterator[tuple[str, list[dict[str, Any]]]]:
     """apprise's json:// posts, as received."""
-    posts: list[dict[str, Any]] = []
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            posts.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
-            self.send_response(200)
-            self.end_headers()
-
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"json://127.0.0.1:{server.server_address[1]}/hooks/receiver", posts
-    server.shutdown()
-    server.server_close()
+    with json_receiver("hooks/receiver") as received:
+        yield received
 
 
 @pytest.fixture

@@ -6,17 +6,14 @@ the CA then unreachable; one message, to a real HTTP receiver."""
 from __future__ import annotations
 
 import asyncio
-import json
 import signal
-import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
-from e2e_helpers import wait_until
+from e2e_helpers import json_receiver, wait_until
 from e2e_runner import Certherd, PebbleFactory
 from fleet_helpers import fast_dns_hook, fleet_config
 from tests.integration.acme_helpers import forget_authorizations as forget
@@ -36,22 +33,9 @@ def short_lived(pebble_factory: PebbleFactory) -> PebbleServer:
 
 @pytest.fixture
 def receiver() -> Iterator[tuple[str, list[dict[str, Any]]]]:
-    posts: list[dict[str, Any]] = []
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            posts.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
-            self.send_response(200)
-            self.end_headers()
-
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"json://127.0.0.1:{server.server_address[1]}/hooks/fleet", posts
-    server.shutdown()
-    server.server_close()
+    """apprise's json:// posts, as received."""
+    with json_receiver("hooks/fleet") as received:
+        yield received
 
 
 async def _forget_authorizations(storage: str) -> None:

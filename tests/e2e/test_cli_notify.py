@@ -5,14 +5,12 @@ comes from."""
 
 from __future__ import annotations
 
-import json
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
+from e2e_helpers import json_receiver
 from e2e_runner import Certherd, PebbleFactory
 
 TOKEN = "tok3n-of-the-webhook-0123"
@@ -20,22 +18,9 @@ TOKEN = "tok3n-of-the-webhook-0123"
 
 @pytest.fixture
 def receiver() -> Iterator[tuple[str, list[dict[str, Any]]]]:
-    posts: list[dict[str, Any]] = []
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            posts.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
-            self.send_response(200)
-            self.end_headers()
-
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"json://127.0.0.1:{server.server_address[1]}/hooks/{TOKEN}", posts
-    server.shutdown()
-    server.server_close()
+    """apprise's json:// posts, as received."""
+    with json_receiver(f"hooks/{TOKEN}") as received:
+        yield received
 
 
 def test_a_failed_issue_is_posted_once_and_the_url_never_shown(
