@@ -7,9 +7,10 @@ already knows.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -26,7 +27,7 @@ from certherd.errors import (
 )
 from certherd.key_types import KeyType
 from certherd.manager.hygiene import STARTED
-from certherd.storage.base import Leftovers, Storage, has_value
+from certherd.storage.base import Lease, Leftovers, Storage, has_value
 from certherd.storage.layout import (
     account_json,
     account_key,
@@ -206,11 +207,35 @@ def _client(options: CaOptions, record: AccountRecord) -> AcmeClient:
 async def register(storage: Storage, options: CaOptions) -> tuple[AcmeClient, Account]:
     """Create (or find, for a stored key) the account and store its URL.
 
-    A new key is written (0600) only once the CA's directory answered, and before the
-    newAccount request, so a crash never loses an account the CA already knows. If the
-    CA then refuses with a problem document, it created no account: the new key is
-    removed again, so a failed attempt leaves no stub account behind.
+    Under the account's lease: processes that share the storage (fleet nodes started
+    at once, a cron run beside a manual one) never each create an account, leaving
+    one's key stored beside another's URL. A new key is written (0600) only once the
+    CA's directory answered, and before the newAccount request, so a crash never loses
+    an account the CA already knows. If the CA then refuses with a problem document, it
+    created no account: the new key is removed again, so a failed attempt leaves no
+    stub account behind.
     """
+    async with _registering(storage, options):
+        return await _register(storage, options)
+
+
+@contextlib.asynccontextmanager
+async def _registering(storage: Storage, options: CaOptions) -> AsyncIterator[Lease]:
+    """Hold the account's lease while it is registered; in a folder, its lock file is
+    removed afterwards (a registration, failed or not, leaves no lock behind)."""
+    name = account_lock(options.ca_id, options.account)
+    async with holding(storage, name) as lease:
+        try:
+            yield lease
+        finally:
+            if isinstance(storage, Leftovers):
+                with contextlib.suppress(StorageError):
+                    await storage.forget(name, fence=lease)
+
+
+async def _register(storage: Storage, options: CaOptions) -> tuple[AcmeClient, Account]:
+    """:func:`register`, its account's lease held."""
+    fence = held_lease(account_lock(options.ca_id, options.account))
     try:
         record = await load_account(storage, options)
         fresh = False
@@ -225,6 +250,7 @@ async def register(storage: Storage, options: CaOptions) -> tuple[AcmeClient, Ac
                 account_key(options.ca_id, options.account),
                 private_key_to_pem(record.key),
                 private=True,
+                fence=fence,
             )
         contact = [options.email] if options.email else list(record.contact)
         try:
@@ -233,7 +259,7 @@ async def register(storage: Storage, options: CaOptions) -> tuple[AcmeClient, Ac
             )
         except (ProblemError, ConfigError):
             if fresh:  # refused before or by the CA: no account holds this key
-                await storage.delete(account_key(options.ca_id, options.account))
+                await storage.delete(account_key(options.ca_id, options.account), fence=fence)
             raise
     except BaseException:
         await client.aclose()
@@ -254,11 +280,8 @@ async def open_client(storage: Storage, options: CaOptions) -> AcmeClient:
     if await has_value(storage, account_key_next(options.ca_id, options.account)):
         async with holding(storage, account_lock(options.ca_id, options.account)):
             await finish_rollover(storage, options)
-    try:
-        record = await load_account(storage, options)
-    except NotFoundError:
-        record = None
-    if record is not None and record.url is not None:
+    record = await _registered(storage, options)
+    if record is not None:
         return _client(options, record)
     if not options.agree_tos:
         raise ConfigError(
@@ -266,8 +289,22 @@ async def open_client(storage: Storage, options: CaOptions) -> AcmeClient:
             "set {agree_tos}, and {email} for expiry and problem notices",
             settings=("agree_tos", "email"),
         )
-    client, _account = await register(storage, options)
+    async with _registering(storage, options):
+        # Another process sharing the storage may have registered while this one waited.
+        record = await _registered(storage, options)
+        if record is not None:
+            return _client(options, record)
+        client, _account = await _register(storage, options)
     return client
+
+
+async def _registered(storage: Storage, options: CaOptions) -> AccountRecord | None:
+    """The stored account if the CA has given it a URL; else None."""
+    try:
+        record = await load_account(storage, options)
+    except NotFoundError:
+        return None
+    return record if record.url is not None else None
 
 
 @dataclass(frozen=True)

@@ -254,6 +254,12 @@ class PebbleServer:
         retried after a rejected nonce counts once)."""
         return self._log().count('Added order "')
 
+    def accounts_created(self) -> int:
+        """How many accounts Pebble holds, from its log (a newAccount request for a key
+        it knows already, or retried after a rejected nonce, adds none)."""
+        counts = re.findall(r"There are now (\d+) accounts in memory", self._log())
+        return int(counts[-1]) if counts else 0
+
     def log_tail(self, lines: int = 20) -> str:
         """The last ``lines`` of each child's log (after :meth:`stop`: as it was then)."""
         if self._workdir is None:
