@@ -230,7 +230,7 @@ async def _registering(storage: Storage, options: CaOptions) -> AsyncIterator[Le
         finally:
             if isinstance(storage, Leftovers):
                 with contextlib.suppress(StorageError):
-                    await storage.forget(name, fence=lease)
+                    await storage.forget_lock(name, fence=lease)
 
 
 async def _register(storage: Storage, options: CaOptions) -> tuple[AcmeClient, Account]:

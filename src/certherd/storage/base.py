@@ -243,6 +243,11 @@ class Leftovers(Protocol):
         removed, if it was granted to another holder since)."""
         ...
 
+    async def forget_lock(self, name: str, *, fence: Lease | None = None) -> None:
+        """Remove the lock files of the lease ``name`` alone (an account's, held as
+        ``fence``: FencedError, nothing removed, if it was granted again since)."""
+        ...
+
 
 async def has_value(store: KeyValueStore, key: str) -> bool:
     """Whether ``key`` holds a value (``stat`` without NotFoundError)."""

@@ -295,10 +295,13 @@ class FilesystemStorage:
 
     async def forget(self, lineage: str, *, fence: Lease | None = None) -> None:
         name = check_name(lineage)
-        self._check_root()
-        await self._locks.forget(name, fence=fence)  # first: FencedError removes nothing
+        await self.forget_lock(name, fence=fence)  # first: FencedError removes nothing
         with contextlib.suppress(OSError):
             (self.root / "archive" / name).rmdir()  # only if empty
+
+    async def forget_lock(self, name: str, *, fence: Lease | None = None) -> None:
+        self._check_root()
+        await self._locks.forget(name, fence=fence)
 
     async def interrupted(self) -> Names:
         return await self._locks.interrupted()
