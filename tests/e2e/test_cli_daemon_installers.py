@@ -5,7 +5,7 @@ through its runtime socket (master and worker unchanged), Apache restarts gracef
 (parent pid unchanged); a request loop over HTTPS through the daemon's renewals sees no
 failure.
 
-Pebble issues certificates valid for 12 s, so one is due about 8 s after issuance and
+Pebble issues certificates valid for 6 s, so one is due about 4 s after issuance and
 the daemon alone renews it; nothing but the daemon runs after ``issue``.
 """
 
@@ -31,7 +31,7 @@ from tests.servers.nginx import NginxRoot
 
 from certherd.testing.pebble import PebbleServer
 
-LIFETIME = 12
+LIFETIME = 6
 NAME = "daemon.install.test"
 RENEWALS = 2
 """How many renewals of the daemon each test waits for (each made live in the server)."""
@@ -57,7 +57,7 @@ X509_V_FLAG_NO_CHECK_TIME = 0x200000
 
 
 def _context(pebble: PebbleServer) -> ssl.SSLContext:
-    """Verifies the chain up to Pebble's root and the name, not the dates: a 12-second
+    """Verifies the chain up to Pebble's root and the name, not the dates: a 6-second
     certificate may run out while a loaded machine runs the daemon's next order, which
     says nothing of the server (what is served is checked by serial)."""
     context = ssl.create_default_context(cadata=pebble.roots_pem(0).decode())
@@ -157,7 +157,7 @@ def daemon_renews_into_the_server(
             return True
 
         for _ in range(renewals):
-            wait_until(the_next_version_is_served, 2 * LIFETIME, "the daemon's next version")
+            wait_until(the_next_version_is_served, 5 * LIFETIME, "the daemon's next version")
     finally:
         loop.stop()
         daemon.process.send_signal(signal.SIGTERM)

@@ -28,7 +28,7 @@ from tests.servers.net import free_port
 from certherd.manager.notify import SEND_TIMEOUT
 from certherd.testing.pebble import PebbleServer
 
-LIFETIME = 12
+LIFETIME = 6
 NAME = "127.0.0.1"
 
 
