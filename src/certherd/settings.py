@@ -42,6 +42,10 @@ __all__ = [
 ]
 
 SCHEMA = 1
+NOTIFY_TIMEOUT = 20.0
+"""Seconds one message waits for its notify targets unless ``notify_timeout`` says."""
+NOTIFY_TIMEOUTS = (1.0, 600.0)
+"""The range ``notify_timeout`` may take."""
 _PLAIN = ("str", "str | None", "bool")
 """The types of the settings stored as they are (JSON text, null or a boolean)."""
 
@@ -244,6 +248,7 @@ class LineageSettings:
     eab: EabSettings | None = None
     notify: tuple[NotifyTarget, ...] = ()
     notify_expiry_days: int = 7
+    notify_timeout: float = NOTIFY_TIMEOUT
     installer: InstallerSettings | None = None
     fallback_cas: tuple[CaSettings, ...] = ()
 
@@ -304,6 +309,7 @@ class LineageSettings:
                 eab=None if eab is None else EabSettings.from_json(eab),
                 notify=tuple(NotifyTarget.from_json(t) for t in data.get("notify") or ()),
                 notify_expiry_days=int(data.get("notify_expiry_days", 7)),
+                notify_timeout=float(data.get("notify_timeout", NOTIFY_TIMEOUT)),
                 installer=None if installer is None else InstallerSettings.from_json(installer),
                 fallback_cas=tuple(CaSettings.from_json(c) for c in data.get("fallback_cas", ())),
                 **plain,

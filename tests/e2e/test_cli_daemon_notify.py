@@ -25,10 +25,11 @@ from e2e_helpers import forget_authorizations, json_receiver, wait_until
 from e2e_runner import Certherd, PebbleFactory, Running
 from tests.servers.net import free_port
 
-from certherd.manager.notify import SEND_TIMEOUT
 from certherd.testing.pebble import PebbleServer
 
 LIFETIME = 6
+SEND_TIMEOUT = 2
+"""notify_timeout of the hanging receiver's test (the default, 20 s, would be waited)."""
 NAME = "127.0.0.1"
 
 
@@ -171,7 +172,7 @@ def test_a_receiver_that_hangs_holds_up_neither_other_targets_nor_the_stop(
     (certherd.config_dir / "certherd.toml").write_text(
         f'[[certificate]]\ndomains = ["{NAME}"]\n'
         'notify = [{ env = "CERTHERD_TEST_NOTIFY" }, { env = "CERTHERD_TEST_WORKING" }]\n'
-        "notify_expiry_days = 1\n"
+        f"notify_expiry_days = 1\nnotify_timeout = {SEND_TIMEOUT}\n"
         f'solver = "http"\nsolver_options = {{ listen = "{listen}" }}\n'
         f'server = "{server.directory_url}"\nca_bundle = "{server.ca_bundle}"\n'
         'email = "e2e@example.com"\nagree_tos = true\n'

@@ -43,9 +43,13 @@ def test_a_failed_issue_is_posted_once_and_the_url_never_shown(
     assert post["title"] == "certherd: renewal failed: 127.0.0.1"
     assert "/bin/false" in post["message"]
 
-    certherd("--json", "issue", "-d", "127.0.0.1", *certherd.http, *certherd.ca, *notify, env=env)
+    certherd(
+        "--json", "issue", "-d", "127.0.0.1", *certherd.http, *certherd.ca, *notify,
+        "--notify-timeout", "7.5", env=env,
+    )  # fmt: skip
     shown = certherd("--json", "show", "127.0.0.1", env=env)
     assert shown.json()["notify"] == [{"env": "CERTHERD_TEST_NOTIFY"}]
+    assert shown.json()["notify_timeout"] == 7.5
     assert TOKEN not in shown.stdout
     human = certherd("show", "127.0.0.1", env=env).stdout
     assert "from the environment variable CERTHERD_TEST_NOTIFY" in human
@@ -54,6 +58,16 @@ def test_a_failed_issue_is_posted_once_and_the_url_never_shown(
         "certherd: renewal failed: 127.0.0.1",
         "certherd: renewal recovered: 127.0.0.1",
     ]
+
+
+def test_a_notify_timeout_out_of_range_is_one_line(certherd: Certherd) -> None:
+    result = certherd(
+        "issue", "-d", "range.test", *certherd.http, *certherd.ca, "--notify-timeout", "0",
+        check=False,
+    )  # fmt: skip
+    assert result.code == 2, result.describe()
+    assert "--notify-timeout" in result.stderr
+    assert "Traceback" not in result.stderr
 
 
 def test_a_notify_file_that_cannot_be_read_is_refused_before_any_order(

@@ -184,6 +184,8 @@ async def test_mistakes_are_certherd_errors_before_any_ca_contact(tmp_path: Path
             )
         with pytest.raises(ConfigError, match="solver 'htp'"):
             await certherd.issue(["x.certherd.test"], solvers=[{"kind": "htp"}])
+        with pytest.raises(ConfigError, match=r"notify_timeout must be .* from 1 to 600, not 0"):
+            await certherd.issue(["x.certherd.test"], solvers=[{"kind": "http"}], notify_timeout=0)
         with pytest.raises(TypeError, match="names must be a list"):
             await certherd.issue("x.certherd.test", solvers=[{"kind": "http"}])
         with pytest.raises(ConfigError, match=r"certherd\.toml"):

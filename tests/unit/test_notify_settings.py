@@ -31,6 +31,7 @@ domains = ["a.example.test"]
 domains = ["b.example.test"]
 notify = [{{ file = "/etc/certherd/notify-url" }}]
 notify_expiry_days = 14
+notify_timeout = 2.5
 
 [[certificate]]
 domains = ["c.example.test"]
@@ -52,6 +53,8 @@ def test_urls_are_stored_as_references_and_never_shown(tmp_path: Path) -> None:
         NotifyTarget(SecretRef("env", "CERTHERD_SLACK_URL")),
     )
     assert (a.notify_expiry_days, b.notify_expiry_days) == (7, 14)
+    assert (a.notify_timeout, b.notify_timeout) == (20.0, 2.5)
+    assert LineageSettings.from_json(b.to_json(), "renewal/b.json").notify_timeout == 2.5
     assert b.notify == (NotifyTarget(SecretRef("file", "/etc/certherd/notify-url")),)
     assert c.notify == ()
     stored = a.to_json().decode()
@@ -97,6 +100,9 @@ async def test_the_manager_reads_each_url_from_where_it_comes_from(tmp_path: Pat
         ('notify = ["not a url"]', "certificate[0].notify[0] is not a notification URL"),
         ('notify = [{ vault = "x" }]', 'a URL by reference is { env = "VARIABLE" }'),
         ("notify_expiry_days = 0", "notify_expiry_days must be a number of days from 1 to 60"),
+        ("notify_timeout = 0.5", "notify_timeout must be a number of seconds from 1 to 600"),
+        ("notify_timeout = 601", "notify_timeout must be a number of seconds from 1 to 600"),
+        ('notify_timeout = "20"', "notify_timeout"),
     ],
 )
 def test_bad_notify_settings_are_refused_on_their_line(

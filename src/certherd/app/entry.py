@@ -353,6 +353,7 @@ class Certherd(AccountCalls, DaemonCalls):
         hooks: HookSettings | None = None,
         notify: Sequence[NotifyTarget] = (),
         notify_expiry_days: int = 7,
+        notify_timeout: float = 20.0,
         installer: InstallerSettings | None = None,
         force: bool = False,
     ) -> Outcome:
@@ -373,8 +374,9 @@ class Certherd(AccountCalls, DaemonCalls):
         after that one, in order, when it fails in a way another CA could fix, each a
         :class:`~certherd.settings.CaSettings` with its own account details
         (docs/failover.md). ``notify``: apprise URLs told when a renewal fails, the
-        certificate expires within ``notify_expiry_days`` unrenewed, or it recovers,
-        each a :class:`~certherd.settings.NotifyTarget` (a reference, like
+        certificate expires within ``notify_expiry_days`` unrenewed, or it recovers
+        (waiting ``notify_timeout`` seconds at most for them per message), each a
+        :class:`~certherd.settings.NotifyTarget` (a reference, like
         ``NotifyTarget(SecretRef("env", "NOTIFY_URL"))``: docs/notifications.md).
         ``installer``: the web server to serve it from once issued, reloaded after each
         renewal (``InstallerSettings("nginx", (("server_root", "/etc/nginx"),))``:
@@ -383,13 +385,19 @@ class Certherd(AccountCalls, DaemonCalls):
         from certherd.challenges.options import solver_from_table
         from certherd.config import resolve_directory_url
         from certherd.names import canonical_names
-        from certherd.settings import HookSettings, LineageSettings
+        from certherd.settings import NOTIFY_TIMEOUTS, HookSettings, LineageSettings
         from certherd.storage.layout import check_name, lineage_for
 
         refuse_text(names, "names")
         checked = canonical_names(tuple(names))
         if email:
             _check_email(email)
+        if not NOTIFY_TIMEOUTS[0] <= notify_timeout <= NOTIFY_TIMEOUTS[1]:
+            low, high = NOTIFY_TIMEOUTS
+            raise ConfigError(
+                f"notify_timeout must be a number of seconds from {low:g} to {high:g}, "
+                f"not {notify_timeout!r}"
+            )
         specs = tuple(solver_from_table(item) for item in solvers)
         settings = LineageSettings(
             name=check_name(lineage) if lineage else lineage_for(checked[0]),
@@ -409,6 +417,7 @@ class Certherd(AccountCalls, DaemonCalls):
             fallback_cas=tuple(fallback_cas),
             notify=tuple(notify),
             notify_expiry_days=notify_expiry_days,
+            notify_timeout=notify_timeout,
             installer=installer,
         )
         return await self.issue_lineage(settings, force=force, named=lineage is not None)

@@ -261,6 +261,7 @@ def issue_settings(params: dict[str, Any]) -> Any:
         ),
         notify=notify_targets(params),
         notify_expiry_days=params.pop("notify_expiry_days"),
+        notify_timeout=params.pop("notify_timeout"),
         **ca,
     )
 
@@ -370,6 +371,15 @@ def notify_targets(params: dict[str, Any]) -> tuple[Any, ...]:
     show_default=True,
     metavar="DAYS",
     help="Tell when the certificate expires within DAYS and was not renewed.",
+)
+@click.option(
+    "--notify-timeout",
+    type=click.FloatRange(1, 600),  # settings.NOTIFY_TIMEOUTS (not imported: CLI start)
+    default=20,
+    show_default=True,
+    metavar="SECONDS",
+    help="How long one message waits for its notify targets; a target that has not "
+    "answered by then is logged as not sent.",
 )
 @ca_options
 @pass_context

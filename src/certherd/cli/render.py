@@ -140,6 +140,7 @@ def lineage_document(
         "issued_by": (state.issued_by or settings.directory_url) if state.version else None,
         "notify": [target.to_json() for target in settings.notify],  # references, or ***
         "notify_expiry_days": settings.notify_expiry_days,
+        "notify_timeout": settings.notify_timeout,
         "installer": settings.installer.to_json() if settings.installer else None,
         "version": state.version,
         "serial": state.serial,
@@ -225,6 +226,7 @@ def damaged_document(name: str, reason: str, config_dir: Path | None) -> dict[st
         "issued_by": None,
         "notify": [],
         "notify_expiry_days": None,
+        "notify_timeout": None,
         "installer": None,
         "version": None,
         "serial": None,

@@ -19,7 +19,14 @@ from certherd.config_dir import CONFIG_FILE, default_config_dir
 from certherd.errors import ConfigError
 from certherd.key_types import DEFAULT_KEY_TYPE, KeyTypeName
 from certherd.schema import SchemaError, convert, dotted
-from certherd.settings import EabSettings, HookSettings, LineageSettings, NotifyTarget
+from certherd.settings import (
+    NOTIFY_TIMEOUT,
+    NOTIFY_TIMEOUTS,
+    EabSettings,
+    HookSettings,
+    LineageSettings,
+    NotifyTarget,
+)
 
 __all__ = [
     "CA_PRESETS",
@@ -113,6 +120,7 @@ class DefaultsTable(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     eab_hmac_key: SecretText | None = None
     notify: list[SecretText] | None = None
     notify_expiry_days: int | None = None
+    notify_timeout: float | None = None
 
 
 class CertificateTable(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -142,6 +150,7 @@ class CertificateTable(msgspec.Struct, forbid_unknown_fields=True, kw_only=True)
     eab_hmac_key: SecretText | None = None
     notify: list[SecretText] | None = None
     notify_expiry_days: int | None = None
+    notify_timeout: float | None = None
     installer: InstallerTable | None = None
 
 
@@ -373,6 +382,22 @@ class _Loader:
             )
         return days
 
+    def notify_timeout(self, entry: CertificateTable, block: int) -> float:
+        """``notify_timeout``: seconds one message waits for its targets."""
+        own = entry.notify_timeout is not None
+        seconds = entry.notify_timeout if own else self.defaults.notify_timeout
+        if seconds is None:
+            return NOTIFY_TIMEOUT
+        if not NOTIFY_TIMEOUTS[0] <= seconds <= NOTIFY_TIMEOUTS[1]:
+            at: tuple[str | int, ...] = ("certificate", block) if own else ("defaults",)
+            low, high = NOTIFY_TIMEOUTS
+            raise self.fail(
+                f"{dotted((*at, 'notify_timeout'))} must be a number of seconds from "
+                f"{low:g} to {high:g}",
+                (*at, "notify_timeout"),
+            )
+        return float(seconds)
+
 
 def load_config_file(path: Path) -> ConfigFile:
     """Read and check certherd.toml against :class:`ConfigDocument` and each solver's
@@ -441,6 +466,7 @@ def load_config_file(path: Path) -> ConfigFile:
                 ),
                 notify=loader.notify(entry, block),
                 notify_expiry_days=loader.expiry_days(entry, block),
+                notify_timeout=loader.notify_timeout(entry, block),
             )
         )
     return ConfigFile(

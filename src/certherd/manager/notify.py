@@ -42,7 +42,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 from certherd.clock import Clock
 from certherd.errors import CertherdError, NotFoundError, StorageError, safe_text
 from certherd.schema import REDACTED
-from certherd.settings import LineageSettings
+from certherd.settings import NOTIFY_TIMEOUT, LineageSettings
 from certherd.storage.base import Storage
 from certherd.storage.layout import notify_record
 from certherd.storage.leases import held_lease
@@ -69,8 +69,9 @@ EVENTS: dict[EventKind, str] = {
 }
 DEDUP_INTERVAL = dt.timedelta(hours=24)
 """One message per event kind and lineage within this time."""
-SEND_TIMEOUT = 20.0
-"""Seconds a renewal waits for the targets of one message (apprise's own socket
+SEND_TIMEOUT = NOTIFY_TIMEOUT
+"""Seconds a renewal waits for the targets of one message by default (the setting
+``notify_timeout`` changes it per certificate; apprise's own socket
 timeouts are 4 s to connect and read, 15 s for SMTP; a receiver that trickles its
 answer defeats them). Past it, a target counts as not sent; its thread is left to
 finish, and the target is skipped until it does."""
@@ -187,7 +188,7 @@ async def notify_event(
             details=details,
             secrets=[*host.known_secrets(settings), *urls],
         )
-        sent = await _send(name, urls, notice)
+        sent = await _send(name, urls, notice, settings.notify_timeout)
         if sent:
             record[kind] = now
             for cleared in _CLEARS.get(kind, ()):
@@ -228,9 +229,9 @@ async def _save(storage: Storage, name: str, record: dict[EventKind, dt.datetime
         log.warning("lineage %s: cannot record the notification sent: %s", name, exc.text(200))
 
 
-async def _send(name: str, urls: list[str], notice: Notice) -> bool:
+async def _send(name: str, urls: list[str], notice: Notice, timeout: float = SEND_TIMEOUT) -> bool:
     """Send ``notice`` to every URL, each in a thread of its own (apprise blocks), and
-    wait at most :data:`SEND_TIMEOUT` for them all; whether any took it.
+    wait at most ``timeout`` seconds for them all; whether any took it.
 
     A target that does not answer in time is left to its thread (a daemon thread: the
     process never waits for it at exit) and skipped by later messages until that thread
@@ -257,11 +258,11 @@ async def _send(name: str, urls: list[str], notice: Notice) -> bool:
         thread.start()
         waiting[index] = future
     if waiting:
-        await asyncio.wait(waiting.values(), timeout=SEND_TIMEOUT)
+        await asyncio.wait(waiting.values(), timeout=timeout)
     for index, future in waiting.items():
         if not future.done():
             future.cancel()
-            problems[index] = f"no answer within {SEND_TIMEOUT:g} s"
+            problems[index] = f"no answer within {timeout:g} s"
         elif (problem := future.result()) is not None:
             problems[index] = problem
     for index in sorted(problems):
