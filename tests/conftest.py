@@ -9,6 +9,11 @@ it is never a skip.
 ``postgres`` is one PostgreSQL server for the session (initdb in a temporary folder, a
 unix socket only, about half a second to start): ``postgres.database()`` makes a fresh
 database for a test. A missing PostgreSQL fails the tests that need it with the install hint.
+
+On pytest-xdist workers (``scripts/test`` runs the whole suite with ``-n 2 --dist
+loadgroup``), each test file is one group, run by one worker, so its module fixtures are
+made once; the acme2certifier tests are one group together: their validator and mock DNS
+use the fixed ports 53, 80 and 443.
 """
 
 from __future__ import annotations
@@ -24,6 +29,24 @@ from certherd.errors import UnavailableError
 from certherd.testing.pebble import PebbleOptions, PebbleServer
 
 pytest_plugins = ["pytester"]
+
+FIXED_PORTS_GROUP = "tests/integration/a2c"
+"""Test files under this folder share fixed ports (53, 80, 443): one xdist group."""
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "xdist_group(name): run with the other tests of the group on one worker"
+    )
+
+
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups (--dist loadgroup)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Put each test in the xdist group of its file (or of the fixed-ports folder)."""
+    for item in items:
+        path = item.nodeid.split("::", 1)[0]
+        group = FIXED_PORTS_GROUP if path.startswith(FIXED_PORTS_GROUP + "/") else path
+        item.add_marker(pytest.mark.xdist_group(group))
 
 PebbleFactory = Callable[..., PebbleServer]
 
