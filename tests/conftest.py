@@ -10,10 +10,10 @@ it is never a skip.
 unix socket only, about half a second to start): ``postgres.database()`` makes a fresh
 database for a test. A missing PostgreSQL fails the tests that need it with the install hint.
 
-On pytest-xdist workers (``scripts/test`` runs the whole suite with ``-n 2 --dist
-loadgroup``), each test file is one group, run by one worker, so its module fixtures are
-made once; the acme2certifier tests are one group together: their validator and mock DNS
-use the fixed ports 53, 80 and 443.
+On pytest-xdist workers (``scripts/test`` runs the whole suite with ``-n 2``), each test
+file is run by one worker, so its module fixtures are made once; the acme2certifier tests
+are all run by one worker: their validator and mock DNS use the fixed ports 53, 80 and 443
+(:func:`pytest_xdist_make_scheduler`).
 """
 
 from __future__ import annotations
@@ -30,23 +30,22 @@ from certherd.testing.pebble import PebbleOptions, PebbleServer
 
 pytest_plugins = ["pytester"]
 
-FIXED_PORTS_GROUP = "tests/integration/a2c"
-"""Test files under this folder share fixed ports (53, 80, 443): one xdist group."""
+FIXED_PORTS_FOLDER = "tests/integration/a2c/"
+"""Test files under this folder share fixed ports (53, 80, 443): one worker runs them all."""
 
 
-def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line(
-        "markers", "xdist_group(name): run with the other tests of the group on one worker"
-    )
+@pytest.hookimpl(optionalhook=True)  # pytest-xdist's hook: -n N
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """Each test file to one worker, and the fixed-ports folder as if it were one file
+    (xdist's own ``--dist loadgroup`` does not group under this pytest)."""
+    from xdist.scheduler import LoadScopeScheduling
 
+    class ByFile(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            path = nodeid.split("::", 1)[0]
+            return FIXED_PORTS_FOLDER if path.startswith(FIXED_PORTS_FOLDER) else path
 
-@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups (--dist loadgroup)
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Put each test in the xdist group of its file (or of the fixed-ports folder)."""
-    for item in items:
-        path = item.nodeid.split("::", 1)[0]
-        group = FIXED_PORTS_GROUP if path.startswith(FIXED_PORTS_GROUP + "/") else path
-        item.add_marker(pytest.mark.xdist_group(group))
+    return ByFile(config, log)
 
 PebbleFactory = Callable[..., PebbleServer]
 
