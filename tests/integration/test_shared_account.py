@@ -14,11 +14,10 @@ import asyncio
 from pathlib import Path
 
 import pytest
-from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from tests.servers.postgres import PostgresServer
 
 from certherd.acme.client import AcmeClient
-from certherd.crypto.keys import PrivateKey
+from certherd.crypto.keys import public_key_equal
 from certherd.manager.accounts import CaOptions, load_account, open_client
 from certherd.storage.base import Storage
 from certherd.storage.filesystem import FilesystemStorage
@@ -32,10 +31,6 @@ NODES = 4
 def own_pebble(pebble_factory: object) -> PebbleServer:
     """A Pebble whose log counts only this module's accounts."""
     return pebble_factory()  # type: ignore[operator,no-any-return]
-
-
-def public(key: PrivateKey) -> bytes:
-    return key.public_key().public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
 
 
 async def register_at_once(stores: list[Storage], pebble: PebbleServer) -> None:
@@ -54,7 +49,7 @@ async def register_at_once(stores: list[Storage], pebble: PebbleServer) -> None:
             record = await load_account(store, options)
             assert record.url == clients[0].account_url
             for client in clients:
-                assert public(client.account_key) == public(record.key)
+                assert public_key_equal(client.account_key.public_key(), record.key.public_key())
         # And it works: every node can read an order another node placed.
         order = await clients[0].new_order(["shared-account.test"])
         for client in clients[1:]:
